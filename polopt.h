@@ -1,0 +1,1959 @@
+/* polopt.h - v0.1.0 - fast offline policy optimisation for huge catalogues
+   One C99 header, no dependencies beyond libc and libm.  Public domain or MIT (see end of file).
+
+   QUICK START
+   -----------
+   Define POLOPT_IMPLEMENTATION in exactly one C or C++ file before including this header:
+
+       #define POLOPT_IMPLEMENTATION
+       #include "polopt.h"
+
+   Every other file just includes it.  A complete program (the 5 best items for one user of a catalogue):
+
+       polopt_synth_config sc = polopt_synth_config_default();
+       sc.n_items = 100000; sc.dim = 32;                       // P items, embedding size L
+       polopt_synth cat;
+       if (polopt_synth_init(&cat, &sc) != POLOPT_OK) { puts(cat.err.message); return 1; }
+       float *beta = malloc(sc.n_items * sc.dim * sizeof *beta), *scores = malloc(sc.n_items * sizeof *scores), x[32];
+       polopt_synth_items(&cat, 0, sc.n_items, beta);          // item embeddings beta, P x L, row-major
+       polopt_synth_user(&cat, 7, x, NULL);                    // the context of user 7
+       polopt_gemv(POLOPT_NO_TRANS, sc.n_items, sc.dim, 1.0f, beta, sc.dim, x, 0.0f, scores); // x^T beta_a
+       uint32_t top[5];
+       polopt_topk(sc.n_items, scores, 5, top, NULL);          // the 5 best items, best first, no full sort
+       polopt_synth_free(&cat); free(beta); free(scores);
+
+   Compile with optimisation and, for speed, for your CPU:  cc -O3 -march=native app.c -lm
+
+   TABLE OF CONTENTS  (search for ">>name" to jump to a section; declarations and implementation share anchors)
+   -----------------
+     >>config     compile-time options and linkage
+     >>errors     result codes, polopt_strerror, per-object error messages, the log callback
+     >>rng        xoshiro256** generator, streams, uniform/normal/Gumbel, categorical, alias tables, sampling k of n
+     >>linalg     dot, axpy, scale, nrm2, gemv, gemm on row-major float arrays (built in, or CBLAS)
+     >>numerics   log-sum-exp, softmax, log-softmax (with temperature), top-k selection, argmax, finiteness
+     >>optim      Adam (bias-corrected, decoupled weight decay) and SGD (momentum)
+     >>synth      deterministic synthetic catalogue: clustered item embeddings, users, ground-truth rewards
+     >>license
+
+   GLOSSARY
+   --------
+     context x         what we know about the user when we recommend (here a vector in R^D).
+     action / item a   one of the P catalogue entries we may recommend; item embedding beta_a in R^L.
+     policy pi(a|x)    probability of recommending a in context x; here softmax of f(a,x) = h(x)^T beta_a.
+     logging policy    the policy that produced the logged data; its probability of the logged action is
+                       the propensity p_i.
+     IPS / DR          inverse propensity scoring and doubly robust estimators of a policy's reward from logs.
+     proposal q        an easy-to-sample distribution used to estimate expectations under pi by importance
+                       sampling (SNIS: self-normalised importance sampling).
+     MIPS              maximum inner product search: the items with the largest h^T beta_a, in O(log P) with
+                       an index such as HNSW.
+
+   COMPILE-TIME OPTIONS  (define before including the implementation)
+   --------------------
+     POLOPT_STATIC               make every function static (private to the including file).
+     POLOPT_MALLOC(size, ctx)    allocator used for everything the library allocates; define all three or
+     POLOPT_REALLOC(p, size, ctx)  none.  ctx is the alloc_ctx pointer of the object's polopt_hooks
+     POLOPT_FREE(p, ctx)           (NULL unless you set it), so one program can route objects to arenas.
+     POLOPT_ASSERT(x)            internal invariants only (never user input); default assert().
+     POLOPT_USE_CBLAS            polopt_dot/axpy/scale/nrm2/gemv/gemm call CBLAS (include <cblas.h>, link a BLAS).
+     POLOPT_ERROR_MESSAGE_SIZE   bytes of an object's error message buffer (default 256).
+
+   CONVENTIONS
+   -----------
+     - Every function that can fail returns a polopt_result: POLOPT_OK (0) or a negative error code.  Objects
+       (a struct you own, set up by *_init and released by *_free) keep a precise message of their last
+       failure in obj.err.message and pass every message to the log callback of their hooks, if set.
+       On failure, outputs are unspecified and inputs are untouched.
+     - Functions that return a value instead of a result (the scalar random draws) cannot fail; their only
+       precondition is an initialised generator.
+     - Matrices are row-major float arrays with a leading dimension (the distance between rows, in floats).
+     - Ids of items and rows are uint32_t (catalogues of up to 4,294,967,295 items); counts are size_t.
+
+   THREAD SAFETY AND DETERMINISM
+   -----------------------------
+     No global mutable state.  Different objects may be used from different threads freely; functions that
+     take a const object may be called on the same object from several threads at once.  Every random choice
+     takes an explicit polopt_rng; the same seed gives the same integers and uniforms on every platform, and
+     the same normals/Gumbels wherever libm's log and sqrt are correctly rounded (glibc, musl, macOS).
+*/
+
+#ifndef POLOPT_H
+#define POLOPT_H
+
+/* >>config ------------------------------------------------------------------------------------------------ */
+
+#define POLOPT_VERSION_MAJOR 0
+#define POLOPT_VERSION_MINOR 1
+#define POLOPT_VERSION_PATCH 0
+#define POLOPT_VERSION_STRING "0.1.0"
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__) || defined(__clang__)
+#define POLOPT__MAYBE_UNUSED __attribute__((unused))
+#else
+#define POLOPT__MAYBE_UNUSED
+#endif
+
+#ifdef POLOPT_STATIC
+#define POLOPT_DEF static POLOPT__MAYBE_UNUSED
+#else
+#define POLOPT_DEF extern
+#endif
+
+#ifndef POLOPT_ERROR_MESSAGE_SIZE
+#define POLOPT_ERROR_MESSAGE_SIZE 256
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* >>errors ------------------------------------------------------------------------------------------------ */
+
+/* One list makes both the enum and the strings, so they cannot drift apart. */
+#define POLOPT_RESULT_LIST(X)                                                          \
+    X(POLOPT_OK, 0, "success")                                                         \
+    X(POLOPT_ERR_INVALID_ARG, -1, "invalid argument")                                  \
+    X(POLOPT_ERR_NO_MEMORY, -2, "out of memory")                                       \
+    X(POLOPT_ERR_OVERFLOW, -3, "size too large (arithmetic overflow)")                 \
+    X(POLOPT_ERR_NONFINITE, -4, "non-finite value (NaN or infinity)")                  \
+    X(POLOPT_ERR_DOMAIN, -5, "input outside the domain of the function")               \
+    X(POLOPT_ERR_IO, -6, "input/output error")                                         \
+    X(POLOPT_ERR_FORMAT, -7, "malformed file or buffer")                               \
+    X(POLOPT_ERR_VERSION, -8, "unsupported format version")                            \
+    X(POLOPT_ERR_CHECKSUM, -9, "checksum mismatch (corrupted data)")                   \
+    X(POLOPT_ERR_TRUNCATED, -10, "truncated file or buffer")
+
+typedef enum polopt_result {
+#define POLOPT__RESULT_ENUM(name, value, text) name = value,
+    POLOPT_RESULT_LIST(POLOPT__RESULT_ENUM)
+#undef POLOPT__RESULT_ENUM
+    POLOPT__RESULT_END_ = -11
+} polopt_result;
+
+/* A short description of a result code ("invalid argument").  Never NULL. */
+POLOPT_DEF const char *polopt_strerror(polopt_result result);
+
+/* Receives every error message an object produces, e.g. to print it.  The library itself never prints. */
+typedef void (*polopt_log_fn)(void *user, polopt_result code, const char *message);
+
+/* How an object allocates and reports.  All-zero (or a NULL pointer where a function takes one) means:
+   the default allocator with a NULL context, and no logging. */
+typedef struct polopt_hooks {
+    void *alloc_ctx;   /* passed as ctx to POLOPT_MALLOC / POLOPT_REALLOC / POLOPT_FREE */
+    polopt_log_fn log; /* optional */
+    void *log_user;    /* passed to log */
+} polopt_hooks;
+
+/* The last failure of an object: code and a precise message naming the argument, value or file line,
+   e.g. "polopt_adam_init: config.beta2 = 1.5 is outside [0, 1)". */
+typedef struct polopt_error {
+    polopt_result code;
+    char message[POLOPT_ERROR_MESSAGE_SIZE];
+} polopt_error;
+
+/* >>rng --------------------------------------------------------------------------------------------------- */
+
+/* xoshiro256** (Blackman & Vigna, 2018): 256 bits of state, period 2^256 - 1, passes BigCrush, about 1 ns a
+   draw.  Seeded through splitmix64 so that any 64-bit seed (0 included) gives a good state.  Independent
+   streams: polopt_rng_split hands out consecutive, non-overlapping blocks of 2^128 draws. */
+typedef struct polopt_rng {
+    uint64_t s[4];
+} polopt_rng;
+
+POLOPT_DEF polopt_result polopt_rng_seed(polopt_rng *rng, uint64_t seed);
+/* Advance by 2^128 draws (the generator's jump polynomial). */
+POLOPT_DEF polopt_result polopt_rng_jump(polopt_rng *rng);
+/* out_child gets the current stream; rng moves on by 2^128 draws.  Call n times for n independent streams
+   (one per thread, one per component). */
+POLOPT_DEF polopt_result polopt_rng_split(polopt_rng *rng, polopt_rng *out_child);
+
+/* Scalar draws: they cannot fail (rng must be initialised). */
+POLOPT_DEF uint64_t polopt_rng_next(polopt_rng *rng);         /* 64 uniform bits */
+POLOPT_DEF double polopt_rng_uniform(polopt_rng *rng);        /* [0, 1), 53 bits */
+POLOPT_DEF float polopt_rng_uniformf(polopt_rng *rng);        /* [0, 1), 24 bits */
+POLOPT_DEF uint64_t polopt_rng_below(polopt_rng *rng, uint64_t n); /* unbiased in [0, n); 0 when n = 0 */
+POLOPT_DEF double polopt_rng_normal(polopt_rng *rng);         /* N(0, 1), Marsaglia's polar method */
+POLOPT_DEF double polopt_rng_gumbel(polopt_rng *rng);         /* standard Gumbel: -log(-log U) */
+
+/* n draws of N(0, 1) into out (uses both values of each polar pair: about twice as fast as n calls). */
+POLOPT_DEF polopt_result polopt_rng_normals(polopt_rng *rng, size_t n, float *out);
+/* One index drawn with probability weights[i] / sum(weights), by a linear scan: O(n).  Weights must be
+   finite, >= 0, with a positive sum.  For many draws from one distribution use polopt_alias. */
+POLOPT_DEF polopt_result polopt_rng_categorical(polopt_rng *rng, size_t n, const float *weights,
+                                                uint32_t *out_index);
+/* k distinct indices drawn uniformly from {0..n-1}, written in increasing order.  O(k log k) expected for
+   k <= n/2, O(n) otherwise; no allocation.  n <= 2^32. */
+POLOPT_DEF polopt_result polopt_rng_choose(polopt_rng *rng, size_t n, size_t k, uint32_t *out);
+/* Uniform random permutation of a in place (Fisher-Yates). */
+POLOPT_DEF polopt_result polopt_rng_shuffle(polopt_rng *rng, size_t n, uint32_t *a);
+
+/* Walker's alias table (Vose's construction): O(n) to build, O(1) per draw. */
+typedef struct polopt_alias {
+    size_t n;
+    float *prob;     /* prob[i]: chance of keeping column i */
+    uint32_t *alias; /* alias[i]: the other item of column i */
+    polopt_hooks hooks;
+    polopt_error err;
+} polopt_alias;
+
+/* weights: n finite values >= 0 with a positive sum (need not be normalised).  hooks may be NULL. */
+POLOPT_DEF polopt_result polopt_alias_init(polopt_alias *table, size_t n, const float *weights,
+                                           const polopt_hooks *hooks);
+POLOPT_DEF uint32_t polopt_alias_draw(const polopt_alias *table, polopt_rng *rng); /* cannot fail */
+POLOPT_DEF void polopt_alias_free(polopt_alias *table);
+
+/* >>linalg ------------------------------------------------------------------------------------------------ */
+
+/* Row-major, single precision.  With POLOPT_USE_CBLAS these call cblas_s*; otherwise a built-in, cache-blocked
+   implementation that the compiler vectorises (no -ffast-math needed).  Every reduction accumulates in fixed
+   lanes, so results are deterministic for a given build. */
+typedef enum polopt_trans { POLOPT_NO_TRANS = 0, POLOPT_TRANS = 1 } polopt_trans;
+
+POLOPT_DEF polopt_result polopt_dot(size_t n, const float *x, const float *y, float *out);
+POLOPT_DEF polopt_result polopt_axpy(size_t n, float alpha, const float *x, float *y); /* y += alpha x */
+POLOPT_DEF polopt_result polopt_scale(size_t n, float alpha, float *x);               /* x *= alpha */
+POLOPT_DEF polopt_result polopt_nrm2(size_t n, const float *x, float *out);           /* ||x||_2, no overflow */
+/* y = alpha op(A) x + beta y, with A m x n (leading dimension lda >= n); op(A) = A (y has m entries, x n)
+   or A^T (y has n entries, x m).  beta = 0 overwrites y (whatever it held, NaN included). */
+POLOPT_DEF polopt_result polopt_gemv(polopt_trans trans, size_t m, size_t n, float alpha, const float *A,
+                                     size_t lda, const float *x, float beta, float *y);
+/* C = alpha op(A) op(B) + beta C, with op(A) m x k, op(B) k x n, C m x n.  Stored shapes: A is m x k
+   (lda >= k) or, transposed, k x m (lda >= m); likewise B.  Scoring a batch of H (m x L) against the
+   catalogue beta (P x L) is polopt_gemm(NO_TRANS, TRANS, m, P, L, 1, H, L, beta, L, 0, scores, P). */
+POLOPT_DEF polopt_result polopt_gemm(polopt_trans trans_a, polopt_trans trans_b, size_t m, size_t n, size_t k,
+                                     float alpha, const float *A, size_t lda, const float *B, size_t ldb,
+                                     float beta, float *C, size_t ldc);
+
+/* >>numerics ---------------------------------------------------------------------------------------------- */
+
+/* All of these accept -inf (a masked entry: probability 0) and reject NaN and +inf with POLOPT_ERR_NONFINITE.
+   temperature T > 0 divides the logits: softmax(x / T).  Sums run in double. */
+
+/* out = log sum_i exp(x_i / T).  All entries -inf gives -inf. */
+POLOPT_DEF polopt_result polopt_logsumexp(size_t n, const float *x, float temperature, double *out);
+/* out_i = exp(x_i / T) / sum_j exp(x_j / T).  out may be x.  All entries -inf: POLOPT_ERR_DOMAIN. */
+POLOPT_DEF polopt_result polopt_softmax(size_t n, const float *x, float temperature, float *out);
+/* out_i = x_i / T - logsumexp(x / T), exact even where exp underflows.  out may be x. */
+POLOPT_DEF polopt_result polopt_log_softmax(size_t n, const float *x, float temperature, float *out);
+/* The k largest entries, best first, in O(n log k) with a k-entry heap held in out_index (no full sort,
+   no allocation).  Ties go to the lower index.  out_value may be NULL.  +-inf allowed, NaN rejected. */
+POLOPT_DEF polopt_result polopt_topk(size_t n, const float *x, size_t k, uint32_t *out_index, float *out_value);
+/* Index of the largest entry (the first of equals).  n >= 1; NaN rejected. */
+POLOPT_DEF polopt_result polopt_argmax(size_t n, const float *x, uint32_t *out_index);
+/* POLOPT_OK if every entry is finite, else POLOPT_ERR_NONFINITE and the first bad index (out may be NULL). */
+POLOPT_DEF polopt_result polopt_check_finite(size_t n, const float *x, size_t *out_first_bad);
+
+/* >>optim ------------------------------------------------------------------------------------------------- */
+
+/* Adam (Kingma & Ba, 2015) with bias correction and optional decoupled weight decay (AdamW, Loshchilov &
+   Hutter, 2019), over one flat float array of n parameters:
+       m = b1 m + (1-b1) g;   v = b2 v + (1-b2) g^2
+       p -= lr * ( (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)  +  weight_decay * p )
+   With maximize = 1 the step ascends (g is replaced by -g): the policy learners maximise reward. */
+typedef struct polopt_adam_config {
+    float lr;           /* step size; 1e-3 if unsure (the paper uses 1e-4 with batch 32) */
+    float beta1;        /* 0.9 */
+    float beta2;        /* 0.999 */
+    float eps;          /* 1e-8 */
+    float weight_decay; /* 0 = none; decoupled (AdamW) */
+    int maximize;       /* 0: descend on the gradient, 1: ascend */
+    polopt_hooks hooks;
+} polopt_adam_config;
+
+typedef struct polopt_adam {
+    polopt_adam_config config;
+    size_t n;    /* number of parameters */
+    uint64_t t;  /* steps taken */
+    float *m, *v; /* first and second moment estimates, n each */
+    polopt_error err;
+} polopt_adam;
+
+POLOPT_DEF polopt_adam_config polopt_adam_config_default(void);
+/* config may be NULL (defaults).  Moments start at zero. */
+POLOPT_DEF polopt_result polopt_adam_init(polopt_adam *opt, size_t n, const polopt_adam_config *config);
+/* One step.  A non-finite gradient entry is an error and leaves params and state untouched. */
+POLOPT_DEF polopt_result polopt_adam_step(polopt_adam *opt, float *params, const float *grad);
+POLOPT_DEF void polopt_adam_free(polopt_adam *opt);
+
+/* SGD with optional momentum (the heavy-ball form used by PyTorch) and L2 weight decay:
+       g' = g + weight_decay * p;   buf = momentum * buf + g' (buf = g' at the first step);   p -= lr * buf */
+typedef struct polopt_sgd_config {
+    float lr;           /* 1e-2 */
+    float momentum;     /* 0 = plain SGD */
+    float weight_decay; /* 0 = none */
+    int maximize;
+    polopt_hooks hooks;
+} polopt_sgd_config;
+
+typedef struct polopt_sgd {
+    polopt_sgd_config config;
+    size_t n;
+    uint64_t t;
+    float *buf; /* momentum buffer, NULL when momentum = 0 */
+    polopt_error err;
+} polopt_sgd;
+
+POLOPT_DEF polopt_sgd_config polopt_sgd_config_default(void);
+POLOPT_DEF polopt_result polopt_sgd_init(polopt_sgd *opt, size_t n, const polopt_sgd_config *config);
+POLOPT_DEF polopt_result polopt_sgd_step(polopt_sgd *opt, float *params, const float *grad);
+POLOPT_DEF void polopt_sgd_free(polopt_sgd *opt);
+
+/* >>synth ------------------------------------------------------------------------------------------------- */
+
+/* A synthetic large catalogue that looks like learned (SVD) embeddings, with users and an exact ground truth.
+   Everything is a pure function of (seed, id): any block of items, any user, can be generated alone, in any
+   order, on any thread, so a 10-million-item catalogue streams in blocks and needs no memory beyond P x L
+   floats for the embeddings themselves.
+
+   The model (s = spectrum, d_c = cluster directions, all vectors in R^L):
+     s_j   = (1 + j)^(-spectrum_decay)                       dimensions of decreasing importance, as in an SVD
+     d_c   = unit(s * z_c),  z_c ~ N(0, I)                    C cluster directions, anisotropic
+     sizes: cluster c holds a contiguous id range, |c| proportional to (c + 1)^(-cluster_zipf), every |c| >= 1
+     item a in cluster c at rank r = a - first(c)  (low rank = popular):
+       beta_a = nu_a * unit(d_c + item_spread * s * xi_a / ||s||),   xi_a ~ N(0, I)
+       nu_a   = (1.5 - r / |c|) * exp(norm_sigma * n_a),          n_a ~ N(0, 1)       (unequal norms)
+     user u: interests c_1..c_m (m = user_interests), each drawn with probability proportional to cluster size,
+       with weights w_j proportional to 2^-j;
+       taste   t_u = unit(sum_j w_j d_{c_j} + taste_noise * s * zeta_u / ||s||)
+       an item drawn "from the user's interests": cluster c_j with probability w_j, then rank
+       r = floor(|c| * U^2) (popular items favoured)
+       observed mean m_u = mean of beta_a over context_items such draws (the observed items)
+       context x_u = G m_u in R^D, G = I_{D x L} + context_mixing * Z / sqrt(L), Z ~ N(0, 1) fixed by the seed:
+       the context comes in its own coordinates (another model's features), so h(x) = x is a poor policy and a
+       learned linear h_theta(x) = theta^T x has real work to do.  context_mixing = 0 and D = L give x_u = m_u,
+       the setting of the paper (SPEC §8), where theta = identity is already a good start.
+     ground truth: the expected reward of recommending a to u is r(a, u) = sigmoid(reward_bias + reward_scale *
+       t_u^T beta_a).  The value of a policy pi is (1/N) sum_u sum_a pi(a | x_u) r(a, u): exact for small P,
+       estimated by sampling for large P.
+   Held-out items (another draw from the same interests) give a set reward 1[a in Y_u], as in SPEC §8. */
+typedef struct polopt_synth_config {
+    uint64_t seed;           /* 1 */
+    size_t n_items;          /* P (required), 1 .. 2^32 - 1 */
+    size_t dim;              /* L (required), >= 1 */
+    size_t n_clusters;       /* 0 = auto: round(sqrt(P)); at most P */
+    double cluster_zipf;     /* 0.8 */
+    double spectrum_decay;   /* 0.5 */
+    double item_spread;      /* 0.6 */
+    double norm_sigma;       /* 0.35 */
+    size_t user_interests;   /* 3 */
+    double taste_noise;      /* 0.3 */
+    size_t context_items;    /* 10 */
+    size_t context_dim;      /* D: 0 = the same as dim */
+    double context_mixing;   /* gamma: 1; 0 = contexts are plain means of item embeddings */
+    double reward_bias;      /* -3 */
+    double reward_scale;     /* 4 */
+    polopt_hooks hooks;
+} polopt_synth_config;
+
+typedef struct polopt_synth {
+    polopt_synth_config config;
+    size_t n_clusters;
+    float *spectrum;         /* L */
+    float *directions;       /* n_clusters x L, unit rows d_c */
+    uint32_t *cluster_first; /* n_clusters + 1 boundaries: cluster c is [first[c], first[c+1]) */
+    size_t context_dim;      /* D */
+    float *mixing;           /* D x L: the matrix G of the contexts */
+    polopt_error err;
+} polopt_synth;
+
+POLOPT_DEF polopt_synth_config polopt_synth_config_default(void);
+POLOPT_DEF polopt_result polopt_synth_init(polopt_synth *synth, const polopt_synth_config *config);
+POLOPT_DEF void polopt_synth_free(polopt_synth *synth);
+/* Embeddings of items first .. first + count - 1 into out (count x L, row-major). */
+POLOPT_DEF polopt_result polopt_synth_items(const polopt_synth *synth, size_t first, size_t count, float *out);
+/* The cluster of an item. */
+POLOPT_DEF polopt_result polopt_synth_item_cluster(const polopt_synth *synth, uint32_t item, uint32_t *out_cluster);
+/* Context x_u (D floats) and, if out_taste is not NULL, the hidden taste t_u (L floats) of user u. */
+POLOPT_DEF polopt_result polopt_synth_user(const polopt_synth *synth, uint64_t user, float *out_context,
+                                           float *out_taste);
+/* n items drawn (with replacement) from the user's interests.  set 0 is the observed set behind the context
+   (n = context_items reproduces it); any other set number is an independent draw, e.g. set 1 as held-out Y_u. */
+POLOPT_DEF polopt_result polopt_synth_user_items(const polopt_synth *synth, uint64_t user, uint32_t set, size_t n,
+                                                 uint32_t *out_items);
+/* Expected rewards r(a, u) = sigmoid(bias + scale * taste^T beta_a) for count items given by their embeddings
+   (count x L, e.g. a block from polopt_synth_items).  O(count L). */
+POLOPT_DEF polopt_result polopt_synth_rewards(const polopt_synth *synth, const float *taste, size_t count,
+                                              const float *items, float *out_reward);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* POLOPT_H */
+
+/* Stop now, if you are only interested in the API.  The implementation follows. */
+
+#ifdef POLOPT_IMPLEMENTATION
+#ifndef POLOPT__IMPLEMENTATION_DONE
+#define POLOPT__IMPLEMENTATION_DONE
+
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h> /* vsnprintf only: the library never prints */
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef POLOPT_ASSERT
+#include <assert.h>
+#define POLOPT_ASSERT(x) assert(x)
+#endif
+
+#if defined(POLOPT_MALLOC) && defined(POLOPT_REALLOC) && defined(POLOPT_FREE)
+/* all three user-defined */
+#elif !defined(POLOPT_MALLOC) && !defined(POLOPT_REALLOC) && !defined(POLOPT_FREE)
+#define POLOPT_MALLOC(size, ctx) ((void)(ctx), malloc(size))
+#define POLOPT_REALLOC(p, size, ctx) ((void)(ctx), realloc((p), (size)))
+#define POLOPT_FREE(p, ctx) ((void)(ctx), free(p))
+#else
+#error "polopt.h: define all of POLOPT_MALLOC, POLOPT_REALLOC and POLOPT_FREE, or none of them"
+#endif
+
+#ifdef POLOPT_USE_CBLAS
+#include <cblas.h>
+#endif
+
+#if defined(__cplusplus) || defined(_MSC_VER)
+#if defined(__GNUC__) || defined(__clang__) || defined(_MSC_VER)
+#define POLOPT__RESTRICT __restrict
+#else
+#define POLOPT__RESTRICT
+#endif
+#else
+#define POLOPT__RESTRICT restrict
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define POLOPT__PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define POLOPT__PRINTF(fmt, args)
+#endif
+
+/* >>errors ------------------------------------------------------------------------------------------------ */
+
+POLOPT_DEF const char *polopt_strerror(polopt_result result)
+{
+    switch (result) {
+#define POLOPT__RESULT_CASE(name, value, text) \
+    case name:                                 \
+        return text;
+        POLOPT_RESULT_LIST(POLOPT__RESULT_CASE)
+#undef POLOPT__RESULT_CASE
+    default:
+        return "unknown polopt result code";
+    }
+}
+
+/* Format a message, keep it in err (if any), hand it to the log callback (if any), return code.
+   Every failure of an object goes through here, so messages and logging behave the same everywhere. */
+static polopt_result polopt__fail(polopt_error *err, const polopt_hooks *hooks, polopt_result code,
+                                  const char *fmt, ...) POLOPT__PRINTF(4, 5);
+static polopt_result polopt__fail(polopt_error *err, const polopt_hooks *hooks, polopt_result code,
+                                  const char *fmt, ...)
+{
+    char buf[POLOPT_ERROR_MESSAGE_SIZE];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    if (err) {
+        err->code = code;
+        memcpy(err->message, buf, sizeof buf);
+    }
+    if (hooks && hooks->log) hooks->log(hooks->log_user, code, buf);
+    return code;
+}
+
+static void polopt__clear_error(polopt_error *err)
+{
+    err->code = POLOPT_OK;
+    err->message[0] = '\0';
+}
+
+static const polopt_hooks polopt__no_hooks = {NULL, NULL, NULL};
+
+/* count * size without overflow, or 0 (and *ok = 0) when it does not fit in size_t. */
+static size_t polopt__mul_size(size_t count, size_t size, int *ok)
+{
+    if (size != 0 && count > SIZE_MAX / size) {
+        *ok = 0;
+        return 0;
+    }
+    return count * size;
+}
+
+/* The one allocation path of the library: overflow-checked, through the hooks' context.
+   Returns NULL and sets *rc (POLOPT_ERR_OVERFLOW or POLOPT_ERR_NO_MEMORY) on failure. */
+static void *polopt__alloc(const polopt_hooks *hooks, size_t count, size_t size, polopt_result *rc)
+{
+    int ok = 1;
+    size_t bytes = polopt__mul_size(count, size, &ok);
+    void *p;
+    if (!ok) {
+        *rc = POLOPT_ERR_OVERFLOW;
+        return NULL;
+    }
+    p = POLOPT_MALLOC(bytes ? bytes : 1, hooks->alloc_ctx);
+    if (!p) *rc = POLOPT_ERR_NO_MEMORY;
+    return p;
+}
+
+static void polopt__dealloc(const polopt_hooks *hooks, void *p)
+{
+    if (p) POLOPT_FREE(p, hooks->alloc_ctx);
+}
+
+/* >>rng --------------------------------------------------------------------------------------------------- */
+
+static uint64_t polopt__rotl(uint64_t x, int k)
+{
+    return (x << k) | (x >> (64 - k));
+}
+
+/* splitmix64 (Steele, Lea & Flood, 2014): the recommended way to expand one 64-bit seed into a state. */
+static uint64_t polopt__splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+static void polopt__rng_seed(polopt_rng *rng, uint64_t seed)
+{
+    uint64_t sm = seed;
+    int i;
+    for (i = 0; i < 4; ++i) rng->s[i] = polopt__splitmix64(&sm);
+}
+
+/* A generator keyed by (seed, tag, id): how the synthetic catalogue makes every item and user a pure function
+   of its id.  Two rounds of splitmix mixing separate nearby keys completely. */
+static void polopt__rng_keyed(polopt_rng *rng, uint64_t seed, uint64_t tag, uint64_t id)
+{
+    uint64_t k = seed ^ (tag * 0xd6e8feb86659fd93ULL);
+    uint64_t h = polopt__splitmix64(&k);
+    k = h ^ id;
+    polopt__rng_seed(rng, polopt__splitmix64(&k));
+}
+
+static uint64_t polopt__rng_next(polopt_rng *rng)
+{
+    uint64_t *s = rng->s;
+    const uint64_t result = polopt__rotl(s[1] * 5, 7) * 9;
+    const uint64_t t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = polopt__rotl(s[3], 45);
+    return result;
+}
+
+static double polopt__rng_uniform(polopt_rng *rng)
+{
+    return (double)(polopt__rng_next(rng) >> 11) * (1.0 / 9007199254740992.0); /* 2^-53 */
+}
+
+/* High and low 64 bits of a 64 x 64-bit product, in portable C. */
+static uint64_t polopt__mul64(uint64_t a, uint64_t b, uint64_t *lo)
+{
+    uint64_t a0 = a & 0xffffffffULL, a1 = a >> 32, b0 = b & 0xffffffffULL, b1 = b >> 32;
+    uint64_t p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+    uint64_t mid = (p00 >> 32) + (p01 & 0xffffffffULL) + (p10 & 0xffffffffULL);
+    *lo = (mid << 32) | (p00 & 0xffffffffULL);
+    return p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32);
+}
+
+/* Lemire (2019), "Fast random integer generation in an interval": one multiplication, and a division only in
+   the rare case that can be biased. */
+static uint64_t polopt__rng_below(polopt_rng *rng, uint64_t n)
+{
+    uint64_t lo, hi;
+    if (n == 0) return 0;
+    hi = polopt__mul64(polopt__rng_next(rng), n, &lo);
+    if (lo < n) {
+        const uint64_t threshold = (0 - n) % n;
+        while (lo < threshold) hi = polopt__mul64(polopt__rng_next(rng), n, &lo);
+    }
+    return hi;
+}
+
+/* Marsaglia's polar method: a point uniform in the unit disc gives two independent normals. */
+static void polopt__rng_normal_pair(polopt_rng *rng, double *z0, double *z1)
+{
+    double u, v, s, f;
+    do {
+        u = 2.0 * polopt__rng_uniform(rng) - 1.0;
+        v = 2.0 * polopt__rng_uniform(rng) - 1.0;
+        s = u * u + v * v;
+    } while (s >= 1.0 || s == 0.0);
+    f = sqrt(-2.0 * log(s) / s);
+    *z0 = u * f;
+    *z1 = v * f;
+}
+
+static void polopt__rng_normals(polopt_rng *rng, size_t n, float *out)
+{
+    size_t i;
+    double z0, z1;
+    for (i = 0; i + 2 <= n; i += 2) {
+        polopt__rng_normal_pair(rng, &z0, &z1);
+        out[i] = (float)z0;
+        out[i + 1] = (float)z1;
+    }
+    if (i < n) {
+        polopt__rng_normal_pair(rng, &z0, &z1);
+        out[i] = (float)z0;
+    }
+}
+
+POLOPT_DEF polopt_result polopt_rng_seed(polopt_rng *rng, uint64_t seed)
+{
+    if (!rng) return POLOPT_ERR_INVALID_ARG;
+    polopt__rng_seed(rng, seed);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_rng_jump(polopt_rng *rng)
+{
+    /* The characteristic polynomial's x^(2^128) mod p, from the generator's authors.  tests/test_rng.c
+       checks it against 2^128 squarings of the 256 x 256 transition matrix over GF(2). */
+    static const uint64_t jump[4] = {0x180ec6d33cfd0abaULL, 0xd5a61266f0c9392cULL, 0xa9582618e03fc9aaULL,
+                                     0x39abdc4529b1661cULL};
+    uint64_t t[4] = {0, 0, 0, 0};
+    int i, b, j;
+    if (!rng) return POLOPT_ERR_INVALID_ARG;
+    for (i = 0; i < 4; ++i)
+        for (b = 0; b < 64; ++b) {
+            if (jump[i] & ((uint64_t)1 << b))
+                for (j = 0; j < 4; ++j) t[j] ^= rng->s[j];
+            polopt__rng_next(rng);
+        }
+    for (j = 0; j < 4; ++j) rng->s[j] = t[j];
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_rng_split(polopt_rng *rng, polopt_rng *out_child)
+{
+    if (!rng || !out_child || rng == out_child) return POLOPT_ERR_INVALID_ARG;
+    *out_child = *rng;
+    return polopt_rng_jump(rng);
+}
+
+POLOPT_DEF uint64_t polopt_rng_next(polopt_rng *rng)
+{
+    return polopt__rng_next(rng);
+}
+
+POLOPT_DEF double polopt_rng_uniform(polopt_rng *rng)
+{
+    return polopt__rng_uniform(rng);
+}
+
+POLOPT_DEF float polopt_rng_uniformf(polopt_rng *rng)
+{
+    return (float)(polopt__rng_next(rng) >> 40) * (1.0f / 16777216.0f); /* 2^-24 */
+}
+
+POLOPT_DEF uint64_t polopt_rng_below(polopt_rng *rng, uint64_t n)
+{
+    return polopt__rng_below(rng, n);
+}
+
+POLOPT_DEF double polopt_rng_normal(polopt_rng *rng)
+{
+    double z0, z1;
+    polopt__rng_normal_pair(rng, &z0, &z1);
+    return z0;
+}
+
+POLOPT_DEF double polopt_rng_gumbel(polopt_rng *rng)
+{
+    /* U in the open interval (0, 1): the midpoints of the 2^53 grid, so both logs are finite. */
+    double u = ((double)(polopt__rng_next(rng) >> 11) + 0.5) * (1.0 / 9007199254740992.0);
+    return -log(-log(u));
+}
+
+POLOPT_DEF polopt_result polopt_rng_normals(polopt_rng *rng, size_t n, float *out)
+{
+    if (!rng || (n && !out)) return POLOPT_ERR_INVALID_ARG;
+    polopt__rng_normals(rng, n, out);
+    return POLOPT_OK;
+}
+
+/* Sum of weights that must be finite and >= 0 with a positive total; POLOPT_OK or the reason. */
+static polopt_result polopt__check_weights(size_t n, const float *w, double *out_total, size_t *out_bad)
+{
+    double total = 0.0;
+    size_t i;
+    for (i = 0; i < n; ++i) {
+        const float wi = w[i];
+        if (!(wi >= 0.0f && wi <= FLT_MAX)) { /* false for NaN, negatives and +inf */
+            *out_bad = i;
+            return (wi != wi || wi > FLT_MAX) ? POLOPT_ERR_NONFINITE : POLOPT_ERR_DOMAIN;
+        }
+        total += wi;
+    }
+    *out_total = total;
+    *out_bad = n;
+    return total > 0.0 ? POLOPT_OK : POLOPT_ERR_DOMAIN;
+}
+
+POLOPT_DEF polopt_result polopt_rng_categorical(polopt_rng *rng, size_t n, const float *weights,
+                                                uint32_t *out_index)
+{
+    double total, target, cum = 0.0;
+    size_t i, bad, last = 0;
+    polopt_result rc;
+    if (!rng || !weights || !out_index || n == 0 || n > (size_t)UINT32_MAX + 1) return POLOPT_ERR_INVALID_ARG;
+    rc = polopt__check_weights(n, weights, &total, &bad);
+    if (rc != POLOPT_OK) return rc;
+    target = polopt__rng_uniform(rng) * total;
+    for (i = 0; i < n; ++i) {
+        if (weights[i] > 0.0f) {
+            cum += weights[i];
+            last = i;
+            if (target < cum) break;
+        }
+    }
+    *out_index = (uint32_t)(i < n ? i : last); /* rounding can leave target >= cum: take the last positive */
+    return POLOPT_OK;
+}
+
+static int polopt__cmp_u32(const void *a, const void *b)
+{
+    const uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+POLOPT_DEF polopt_result polopt_rng_choose(polopt_rng *rng, size_t n, size_t k, uint32_t *out)
+{
+    size_t have = 0, i;
+    if (!rng || (k && !out) || k > n || n > (size_t)UINT32_MAX + 1) return POLOPT_ERR_INVALID_ARG;
+    if (k == 0) return POLOPT_OK;
+    if (k <= n / 2) {
+        /* Draw with replacement, keep the distinct values, redraw the shortfall.  The result is the set of the
+           first k distinct values of an i.i.d. uniform sequence, which is a uniform k-subset by symmetry.
+           At most about k/4 duplicates in the first round, then geometrically fewer. */
+        while (have < k) {
+            size_t w = 0;
+            for (i = have; i < k; ++i) out[i] = (uint32_t)polopt__rng_below(rng, n);
+            qsort(out, k, sizeof *out, polopt__cmp_u32);
+            for (i = 0; i < k; ++i)
+                if (w == 0 || out[i] != out[w - 1]) out[w++] = out[i];
+            have = w;
+        }
+    } else {
+        /* Selection sampling (Knuth, TAOCP 3.4.2, Algorithm S): keep t with probability
+           (still needed) / (still available).  O(n), and n < 2k here. */
+        size_t t;
+        for (t = 0; have < k; ++t)
+            if (polopt__rng_below(rng, n - t) < k - have) out[have++] = (uint32_t)t;
+    }
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_rng_shuffle(polopt_rng *rng, size_t n, uint32_t *a)
+{
+    size_t i;
+    if (!rng || (n && !a)) return POLOPT_ERR_INVALID_ARG;
+    for (i = n; i > 1; --i) {
+        const size_t j = (size_t)polopt__rng_below(rng, i);
+        const uint32_t tmp = a[i - 1];
+        a[i - 1] = a[j];
+        a[j] = tmp;
+    }
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_alias_init(polopt_alias *table, size_t n, const float *weights,
+                                           const polopt_hooks *hooks)
+{
+    static const char *fn = "polopt_alias_init";
+    polopt_result rc = POLOPT_OK;
+    double total, *scaled = NULL;
+    uint32_t *stack = NULL;
+    size_t i, bad, n_small = 0, n_large = 0;
+    if (!table) return POLOPT_ERR_INVALID_ARG;
+    memset(table, 0, sizeof *table);
+    table->hooks = hooks ? *hooks : polopt__no_hooks;
+    if (n == 0 || n > (size_t)UINT32_MAX + 1)
+        return polopt__fail(&table->err, &table->hooks, POLOPT_ERR_INVALID_ARG,
+                            "%s: n = %lu must be in [1, 2^32]", fn, (unsigned long)n);
+    if (!weights)
+        return polopt__fail(&table->err, &table->hooks, POLOPT_ERR_INVALID_ARG, "%s: weights is NULL", fn);
+    rc = polopt__check_weights(n, weights, &total, &bad);
+    if (rc != POLOPT_OK) {
+        if (bad < n)
+            return polopt__fail(&table->err, &table->hooks, rc, "%s: weights[%lu] = %g must be finite and >= 0",
+                                fn, (unsigned long)bad, (double)weights[bad]);
+        return polopt__fail(&table->err, &table->hooks, rc, "%s: the weights sum to 0", fn);
+    }
+    table->prob = (float *)polopt__alloc(&table->hooks, n, sizeof(float), &rc);
+    if (table->prob) table->alias = (uint32_t *)polopt__alloc(&table->hooks, n, sizeof(uint32_t), &rc);
+    if (table->alias) scaled = (double *)polopt__alloc(&table->hooks, n, sizeof(double), &rc);
+    if (scaled) stack = (uint32_t *)polopt__alloc(&table->hooks, n, sizeof(uint32_t), &rc);
+    if (!stack) {
+        polopt__dealloc(&table->hooks, scaled);
+        polopt_alias_free(table);
+        return polopt__fail(&table->err, &table->hooks, rc, "%s: cannot allocate tables for n = %lu", fn,
+                            (unsigned long)n);
+    }
+    /* Vose (1991): scale so the mean is 1; columns below 1 ("small", front of the stack) are topped up by one
+       column above 1 ("large", back of the stack), which then loses what it gave. */
+    for (i = 0; i < n; ++i) {
+        scaled[i] = (double)weights[i] * (double)n / total;
+        if (scaled[i] < 1.0) stack[n_small++] = (uint32_t)i;
+        else stack[n - 1 - n_large++] = (uint32_t)i;
+    }
+    while (n_small && n_large) {
+        const uint32_t s = stack[--n_small], l = stack[n - n_large];
+        table->prob[s] = (float)scaled[s];
+        table->alias[s] = l;
+        scaled[l] = (scaled[l] + scaled[s]) - 1.0;
+        if (scaled[l] < 1.0) {
+            --n_large;
+            stack[n_small++] = l;
+        }
+    }
+    while (n_large) { /* what remains is 1 up to rounding */
+        const uint32_t l = stack[n - n_large--];
+        table->prob[l] = 1.0f;
+        table->alias[l] = l;
+    }
+    while (n_small) {
+        const uint32_t s = stack[--n_small];
+        table->prob[s] = 1.0f;
+        table->alias[s] = s;
+    }
+    table->n = n;
+    polopt__dealloc(&table->hooks, scaled);
+    polopt__dealloc(&table->hooks, stack);
+    polopt__clear_error(&table->err);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF uint32_t polopt_alias_draw(const polopt_alias *table, polopt_rng *rng)
+{
+    const uint32_t i = (uint32_t)polopt__rng_below(rng, table->n);
+    return polopt_rng_uniformf(rng) < table->prob[i] ? i : table->alias[i];
+}
+
+POLOPT_DEF void polopt_alias_free(polopt_alias *table)
+{
+    if (!table) return;
+    polopt__dealloc(&table->hooks, table->prob);
+    polopt__dealloc(&table->hooks, table->alias);
+    table->prob = NULL;
+    table->alias = NULL;
+    table->n = 0;
+}
+
+/* >>linalg ------------------------------------------------------------------------------------------------ */
+
+/* Reductions keep POLOPT__LANES independent partial sums: the compiler may then use vector registers without
+   -ffast-math (which it must not do for a single running sum, as that would reorder additions). */
+#define POLOPT__LANES 16
+
+static float polopt__sum_lanes(float *acc)
+{
+    int w, j;
+    for (w = POLOPT__LANES / 2; w > 0; w /= 2)
+        for (j = 0; j < w; ++j) acc[j] += acc[j + w];
+    return acc[0];
+}
+
+static float polopt__dot(size_t n, const float *POLOPT__RESTRICT x, const float *POLOPT__RESTRICT y)
+{
+    float acc[POLOPT__LANES] = {0};
+    size_t i = 0;
+    int j;
+    for (; i + POLOPT__LANES <= n; i += POLOPT__LANES)
+        for (j = 0; j < POLOPT__LANES; ++j) acc[j] += x[i + j] * y[i + j];
+    for (j = 0; i < n; ++i, ++j) acc[j] += x[i] * y[i];
+    return polopt__sum_lanes(acc);
+}
+
+/* Eight dot products against one x (gemv's inner kernel): x is loaded once for eight rows, and each row keeps
+   only 8 lanes, so the final reductions stay cheap next to the multiply-adds even for short rows (L = 32). */
+#define POLOPT__GEMV_ROWS 8
+static void polopt__dot_rows(size_t n, const float *POLOPT__RESTRICT a, size_t lda, const float *POLOPT__RESTRICT x,
+                             float *out)
+{
+    float acc[POLOPT__GEMV_ROWS][8];
+    size_t p = 0;
+    int r, j;
+    for (r = 0; r < POLOPT__GEMV_ROWS; ++r)
+        for (j = 0; j < 8; ++j) acc[r][j] = 0.0f;
+    for (; p + 8 <= n; p += 8)
+        for (r = 0; r < POLOPT__GEMV_ROWS; ++r)
+            for (j = 0; j < 8; ++j) acc[r][j] += a[r * lda + p + j] * x[p + j];
+    for (; p < n; ++p)
+        for (r = 0; r < POLOPT__GEMV_ROWS; ++r) acc[r][0] += a[r * lda + p] * x[p];
+    for (r = 0; r < POLOPT__GEMV_ROWS; ++r)
+        out[r] = ((acc[r][0] + acc[r][4]) + (acc[r][2] + acc[r][6])) + ((acc[r][1] + acc[r][5]) + (acc[r][3] + acc[r][7]));
+}
+
+static void polopt__axpy(size_t n, float alpha, const float *POLOPT__RESTRICT x, float *POLOPT__RESTRICT y)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) y[i] += alpha * x[i];
+}
+
+static void polopt__scale(size_t n, float alpha, float *x)
+{
+    size_t i;
+    if (alpha == 0.0f) memset(x, 0, n * sizeof *x); /* BLAS convention: 0 * NaN = 0 here */
+    else
+        for (i = 0; i < n; ++i) x[i] *= alpha;
+}
+
+/* ||x|| with the squares summed in double: no overflow or underflow is possible for float inputs. */
+static float polopt__nrm2(size_t n, const float *x)
+{
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0.0;
+    size_t i = 0;
+    int j;
+    for (; i + 8 <= n; i += 8)
+        for (j = 0; j < 8; ++j) acc[j] += (double)x[i + j] * (double)x[i + j];
+    for (; i < n; ++i) s += (double)x[i] * (double)x[i];
+    for (j = 0; j < 8; ++j) s += acc[j];
+    return (float)sqrt(s);
+}
+
+/* y = alpha A x + beta y (A m x n): eight rows at a time. */
+static void polopt__gemv_n(size_t m, size_t n, float alpha, const float *A, size_t lda, const float *x, float beta,
+                           float *y)
+{
+    size_t i = 0;
+    float d[POLOPT__GEMV_ROWS];
+    int r;
+    for (; i + POLOPT__GEMV_ROWS <= m; i += POLOPT__GEMV_ROWS) {
+        polopt__dot_rows(n, A + i * lda, lda, x, d);
+        for (r = 0; r < POLOPT__GEMV_ROWS; ++r) y[i + r] = alpha * d[r] + (beta == 0.0f ? 0.0f : beta * y[i + r]);
+    }
+    for (; i < m; ++i) {
+        const float v = polopt__dot(n, A + i * lda, x);
+        y[i] = alpha * v + (beta == 0.0f ? 0.0f : beta * y[i]);
+    }
+}
+
+/* y = alpha A^T x + beta y (A m x n, y has n entries): y accumulates alpha x_i A_i, four rows at a time. */
+static void polopt__gemv_t(size_t m, size_t n, float alpha, const float *A, size_t lda, const float *x, float beta,
+                           float *POLOPT__RESTRICT y)
+{
+    size_t i = 0, j;
+    if (beta != 1.0f) polopt__scale(n, beta, y);
+    for (; i + 4 <= m; i += 4) {
+        const float *POLOPT__RESTRICT a0 = A + i * lda, *POLOPT__RESTRICT a1 = a0 + lda;
+        const float *POLOPT__RESTRICT a2 = a1 + lda, *POLOPT__RESTRICT a3 = a2 + lda;
+        const float c0 = alpha * x[i], c1 = alpha * x[i + 1], c2 = alpha * x[i + 2], c3 = alpha * x[i + 3];
+        for (j = 0; j < n; ++j) y[j] += c0 * a0[j] + c1 * a1[j] + c2 * a2[j] + c3 * a3[j];
+    }
+    for (; i < m; ++i) polopt__axpy(n, alpha * x[i], A + i * lda, y);
+}
+
+/* gemm, built in.  The micro-kernel computes an MR x NR tile of a product X Y in registers as a sum of outer
+   products (a column of X times a row of Y), so its inner loop is a vector multiply-add over NR contiguous floats
+   of Y with no horizontal reduction at all.  Y is packed into panels of rows of NR contiguous floats; X is read
+   in place (the MR values of one column are broadcast).
+   C = op(A) op(B) can be computed as X Y = op(A) op(B), or as its transpose op(B)^T op(A)^T written into C
+   transposed.  We pick the orientation in which X's rows are contiguous in memory (they stream from RAM) and,
+   when both qualify, the one whose Y is smaller, since Y is the operand that gets packed.  Scoring a batch
+   against the catalogue (NO_TRANS, TRANS with m << n) thus packs the small batch once and streams the item
+   matrix through the kernel exactly once per KC slice of k.
+   Loops:  for each NC block of Y's columns:  for each KC slice of k:  pack Y's block;  for each MR rows of X:
+   for each NR panel: micro-kernel.  Scratch lives on the stack (KC x NC + MR x KC + MR x NR floats, 37 KiB):
+   nothing is allocated. */
+#if defined(__AVX512F__)
+#define POLOPT__MR 8
+#define POLOPT__NR 32
+#elif defined(__AVX__)
+#define POLOPT__MR 6
+#define POLOPT__NR 16
+#else
+#define POLOPT__MR 4
+#define POLOPT__NR 8
+#endif
+#define POLOPT__KC 128
+#define POLOPT__NC 64 /* a multiple of every NR above */
+
+/* out = X Y for an MR x NR tile over kc: X(r, p) = x[r * rs + p * cs], Y(p, c) = y[p * ldy + c]. */
+static void polopt__gemm_micro(size_t kc, const float *POLOPT__RESTRICT x, size_t rs, size_t cs,
+                               const float *POLOPT__RESTRICT y, size_t ldy, float *POLOPT__RESTRICT out)
+{
+    float acc[POLOPT__MR][POLOPT__NR];
+    size_t p;
+    int r, c;
+    for (r = 0; r < POLOPT__MR; ++r)
+        for (c = 0; c < POLOPT__NR; ++c) acc[r][c] = 0.0f;
+    for (p = 0; p < kc; ++p) {
+        const float *POLOPT__RESTRICT yp = y + p * ldy;
+        for (r = 0; r < POLOPT__MR; ++r) {
+            const float xr = x[r * rs + p * cs];
+            for (c = 0; c < POLOPT__NR; ++c) acc[r][c] += xr * yp[c];
+        }
+    }
+    for (r = 0; r < POLOPT__MR; ++r)
+        for (c = 0; c < POLOPT__NR; ++c) out[r * POLOPT__NR + c] = acc[r][c];
+}
+
+/* o(r, c) = alpha tile(r, c) + beta o(r, c) for the valid mr x nr corner; o is row-major (o_cs = 1) or, for a
+   transposed product, column-major (o_rs = 1): either way the inner loop runs over contiguous memory. */
+static void polopt__gemm_store(const float *POLOPT__RESTRICT tile, size_t mr, size_t nr, float alpha, float beta,
+                               float *POLOPT__RESTRICT o, size_t o_rs, size_t o_cs)
+{
+    size_t r, c;
+    if (o_cs == 1) {
+        for (r = 0; r < mr; ++r) {
+            float *POLOPT__RESTRICT dst = o + r * o_rs;
+            const float *src = tile + r * POLOPT__NR;
+            if (beta == 0.0f)
+                for (c = 0; c < nr; ++c) dst[c] = alpha * src[c];
+            else
+                for (c = 0; c < nr; ++c) dst[c] = alpha * src[c] + beta * dst[c];
+        }
+    } else {
+        for (c = 0; c < nr; ++c) {
+            float *POLOPT__RESTRICT dst = o + c * o_cs;
+            if (beta == 0.0f)
+                for (r = 0; r < mr; ++r) dst[r] = alpha * tile[r * POLOPT__NR + c];
+            else
+                for (r = 0; r < mr; ++r) dst[r] = alpha * tile[r * POLOPT__NR + c] + beta * dst[r];
+        }
+    }
+}
+
+/* A strided view of a matrix: element (r, c) is at p[r * rs + c * cs]. */
+typedef struct polopt__view {
+    const float *p;
+    size_t rs, cs;
+} polopt__view;
+
+static void polopt__gemm_builtin(polopt_trans ta, polopt_trans tb, size_t m, size_t n, size_t k, float alpha,
+                                 const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C,
+                                 size_t ldc)
+{
+    float ypack[POLOPT__KC * POLOPT__NC], xpad[POLOPT__MR * POLOPT__KC], tile[POLOPT__MR * POLOPT__NR];
+    /* op(A) and op(B) as views */
+    const polopt__view opa = {A, ta ? 1 : lda, ta ? lda : 1}, opb = {B, tb ? 1 : ldb, tb ? ldb : 1};
+    polopt__view X, Y;
+    size_t M, N, o_rs, o_cs, jc, pc, ir, jr, r, c, p;
+    int transposed;
+    if (m == 0 || n == 0) return;
+    if (k == 0 || alpha == 0.0f) {
+        for (r = 0; r < m; ++r) polopt__scale(n, beta, C + r * ldc);
+        return;
+    }
+    /* X = op(A), Y = op(B)      or      X = op(B)^T, Y = op(A)^T (then C is written transposed) */
+    if (!ta != !!tb) transposed = !!tb; /* exactly one orientation has X rows contiguous */
+    else transposed = m < n;            /* both or neither: pack the smaller */
+    if (!transposed) {
+        X = opa;
+        Y = opb;
+        M = m;
+        N = n;
+        o_rs = ldc;
+        o_cs = 1;
+    } else {
+        X.p = opb.p, X.rs = opb.cs, X.cs = opb.rs;
+        Y.p = opa.p, Y.rs = opa.cs, Y.cs = opa.rs;
+        M = n;
+        N = m;
+        o_rs = 1;
+        o_cs = ldc;
+    }
+    for (jc = 0; jc < N; jc += POLOPT__NC) {
+        const size_t nc = N - jc < POLOPT__NC ? N - jc : POLOPT__NC;
+        const size_t ncp = (nc + POLOPT__NR - 1) / POLOPT__NR * POLOPT__NR; /* padded to whole panels */
+        for (pc = 0; pc < k; pc += POLOPT__KC) {
+            const size_t kc = k - pc < POLOPT__KC ? k - pc : POLOPT__KC;
+            const float beta_eff = pc == 0 ? beta : 1.0f;
+            /* pack Y[pc .. pc+kc, jc .. jc+nc] as panels: panel q holds columns q*NR.. as kc rows of NR */
+            for (c = 0; c < ncp; ++c) {
+                float *dst = ypack + (c / POLOPT__NR) * (kc * POLOPT__NR) + c % POLOPT__NR;
+                if (c < nc) {
+                    const float *src = Y.p + pc * Y.rs + (jc + c) * Y.cs;
+                    for (p = 0; p < kc; ++p) dst[p * POLOPT__NR] = src[p * Y.rs];
+                } else {
+                    for (p = 0; p < kc; ++p) dst[p * POLOPT__NR] = 0.0f;
+                }
+            }
+            for (ir = 0; ir < M; ir += POLOPT__MR) {
+                const size_t mr = M - ir < POLOPT__MR ? M - ir : POLOPT__MR;
+                const float *x = X.p + ir * X.rs + pc * X.cs;
+                size_t xrs = X.rs, xcs = X.cs;
+                if (mr < POLOPT__MR) { /* last rows: a zero-padded copy, so the kernel never reads past X */
+                    for (r = 0; r < POLOPT__MR; ++r)
+                        for (p = 0; p < kc; ++p) xpad[r * POLOPT__KC + p] = r < mr ? x[r * X.rs + p * X.cs] : 0.0f;
+                    x = xpad;
+                    xrs = POLOPT__KC;
+                    xcs = 1;
+                }
+                for (jr = 0; jr < nc; jr += POLOPT__NR) {
+                    const size_t nr = nc - jr < POLOPT__NR ? nc - jr : POLOPT__NR;
+                    float *o = C + ir * o_rs + (jc + jr) * o_cs;
+                    polopt__gemm_micro(kc, x, xrs, xcs, ypack + (jr / POLOPT__NR) * (kc * POLOPT__NR), POLOPT__NR,
+                                       tile);
+                    polopt__gemm_store(tile, mr, nr, alpha, beta_eff, o, o_rs, o_cs);
+                }
+            }
+        }
+    }
+}
+
+#ifdef POLOPT_USE_CBLAS
+#define POLOPT__BLAS_OK(x) ((x) <= (size_t)INT_MAX)
+#endif
+
+/* Internal entry points: arguments already checked.  Everything inside the library calls these. */
+static float polopt__dot_any(size_t n, const float *x, const float *y)
+{
+#ifdef POLOPT_USE_CBLAS
+    if (POLOPT__BLAS_OK(n)) return cblas_sdot((int)n, x, 1, y, 1);
+#endif
+    return polopt__dot(n, x, y);
+}
+
+static void polopt__gemv(polopt_trans trans, size_t m, size_t n, float alpha, const float *A, size_t lda,
+                         const float *x, float beta, float *y)
+{
+#ifdef POLOPT_USE_CBLAS
+    if (m && n && POLOPT__BLAS_OK(m) && POLOPT__BLAS_OK(n) && POLOPT__BLAS_OK(lda)) {
+        cblas_sgemv(CblasRowMajor, trans ? CblasTrans : CblasNoTrans, (int)m, (int)n, alpha, A, (int)lda, x, 1,
+                    beta, y, 1);
+        return;
+    }
+#endif
+    if (trans) polopt__gemv_t(m, n, alpha, A, lda, x, beta, y);
+    else polopt__gemv_n(m, n, alpha, A, lda, x, beta, y);
+}
+
+static void polopt__gemm(polopt_trans ta, polopt_trans tb, size_t m, size_t n, size_t k, float alpha,
+                         const float *A, size_t lda, const float *B, size_t ldb, float beta, float *C, size_t ldc)
+{
+#ifdef POLOPT_USE_CBLAS
+    if (m && n && k && POLOPT__BLAS_OK(m) && POLOPT__BLAS_OK(n) && POLOPT__BLAS_OK(k) && POLOPT__BLAS_OK(lda) &&
+        POLOPT__BLAS_OK(ldb) && POLOPT__BLAS_OK(ldc)) {
+        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)m, (int)n,
+                    (int)k, alpha, A, (int)lda, B, (int)ldb, beta, C, (int)ldc);
+        return;
+    }
+#endif
+    polopt__gemm_builtin(ta, tb, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+/* Whether a rows x cols matrix with leading dimension ld is valid and addressable (BLAS also asks ld >= 1). */
+static int polopt__matrix_ok(size_t rows, size_t cols, size_t ld)
+{
+    if (ld < cols || ld == 0) return 0;
+    return rows <= 1 || (SIZE_MAX - cols) / (rows - 1) >= ld;
+}
+
+POLOPT_DEF polopt_result polopt_dot(size_t n, const float *x, const float *y, float *out)
+{
+    if ((n && (!x || !y)) || !out) return POLOPT_ERR_INVALID_ARG;
+    *out = polopt__dot_any(n, x, y);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_axpy(size_t n, float alpha, const float *x, float *y)
+{
+    if (n && (!x || !y)) return POLOPT_ERR_INVALID_ARG;
+#ifdef POLOPT_USE_CBLAS
+    if (POLOPT__BLAS_OK(n)) {
+        cblas_saxpy((int)n, alpha, x, 1, y, 1);
+        return POLOPT_OK;
+    }
+#endif
+    polopt__axpy(n, alpha, x, y);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_scale(size_t n, float alpha, float *x)
+{
+    if (n && !x) return POLOPT_ERR_INVALID_ARG;
+    polopt__scale(n, alpha, x); /* kept built in: BLAS sscal leaves NaN * 0 = NaN, this gives 0 */
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_nrm2(size_t n, const float *x, float *out)
+{
+    if ((n && !x) || !out) return POLOPT_ERR_INVALID_ARG;
+    *out = polopt__nrm2(n, x); /* kept built in: double accumulation is both exact enough and safe */
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_gemv(polopt_trans trans, size_t m, size_t n, float alpha, const float *A,
+                                     size_t lda, const float *x, float beta, float *y)
+{
+    if ((trans != POLOPT_NO_TRANS && trans != POLOPT_TRANS) || !polopt__matrix_ok(m, n, lda))
+        return POLOPT_ERR_INVALID_ARG;
+    if ((trans ? n : m) && !y) return POLOPT_ERR_INVALID_ARG;
+    if (m && n && (!A || !x)) return POLOPT_ERR_INVALID_ARG;
+    polopt__gemv(trans, m, n, alpha, A, lda, x, beta, y);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_gemm(polopt_trans trans_a, polopt_trans trans_b, size_t m, size_t n, size_t k,
+                                     float alpha, const float *A, size_t lda, const float *B, size_t ldb,
+                                     float beta, float *C, size_t ldc)
+{
+    if ((trans_a != POLOPT_NO_TRANS && trans_a != POLOPT_TRANS) ||
+        (trans_b != POLOPT_NO_TRANS && trans_b != POLOPT_TRANS))
+        return POLOPT_ERR_INVALID_ARG;
+    if (!polopt__matrix_ok(trans_a ? k : m, trans_a ? m : k, lda) ||
+        !polopt__matrix_ok(trans_b ? n : k, trans_b ? k : n, ldb) || !polopt__matrix_ok(m, n, ldc))
+        return POLOPT_ERR_INVALID_ARG;
+    if (m && n && (!C || (k && (!A || !B)))) return POLOPT_ERR_INVALID_ARG;
+    polopt__gemm(trans_a, trans_b, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);
+    return POLOPT_OK;
+}
+
+/* >>numerics ---------------------------------------------------------------------------------------------- */
+
+/* exp(x) in single precision, branch-free so that loops over arrays vectorise (libm's expf does not without
+   -ffast-math).  Cody-Waite reduction x = n ln2 + r, |r| <= ln2 / 2, then Cephes' degree-6 polynomial for e^r
+   and 2^n built in the exponent bits.  Relative error below 2e-7 on [-87.3, 88]; results below 2^-126
+   (x < -87.3, including -inf) are flushed to 0, which is harmless for the sums and probabilities here.
+   The library only calls it with x <= 0 (logits minus their maximum); above 88 it saturates at e^88. */
+static float polopt__expf(float x)
+{
+    const float xc = x < -87.3f ? -87.3f : (x > 88.0f ? 88.0f : x);
+    const float shifter = 12582912.0f; /* 1.5 * 2^23: adding it rounds to an integer */
+    const float kf = (xc * 1.44269504088896341f + shifter) - shifter;
+    const float r = (xc - kf * 0.693359375f) - kf * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    int32_t bits;
+    float scale;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    bits = ((int32_t)kf + 127) << 23;
+    memcpy(&scale, &bits, sizeof scale);
+    return x < -87.3f ? 0.0f : p * scale;
+}
+
+/* Max of x (POLOPT_OK), or POLOPT_ERR_NONFINITE at the first NaN or +inf (then *out_bad is its index). */
+static polopt_result polopt__max_checked(size_t n, const float *x, float *out_max, size_t *out_bad)
+{
+    float mx[POLOPT__LANES];
+    int bad = 0, j;
+    size_t i = 0;
+    for (j = 0; j < POLOPT__LANES; ++j) mx[j] = -INFINITY;
+    for (; i + POLOPT__LANES <= n; i += POLOPT__LANES)
+        for (j = 0; j < POLOPT__LANES; ++j) {
+            const float v = x[i + j];
+            bad |= !(v <= FLT_MAX); /* NaN or +inf */
+            mx[j] = v > mx[j] ? v : mx[j];
+        }
+    for (j = 0; i < n; ++i, ++j) {
+        bad |= !(x[i] <= FLT_MAX);
+        mx[j] = x[i] > mx[j] ? x[i] : mx[j];
+    }
+    if (bad) {
+        for (i = 0; i < n && x[i] <= FLT_MAX; ++i) {}
+        *out_bad = i;
+        return POLOPT_ERR_NONFINITE;
+    }
+    for (j = 1; j < POLOPT__LANES; ++j) mx[0] = mx[j] > mx[0] ? mx[j] : mx[0];
+    *out_max = mx[0];
+    return POLOPT_OK;
+}
+
+/* sum_i exp((x_i - mx) * inv_t), writing the terms to out when out is not NULL (out may be x). */
+static double polopt__sum_exp(size_t n, const float *x, float mx, float inv_t, float *out)
+{
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0}, s = 0.0;
+    size_t i = 0;
+    int j;
+    for (; i + 8 <= n; i += 8)
+        for (j = 0; j < 8; ++j) {
+            const float e = polopt__expf((x[i + j] - mx) * inv_t);
+            if (out) out[i + j] = e;
+            acc[j] += e;
+        }
+    for (; i < n; ++i) {
+        const float e = polopt__expf((x[i] - mx) * inv_t);
+        if (out) out[i] = e;
+        s += e;
+    }
+    for (j = 0; j < 8; ++j) s += acc[j];
+    return s;
+}
+
+/* Shared front of the softmax family: argument checks, then max and the sum of shifted exponentials. */
+static polopt_result polopt__softmax_prep(size_t n, const float *x, float temperature, float *out_max,
+                                          float *out_inv_t)
+{
+    size_t bad;
+    polopt_result rc;
+    if (n == 0 || !x || !(temperature > 0.0f && temperature <= FLT_MAX)) return POLOPT_ERR_INVALID_ARG;
+    rc = polopt__max_checked(n, x, out_max, &bad);
+    if (rc != POLOPT_OK) return rc;
+    *out_inv_t = 1.0f / temperature;
+    if (!(*out_inv_t <= FLT_MAX)) return POLOPT_ERR_INVALID_ARG; /* temperature below ~3e-39 */
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_logsumexp(size_t n, const float *x, float temperature, double *out)
+{
+    float mx, inv_t;
+    polopt_result rc = out ? polopt__softmax_prep(n, x, temperature, &mx, &inv_t) : POLOPT_ERR_INVALID_ARG;
+    if (rc != POLOPT_OK) return rc;
+    if (mx == -INFINITY) {
+        *out = -INFINITY;
+        return POLOPT_OK;
+    }
+    *out = (double)mx / (double)temperature + log(polopt__sum_exp(n, x, mx, inv_t, NULL));
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_softmax(size_t n, const float *x, float temperature, float *out)
+{
+    float mx, inv_t, inv_sum;
+    size_t i;
+    polopt_result rc = out ? polopt__softmax_prep(n, x, temperature, &mx, &inv_t) : POLOPT_ERR_INVALID_ARG;
+    if (rc != POLOPT_OK) return rc;
+    if (mx == -INFINITY) return POLOPT_ERR_DOMAIN; /* every entry masked: no distribution */
+    inv_sum = (float)(1.0 / polopt__sum_exp(n, x, mx, inv_t, out)); /* the sum is >= 1: the max term is 1 */
+    for (i = 0; i < n; ++i) out[i] *= inv_sum;
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_log_softmax(size_t n, const float *x, float temperature, float *out)
+{
+    float mx, inv_t, log_sum;
+    size_t i;
+    polopt_result rc = out ? polopt__softmax_prep(n, x, temperature, &mx, &inv_t) : POLOPT_ERR_INVALID_ARG;
+    if (rc != POLOPT_OK) return rc;
+    if (mx == -INFINITY) return POLOPT_ERR_DOMAIN;
+    log_sum = (float)log(polopt__sum_exp(n, x, mx, inv_t, NULL));
+    for (i = 0; i < n; ++i) out[i] = (x[i] - mx) * inv_t - log_sum;
+    return POLOPT_OK;
+}
+
+/* The heap behind polopt_topk: a min-heap of indices ordered by "worse" (smaller value, then larger index),
+   so the root is the weakest of the k kept and a newcomer only has to beat the root. */
+static int polopt__worse(const float *x, uint32_t a, uint32_t b)
+{
+    return x[a] < x[b] || (x[a] == x[b] && a > b);
+}
+
+static void polopt__sift_down(const float *x, uint32_t *heap, size_t size, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, w = i;
+        uint32_t tmp;
+        if (l < size && polopt__worse(x, heap[l], heap[w])) w = l;
+        if (r < size && polopt__worse(x, heap[r], heap[w])) w = r;
+        if (w == i) return;
+        tmp = heap[i];
+        heap[i] = heap[w];
+        heap[w] = tmp;
+        i = w;
+    }
+}
+
+POLOPT_DEF polopt_result polopt_topk(size_t n, const float *x, size_t k, uint32_t *out_index, float *out_value)
+{
+    size_t i;
+    int bad = 0;
+    if (!x || k > n || n > (size_t)UINT32_MAX + 1 || (k && !out_index)) return POLOPT_ERR_INVALID_ARG;
+    for (i = 0; i < n; ++i) bad |= x[i] != x[i];
+    if (bad) return POLOPT_ERR_NONFINITE;
+    if (k == 0) return POLOPT_OK;
+    for (i = 0; i < k; ++i) out_index[i] = (uint32_t)i;
+    for (i = k / 2; i-- > 0;) polopt__sift_down(x, out_index, k, i);
+    /* Later indices lose ties, so a newcomer must be strictly greater than the weakest kept. */
+    for (i = k; i < n; ++i)
+        if (x[i] > x[out_index[0]]) {
+            out_index[0] = (uint32_t)i;
+            polopt__sift_down(x, out_index, k, 0);
+        }
+    /* Heap sort: move the weakest to the back, one at a time, leaving the best first. */
+    for (i = k; i-- > 1;) {
+        const uint32_t tmp = out_index[0];
+        out_index[0] = out_index[i];
+        out_index[i] = tmp;
+        polopt__sift_down(x, out_index, i, 0);
+    }
+    if (out_value)
+        for (i = 0; i < k; ++i) out_value[i] = x[out_index[i]];
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_argmax(size_t n, const float *x, uint32_t *out_index)
+{
+    size_t i, best = 0;
+    if (n == 0 || !x || !out_index || n > (size_t)UINT32_MAX + 1) return POLOPT_ERR_INVALID_ARG;
+    for (i = 0; i < n; ++i) {
+        if (x[i] != x[i]) return POLOPT_ERR_NONFINITE;
+        if (x[i] > x[best]) best = i;
+    }
+    *out_index = (uint32_t)best;
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_check_finite(size_t n, const float *x, size_t *out_first_bad)
+{
+    size_t i;
+    int bad = 0;
+    if (n && !x) return POLOPT_ERR_INVALID_ARG;
+    for (i = 0; i < n; ++i) bad |= !(x[i] >= -FLT_MAX && x[i] <= FLT_MAX);
+    if (!bad) return POLOPT_OK;
+    for (i = 0; x[i] >= -FLT_MAX && x[i] <= FLT_MAX; ++i) {}
+    if (out_first_bad) *out_first_bad = i;
+    return POLOPT_ERR_NONFINITE;
+}
+
+/* >>optim ------------------------------------------------------------------------------------------------- */
+
+/* Checks shared by the optimisers' steps: params and grad present and finite, so a step never writes NaN. */
+static polopt_result polopt__check_step(polopt_error *err, const polopt_hooks *hooks, const char *fn, size_t n,
+                                        const float *params, const float *grad)
+{
+    size_t bad = 0;
+    if (!params || !grad)
+        return polopt__fail(err, hooks, POLOPT_ERR_INVALID_ARG, "%s: %s is NULL", fn, params ? "grad" : "params");
+    if (polopt_check_finite(n, grad, &bad) != POLOPT_OK)
+        return polopt__fail(err, hooks, POLOPT_ERR_NONFINITE, "%s: grad[%lu] = %g is not finite; nothing updated",
+                            fn, (unsigned long)bad, (double)grad[bad]);
+    if (polopt_check_finite(n, params, &bad) != POLOPT_OK)
+        return polopt__fail(err, hooks, POLOPT_ERR_NONFINITE, "%s: params[%lu] = %g is not finite; nothing updated",
+                            fn, (unsigned long)bad, (double)params[bad]);
+    return POLOPT_OK;
+}
+
+/* Whether v is finite and in [lo, hi] (hi_open: [lo, hi)). */
+static int polopt__in_range(double v, double lo, double hi, int hi_open)
+{
+    return v >= lo && (hi_open ? v < hi : v <= hi);
+}
+
+POLOPT_DEF polopt_adam_config polopt_adam_config_default(void)
+{
+    polopt_adam_config c;
+    memset(&c, 0, sizeof c);
+    c.lr = 1e-3f;
+    c.beta1 = 0.9f;
+    c.beta2 = 0.999f;
+    c.eps = 1e-8f;
+    return c;
+}
+
+POLOPT_DEF polopt_result polopt_adam_init(polopt_adam *opt, size_t n, const polopt_adam_config *config)
+{
+    static const char *fn = "polopt_adam_init";
+    polopt_result rc = POLOPT_OK;
+    const polopt_adam_config c = config ? *config : polopt_adam_config_default();
+    if (!opt) return POLOPT_ERR_INVALID_ARG;
+    memset(opt, 0, sizeof *opt);
+    opt->config = c;
+    if (!polopt__in_range(c.lr, 0.0, FLT_MAX, 0) || c.lr == 0.0f)
+        return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.lr = %g must be > 0", fn,
+                            (double)c.lr);
+    if (!polopt__in_range(c.beta1, 0.0, 1.0, 1))
+        return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.beta1 = %g is outside [0, 1)",
+                            fn, (double)c.beta1);
+    if (!polopt__in_range(c.beta2, 0.0, 1.0, 1))
+        return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.beta2 = %g is outside [0, 1)",
+                            fn, (double)c.beta2);
+    if (!polopt__in_range(c.eps, 0.0, FLT_MAX, 0) || c.eps == 0.0f)
+        return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.eps = %g must be > 0", fn,
+                            (double)c.eps);
+    if (!polopt__in_range(c.weight_decay, 0.0, FLT_MAX, 0))
+        return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.weight_decay = %g must be >= 0",
+                            fn, (double)c.weight_decay);
+    if (n == 0) return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: n = 0 parameters", fn);
+    opt->m = (float *)polopt__alloc(&c.hooks, n, sizeof(float), &rc);
+    if (opt->m) opt->v = (float *)polopt__alloc(&c.hooks, n, sizeof(float), &rc);
+    if (!opt->v) {
+        polopt_adam_free(opt);
+        return polopt__fail(&opt->err, &c.hooks, rc, "%s: cannot allocate moments for n = %lu", fn,
+                            (unsigned long)n);
+    }
+    memset(opt->m, 0, n * sizeof(float));
+    memset(opt->v, 0, n * sizeof(float));
+    opt->n = n;
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_adam_step(polopt_adam *opt, float *params, const float *grad)
+{
+    const polopt_adam_config *c;
+    double bc1, bc2;
+    float step, inv_sqrt_bc2, decay, sign;
+    size_t i;
+    polopt_result rc;
+    if (!opt || !opt->m) return POLOPT_ERR_INVALID_ARG;
+    c = &opt->config;
+    rc = polopt__check_step(&opt->err, &c->hooks, "polopt_adam_step", opt->n, params, grad);
+    if (rc != POLOPT_OK) return rc;
+    opt->t += 1;
+    bc1 = 1.0 - pow((double)c->beta1, (double)opt->t);
+    bc2 = 1.0 - pow((double)c->beta2, (double)opt->t);
+    step = (float)((double)c->lr / bc1);
+    inv_sqrt_bc2 = (float)(1.0 / sqrt(bc2));
+    decay = 1.0f - c->lr * c->weight_decay;
+    sign = c->maximize ? -1.0f : 1.0f;
+    for (i = 0; i < opt->n; ++i) {
+        const float g = sign * grad[i];
+        const float m = c->beta1 * opt->m[i] + (1.0f - c->beta1) * g;
+        const float v = c->beta2 * opt->v[i] + (1.0f - c->beta2) * g * g;
+        opt->m[i] = m;
+        opt->v[i] = v;
+        params[i] = params[i] * decay - step * m / (sqrtf(v) * inv_sqrt_bc2 + c->eps);
+    }
+    return POLOPT_OK;
+}
+
+POLOPT_DEF void polopt_adam_free(polopt_adam *opt)
+{
+    if (!opt) return;
+    polopt__dealloc(&opt->config.hooks, opt->m);
+    polopt__dealloc(&opt->config.hooks, opt->v);
+    opt->m = opt->v = NULL;
+    opt->n = 0;
+}
+
+POLOPT_DEF polopt_sgd_config polopt_sgd_config_default(void)
+{
+    polopt_sgd_config c;
+    memset(&c, 0, sizeof c);
+    c.lr = 1e-2f;
+    return c;
+}
+
+POLOPT_DEF polopt_result polopt_sgd_init(polopt_sgd *opt, size_t n, const polopt_sgd_config *config)
+{
+    static const char *fn = "polopt_sgd_init";
+    polopt_result rc = POLOPT_OK;
+    const polopt_sgd_config c = config ? *config : polopt_sgd_config_default();
+    if (!opt) return POLOPT_ERR_INVALID_ARG;
+    memset(opt, 0, sizeof *opt);
+    opt->config = c;
+    if (!polopt__in_range(c.lr, 0.0, FLT_MAX, 0) || c.lr == 0.0f)
+        return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.lr = %g must be > 0", fn,
+                            (double)c.lr);
+    if (!polopt__in_range(c.momentum, 0.0, 1.0, 1))
+        return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.momentum = %g is outside [0, 1)",
+                            fn, (double)c.momentum);
+    if (!polopt__in_range(c.weight_decay, 0.0, FLT_MAX, 0))
+        return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.weight_decay = %g must be >= 0",
+                            fn, (double)c.weight_decay);
+    if (n == 0) return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: n = 0 parameters", fn);
+    if (c.momentum > 0.0f) {
+        opt->buf = (float *)polopt__alloc(&c.hooks, n, sizeof(float), &rc);
+        if (!opt->buf)
+            return polopt__fail(&opt->err, &c.hooks, rc, "%s: cannot allocate the momentum buffer for n = %lu", fn,
+                                (unsigned long)n);
+    }
+    opt->n = n;
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_sgd_step(polopt_sgd *opt, float *params, const float *grad)
+{
+    const polopt_sgd_config *c;
+    float sign;
+    size_t i;
+    polopt_result rc;
+    if (!opt || opt->n == 0) return POLOPT_ERR_INVALID_ARG;
+    c = &opt->config;
+    rc = polopt__check_step(&opt->err, &c->hooks, "polopt_sgd_step", opt->n, params, grad);
+    if (rc != POLOPT_OK) return rc;
+    sign = c->maximize ? -1.0f : 1.0f;
+    for (i = 0; i < opt->n; ++i) {
+        float g = sign * grad[i] + c->weight_decay * params[i];
+        if (opt->buf) {
+            g = opt->t == 0 ? g : c->momentum * opt->buf[i] + g;
+            opt->buf[i] = g;
+        }
+        params[i] -= c->lr * g;
+    }
+    opt->t += 1;
+    return POLOPT_OK;
+}
+
+POLOPT_DEF void polopt_sgd_free(polopt_sgd *opt)
+{
+    if (!opt) return;
+    polopt__dealloc(&opt->config.hooks, opt->buf);
+    opt->buf = NULL;
+    opt->n = 0;
+}
+
+/* >>synth ------------------------------------------------------------------------------------------------- */
+
+/* Tags that keep the random streams of clusters, items, users and user item draws apart. */
+#define POLOPT__TAG_CLUSTER 0x636c7573ULL
+#define POLOPT__TAG_ITEM 0x6974656dULL
+#define POLOPT__TAG_USER 0x75736572ULL
+#define POLOPT__TAG_DRAW 0x64726177ULL
+#define POLOPT__TAG_MIXING 0x6d697869ULL
+#define POLOPT__SYNTH_MAX_INTERESTS 64
+
+POLOPT_DEF polopt_synth_config polopt_synth_config_default(void)
+{
+    polopt_synth_config c;
+    memset(&c, 0, sizeof c);
+    c.seed = 1;
+    c.cluster_zipf = 0.8;
+    c.spectrum_decay = 0.5;
+    c.item_spread = 0.6;
+    c.norm_sigma = 0.35;
+    c.user_interests = 3;
+    c.taste_noise = 0.3;
+    c.context_items = 10;
+    c.context_mixing = 1.0;
+    c.reward_bias = -3.0;
+    c.reward_scale = 4.0;
+    return c;
+}
+
+/* v /= ||v|| (a zero vector becomes the first basis vector, so the result is always a unit vector). */
+static void polopt__normalise(size_t n, float *v)
+{
+    const float norm = polopt__nrm2(n, v);
+    if (norm > 0.0f) polopt__scale(n, 1.0f / norm, v);
+    else {
+        memset(v, 0, n * sizeof *v);
+        v[0] = 1.0f;
+    }
+}
+
+/* Norm of the spectrum s (so that s * z / ||s|| has expected squared norm 1 for z ~ N(0, I)). */
+static float polopt__synth_snorm(const polopt_synth *s)
+{
+    return polopt__nrm2(s->config.dim, s->spectrum);
+}
+
+static uint32_t polopt__synth_cluster_of(const polopt_synth *s, uint32_t item)
+{
+    size_t lo = 0, hi = s->n_clusters; /* invariant: first[lo] <= item < first[hi] */
+    while (hi - lo > 1) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (s->cluster_first[mid] <= item) lo = mid;
+        else hi = mid;
+    }
+    return (uint32_t)lo;
+}
+
+/* beta_a into out (L floats), following the model in the declaration. */
+static void polopt__synth_item(const polopt_synth *s, uint32_t a, uint32_t cluster, float snorm, float *out)
+{
+    const size_t L = s->config.dim;
+    const uint32_t first = s->cluster_first[cluster], size = s->cluster_first[cluster + 1] - first;
+    const float *d = s->directions + (size_t)cluster * L;
+    const float spread = (float)s->config.item_spread / snorm;
+    polopt_rng rng;
+    double nu;
+    size_t j;
+    polopt__rng_keyed(&rng, s->config.seed, POLOPT__TAG_ITEM, a);
+    nu = (1.5 - (double)(a - first) / (double)size) * exp(s->config.norm_sigma * polopt_rng_normal(&rng));
+    polopt__rng_normals(&rng, L, out);
+    for (j = 0; j < L; ++j) out[j] = d[j] + spread * s->spectrum[j] * out[j];
+    polopt__normalise(L, out);
+    polopt__scale(L, (float)nu, out);
+}
+
+/* A user's interests: clusters c_j (each proportional to cluster size, through the cluster of a uniform item)
+   with weights w_j proportional to 2^-j.  The user's generator is left just after these draws. */
+static size_t polopt__synth_interests(const polopt_synth *s, uint64_t user, polopt_rng *rng, uint32_t *clusters,
+                                      double *weights)
+{
+    const size_t m = s->config.user_interests;
+    double total = 0.0;
+    size_t j;
+    polopt__rng_keyed(rng, s->config.seed, POLOPT__TAG_USER, user);
+    for (j = 0; j < m; ++j) {
+        clusters[j] = polopt__synth_cluster_of(s, (uint32_t)polopt__rng_below(rng, s->config.n_items));
+        weights[j] = ldexp(1.0, -(int)j);
+        total += weights[j];
+    }
+    for (j = 0; j < m; ++j) weights[j] /= total;
+    return m;
+}
+
+/* One item from the user's interests: cluster c_j with probability w_j, then rank floor(|c| U^2). */
+static uint32_t polopt__synth_draw_item(const polopt_synth *s, polopt_rng *rng, const uint32_t *clusters,
+                                        const double *weights, size_t m)
+{
+    double u = polopt__rng_uniform(rng), cum = 0.0;
+    size_t j;
+    uint32_t first, size;
+    for (j = 0; j + 1 < m; ++j) {
+        cum += weights[j];
+        if (u < cum) break;
+    }
+    first = s->cluster_first[clusters[j]];
+    size = s->cluster_first[clusters[j] + 1] - first;
+    u = polopt__rng_uniform(rng);
+    return first + (uint32_t)((double)size * u * u);
+}
+
+static void polopt__synth_draw_rng(const polopt_synth *s, uint64_t user, uint32_t set, polopt_rng *rng)
+{
+    uint64_t k = user;
+    polopt__rng_keyed(rng, s->config.seed, POLOPT__TAG_DRAW, polopt__splitmix64(&k) ^ set);
+}
+
+POLOPT_DEF polopt_result polopt_synth_init(polopt_synth *s, const polopt_synth_config *config)
+{
+    static const char *fn = "polopt_synth_init";
+    polopt_result rc = POLOPT_OK;
+    polopt_synth_config c;
+    size_t C, L, j, extra, given = 0;
+    double wsum = 0.0;
+    if (!s) return POLOPT_ERR_INVALID_ARG;
+    memset(s, 0, sizeof *s);
+    if (!config) return polopt__fail(&s->err, NULL, POLOPT_ERR_INVALID_ARG, "%s: config is NULL", fn);
+    c = s->config = *config;
+#define POLOPT__SYNTH_CHECK(cond, ...) \
+    if (!(cond)) return polopt__fail(&s->err, &c.hooks, POLOPT_ERR_INVALID_ARG, __VA_ARGS__)
+    POLOPT__SYNTH_CHECK(c.n_items >= 1 && c.n_items <= UINT32_MAX, "%s: config.n_items = %lu must be in [1, 2^32 - 1]",
+                        fn, (unsigned long)c.n_items);
+    POLOPT__SYNTH_CHECK(c.dim >= 1 && c.dim <= (1u << 20), "%s: config.dim = %lu must be in [1, 2^20]", fn,
+                        (unsigned long)c.dim);
+    POLOPT__SYNTH_CHECK(c.n_clusters <= c.n_items, "%s: config.n_clusters = %lu exceeds n_items = %lu", fn,
+                        (unsigned long)c.n_clusters, (unsigned long)c.n_items);
+    POLOPT__SYNTH_CHECK(polopt__in_range(c.cluster_zipf, 0.0, 8.0, 0), "%s: config.cluster_zipf = %g is outside [0, 8]",
+                        fn, c.cluster_zipf);
+    POLOPT__SYNTH_CHECK(polopt__in_range(c.spectrum_decay, 0.0, 4.0, 0),
+                        "%s: config.spectrum_decay = %g is outside [0, 4]", fn, c.spectrum_decay);
+    POLOPT__SYNTH_CHECK(polopt__in_range(c.item_spread, 0.0, 1e3, 0), "%s: config.item_spread = %g is outside [0, 1000]",
+                        fn, c.item_spread);
+    POLOPT__SYNTH_CHECK(polopt__in_range(c.norm_sigma, 0.0, 4.0, 0), "%s: config.norm_sigma = %g is outside [0, 4]", fn,
+                        c.norm_sigma);
+    POLOPT__SYNTH_CHECK(c.user_interests >= 1 && c.user_interests <= POLOPT__SYNTH_MAX_INTERESTS,
+                        "%s: config.user_interests = %lu must be in [1, %d]", fn, (unsigned long)c.user_interests,
+                        POLOPT__SYNTH_MAX_INTERESTS);
+    POLOPT__SYNTH_CHECK(polopt__in_range(c.taste_noise, 0.0, 1e3, 0), "%s: config.taste_noise = %g is outside [0, 1000]",
+                        fn, c.taste_noise);
+    POLOPT__SYNTH_CHECK(c.context_items >= 1, "%s: config.context_items must be >= 1", fn);
+    POLOPT__SYNTH_CHECK(c.context_dim <= (1u << 20), "%s: config.context_dim = %lu must be at most 2^20", fn,
+                        (unsigned long)c.context_dim);
+    POLOPT__SYNTH_CHECK(polopt__in_range(c.context_mixing, 0.0, 1e3, 0),
+                        "%s: config.context_mixing = %g is outside [0, 1000]", fn, c.context_mixing);
+    POLOPT__SYNTH_CHECK(polopt__in_range(c.reward_bias, -1e6, 1e6, 0) && polopt__in_range(c.reward_scale, -1e6, 1e6, 0),
+                        "%s: config.reward_bias = %g and reward_scale = %g must be finite", fn, c.reward_bias,
+                        c.reward_scale);
+#undef POLOPT__SYNTH_CHECK
+    L = c.dim;
+    C = c.n_clusters ? c.n_clusters : (size_t)floor(sqrt((double)c.n_items) + 0.5);
+    if (C < 1) C = 1;
+    s->spectrum = (float *)polopt__alloc(&c.hooks, L, sizeof(float), &rc);
+    if (s->spectrum) s->directions = (float *)polopt__alloc(&c.hooks, C, L * sizeof(float), &rc);
+    s->context_dim = c.context_dim ? c.context_dim : L;
+    if (s->directions) s->cluster_first = (uint32_t *)polopt__alloc(&c.hooks, C + 1, sizeof(uint32_t), &rc);
+    if (s->cluster_first) s->mixing = (float *)polopt__alloc(&c.hooks, s->context_dim, L * sizeof(float), &rc);
+    if (!s->mixing) {
+        polopt_synth_free(s);
+        return polopt__fail(&s->err, &c.hooks, rc, "%s: cannot allocate %lu clusters of dimension %lu", fn,
+                            (unsigned long)C, (unsigned long)L);
+    }
+    s->n_clusters = C;
+    for (j = 0; j < L; ++j) s->spectrum[j] = (float)pow(1.0 + (double)j, -c.spectrum_decay);
+    for (j = 0; j < C; ++j) {
+        polopt_rng rng;
+        float *d = s->directions + j * L;
+        size_t i;
+        polopt__rng_keyed(&rng, c.seed, POLOPT__TAG_CLUSTER, j);
+        polopt__rng_normals(&rng, L, d);
+        for (i = 0; i < L; ++i) d[i] *= s->spectrum[i];
+        polopt__normalise(L, d);
+    }
+    { /* G = I + gamma Z / sqrt(L) */
+        polopt_rng rng;
+        const float g = (float)(c.context_mixing / sqrt((double)L));
+        polopt__rng_keyed(&rng, c.seed, POLOPT__TAG_MIXING, 0);
+        polopt__rng_normals(&rng, s->context_dim * L, s->mixing);
+        for (j = 0; j < s->context_dim * L; ++j) s->mixing[j] *= g;
+        for (j = 0; j < s->context_dim && j < L; ++j) s->mixing[j * L + j] += 1.0f;
+    }
+    /* Cluster sizes: 1 each, then the other P - C items in proportion to (c + 1)^-zipf, rounded down, and the
+       few left over by rounding one each to the largest clusters. */
+    for (j = 0; j < C; ++j) wsum += pow(1.0 + (double)j, -c.cluster_zipf);
+    extra = c.n_items - C;
+    s->cluster_first[0] = 0;
+    for (j = 0; j < C; ++j) {
+        const size_t share = (size_t)floor((double)extra * pow(1.0 + (double)j, -c.cluster_zipf) / wsum);
+        given += share;
+        s->cluster_first[j + 1] = (uint32_t)(1 + share);
+    }
+    if (given > extra) given = extra; /* cannot happen, but keeps the sizes summing to P whatever rounding does */
+    for (j = 0; j < extra - given; ++j) s->cluster_first[1 + j % C] += 1;
+    for (j = 0; j < C; ++j) s->cluster_first[j + 1] += s->cluster_first[j];
+    POLOPT_ASSERT(s->cluster_first[C] == c.n_items);
+    polopt__clear_error(&s->err);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF void polopt_synth_free(polopt_synth *s)
+{
+    if (!s) return;
+    polopt__dealloc(&s->config.hooks, s->spectrum);
+    polopt__dealloc(&s->config.hooks, s->directions);
+    polopt__dealloc(&s->config.hooks, s->cluster_first);
+    polopt__dealloc(&s->config.hooks, s->mixing);
+    s->spectrum = s->directions = s->mixing = NULL;
+    s->cluster_first = NULL;
+    s->n_clusters = 0;
+}
+
+/* The const synth functions cannot store a message in the object; they send it to the log callback. */
+static polopt_result polopt__synth_ready(const polopt_synth *s, const char *fn)
+{
+    if (!s) return POLOPT_ERR_INVALID_ARG;
+    if (!s->cluster_first)
+        return polopt__fail(NULL, &s->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: synth is not initialised", fn);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_synth_items(const polopt_synth *s, size_t first, size_t count, float *out)
+{
+    static const char *fn = "polopt_synth_items";
+    polopt_result rc = polopt__synth_ready(s, fn);
+    size_t i;
+    uint32_t cluster;
+    float snorm;
+    if (rc != POLOPT_OK) return rc;
+    if (first > s->config.n_items || count > s->config.n_items - first)
+        return polopt__fail(NULL, &s->config.hooks, POLOPT_ERR_INVALID_ARG,
+                            "%s: items [%lu, %lu + %lu) are outside the catalogue of %lu", fn, (unsigned long)first,
+                            (unsigned long)first, (unsigned long)count, (unsigned long)s->config.n_items);
+    if (count && !out) return polopt__fail(NULL, &s->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: out is NULL", fn);
+    if (count == 0) return POLOPT_OK;
+    snorm = polopt__synth_snorm(s);
+    cluster = polopt__synth_cluster_of(s, (uint32_t)first);
+    for (i = 0; i < count; ++i) {
+        const uint32_t a = (uint32_t)(first + i);
+        while (a >= s->cluster_first[cluster + 1]) ++cluster;
+        polopt__synth_item(s, a, cluster, snorm, out + i * s->config.dim);
+    }
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_synth_item_cluster(const polopt_synth *s, uint32_t item, uint32_t *out_cluster)
+{
+    static const char *fn = "polopt_synth_item_cluster";
+    polopt_result rc = polopt__synth_ready(s, fn);
+    if (rc != POLOPT_OK) return rc;
+    if (item >= s->config.n_items || !out_cluster)
+        return polopt__fail(NULL, &s->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: item %lu is outside [0, %lu)%s", fn,
+                            (unsigned long)item, (unsigned long)s->config.n_items,
+                            out_cluster ? "" : " or out_cluster is NULL");
+    *out_cluster = polopt__synth_cluster_of(s, item);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_synth_user_items(const polopt_synth *s, uint64_t user, uint32_t set, size_t n,
+                                                 uint32_t *out_items)
+{
+    static const char *fn = "polopt_synth_user_items";
+    polopt_result rc = polopt__synth_ready(s, fn);
+    uint32_t clusters[POLOPT__SYNTH_MAX_INTERESTS];
+    double weights[POLOPT__SYNTH_MAX_INTERESTS];
+    polopt_rng rng;
+    size_t m, i;
+    if (rc != POLOPT_OK) return rc;
+    if (n && !out_items) return polopt__fail(NULL, &s->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: out_items is NULL", fn);
+    m = polopt__synth_interests(s, user, &rng, clusters, weights);
+    polopt__synth_draw_rng(s, user, set, &rng);
+    for (i = 0; i < n; ++i) out_items[i] = polopt__synth_draw_item(s, &rng, clusters, weights, m);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_synth_user(const polopt_synth *s, uint64_t user, float *out_context,
+                                           float *out_taste)
+{
+    static const char *fn = "polopt_synth_user";
+    polopt_result rc = polopt__synth_ready(s, fn);
+    uint32_t clusters[POLOPT__SYNTH_MAX_INTERESTS];
+    double weights[POLOPT__SYNTH_MAX_INTERESTS];
+    polopt_rng rng, draw;
+    size_t m, i, j, L;
+    float snorm, *item, *mean;
+    if (rc != POLOPT_OK) return rc;
+    if (!out_context) return polopt__fail(NULL, &s->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: out_context is NULL", fn);
+    L = s->config.dim;
+    snorm = polopt__synth_snorm(s);
+    item = (float *)polopt__alloc(&s->config.hooks, 2 * L, sizeof(float), &rc); /* one item, and m_u */
+    if (!item) return polopt__fail(NULL, &s->config.hooks, rc, "%s: cannot allocate %lu floats", fn, (unsigned long)L);
+    mean = item + L;
+    m = polopt__synth_interests(s, user, &rng, clusters, weights);
+    if (out_taste) { /* t_u = unit(sum_j w_j d_cj + taste_noise * s * zeta / ||s||) */
+        const float noise = (float)s->config.taste_noise / snorm;
+        polopt__rng_normals(&rng, L, out_taste);
+        for (j = 0; j < L; ++j) out_taste[j] *= noise * s->spectrum[j];
+        for (i = 0; i < m; ++i) polopt__axpy(L, (float)weights[i], s->directions + (size_t)clusters[i] * L, out_taste);
+        polopt__normalise(L, out_taste);
+    }
+    memset(mean, 0, L * sizeof *mean);
+    polopt__synth_draw_rng(s, user, 0, &draw);
+    for (i = 0; i < s->config.context_items; ++i) {
+        const uint32_t a = polopt__synth_draw_item(s, &draw, clusters, weights, m);
+        polopt__synth_item(s, a, polopt__synth_cluster_of(s, a), snorm, item);
+        polopt__axpy(L, 1.0f / (float)s->config.context_items, item, mean);
+    }
+    polopt__gemv(POLOPT_NO_TRANS, s->context_dim, L, 1.0f, s->mixing, L, mean, 0.0f, out_context); /* x_u = G m_u */
+    polopt__dealloc(&s->config.hooks, item);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_synth_rewards(const polopt_synth *s, const float *taste, size_t count,
+                                              const float *items, float *out_reward)
+{
+    static const char *fn = "polopt_synth_rewards";
+    polopt_result rc = polopt__synth_ready(s, fn);
+    size_t i, L;
+    if (rc != POLOPT_OK) return rc;
+    if (!taste || (count && (!items || !out_reward)))
+        return polopt__fail(NULL, &s->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: taste, items or out_reward is NULL",
+                            fn);
+    L = s->config.dim;
+    for (i = 0; i < count; ++i) {
+        const double z = s->config.reward_bias + s->config.reward_scale * polopt__dot(L, taste, items + i * L);
+        out_reward[i] = (float)(1.0 / (1.0 + exp(-z)));
+    }
+    return POLOPT_OK;
+}
+
+#endif /* POLOPT__IMPLEMENTATION_DONE */
+#endif /* POLOPT_IMPLEMENTATION */
+
+/* >>license -----------------------------------------------------------------------------------------------
+This software is available under 2 licenses; choose whichever you prefer.
+ALTERNATIVE A - MIT License
+Copyright (c) 2026 the polopt authors
+Permission is hereby granted, free of charge, to any person obtaining a copy of this software and associated
+documentation files (the "Software"), to deal in the Software without restriction, including without limitation the
+rights to use, copy, modify, merge, publish, distribute, sublicense, and/or sell copies of the Software, and to permit
+persons to whom the Software is furnished to do so, subject to the following conditions:
+The above copyright notice and this permission notice shall be included in all copies or substantial portions of the
+Software.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT NOT LIMITED TO THE
+WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS OR
+COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR
+OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+ALTERNATIVE B - Public Domain (www.unlicense.org)
+This is free and unencumbered software released into the public domain.
+Anyone is free to copy, modify, publish, use, compile, sell, or distribute this software, either in source code form or
+as a compiled binary, for any purpose, commercial or non-commercial, and by any means.
+In jurisdictions that recognize copyright laws, the author or authors of this software dedicate any and all copyright
+interest in the software to the public domain. We make this dedication for the benefit of the public at large and to
+the detriment of our heirs and successors. We intend this dedication to be an overt act of relinquishment in
+perpetuity of all present and future rights to this software under copyright law.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED, INCLUDING BUT NOT LIMITED TO THE
+WARRANTIES OF MERCHANTABILITY, FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE AUTHORS BE
+LIABLE FOR ANY CLAIM, DAMAGES OR OTHER LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM, OUT
+OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.
+------------------------------------------------------------------------------------------------------------------ */
