@@ -1,0 +1,96 @@
+# polopt: `make demo` runs the main job, `make test` runs every test in every build variant.
+
+CC     ?= cc
+WARN    = -Wall -Wextra -Wpedantic -Werror
+C99     = -std=c99 $(WARN)
+CXX11   = -x c++ -std=c++11 $(WARN)
+OPT     = -O3 -march=native
+B       = build
+
+TEST_SRC = tests/main.c tests/impl.c $(sort $(wildcard tests/test_*.c))
+TEST_DEP = $(TEST_SRC) tests/harness.h polopt.h
+
+# The test suite, built six ways: three compilers and languages on three kernels (AVX-512 with -march=native,
+# AVX2, generic SSE2), CBLAS, and AddressSanitizer + UndefinedBehaviorSanitizer.
+VARIANTS = $(B)/test-gcc-c99-native $(B)/test-clang-c99-generic $(B)/test-gxx-cxx11-avx2 \
+           $(B)/test-clangxx-cxx11-native $(B)/test-gcc-cblas $(B)/test-clang-asan-ubsan
+LINKS    = $(B)/link-c $(B)/link-cxx $(B)/link-c-user-cxx-impl $(B)/link-cxx-user-c-impl $(B)/link-static
+
+.PHONY: all test test-quick demo bench examples bench-programs clean
+all: $(VARIANTS) $(LINKS) $(B)/readme_example examples bench-programs
+
+test: $(VARIANTS) $(LINKS) $(B)/link/impl-c.o $(B)/link/impl-cxx.o $(B)/readme_example
+	@tests/run.sh $(VARIANTS) $(LINKS) \
+	    "tests/link/check_symbols.sh symbols $(B)/link/impl-c.o $(B)/link/impl-cxx.o" \
+	    "$(B)/readme_example >/dev/null && echo 'readme-example: 1 passed, 0 failed'"
+
+# The usage example of README.md, cut out of it, so the README cannot drift from the API.
+$(B)/readme_example.c: README.md | $(B)
+	awk '/readme-example: end/{f=0} f&&!/^```/{print} /readme-example: begin/{f=1}' $< > $@
+$(B)/readme_example: $(B)/readme_example.c polopt.h
+	gcc $(C99) -O2 -I. $< -o $@ -lm
+
+# One fast build only, for the edit-compile-test loop.
+test-quick: $(B)/test-gcc-c99-native
+	@$(B)/test-gcc-c99-native
+
+$(B):
+	@mkdir -p $(B)/link
+
+$(B)/test-gcc-c99-native: $(TEST_DEP) | $(B)
+	gcc $(C99) -O2 -march=native -I. -DTH_VARIANT='"gcc-c99-native"' $(TEST_SRC) -o $@ -lm
+$(B)/test-clang-c99-generic: $(TEST_DEP) | $(B)
+	clang $(C99) -O2 -I. -DTH_VARIANT='"clang-c99-generic"' $(TEST_SRC) -o $@ -lm
+$(B)/test-gxx-cxx11-avx2: $(TEST_DEP) | $(B)
+	g++ $(CXX11) -O2 -mavx2 -mfma -I. -DTH_VARIANT='"g++-c++11-avx2"' $(TEST_SRC) -x none -o $@ -lm
+$(B)/test-clangxx-cxx11-native: $(TEST_DEP) | $(B)
+	clang++ $(CXX11) -O2 -march=native -I. -DTH_VARIANT='"clang++-c++11-native"' $(TEST_SRC) -x none -o $@ -lm
+$(B)/test-gcc-cblas: $(TEST_DEP) | $(B)
+	gcc $(C99) -O2 -march=native -DPOLOPT_USE_CBLAS -I. -DTH_VARIANT='"gcc-c99-cblas"' $(TEST_SRC) -o $@ -lopenblas -lm
+$(B)/test-clang-asan-ubsan: $(TEST_DEP) | $(B)
+	clang $(C99) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -I. \
+	    -DTH_VARIANT='"clang-c99-asan-ubsan"' $(TEST_SRC) -o $@ -lm
+
+# Link tests: declarations-only user file + implementation file, in C, C++ and both mixes; STATIC mode twice.
+LINK_DEP = tests/link/user.c tests/link/impl.c polopt.h | $(B)
+$(B)/link/impl-c.o: tests/link/impl.c polopt.h | $(B)
+	gcc $(C99) -O2 -I. -c $< -o $@
+$(B)/link/impl-cxx.o: tests/link/impl.c polopt.h | $(B)
+	g++ $(CXX11) -O2 -I. -c $< -o $@
+$(B)/link/user-c.o: tests/link/user.c polopt.h | $(B)
+	gcc $(C99) -O2 -I. -c $< -o $@
+$(B)/link/user-cxx.o: tests/link/user.c polopt.h | $(B)
+	g++ $(CXX11) -O2 -I. -c $< -o $@
+$(B)/link-c: $(B)/link/user-c.o $(B)/link/impl-c.o
+	gcc $^ -o $@ -lm
+$(B)/link-cxx: $(B)/link/user-cxx.o $(B)/link/impl-cxx.o
+	g++ $^ -o $@ -lm
+$(B)/link-c-user-cxx-impl: $(B)/link/user-c.o $(B)/link/impl-cxx.o
+	g++ $^ -o $@ -lm
+$(B)/link-cxx-user-c-impl: $(B)/link/user-cxx.o $(B)/link/impl-c.o
+	g++ $^ -o $@ -lm
+$(B)/link-static: tests/link/static_a.c tests/link/static_b.c polopt.h | $(B)
+	gcc $(C99) -O2 -I. -DLINK_VARIANT='"link-static"' tests/link/static_a.c tests/link/static_b.c -o $@ -lm
+
+# Examples and benchmarks
+EXAMPLES = $(patsubst examples/%.c,$(B)/%,$(wildcard examples/*.c))
+BENCHES  = $(patsubst bench/%.c,$(B)/%,$(wildcard bench/*.c))
+HAVE_CBLAS := $(shell echo 'int main(void){return 0;}' | $(CC) -include cblas.h -x c - -o /dev/null -lopenblas 2>/dev/null && echo 1)
+BENCH_CBLAS = $(if $(HAVE_CBLAS),-DBENCH_HAVE_CBLAS -lopenblas,)
+
+examples: $(EXAMPLES)
+bench-programs: $(BENCHES)
+
+$(B)/%: examples/%.c polopt.h | $(B)
+	$(CC) $(C99) $(OPT) -I. $< -o $@ -lm
+$(B)/bench_%: bench/bench_%.c polopt.h | $(B)
+	$(CC) $(C99) $(OPT) -I. $< -o $@ $(BENCH_CBLAS) -lm
+
+demo: $(B)/01_catalogue
+	$(B)/01_catalogue
+
+bench: $(BENCHES)
+	@for b in $(BENCHES); do echo "== $$b"; $$b || exit 1; done
+
+clean:
+	rm -rf $(B)

@@ -1,0 +1,118 @@
+/* Runs every suite; prints failures and a closing "<variant>: N passed, N failed".  An argument runs only the
+   tests whose "suite.name" contains it. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#ifndef TH_VARIANT
+#define TH_VARIANT "tests"
+#endif
+
+int th_failures = 0;
+static const char *th_current = "";
+
+void th_fail(const char *file, int line, const char *fmt, ...)
+{
+    va_list ap;
+    if (th_failures < 10) { /* enough to diagnose; a loop of failures stays readable */
+        printf("  FAIL %s  %s:%d: ", th_current, file, line);
+        va_start(ap, fmt);
+        vprintf(fmt, ap);
+        va_end(ap);
+        printf("\n");
+    }
+    ++th_failures;
+}
+
+double th_chi2(size_t cells, const double *observed, const double *expected, size_t *dof, double *impossible)
+{
+    double x2 = 0.0;
+    size_t i, used = 0;
+    *impossible = 0.0;
+    for (i = 0; i < cells; ++i) {
+        if (expected[i] > 0.0) {
+            const double d = observed[i] - expected[i];
+            x2 += d * d / expected[i];
+            ++used;
+        } else {
+            *impossible += observed[i];
+        }
+    }
+    *dof = used > 1 ? used - 1 : 1;
+    return x2;
+}
+
+double th_chi2_critical(size_t dof, double z)
+{
+    const double k = (double)dof, h = 2.0 / (9.0 * k), c = 1.0 - h + z * sqrt(h);
+    return k * c * c * c;
+}
+
+void th_fill_uniform(polopt_rng *rng, size_t n, float *x, float lo, float hi)
+{
+    size_t i;
+    for (i = 0; i < n; ++i) x[i] = lo + (hi - lo) * polopt_rng_uniformf(rng);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct {
+        const char *name;
+        const th_test *tests;
+    } suites[] = {{"rng", th_suite_rng},           {"linalg", th_suite_linalg}, {"numerics", th_suite_numerics},
+                  {"optim", th_suite_optim},       {"synth", th_suite_synth},   {"api", th_suite_api}};
+    const char *filter = argc > 1 ? argv[1] : NULL;
+    int passed = 0, failed = 0;
+    size_t s;
+    char name[256];
+    setvbuf(stdout, NULL, _IONBF, 0);
+    for (s = 0; s < sizeof suites / sizeof suites[0]; ++s) {
+        const th_test *t;
+        for (t = suites[s].tests; t->name; ++t) {
+            snprintf(name, sizeof name, "%s.%s", suites[s].name, t->name);
+            if (filter && !strstr(name, filter)) continue;
+            th_current = name;
+            th_failures = 0;
+            t->fn();
+            if (th_failures) {
+                printf("FAILED %s (%d failed checks)\n", name, th_failures);
+                ++failed;
+            } else {
+                ++passed;
+            }
+        }
+    }
+    printf("%s: %d passed, %d failed\n", TH_VARIANT, passed, failed);
+    return failed ? 1 : 0;
+}
+
+void *th_malloc(size_t size, void *ctx)
+{
+    th_allocator *a = (th_allocator *)ctx;
+    void *p;
+    if (!a) return malloc(size);
+    if (a->calls++ == a->fail_at) return NULL;
+    p = malloc(size);
+    if (p) ++a->live;
+    return p;
+}
+
+void *th_realloc(void *p, size_t size, void *ctx)
+{
+    th_allocator *a = (th_allocator *)ctx;
+    void *q;
+    if (!a) return realloc(p, size);
+    if (a->calls++ == a->fail_at) return NULL;
+    q = realloc(p, size);
+    if (q && !p) ++a->live;
+    return q;
+}
+
+void th_free(void *p, void *ctx)
+{
+    th_allocator *a = (th_allocator *)ctx;
+    if (a && p) --a->live;
+    free(p);
+}
