@@ -1,0 +1,182 @@
+/* bench_linalg: GFLOP/s of polopt's built-in gemm/gemv against CBLAS (OpenBLAS, one thread) in the same run,
+   for the shapes the policy learners use:
+     score   C = H beta^T   gemm NO_TRANS/TRANS, H a batch of 32 user embeddings (32 x L), beta the catalogue
+                            (P x L): REINFORCE's scores for a minibatch, and exact MIPS.
+     query   y = beta h     gemv NO_TRANS: one user against the catalogue.
+     grad    g = beta^T w   gemv TRANS: the exact gradient sum_a w_a beta_a.
+   Usage: bench_linalg [P]   (default P = 1,000,000; L in {32, 64, 128, 256}).  Each figure is the median of
+   repeated runs after a warm-up (the buffers are touched before timing: first-touch page faults cost more than
+   the arithmetic on these machines). */
+#define _POSIX_C_SOURCE 199309L /* clock_gettime under -std=c99 */
+#define POLOPT_IMPLEMENTATION
+#include "polopt.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#ifdef BENCH_HAVE_CBLAS
+#include <cblas.h>
+void openblas_set_num_threads(int n); /* OpenBLAS extension; the Makefile links OpenBLAS */
+#endif
+
+#define BATCH 32
+#define REPS 9
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+enum { OP_SCORE, OP_QUERY, OP_GRAD, N_OPS };
+static const char *op_names[N_OPS] = {"score gemm 32xP", "query gemv", "grad gemv^T"};
+
+typedef struct {
+    size_t P, L;
+    const float *beta, *H, *w;
+    float *C, *y, *g;
+} work;
+
+static void run_builtin(const work *k, int op)
+{
+    if (op == OP_SCORE)
+        polopt_gemm(POLOPT_NO_TRANS, POLOPT_TRANS, BATCH, k->P, k->L, 1.0f, k->H, k->L, k->beta, k->L, 0.0f, k->C, k->P);
+    else if (op == OP_QUERY)
+        polopt_gemv(POLOPT_NO_TRANS, k->P, k->L, 1.0f, k->beta, k->L, k->H, 0.0f, k->y);
+    else
+        polopt_gemv(POLOPT_TRANS, k->P, k->L, 1.0f, k->beta, k->L, k->w, 0.0f, k->g);
+}
+
+#ifdef BENCH_HAVE_CBLAS
+static void run_cblas(const work *k, int op)
+{
+    const int P = (int)k->P, L = (int)k->L;
+    if (op == OP_SCORE)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BATCH, P, L, 1.0f, k->H, L, k->beta, L, 0.0f, k->C, P);
+    else if (op == OP_QUERY)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, P, L, 1.0f, k->beta, L, k->H, 1, 0.0f, k->y, 1);
+    else
+        cblas_sgemv(CblasRowMajor, CblasTrans, P, L, 1.0f, k->beta, L, k->w, 1, 0.0f, k->g, 1);
+}
+#endif
+
+/* Median seconds of REPS runs after one warm-up run. */
+static double median_time(void (*fn)(const work *, int), const work *k, int op)
+{
+    double t[REPS];
+    int r;
+    fn(k, op);
+    for (r = 0; r < REPS; ++r) {
+        const double t0 = now();
+        fn(k, op);
+        t[r] = now() - t0;
+    }
+    qsort(t, REPS, sizeof t[0], cmp_double);
+    return t[REPS / 2];
+}
+
+#ifdef BENCH_HAVE_CBLAS
+static float max_rel_diff(size_t n, const float *a, const float *b)
+{
+    float worst = 0.0f, scale = 0.0f;
+    size_t i;
+    for (i = 0; i < n; ++i) scale = fabsf(b[i]) > scale ? fabsf(b[i]) : scale;
+    for (i = 0; i < n; ++i) worst = fabsf(a[i] - b[i]) > worst ? fabsf(a[i] - b[i]) : worst;
+    return scale > 0.0f ? worst / scale : worst;
+}
+#endif
+
+int main(int argc, char **argv)
+{
+    static const size_t Ls[] = {32, 64, 128, 256};
+    const size_t P = argc > 1 ? (size_t)strtoul(argv[1], NULL, 10) : 1000000;
+    double ratio[N_OPS][4], geo[N_OPS] = {0, 0, 0};
+    int have_cblas = 0, li, op;
+    polopt_rng rng;
+    work k;
+    float *beta, *H, *w, *C, *y, *g;
+    if (P < 1000) {
+        fprintf(stderr, "bench_linalg: P = %lu is too small (at least 1000)\n", (unsigned long)P);
+        return 2;
+    }
+#ifdef BENCH_HAVE_CBLAS
+    have_cblas = 1;
+    openblas_set_num_threads(1);
+#endif
+    beta = (float *)malloc(P * 256 * sizeof *beta);
+    C = (float *)malloc(P * BATCH * sizeof *C);
+    H = (float *)malloc(BATCH * 256 * sizeof *H);
+    w = (float *)malloc(P * sizeof *w);
+    y = (float *)malloc(P * sizeof *y);
+    g = (float *)malloc(256 * sizeof *g);
+    if (!beta || !C || !H || !w || !y || !g) {
+        fprintf(stderr, "bench_linalg: out of memory for P = %lu\n", (unsigned long)P);
+        return 1;
+    }
+    polopt_rng_seed(&rng, 1);
+    /* random data: the kernels' speed does not depend on the values; every buffer is touched here */
+    polopt_rng_normals(&rng, P * 256, beta);
+    polopt_rng_normals(&rng, BATCH * 256, H);
+    polopt_rng_normals(&rng, P, w);
+    memset(C, 0, P * BATCH * sizeof *C);
+    memset(y, 0, P * sizeof *y);
+    printf("bench_linalg: P = %lu rows, batch %d, single thread, median of %d runs; %s\n", (unsigned long)P, BATCH, REPS,
+           have_cblas ? "CBLAS = OpenBLAS" : "no CBLAS found: built-in only");
+    printf("%-18s %5s %12s %12s %10s %12s\n", "operation", "L", "built-in", "CBLAS", "ratio", "max rel diff");
+    for (op = 0; op < N_OPS; ++op)
+        for (li = 0; li < 4; ++li) {
+            const size_t L = Ls[li];
+            const double flops = 2.0 * (double)P * (double)L * (op == OP_SCORE ? BATCH : 1);
+            double tb, tc = 0.0;
+            float diff = 0.0f;
+            k.P = P, k.L = L, k.beta = beta, k.H = H, k.w = w, k.C = C, k.y = y, k.g = g;
+            tb = median_time(run_builtin, &k, op);
+#ifdef BENCH_HAVE_CBLAS
+            {
+                /* agreement: keep the built-in result, recompute with CBLAS, compare */
+                const size_t n = op == OP_SCORE ? (size_t)BATCH * P : (op == OP_QUERY ? P : L);
+                float *out = op == OP_SCORE ? C : (op == OP_QUERY ? y : g), *keep = (float *)malloc(n * sizeof *keep);
+                run_builtin(&k, op);
+                memcpy(keep, out, n * sizeof *keep);
+                tc = median_time(run_cblas, &k, op);
+                diff = max_rel_diff(n, keep, out);
+                free(keep);
+            }
+#endif
+            ratio[op][li] = tc > 0.0 ? tc / tb : 0.0;
+            geo[op] += log(ratio[op][li] > 0.0 ? ratio[op][li] : 1.0) / 4.0;
+            if (have_cblas)
+                printf("%-18s %5lu %8.1f GF/s %7.1f GF/s %9.2fx %12.1e\n", op_names[op], (unsigned long)L,
+                       flops / tb * 1e-9, flops / tc * 1e-9, ratio[op][li], (double)diff);
+            else
+                printf("%-18s %5lu %8.1f GF/s %12s %10s %12s\n", op_names[op], (unsigned long)L, flops / tb * 1e-9,
+                       "-", "-", "-");
+        }
+    printf("ratio = CBLAS time / built-in time (above 1: the built-in is faster); max rel diff = largest difference "
+           "relative to the largest entry\n");
+    if (have_cblas) {
+        printf("bench: P=%lu", (unsigned long)P);
+        for (li = 0; li < 4; ++li) printf(" gemm_ratio_L%lu=%.2f", (unsigned long)Ls[li], ratio[OP_SCORE][li]);
+        for (li = 0; li < 4; ++li) printf(" gemv_ratio_L%lu=%.2f", (unsigned long)Ls[li], ratio[OP_QUERY][li]);
+        for (li = 0; li < 4; ++li) printf(" gemvT_ratio_L%lu=%.2f", (unsigned long)Ls[li], ratio[OP_GRAD][li]);
+        printf(" gemm_ratio_geomean=%.2f gemv_ratio_geomean=%.2f gemvT_ratio_geomean=%.2f\n", exp(geo[OP_SCORE]),
+               exp(geo[OP_QUERY]), exp(geo[OP_GRAD]));
+    } else {
+        printf("bench: P=%lu cblas=absent\n", (unsigned long)P);
+    }
+    free(beta);
+    free(C);
+    free(H);
+    free(w);
+    free(y);
+    free(g);
+    return 0;
+}
