@@ -10,25 +10,29 @@ B       = build
 TEST_SRC = tests/main.c tests/impl.c $(sort $(wildcard tests/test_*.c))
 TEST_DEP = $(TEST_SRC) tests/harness.h polopt.h
 
-# The test suite, built six ways: three compilers and languages on three kernels (AVX-512 with -march=native,
-# AVX2, generic SSE2), CBLAS, and AddressSanitizer + UndefinedBehaviorSanitizer.
+# The test suite, built seven ways: three compilers and languages on three kernels (AVX-512 with -march=native,
+# AVX2, generic SSE2), CBLAS, AddressSanitizer + UndefinedBehaviorSanitizer, and ThreadSanitizer (for the
+# threaded HNSW build and concurrent searches).
 VARIANTS = $(B)/test-gcc-c99-native $(B)/test-clang-c99-generic $(B)/test-gxx-cxx11-avx2 \
-           $(B)/test-clangxx-cxx11-native $(B)/test-gcc-cblas $(B)/test-clang-asan-ubsan
+           $(B)/test-clangxx-cxx11-native $(B)/test-gcc-cblas $(B)/test-clang-asan-ubsan $(B)/test-clang-tsan
 LINKS    = $(B)/link-c $(B)/link-cxx $(B)/link-c-user-cxx-impl $(B)/link-cxx-user-c-impl $(B)/link-static
 
+.PRECIOUS: $(B)/readme-%.c
 .PHONY: all test test-quick demo bench examples bench-programs clean
-all: $(VARIANTS) $(LINKS) $(B)/readme_example examples bench-programs
+all: $(VARIANTS) $(LINKS) $(README_EXAMPLES) examples bench-programs
 
-test: $(VARIANTS) $(LINKS) $(B)/link/impl-c.o $(B)/link/impl-cxx.o $(B)/readme_example
+README_EXAMPLES = $(B)/readme-example $(B)/readme-example-mips
+
+test: $(VARIANTS) $(LINKS) $(B)/link/impl-c.o $(B)/link/impl-cxx.o $(README_EXAMPLES)
 	@tests/run.sh $(VARIANTS) $(LINKS) \
 	    "tests/link/check_symbols.sh symbols $(B)/link/impl-c.o $(B)/link/impl-cxx.o" \
-	    "$(B)/readme_example >/dev/null && echo 'readme-example: 1 passed, 0 failed'"
+	    $(foreach e,$(README_EXAMPLES),"cd $(B) && ./$(notdir $(e)) >/dev/null && echo '$(notdir $(e)): 1 passed, 0 failed'")
 
-# The usage example of README.md, cut out of it, so the README cannot drift from the API.
-$(B)/readme_example.c: README.md | $(B)
-	awk '/readme-example: end/{f=0} f&&!/^```/{print} /readme-example: begin/{f=1}' $< > $@
-$(B)/readme_example: $(B)/readme_example.c polopt.h
-	gcc $(C99) -O2 -I. $< -o $@ -lm
+# The examples of README.md, cut out of it, so the README cannot drift from the API.
+$(B)/readme-%.c: README.md | $(B)
+	awk '/readme-$*: end/{f=0} f&&!/^```/{print} /readme-$*: begin/{f=1}' $< > $@
+$(B)/readme-%: $(B)/readme-%.c polopt.h
+	gcc $(C99) -O2 -I. $< -o $@ -lm -pthread
 
 # One fast build only, for the edit-compile-test loop.
 test-quick: $(B)/test-gcc-c99-native
@@ -38,18 +42,20 @@ $(B):
 	@mkdir -p $(B)/link
 
 $(B)/test-gcc-c99-native: $(TEST_DEP) | $(B)
-	gcc $(C99) -O2 -march=native -I. -DTH_VARIANT='"gcc-c99-native"' $(TEST_SRC) -o $@ -lm
+	gcc $(C99) -O2 -march=native -I. -DTH_VARIANT='"gcc-c99-native"' $(TEST_SRC) -o $@ -lm -pthread
 $(B)/test-clang-c99-generic: $(TEST_DEP) | $(B)
-	clang $(C99) -O2 -I. -DTH_VARIANT='"clang-c99-generic"' $(TEST_SRC) -o $@ -lm
+	clang $(C99) -O2 -I. -DTH_VARIANT='"clang-c99-generic"' $(TEST_SRC) -o $@ -lm -pthread
 $(B)/test-gxx-cxx11-avx2: $(TEST_DEP) | $(B)
-	g++ $(CXX11) -O2 -mavx2 -mfma -I. -DTH_VARIANT='"g++-c++11-avx2"' $(TEST_SRC) -x none -o $@ -lm
+	g++ $(CXX11) -O2 -mavx2 -mfma -I. -DTH_VARIANT='"g++-c++11-avx2"' $(TEST_SRC) -x none -o $@ -lm -pthread
 $(B)/test-clangxx-cxx11-native: $(TEST_DEP) | $(B)
-	clang++ $(CXX11) -O2 -march=native -I. -DTH_VARIANT='"clang++-c++11-native"' $(TEST_SRC) -x none -o $@ -lm
+	clang++ $(CXX11) -O2 -march=native -I. -DTH_VARIANT='"clang++-c++11-native"' $(TEST_SRC) -x none -o $@ -lm -pthread
 $(B)/test-gcc-cblas: $(TEST_DEP) | $(B)
-	gcc $(C99) -O2 -march=native -DPOLOPT_USE_CBLAS -I. -DTH_VARIANT='"gcc-c99-cblas"' $(TEST_SRC) -o $@ -lopenblas -lm
+	gcc $(C99) -O2 -march=native -DPOLOPT_USE_CBLAS -I. -DTH_VARIANT='"gcc-c99-cblas"' $(TEST_SRC) -o $@ -lopenblas -lm -pthread
 $(B)/test-clang-asan-ubsan: $(TEST_DEP) | $(B)
 	clang $(C99) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -I. \
-	    -DTH_VARIANT='"clang-c99-asan-ubsan"' $(TEST_SRC) -o $@ -lm
+	    -DTH_VARIANT='"clang-c99-asan-ubsan"' $(TEST_SRC) -o $@ -lm -pthread
+$(B)/test-clang-tsan: $(TEST_DEP) | $(B)
+	clang $(C99) -O1 -g -fsanitize=thread -I. -DTH_VARIANT='"clang-c99-tsan"' $(TEST_SRC) -o $@ -lm -pthread
 
 # Link tests: declarations-only user file + implementation file, in C, C++ and both mixes; STATIC mode twice.
 LINK_DEP = tests/link/user.c tests/link/impl.c polopt.h | $(B)
@@ -62,15 +68,15 @@ $(B)/link/user-c.o: tests/link/user.c polopt.h | $(B)
 $(B)/link/user-cxx.o: tests/link/user.c polopt.h | $(B)
 	g++ $(CXX11) -O2 -I. -c $< -o $@
 $(B)/link-c: $(B)/link/user-c.o $(B)/link/impl-c.o
-	gcc $^ -o $@ -lm
+	gcc $^ -o $@ -lm -pthread
 $(B)/link-cxx: $(B)/link/user-cxx.o $(B)/link/impl-cxx.o
-	g++ $^ -o $@ -lm
+	g++ $^ -o $@ -lm -pthread
 $(B)/link-c-user-cxx-impl: $(B)/link/user-c.o $(B)/link/impl-cxx.o
-	g++ $^ -o $@ -lm
+	g++ $^ -o $@ -lm -pthread
 $(B)/link-cxx-user-c-impl: $(B)/link/user-cxx.o $(B)/link/impl-c.o
-	g++ $^ -o $@ -lm
+	g++ $^ -o $@ -lm -pthread
 $(B)/link-static: tests/link/static_a.c tests/link/static_b.c polopt.h | $(B)
-	gcc $(C99) -O2 -I. -DLINK_VARIANT='"link-static"' tests/link/static_a.c tests/link/static_b.c -o $@ -lm
+	gcc $(C99) -O2 -I. -DLINK_VARIANT='"link-static"' tests/link/static_a.c tests/link/static_b.c -o $@ -lm -pthread
 
 # Examples and benchmarks
 EXAMPLES = $(patsubst examples/%.c,$(B)/%,$(wildcard examples/*.c))
@@ -82,9 +88,16 @@ examples: $(EXAMPLES)
 bench-programs: $(BENCHES)
 
 $(B)/%: examples/%.c polopt.h | $(B)
-	$(CC) $(C99) $(OPT) -I. $< -o $@ -lm
+	$(CC) $(C99) $(OPT) -I. $< -o $@ -lm -pthread
 $(B)/bench_%: bench/bench_%.c polopt.h | $(B)
-	$(CC) $(C99) $(OPT) -I. $< -o $@ $(BENCH_CBLAS) -lm
+	$(CC) $(C99) $(OPT) -I. $< -o $@ $(BENCH_CBLAS) -lm -pthread
+
+# bench_mips runs hnswlib beside polopt when Debian's libhnswlib-dev is installed (a C++ peer), and says so if not.
+HAVE_HNSWLIB := $(wildcard /usr/include/hnswlib/hnswlib.h)
+$(B)/hnswlib_peer.o: bench/hnswlib_peer.cpp | $(B)
+	g++ -std=c++11 -O3 -march=native -w -c $< -o $@
+$(B)/bench_mips: bench/bench_mips.c polopt.h $(if $(HAVE_HNSWLIB),$(B)/hnswlib_peer.o) | $(B)
+	$(CC) $(C99) $(OPT) -I. $(if $(HAVE_HNSWLIB),-DBENCH_HAVE_HNSWLIB) $< $(if $(HAVE_HNSWLIB),$(B)/hnswlib_peer.o -lstdc++) -o $@ -lm -pthread
 
 demo: $(B)/01_catalogue
 	$(B)/01_catalogue

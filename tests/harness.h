@@ -22,6 +22,7 @@ typedef struct th_test {
 extern const th_test th_suite_rng[];
 extern const th_test th_suite_linalg[];
 extern const th_test th_suite_numerics[];
+extern const th_test th_suite_mips[];
 extern const th_test th_suite_optim[];
 extern const th_test th_suite_synth[];
 extern const th_test th_suite_api[];

@@ -1,0 +1,581 @@
+#define _POSIX_C_SOURCE 200809L /* mkdir, rmdir */
+/* MIPS: exact search against a naive double loop, HNSW recall against exact search on the synthetic catalogue
+   (clustered, unequal norms), save/load round trips, every kind of damaged file, concurrent searches, growth. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#if !defined(POLOPT_NO_THREADS) && (defined(__unix__) || defined(__APPLE__))
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#define TH_HAVE_THREADS 1
+#else
+#define TH_HAVE_THREADS 0
+#endif
+
+static float *synth_items(size_t P, size_t L, uint64_t seed)
+{
+    polopt_synth s;
+    polopt_synth_config c = polopt_synth_config_default();
+    float *v = (float *)malloc(P * L * sizeof *v);
+    c.n_items = P, c.dim = L, c.seed = seed;
+    polopt_synth_init(&s, &c);
+    polopt_synth_items(&s, 0, P, v);
+    polopt_synth_free(&s);
+    return v;
+}
+
+static float *synth_queries(size_t nq, size_t P, size_t L, uint64_t seed)
+{
+    polopt_synth s;
+    polopt_synth_config c = polopt_synth_config_default();
+    float *q = (float *)malloc(nq * L * sizeof *q);
+    size_t u;
+    c.n_items = P, c.dim = L, c.seed = seed;
+    polopt_synth_init(&s, &c);
+    for (u = 0; u < nq; ++u) polopt_synth_user(&s, 1000000 + u, q + u * L, NULL);
+    polopt_synth_free(&s);
+    return q;
+}
+
+/* Exact search against double-precision scores: results sorted, scores right, nothing better missed.
+   Float scores of L products are within (L + 2) 2^-24 sum|q_j v_j| of the exact ones. */
+static void mips_exact_matches_naive_loop(void)
+{
+    const size_t P = 3000, L = 17, nq = 40; /* 40 queries: one full pass of 32 and a partial one */
+    static const size_t ks[] = {1, 7, 100};
+    polopt_rng rng;
+    float *v = (float *)malloc(P * L * sizeof *v), *q = (float *)malloc(nq * L * sizeof *q);
+    float *scores = (float *)malloc(nq * 100 * sizeof *scores);
+    uint32_t *ids = (uint32_t *)malloc(nq * 100 * sizeof *ids);
+    double *ref = (double *)malloc(P * sizeof *ref), *tol = (double *)malloc(P * sizeof *tol);
+    polopt_mips ix;
+    polopt_mips_scratch sc;
+    size_t t, u, a, j, i;
+    polopt_rng_seed(&rng, 1);
+    th_fill_uniform(&rng, P * L, v, -1.0f, 1.0f);
+    for (a = 0; a < P; ++a) /* unequal norms */
+        for (j = 0; j < L; ++j) v[a * L + j] *= (float)(0.1 + 3.0 * (a % 13) / 13.0);
+    th_fill_uniform(&rng, nq * L, q, -1.0f, 1.0f);
+    CHECK_OK(polopt_mips_init_exact(&ix, P, L, v, 0, NULL));
+    CHECK_OK(polopt_mips_scratch_init(&sc, &ix, 100, NULL));
+    for (t = 0; t < 3; ++t) {
+        const size_t k = ks[t];
+        int bad = 0;
+        CHECK_OK(polopt_mips_search_batch(&ix, &sc, nq, q, L, k, 0, ids, scores));
+        for (u = 0; u < nq; ++u) {
+            double kth;
+            for (a = 0; a < P; ++a) {
+                double s = 0, m = 0;
+                for (j = 0; j < L; ++j) {
+                    s += (double)q[u * L + j] * v[a * L + j];
+                    m += fabs((double)q[u * L + j] * v[a * L + j]);
+                }
+                ref[a] = s;
+                tol[a] = (L + 2) * m / 16777216.0;
+            }
+            /* the k-th best exact score, by selection over a copy */
+            {
+                double *c = (double *)malloc(P * sizeof *c);
+                memcpy(c, ref, P * sizeof *c);
+                for (i = 0; i < k; ++i) {
+                    size_t best = i;
+                    for (a = i + 1; a < P; ++a)
+                        if (c[a] > c[best]) best = a;
+                    kth = c[best];
+                    c[best] = c[i];
+                    c[i] = kth;
+                }
+                free(c);
+            }
+            for (i = 0; i < k; ++i) {
+                const uint32_t id = ids[u * k + i];
+                bad += id >= P;
+                if (id >= P) continue;
+                bad += fabs(scores[u * k + i] - ref[id]) > tol[id];        /* the score is the item's */
+                bad += i > 0 && scores[u * k + i] > scores[u * k + i - 1]; /* sorted */
+                bad += ref[id] < kth - 2 * tol[id];                          /* nothing better was missed */
+                for (j = 0; j < i; ++j) bad += ids[u * k + j] == id;         /* distinct */
+            }
+        }
+        if (bad) th_fail(__FILE__, __LINE__, "exact search, k = %lu: %d wrong results", (unsigned long)k, bad);
+    }
+    polopt_mips_scratch_free(&sc);
+    polopt_mips_free(&ix);
+    free(v), free(q), free(scores), free(ids), free(ref), free(tol);
+}
+
+/* Small integers make every score exact: the order, ties to the lower id, must match a stable sort. */
+static void mips_exact_ties_go_to_lower_id(void)
+{
+    enum { P = 500, L = 3, K = 40 };
+    float v[P * L], q[L] = {1.0f, 2.0f, -1.0f}, s[K];
+    uint32_t ids[K], order[P];
+    polopt_mips ix;
+    polopt_mips_scratch sc;
+    size_t a, i;
+    int bad = 0;
+    for (a = 0; a < P * L; ++a) v[a] = (float)((a * 7919u) % 5) - 2.0f;
+    for (a = 0; a < P; ++a) order[a] = (uint32_t)a;
+    for (i = 0; i < K; ++i) { /* selection by (score desc, id asc) */
+        size_t best = i;
+        for (a = i + 1; a < P; ++a) {
+            const float sa = q[0] * v[order[a] * L] + q[1] * v[order[a] * L + 1] + q[2] * v[order[a] * L + 2];
+            const float sb = q[0] * v[order[best] * L] + q[1] * v[order[best] * L + 1] + q[2] * v[order[best] * L + 2];
+            if (sa > sb || (sa == sb && order[a] < order[best])) best = a;
+        }
+        {
+            const uint32_t t = order[i];
+            order[i] = order[best];
+            order[best] = t;
+        }
+    }
+    CHECK_OK(polopt_mips_init_exact(&ix, P, L, v, 1, NULL));
+    CHECK_OK(polopt_mips_scratch_init(&sc, &ix, K, NULL));
+    CHECK_OK(polopt_mips_search(&ix, &sc, q, K, 0, ids, s));
+    for (i = 0; i < K; ++i) bad += ids[i] != order[i];
+    CHECK(bad == 0);
+    polopt_mips_scratch_free(&sc);
+    polopt_mips_free(&ix);
+}
+
+static double recall(size_t nq, size_t k, const uint32_t *got, const uint32_t *truth, size_t truth_k)
+{
+    size_t u, i, j, hits = 0;
+    for (u = 0; u < nq; ++u)
+        for (i = 0; i < k; ++i)
+            for (j = 0; j < k; ++j)
+                if (got[u * k + i] == truth[u * truth_k + j]) {
+                    ++hits;
+                    break;
+                }
+    return (double)hits / (double)(nq * k);
+}
+
+/* The recall targets of the index on unequal-norm clustered data: recall@10 >= 0.95 and recall@256 >= 0.90. */
+static void mips_hnsw_recall_on_synthetic_catalogue(void)
+{
+    const size_t P = 20000, L = 32, nq = 100;
+    float *v = synth_items(P, L, 3), *q = synth_queries(nq, P, L, 3);
+    uint32_t *truth = (uint32_t *)malloc(nq * 256 * sizeof *truth), *got = (uint32_t *)malloc(nq * 256 * sizeof *got);
+    polopt_mips ex, hn;
+    polopt_mips_scratch se, sh;
+    double r10, r256;
+    CHECK_OK(polopt_mips_init_exact(&ex, P, L, v, 0, NULL));
+    CHECK_OK(polopt_mips_scratch_init(&se, &ex, 256, NULL));
+    CHECK_OK(polopt_mips_search_batch(&ex, &se, nq, q, L, 256, 0, truth, NULL));
+    CHECK_OK(polopt_mips_init_hnsw(&hn, P, L, v, 0, NULL));
+    CHECK_OK(polopt_mips_scratch_init(&sh, &hn, 256, NULL));
+    CHECK_OK(polopt_mips_search_batch(&hn, &sh, nq, q, L, 10, 32, got, NULL));
+    r10 = recall(nq, 10, got, truth, 256);
+    CHECK_OK(polopt_mips_search_batch(&hn, &sh, nq, q, L, 256, 256, got, NULL));
+    r256 = recall(nq, 256, got, truth, 256);
+    if (!(r10 >= 0.95 && r256 >= 0.90))
+        th_fail(__FILE__, __LINE__, "recall@10 = %.3f (ef 32), recall@256 = %.3f (ef 256)", r10, r256);
+    polopt_mips_scratch_free(&se), polopt_mips_scratch_free(&sh);
+    polopt_mips_free(&ex), polopt_mips_free(&hn);
+    free(v), free(q), free(truth), free(got);
+}
+
+/* Build an HNSW index of the synthetic catalogue (P items, L = 16) with a given allocator context. */
+static polopt_result build_small(polopt_mips *ix, size_t P, void *alloc_ctx, const float *v, int copy)
+{
+    polopt_hnsw_config c = polopt_hnsw_config_default();
+    c.M = 8;
+    c.ef_construction = 40;
+    c.hooks.alloc_ctx = alloc_ctx;
+    return polopt_mips_init_hnsw(ix, P, 16, v, copy, &c);
+}
+
+/* Search results of two indexes agree exactly on a set of queries. */
+static int same_results(const polopt_mips *a, const polopt_mips *b, const float *q, size_t nq, size_t k, size_t ef)
+{
+    polopt_mips_scratch sa, sb;
+    uint32_t *ia = (uint32_t *)malloc(nq * k * sizeof *ia), *ib = (uint32_t *)malloc(nq * k * sizeof *ib);
+    float *fa = (float *)malloc(nq * k * sizeof *fa), *fb = (float *)malloc(nq * k * sizeof *fb);
+    int same;
+    polopt_mips_scratch_init(&sa, a, ef > k ? ef : k, NULL);
+    polopt_mips_scratch_init(&sb, b, ef > k ? ef : k, NULL);
+    same = polopt_mips_search_batch(a, &sa, nq, q, a->dim, k, ef, ia, fa) == POLOPT_OK &&
+           polopt_mips_search_batch(b, &sb, nq, q, b->dim, k, ef, ib, fb) == POLOPT_OK &&
+           memcmp(ia, ib, nq * k * sizeof *ia) == 0 && memcmp(fa, fb, nq * k * sizeof *fa) == 0;
+    polopt_mips_scratch_free(&sa), polopt_mips_scratch_free(&sb);
+    free(ia), free(ib), free(fa), free(fb);
+    return same;
+}
+
+static void mips_save_load_round_trip(void)
+{
+    const size_t P = 2000, L = 16;
+    float *v = synth_items(P, L, 4), *q = synth_queries(20, P, L, 4);
+    polopt_mips hn, ex, back;
+    unsigned char *buf;
+    size_t size = 0, size2 = 0;
+    const char *path = "build/test_index.bin";
+    CHECK_OK(build_small(&hn, P, NULL, v, 0));
+    CHECK_OK(polopt_mips_init_exact(&ex, P, L, v, 0, NULL));
+    /* file */
+    CHECK_OK(polopt_mips_save(&hn, path));
+    CHECK_OK(polopt_mips_load(&back, path, NULL));
+    CHECK(back.kind == POLOPT_MIPS_HNSW && back.n == P && back.dim == L && back.M == hn.M);
+    CHECK(same_results(&hn, &back, q, 20, 10, 50));
+    polopt_mips_free(&back);
+    /* buffer, both kinds */
+    CHECK_OK(polopt_mips_save_buffer(&hn, NULL, 0, &size));
+    buf = (unsigned char *)malloc(size);
+    CHECK_RC(polopt_mips_save_buffer(&hn, buf, size - 1, &size2), POLOPT_ERR_INVALID_ARG);
+    CHECK_OK(polopt_mips_save_buffer(&hn, buf, size, &size2));
+    CHECK(size2 == size);
+    CHECK_OK(polopt_mips_load_buffer(&back, buf, size, NULL));
+    CHECK(same_results(&hn, &back, q, 20, 10, 50));
+    /* a loaded index owns its vectors and can grow; the result is the same as growing the original copy */
+    CHECK_OK(polopt_mips_add(&back, 1, v));
+    CHECK(back.n == P + 1);
+    polopt_mips_free(&back);
+    free(buf);
+    CHECK_OK(polopt_mips_save_buffer(&ex, NULL, 0, &size));
+    CHECK(size == 128 + P * L * 4);
+    buf = (unsigned char *)malloc(size);
+    CHECK_OK(polopt_mips_save_buffer(&ex, buf, size, &size));
+    CHECK_OK(polopt_mips_load_buffer(&back, buf, size, NULL));
+    CHECK(back.kind == POLOPT_MIPS_EXACT && same_results(&ex, &back, q, 20, 10, 0));
+    polopt_mips_free(&back);
+    free(buf);
+    remove(path);
+    polopt_mips_free(&hn), polopt_mips_free(&ex);
+    free(v), free(q);
+}
+
+/* Recompute the payload and header checksums of a saved buffer after editing it, as a careful forger would. */
+static void reseal(unsigned char *buf, size_t size)
+{
+    uint64_t ck;
+    int i;
+    polopt_checksum64(buf + 128, size - 128, &ck);
+    for (i = 0; i < 8; ++i) buf[80 + i] = (unsigned char)(ck >> (8 * i));
+    polopt_checksum64(buf, 120, &ck);
+    for (i = 0; i < 8; ++i) buf[120 + i] = (unsigned char)(ck >> (8 * i));
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+    int i;
+    for (i = 0; i < 8; ++i) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static void mips_damaged_inputs_are_rejected(void)
+{
+    const size_t P = 300, L = 16;
+    float *v = synth_items(P, L, 5);
+    polopt_mips hn, back;
+    unsigned char *buf, *bad;
+    size_t size = 0, cut, i, bounds[8], nb = 0, levels_bytes = (P + 3) / 4 * 4;
+    int failures = 0;
+    CHECK_OK(build_small(&hn, P, NULL, v, 1));
+    polopt_mips_save_buffer(&hn, NULL, 0, &size);
+    buf = (unsigned char *)malloc(size);
+    bad = (unsigned char *)malloc(size + 8);
+    CHECK_OK(polopt_mips_save_buffer(&hn, buf, size, &size));
+    /* truncation at every section boundary and inside the header: TRUNCATED, nothing else */
+    bounds[nb++] = 0, bounds[nb++] = 64, bounds[nb++] = 128;
+    bounds[nb++] = 128 + P * L * 4;
+    bounds[nb++] = bounds[3] + levels_bytes;
+    bounds[nb++] = bounds[4] + P * (1 + 2 * hn.M) * 4;
+    bounds[nb++] = bounds[5] + P * 4;
+    bounds[nb++] = size - 1;
+    for (i = 0; i < nb; ++i) {
+        cut = bounds[i];
+        memcpy(bad, buf, cut);
+        if (polopt_mips_load_buffer(&back, bad, cut, NULL) != POLOPT_ERR_TRUNCATED) {
+            th_fail(__FILE__, __LINE__, "truncated at %lu: %s", (unsigned long)cut, back.err.message);
+            ++failures;
+        }
+        CHECK(back.vectors == NULL); /* nothing half-made is left */
+    }
+    /* one flipped bit anywhere in the header: an error (checksum, magic or version) */
+    for (i = 0; i < 128; ++i) {
+        memcpy(bad, buf, size);
+        bad[i] ^= 0x10;
+        if (polopt_mips_load_buffer(&back, bad, size, NULL) == POLOPT_OK) ++failures;
+    }
+    /* a flipped bit in the payload: the payload checksum */
+    memcpy(bad, buf, size);
+    bad[size / 2] ^= 1;
+    CHECK_RC(polopt_mips_load_buffer(&back, bad, size, NULL), POLOPT_ERR_CHECKSUM);
+    /* a newer format version */
+    memcpy(bad, buf, size);
+    bad[8] = 2;
+    CHECK_RC(polopt_mips_load_buffer(&back, bad, size, NULL), POLOPT_ERR_VERSION);
+    CHECK(strstr(back.err.message, "version 2") != NULL);
+    /* not an index at all */
+    memset(bad, 'x', size);
+    CHECK_RC(polopt_mips_load_buffer(&back, bad, size, NULL), POLOPT_ERR_FORMAT);
+    /* sizes that would need 2^54 bytes, correctly sealed: refused before anything is allocated */
+    memcpy(bad, buf, size);
+    put64(bad + 32, 0xfffffffdULL);
+    put64(bad + 40, 1u << 20);
+    put64(bad + 72, 0);
+    reseal(bad, size);
+    CHECK(polopt_mips_load_buffer(&back, bad, size, NULL) != POLOPT_OK);
+    /* trailing bytes */
+    memcpy(bad, buf, size);
+    bad[size] = 0;
+    CHECK_RC(polopt_mips_load_buffer(&back, bad, size + 1, NULL), POLOPT_ERR_FORMAT);
+    /* a link out of range in an otherwise valid, resealed file: caught by the structural checks */
+    memcpy(bad, buf, size);
+    {
+        unsigned char *links0 = bad + 128 + P * L * 4 + levels_bytes;
+        links0[0] = 1, links0[1] = links0[2] = links0[3] = 0;          /* node 0: one link... */
+        links0[4] = 0xff, links0[5] = 0xff, links0[6] = 0, links0[7] = 0; /* ...to node 65535 */
+    }
+    reseal(bad, size);
+    CHECK_RC(polopt_mips_load_buffer(&back, bad, size, NULL), POLOPT_ERR_FORMAT);
+    CHECK(strstr(back.err.message, "links to") != NULL);
+    /* a NaN vector, resealed */
+    memcpy(bad, buf, size);
+    bad[128 + 3] = 0x7f, bad[128 + 2] = 0xc0;
+    reseal(bad, size);
+    CHECK_RC(polopt_mips_load_buffer(&back, bad, size, NULL), POLOPT_ERR_NONFINITE);
+    CHECK(failures == 0);
+    /* files: a missing file, and a truncated one */
+    CHECK_RC(polopt_mips_load(&back, "build/no_such_index.bin", NULL), POLOPT_ERR_IO);
+    {
+        FILE *f = fopen("build/test_truncated.bin", "wb");
+        fwrite(buf, 1, size - 10, f);
+        fclose(f);
+        CHECK_RC(polopt_mips_load(&back, "build/test_truncated.bin", NULL), POLOPT_ERR_TRUNCATED);
+        f = fopen("build/test_truncated.bin", "wb"); /* and one with a byte too many */
+        fwrite(buf, 1, size, f);
+        fputc(0, f);
+        fclose(f);
+        CHECK_RC(polopt_mips_load(&back, "build/test_truncated.bin", NULL), POLOPT_ERR_FORMAT);
+        remove("build/test_truncated.bin");
+    }
+    polopt_mips_free(&hn);
+    free(buf), free(bad), free(v);
+}
+
+/* A failed save never replaces a good file: with a directory squatting on "<path>.tmp" the save to path fails,
+   and path still holds the old index, whole. */
+static void mips_failed_save_keeps_the_old_file(void)
+{
+#if TH_HAVE_THREADS /* POSIX: mkdir */
+    const size_t P = 200;
+    float *v = synth_items(P, 16, 6), *q = synth_queries(5, P, 16, 6);
+    polopt_mips a, b, back;
+    const char *path = "build/test_keep.bin";
+    CHECK_OK(build_small(&a, P, NULL, v, 0));
+    CHECK_OK(build_small(&b, 100, NULL, v, 0));
+    CHECK_OK(polopt_mips_save(&a, path));
+    CHECK(mkdir("build/test_keep.bin.tmp", 0700) == 0);
+    CHECK_RC(polopt_mips_save(&b, path), POLOPT_ERR_IO);
+    CHECK_OK(polopt_mips_load(&back, path, NULL));
+    CHECK(back.n == P && same_results(&a, &back, q, 5, 5, 20));
+    polopt_mips_free(&back);
+    rmdir("build/test_keep.bin.tmp");
+    /* once the way is clear, saving over the file replaces it whole */
+    CHECK_OK(polopt_mips_save(&b, path));
+    CHECK_OK(polopt_mips_load(&back, path, NULL));
+    CHECK(back.n == 100);
+    polopt_mips_free(&back);
+    CHECK_RC(polopt_mips_save(&b, "build/no_such_dir/x.bin"), POLOPT_ERR_IO);
+    remove(path);
+    polopt_mips_free(&a), polopt_mips_free(&b);
+    free(v), free(q);
+#endif
+}
+
+#if TH_HAVE_THREADS
+typedef struct search_job {
+    const polopt_mips *ix;
+    const float *q;
+    size_t nq;
+    uint32_t *out;
+    polopt_result rc;
+} search_job;
+
+static void *search_thread(void *arg)
+{
+    search_job *j = (search_job *)arg;
+    polopt_mips_scratch sc;
+    size_t rep;
+    j->rc = polopt_mips_scratch_init(&sc, j->ix, 64, NULL);
+    for (rep = 0; rep < 3 && j->rc == POLOPT_OK; ++rep) /* searching many times: state must not leak between */
+        j->rc = polopt_mips_search_batch(j->ix, &sc, j->nq, j->q, j->ix->dim, 10, 64, j->out, NULL);
+    polopt_mips_scratch_free(&sc);
+    return NULL;
+}
+#endif
+
+static void mips_concurrent_searches_equal_serial(void)
+{
+#if TH_HAVE_THREADS
+    const size_t P = 5000, L = 16, nq = 200;
+    float *v = synth_items(P, L, 7), *q = synth_queries(nq, P, L, 7);
+    uint32_t *serial = (uint32_t *)malloc(nq * 10 * sizeof *serial), *par[4];
+    pthread_t th[4];
+    search_job jobs[4];
+    polopt_mips ix;
+    polopt_mips_scratch sc;
+    int t;
+    CHECK_OK(build_small(&ix, P, NULL, v, 0));
+    CHECK_OK(polopt_mips_scratch_init(&sc, &ix, 64, NULL));
+    CHECK_OK(polopt_mips_search_batch(&ix, &sc, nq, q, L, 10, 64, serial, NULL));
+    for (t = 0; t < 4; ++t) {
+        par[t] = (uint32_t *)malloc(nq * 10 * sizeof *par[t]);
+        jobs[t].ix = &ix, jobs[t].q = q, jobs[t].nq = nq, jobs[t].out = par[t];
+        CHECK(pthread_create(&th[t], NULL, search_thread, &jobs[t]) == 0);
+    }
+    for (t = 0; t < 4; ++t) {
+        pthread_join(th[t], NULL);
+        CHECK_OK(jobs[t].rc);
+        CHECK(memcmp(par[t], serial, nq * 10 * sizeof *serial) == 0);
+        free(par[t]);
+    }
+    polopt_mips_scratch_free(&sc);
+    polopt_mips_free(&ix);
+    free(v), free(q), free(serial);
+#endif
+}
+
+/* Growth and the threaded build keep recall; a threaded build gives a structurally valid graph. */
+static void mips_add_and_threaded_build(void)
+{
+    const size_t P = 8000, L = 16, nq = 50;
+    float *v = synth_items(P, L, 8), *q = synth_queries(nq, P, L, 8);
+    uint32_t *truth = (uint32_t *)malloc(nq * 10 * sizeof *truth), *got = (uint32_t *)malloc(nq * 10 * sizeof *got);
+    polopt_mips ex, grown, threaded, borrowed, back;
+    polopt_mips_scratch se, sg;
+    polopt_hnsw_config c = polopt_hnsw_config_default();
+    unsigned char *buf;
+    size_t size;
+    CHECK_OK(polopt_mips_init_exact(&ex, P, L, v, 0, NULL));
+    CHECK_OK(polopt_mips_scratch_init(&se, &ex, 10, NULL));
+    CHECK_OK(polopt_mips_search_batch(&ex, &se, nq, q, L, 10, 0, truth, NULL));
+    /* half built, then the rest added in two steps */
+    CHECK_OK(polopt_mips_init_hnsw(&grown, P / 2, L, v, 1, &c));
+    CHECK_OK(polopt_mips_add(&grown, P / 4, v + (P / 2) * L));
+    CHECK_OK(polopt_mips_add(&grown, P - P / 2 - P / 4, v + (P / 2 + P / 4) * L));
+    CHECK(grown.n == P);
+    CHECK_OK(polopt_mips_scratch_init(&sg, &grown, 64, NULL));
+    CHECK_OK(polopt_mips_search_batch(&grown, &sg, nq, q, L, 10, 64, got, NULL));
+    CHECK(recall(nq, 10, got, truth, 10) >= 0.95);
+    polopt_mips_scratch_free(&sg);
+    /* threads */
+    c.n_threads = 2;
+    CHECK_OK(polopt_mips_init_hnsw(&threaded, P, L, v, 0, &c));
+    CHECK_OK(polopt_mips_scratch_init(&sg, &threaded, 64, NULL));
+    CHECK_OK(polopt_mips_search_batch(&threaded, &sg, nq, q, L, 10, 64, got, NULL));
+    CHECK(recall(nq, 10, got, truth, 10) >= 0.95);
+    polopt_mips_save_buffer(&threaded, NULL, 0, &size);
+    buf = (unsigned char *)malloc(size);
+    CHECK_OK(polopt_mips_save_buffer(&threaded, buf, size, &size));
+    CHECK_OK(polopt_mips_load_buffer(&back, buf, size, NULL)); /* passes every structural check */
+    polopt_mips_free(&back);
+    free(buf);
+    polopt_mips_scratch_free(&sg);
+    /* a borrowed index cannot grow, and says so */
+    CHECK_OK(polopt_mips_init_hnsw(&borrowed, 100, L, v, 0, NULL));
+    CHECK_RC(polopt_mips_add(&borrowed, 1, v), POLOPT_ERR_INVALID_ARG);
+    CHECK(strstr(borrowed.err.message, "copy = 1") != NULL);
+    polopt_mips_free(&borrowed), polopt_mips_free(&threaded), polopt_mips_free(&grown), polopt_mips_free(&ex);
+    polopt_mips_scratch_free(&se);
+    free(v), free(q), free(truth), free(got);
+}
+
+static void mips_bad_arguments(void)
+{
+    const size_t P = 100, L = 16;
+    float *v = synth_items(P, L, 9), q[16];
+    uint32_t ids[200];
+    polopt_mips ix, ex;
+    polopt_mips_scratch sc, se;
+    polopt_hnsw_config c = polopt_hnsw_config_default();
+    memcpy(q, v, sizeof q);
+    c.M = 1;
+    CHECK_RC(polopt_mips_init_hnsw(&ix, P, L, v, 0, &c), POLOPT_ERR_INVALID_ARG);
+    CHECK(strstr(ix.err.message, "config.M = 1") != NULL);
+    v[5 * L + 3] = NAN;
+    CHECK_RC(polopt_mips_init_hnsw(&ix, P, L, v, 0, NULL), POLOPT_ERR_NONFINITE);
+    CHECK(strstr(ix.err.message, "vectors[5][3]") != NULL);
+    CHECK_RC(polopt_mips_init_exact(&ex, P, L, v, 1, NULL), POLOPT_ERR_NONFINITE);
+    v[5 * L + 3] = 0.5f;
+    CHECK_RC(polopt_mips_init_exact(&ex, 0, L, v, 0, NULL), POLOPT_ERR_INVALID_ARG);
+    CHECK_OK(build_small(&ix, P, NULL, v, 0));
+    CHECK_OK(polopt_mips_init_exact(&ex, P, L, v, 0, NULL));
+    CHECK_OK(polopt_mips_scratch_init(&sc, &ix, 50, NULL));
+    CHECK_OK(polopt_mips_scratch_init(&se, &ex, 50, NULL));
+    CHECK_RC(polopt_mips_search(&ix, &sc, q, 0, 10, ids, NULL), POLOPT_ERR_INVALID_ARG);
+    CHECK_RC(polopt_mips_search(&ix, &sc, q, P + 1, P + 1, ids, NULL), POLOPT_ERR_INVALID_ARG);
+    CHECK_RC(polopt_mips_search(&ix, &sc, q, 10, 60, ids, NULL), POLOPT_ERR_INVALID_ARG); /* ef > max_ef */
+    CHECK(strstr(sc.err.message, "max_ef") != NULL);
+    CHECK_RC(polopt_mips_search(&ix, &se, q, 10, 20, ids, NULL), POLOPT_ERR_INVALID_ARG); /* exact scratch */
+    q[2] = INFINITY;
+    CHECK_RC(polopt_mips_search(&ex, &se, q, 10, 0, ids, NULL), POLOPT_ERR_NONFINITE);
+    q[2] = 0.0f;
+    CHECK_OK(polopt_mips_search(&ix, &sc, q, 10, 5, ids, NULL)); /* ef < k is raised to k */
+    polopt_mips_scratch_free(&sc), polopt_mips_scratch_free(&se);
+    polopt_mips_free(&ix), polopt_mips_free(&ex);
+    free(v);
+}
+
+/* Every allocation of build, scratch and load fails in turn: POLOPT_ERR_NO_MEMORY, nothing leaked. */
+static void mips_allocation_failures_are_clean(void)
+{
+    const size_t P = 300;
+    float *v = synth_items(P, 16, 10);
+    unsigned char *buf;
+    size_t size;
+    polopt_mips ref;
+    int stage;
+    CHECK_OK(build_small(&ref, P, NULL, v, 1));
+    polopt_mips_save_buffer(&ref, NULL, 0, &size);
+    buf = (unsigned char *)malloc(size);
+    polopt_mips_save_buffer(&ref, buf, size, &size);
+    for (stage = 0; stage < 3; ++stage) {
+        long k;
+        int finished = 0;
+        for (k = 0; k < 200 && !finished; ++k) {
+            th_allocator a;
+            polopt_mips ix;
+            polopt_mips_scratch sc;
+            polopt_hooks h;
+            polopt_result rc;
+            a.fail_at = k, a.calls = 0, a.live = 0;
+            memset(&h, 0, sizeof h);
+            h.alloc_ctx = &a;
+            if (stage == 0) rc = build_small(&ix, P, &a, v, 1);
+            else if (stage == 1) rc = polopt_mips_load_buffer(&ix, buf, size, &h);
+            else {
+                rc = polopt_mips_init_exact(&ix, P, 16, v, 1, &h);
+                if (rc == POLOPT_OK) {
+                    rc = polopt_mips_scratch_init(&sc, &ix, 20, &h);
+                    polopt_mips_scratch_free(&sc);
+                }
+            }
+            if (rc == POLOPT_OK && stage < 2) rc = polopt_mips_add(&ix, 50, v); /* growth allocates too */
+            polopt_mips_free(&ix);
+            if (a.live != 0) th_fail(__FILE__, __LINE__, "stage %d: %ld blocks leaked at failure %ld", stage, a.live, k);
+            if (a.calls <= k) finished = rc == POLOPT_OK;
+            else if (rc != POLOPT_ERR_NO_MEMORY)
+                th_fail(__FILE__, __LINE__, "stage %d: allocation %ld failed, result %s", stage, k, polopt_strerror(rc));
+        }
+        CHECK(finished);
+    }
+    polopt_mips_free(&ref);
+    free(buf), free(v);
+}
+
+const th_test th_suite_mips[] = {TH(mips_exact_matches_naive_loop),
+                                 TH(mips_exact_ties_go_to_lower_id),
+                                 TH(mips_hnsw_recall_on_synthetic_catalogue),
+                                 TH(mips_save_load_round_trip),
+                                 TH(mips_damaged_inputs_are_rejected),
+                                 TH(mips_failed_save_keeps_the_old_file),
+                                 TH(mips_concurrent_searches_equal_serial),
+                                 TH(mips_add_and_threaded_build),
+                                 TH(mips_bad_arguments),
+                                 TH(mips_allocation_failures_are_clean),
+                                 TH_END};
