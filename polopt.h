@@ -1750,6 +1750,99 @@ static polopt_result polopt__save_atomic(const char *path, const polopt_hooks *h
     return rc;
 }
 
+/* Every polopt file starts with a 128-byte header: 0 magic (8 bytes), 8 u32 format version, 12 u32 header bytes
+   (128), 16 u32 element type (1: IEEE float32), 20 u32 element size (4), then fields of its own up to byte 120,
+   72 u64 payload bytes and 80 u64 payload checksum at fixed places, and 120 u64 checksum of bytes 0..119. */
+#define POLOPT__HEADER_BYTES 128
+
+static void polopt__header_begin(unsigned char *h, const char *magic, uint32_t version)
+{
+    memset(h, 0, POLOPT__HEADER_BYTES);
+    memcpy(h, magic, 8);
+    polopt__put_u32(h + 8, version);
+    polopt__put_u32(h + 12, POLOPT__HEADER_BYTES);
+    polopt__put_u32(h + 16, 1);
+    polopt__put_u32(h + 20, 4);
+}
+
+/* Record the payload (size and checksum, from a counting pass) and checksum the header. */
+static void polopt__header_seal(unsigned char *h, const polopt__io *payload_probe)
+{
+    uint64_t ck;
+    polopt__put_u64(h + 72, payload_probe->pos);
+    polopt__put_u64(h + 80, polopt__ck_final(&payload_probe->ck));
+    polopt_checksum64(h, 120, &ck);
+    polopt__put_u64(h + 120, ck);
+}
+
+/* Read and check the common part of a header: present, our magic, our version, intact, float32.  A wrong version
+   is reported before the checksum, since another version may checksum differently. */
+static polopt_result polopt__header_read(polopt__io *r, unsigned char *h, const char *magic, uint32_t version,
+                                         const char *what, polopt_error *err, const polopt_hooks *hooks,
+                                         const char *fn, const char *source)
+{
+    uint64_t ck;
+    uint32_t v;
+    polopt_result rc = polopt__read_bytes(r, h, POLOPT__HEADER_BYTES);
+    if (rc != POLOPT_OK)
+        return polopt__fail(err, hooks, rc, "%s: %s is shorter than the %d-byte header", fn, source,
+                            POLOPT__HEADER_BYTES);
+    if (memcmp(h, magic, 8) != 0)
+        return polopt__fail(err, hooks, POLOPT_ERR_FORMAT, "%s: %s is not a polopt %s (bad magic)", fn, source, what);
+    v = polopt__get_u32(h + 8);
+    if (v != version)
+        return polopt__fail(err, hooks, POLOPT_ERR_VERSION, "%s: %s has format version %u; this build reads version %u",
+                            fn, source, v, version);
+    polopt_checksum64(h, 120, &ck);
+    if (ck != polopt__get_u64(h + 120))
+        return polopt__fail(err, hooks, POLOPT_ERR_CHECKSUM, "%s: %s: the header checksum does not match", fn, source);
+    if (polopt__get_u32(h + 12) != POLOPT__HEADER_BYTES || polopt__get_u32(h + 16) != 1 || polopt__get_u32(h + 20) != 4)
+        return polopt__fail(err, hooks, POLOPT_ERR_FORMAT,
+                            "%s: %s: unsupported header size or element type (only float32 is read)", fn, source);
+    return POLOPT_OK;
+}
+
+/* After the header: the bytes available (when known) must be exactly the payload the header announces. */
+static polopt_result polopt__payload_size_check(size_t available, size_t payload, uint64_t announced,
+                                                polopt_error *err, const polopt_hooks *hooks, const char *fn,
+                                                const char *source)
+{
+    if (payload == 0 || (uint64_t)payload != announced)
+        return polopt__fail(err, hooks, payload == 0 ? POLOPT_ERR_OVERFLOW : POLOPT_ERR_FORMAT,
+                            "%s: %s: the payload size %llu does not match the sizes in the header", fn, source,
+                            (unsigned long long)announced);
+    if (available != (size_t)-1 && available - POLOPT__HEADER_BYTES != payload)
+        return polopt__fail(err, hooks,
+                            available - POLOPT__HEADER_BYTES < payload ? POLOPT_ERR_TRUNCATED : POLOPT_ERR_FORMAT,
+                            "%s: %s holds %lu payload bytes; the header says %lu", fn, source,
+                            (unsigned long)(available - POLOPT__HEADER_BYTES), (unsigned long)payload);
+    return POLOPT_OK;
+}
+
+/* After the payload: its checksum, and nothing after it. */
+static polopt_result polopt__payload_end_check(polopt__io *r, const unsigned char *h, polopt_error *err,
+                                               const polopt_hooks *hooks, const char *fn, const char *source)
+{
+    if (polopt__ck_final(&r->ck) != polopt__get_u64(h + 80))
+        return polopt__fail(err, hooks, POLOPT_ERR_CHECKSUM, "%s: %s: the payload checksum does not match", fn, source);
+    if (r->file && fgetc(r->file) != EOF)
+        return polopt__fail(err, hooks, POLOPT_ERR_FORMAT, "%s: %s has bytes after the payload", fn, source);
+    return POLOPT_OK;
+}
+
+/* Open path for reading with its size when the system tells it (so truncation is found before any allocation). */
+static FILE *polopt__open_read(const char *path, size_t *out_available)
+{
+    FILE *f = fopen(path, "rb");
+    long end;
+    *out_available = (size_t)-1;
+    if (!f) return NULL;
+    end = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (fseek(f, 0, SEEK_SET) != 0) end = -1;
+    if (end >= POLOPT__HEADER_BYTES) *out_available = (size_t)end;
+    return f;
+}
+
 /* >>mips -------------------------------------------------------------------------------------------------- */
 
 #if !defined(POLOPT_NO_THREADS) && (defined(__unix__) || defined(__APPLE__))
@@ -2631,7 +2724,6 @@ POLOPT_DEF polopt_result polopt_mips_search(const polopt_mips *ix, polopt_mips_s
    Payload: vectors (n x dim floats); HNSW also: levels (n bytes, zero-padded to a multiple of 4), level-0 links
    (n x (1 + 2M) words), upper offsets (n words), upper links (upper words). */
 #define POLOPT__MIPS_VERSION 1u
-#define POLOPT__HEADER_BYTES 128
 
 /* Payload bytes of an index with these sizes, or 0 on overflow. */
 static size_t polopt__mips_payload_bytes(int kind, size_t n, size_t dim, size_t M, size_t upper_words)
@@ -2668,17 +2760,12 @@ static polopt_result polopt__mips_emit(const void *ctx, polopt__io *w)
     const polopt_mips *ix = (const polopt_mips *)ctx;
     polopt__io probe;
     unsigned char h[POLOPT__HEADER_BYTES];
-    uint64_t ck;
+    polopt_result rc;
     int i;
     memset(&probe, 0, sizeof probe);
     polopt__ck_init(&probe.ck);
     polopt__mips_emit_payload(ix, &probe); /* counts and checksums only: cannot fail */
-    memset(h, 0, sizeof h);
-    memcpy(h, "POLOPTIX", 8);
-    polopt__put_u32(h + 8, POLOPT__MIPS_VERSION);
-    polopt__put_u32(h + 12, POLOPT__HEADER_BYTES);
-    polopt__put_u32(h + 16, 1);
-    polopt__put_u32(h + 20, 4);
+    polopt__header_begin(h, "POLOPTIX", POLOPT__MIPS_VERSION);
     polopt__put_u32(h + 24, (uint32_t)ix->kind);
     polopt__put_u32(h + 28, (uint32_t)ix->M);
     polopt__put_u64(h + 32, ix->n);
@@ -2687,12 +2774,9 @@ static polopt_result polopt__mips_emit(const void *ctx, polopt__io *w)
     polopt__put_u32(h + 56, ix->entry);
     polopt__put_u32(h + 60, (uint32_t)ix->max_level);
     polopt__put_u64(h + 64, ix->upper_size);
-    polopt__put_u64(h + 72, probe.pos);
-    polopt__put_u64(h + 80, polopt__ck_final(&probe.ck));
     for (i = 0; i < 4; ++i) polopt__put_u64(h + 88 + 8 * i, ix->rng.s[i]);
-    polopt_checksum64(h, 120, &ck);
-    polopt__put_u64(h + 120, ck);
-    if ((i = polopt__write(w, h, sizeof h)) != POLOPT_OK) return (polopt_result)i;
+    polopt__header_seal(h, &probe);
+    if ((rc = polopt__write(w, h, sizeof h)) != POLOPT_OK) return rc;
     return polopt__mips_emit_payload(ix, w);
 }
 
@@ -2761,31 +2845,16 @@ static polopt_result polopt__mips_read(polopt_mips *ix, polopt__io *r, size_t av
                                        const char *source)
 {
     unsigned char h[POLOPT__HEADER_BYTES];
-    uint64_t n64, dim64, efc64, upper64, payload64, ck;
-    uint32_t version, kind, M;
+    uint64_t n64, dim64, efc64, upper64, payload64;
+    uint32_t kind, M;
     size_t payload, bad;
-    polopt_result rc = polopt__read_bytes(r, h, sizeof h);
+    polopt_result rc = polopt__header_read(r, h, "POLOPTIX", POLOPT__MIPS_VERSION, "index", &ix->err, &ix->hooks, fn,
+                                           source);
     int i;
-    if (rc != POLOPT_OK)
-        return polopt__fail(&ix->err, &ix->hooks, rc, "%s: %s is shorter than the %d-byte header", fn, source,
-                            POLOPT__HEADER_BYTES);
-    if (memcmp(h, "POLOPTIX", 8) != 0)
-        return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_FORMAT, "%s: %s is not a polopt index (bad magic)", fn, source);
-    version = polopt__get_u32(h + 8);
-    if (version != POLOPT__MIPS_VERSION)
-        return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_VERSION,
-                            "%s: %s has format version %u; this build reads version %u", fn, source, version,
-                            POLOPT__MIPS_VERSION);
-    polopt_checksum64(h, 120, &ck);
-    if (ck != polopt__get_u64(h + 120))
-        return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_CHECKSUM, "%s: %s: the header checksum does not match", fn,
-                            source);
+    if (rc != POLOPT_OK) return rc;
     kind = polopt__get_u32(h + 24), M = polopt__get_u32(h + 28);
     n64 = polopt__get_u64(h + 32), dim64 = polopt__get_u64(h + 40), efc64 = polopt__get_u64(h + 48);
     upper64 = polopt__get_u64(h + 64), payload64 = polopt__get_u64(h + 72);
-    if (polopt__get_u32(h + 12) != POLOPT__HEADER_BYTES || polopt__get_u32(h + 16) != 1 || polopt__get_u32(h + 20) != 4)
-        return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_FORMAT,
-                            "%s: %s: unsupported header size or element type (only float32 is read)", fn, source);
     if ((kind != POLOPT_MIPS_EXACT && kind != POLOPT_MIPS_HNSW) || n64 == 0 || n64 >= POLOPT_NO_ITEM || dim64 == 0 ||
         dim64 > POLOPT__MIPS_MAX_DIM ||
         (kind == POLOPT_MIPS_HNSW && (M < 2 || M > POLOPT__MIPS_MAX_M || efc64 < 1 || efc64 > (1u << 20) ||
@@ -2795,15 +2864,8 @@ static polopt_result polopt__mips_read(polopt_mips *ix, polopt__io *r, size_t av
                             "%s: %s: impossible sizes (kind %u, n %llu, dim %llu, M %u)", fn, source, kind,
                             (unsigned long long)n64, (unsigned long long)dim64, M);
     payload = polopt__mips_payload_bytes((int)kind, (size_t)n64, (size_t)dim64, M, (size_t)upper64);
-    if (payload == 0 || (uint64_t)payload != payload64)
-        return polopt__fail(&ix->err, &ix->hooks, payload == 0 ? POLOPT_ERR_OVERFLOW : POLOPT_ERR_FORMAT,
-                            "%s: %s: the payload size %llu does not match the sizes in the header", fn, source,
-                            (unsigned long long)payload64);
-    if (available != (size_t)-1 && available - POLOPT__HEADER_BYTES != payload)
-        return polopt__fail(&ix->err, &ix->hooks,
-                            available - POLOPT__HEADER_BYTES < payload ? POLOPT_ERR_TRUNCATED : POLOPT_ERR_FORMAT,
-                            "%s: %s holds %lu payload bytes; the header says %lu", fn, source,
-                            (unsigned long)(available - POLOPT__HEADER_BYTES), (unsigned long)payload);
+    rc = polopt__payload_size_check(available, payload, payload64, &ix->err, &ix->hooks, fn, source);
+    if (rc != POLOPT_OK) return rc;
     ix->kind = (polopt_mips_kind)kind;
     ix->dim = (size_t)dim64;
     ix->M = kind == POLOPT_MIPS_HNSW ? M : 0;
@@ -2835,11 +2897,7 @@ static polopt_result polopt__mips_read(polopt_mips *ix, polopt__io *r, size_t av
     if (rc != POLOPT_OK)
         return polopt__fail(&ix->err, &ix->hooks, rc, "%s: %s ends after %lu of %lu bytes", fn, source,
                             (unsigned long)r->pos, (unsigned long)(POLOPT__HEADER_BYTES + payload));
-    if (polopt__ck_final(&r->ck) != polopt__get_u64(h + 80))
-        return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_CHECKSUM, "%s: %s: the payload checksum does not match", fn,
-                            source);
-    if (r->file && fgetc(r->file) != EOF)
-        return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_FORMAT, "%s: %s has bytes after the index", fn, source);
+    if ((rc = polopt__payload_end_check(r, h, &ix->err, &ix->hooks, fn, source)) != POLOPT_OK) return rc;
     if (polopt_check_finite(ix->n * ix->dim, ix->vectors, &bad) != POLOPT_OK)
         return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_NONFINITE, "%s: %s: vector %lu is not finite", fn, source,
                             (unsigned long)(bad / ix->dim));
@@ -2883,19 +2941,16 @@ POLOPT_DEF polopt_result polopt_mips_load(polopt_mips *ix, const char *path, con
 {
     polopt__io r;
     polopt_result rc;
-    long end;
+    size_t available;
     if (!ix) return POLOPT_ERR_INVALID_ARG;
     memset(ix, 0, sizeof *ix);
     ix->hooks = hooks ? *hooks : polopt__no_hooks;
     if (!path) return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_INVALID_ARG, "polopt_mips_load: path is NULL");
     memset(&r, 0, sizeof r);
-    r.file = fopen(path, "rb");
+    r.file = polopt__open_read(path, &available);
     if (!r.file) return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_IO, "polopt_mips_load: cannot open %s", path);
     polopt__ck_init(&r.ck);
-    /* the file's size, when the system tells it, lets a truncated file fail before anything is allocated */
-    end = fseek(r.file, 0, SEEK_END) == 0 ? ftell(r.file) : -1;
-    if (fseek(r.file, 0, SEEK_SET) != 0) end = -1;
-    rc = polopt__mips_read(ix, &r, end >= POLOPT__HEADER_BYTES ? (size_t)end : (size_t)-1, "polopt_mips_load", path);
+    rc = polopt__mips_read(ix, &r, available, "polopt_mips_load", path);
     fclose(r.file);
     if (rc != POLOPT_OK) {
         const polopt_error e = ix->err;
