@@ -34,6 +34,9 @@
      >>mips       maximum inner product search: exact and HNSW behind one interface, save and load
      >>files      (implementation) checksums, little-endian fields, atomic writes shared by every saved file
      >>optim      Adam (bias-corrected, decoupled weight decay) and SGD (momentum)
+     >>policy     the softmax policy f = h_theta(x)^T beta / T with linear h, top-k through MIPS, save and load
+     >>proposal   the eps-mixture proposal around the MIPS top-K: sampling and log q
+     >>learn      SNIS covariance gradient, REINFORCE and exact baselines, rewards, trainer, evaluation
      >>synth      deterministic synthetic catalogue: clustered item embeddings, users, ground-truth rewards
      >>license
 
@@ -420,6 +423,229 @@ POLOPT_DEF polopt_result polopt_sgd_init(polopt_sgd *opt, size_t n, const polopt
 POLOPT_DEF polopt_result polopt_sgd_step(polopt_sgd *opt, float *params, const float *grad);
 POLOPT_DEF void polopt_sgd_free(polopt_sgd *opt);
 
+/* >>policy ------------------------------------------------------------------------------------------------ */
+
+/* The softmax policy of the paper (SPEC §1): f(a, x) = h(x)^T beta_a / T, pi(a | x) = exp f(a, x) / Z(x), with the
+   built-in linear user model h_theta(x) = theta^T x, theta in R^{D x L}.  The item embeddings beta (P x L) are
+   fixed and live in a polopt_mips index, which also serves the greedy action and the top-k. */
+typedef enum polopt_init { POLOPT_INIT_IDENTITY = 0, POLOPT_INIT_RANDOM = 1 } polopt_init;
+
+typedef struct polopt_policy_config {
+    size_t D, L;        /* context and embedding dimensions (required) */
+    polopt_init init;   /* IDENTITY (D = L; theta = I, the paper's start) or RANDOM: N(0, scale^2 / D) entries */
+    float init_scale;   /* 1 */
+    float temperature;  /* T > 0; 1 */
+    uint64_t seed;      /* for RANDOM; 1 */
+    polopt_hooks hooks;
+} polopt_policy_config;
+
+typedef struct polopt_policy {
+    size_t D, L;
+    float temperature;
+    float *theta; /* D x L, row-major */
+    polopt_hooks hooks;
+    polopt_error err;
+} polopt_policy;
+
+POLOPT_DEF polopt_policy_config polopt_policy_config_default(size_t D, size_t L);
+POLOPT_DEF polopt_result polopt_policy_init(polopt_policy *policy, const polopt_policy_config *config);
+POLOPT_DEF void polopt_policy_free(polopt_policy *policy);
+/* H = X theta: the user embeddings of n contexts (rows of X, leading dimension ldx >= D) into H (n x L). */
+POLOPT_DEF polopt_result polopt_policy_embed(const polopt_policy *policy, size_t n, const float *X, size_t ldx,
+                                             float *out_H);
+/* The k items of largest f(a, x) for one context, best first, through a MIPS index (exact or HNSW; ef as in
+   polopt_mips_search).  out_scores (may be NULL) receives f = h^T beta_a / T.  k = 1 is the greedy action. */
+POLOPT_DEF polopt_result polopt_policy_topk(const polopt_policy *policy, const polopt_mips *index,
+                                            polopt_mips_scratch *scratch, const float *x, size_t k, size_t ef,
+                                            uint32_t *out_ids, float *out_scores);
+/* Files and buffers with the index's discipline: magic "POLOPTPL", version, sizes, checksums, validated load,
+   atomic save.  A loaded policy has its own theta. */
+POLOPT_DEF polopt_result polopt_policy_save(const polopt_policy *policy, const char *path);
+POLOPT_DEF polopt_result polopt_policy_save_buffer(const polopt_policy *policy, void *buffer, size_t buffer_size,
+                                                   size_t *out_size);
+POLOPT_DEF polopt_result polopt_policy_load(polopt_policy *policy, const char *path, const polopt_hooks *hooks);
+POLOPT_DEF polopt_result polopt_policy_load_buffer(polopt_policy *policy, const void *buffer, size_t size,
+                                                   const polopt_hooks *hooks);
+
+/* >>proposal ---------------------------------------------------------------------------------------------- */
+
+/* The epsilon-mixture proposal (seed 000 §4; SPEC §3, step 2) built from the top-K items alpha_K of a context:
+       q(a) = eps / P + (1 - eps) kappa(a)   if a is in alpha_K,        q(a) = eps / P   otherwise,
+       kappa(a) = exp f(a) / sum_{b in alpha_K} exp f(b).
+   Sampling: with probability eps a uniform item, else an item of alpha_K drawn from kappa.  log q(a) tests the
+   membership of a in alpha_K with a hash table, because a uniform draw can land inside alpha_K.  eps = 1 is the
+   uniform proposal; eps = 0 trusts alpha_K alone (items outside it then have q = 0, log q = -inf).
+   O(K) to set, O(log K) per draw, O(1) per log q. */
+typedef struct polopt_proposal {
+    size_t P, K, max_K;
+    float epsilon;
+    uint32_t *ids;     /* alpha_K */
+    float *log_kappa;  /* log kappa of each member */
+    double *cdf;       /* cumulative kappa, for drawing */
+    uint32_t *table;   /* open addressing: member id -> its slot + 1, 0 = empty */
+    size_t table_mask;
+    polopt_hooks hooks;
+    polopt_error err;
+} polopt_proposal;
+
+/* A proposal over P items for top-K sets of up to max_K items.  hooks may be NULL. */
+POLOPT_DEF polopt_result polopt_proposal_init(polopt_proposal *q, size_t P, size_t max_K, const polopt_hooks *hooks);
+/* Set eps and alpha_K: K distinct ids below P with their scores f (finite; e.g. from polopt_policy_topk). */
+POLOPT_DEF polopt_result polopt_proposal_set(polopt_proposal *q, float epsilon, size_t K, const uint32_t *ids,
+                                             const float *scores);
+/* n draws, with log q of each (out_log_q may be NULL). */
+POLOPT_DEF polopt_result polopt_proposal_sample(polopt_proposal *q, polopt_rng *rng, size_t n, uint32_t *out_ids,
+                                                float *out_log_q);
+/* log q(a) for n items. */
+POLOPT_DEF polopt_result polopt_proposal_log_prob(const polopt_proposal *q, size_t n, const uint32_t *ids,
+                                                  float *out_log_q);
+POLOPT_DEF void polopt_proposal_free(polopt_proposal *q);
+
+/* >>learn ------------------------------------------------------------------------------------------------- */
+
+/* The reward estimator r_hat(i, a) of SPEC §4, asked for n items of context i at once.  It returns POLOPT_OK or an
+   error that stops the computation; rewards must be finite. */
+typedef polopt_result (*polopt_reward_fn)(void *user, uint32_t context, size_t n, const uint32_t *items,
+                                          float *out_rewards);
+
+/* Sets Y_i of items per context, in compressed rows: the items of context i are items[offsets[i] ..
+   offsets[i+1]), sorted and distinct (polopt_sets_init sorts a copy).  They give the set reward
+   r_hat(i, a) = 1[a in Y_i] (session completion, SPEC §4) with membership by binary search, and the relevant
+   items of hit-rate@k and nDCG@k. */
+typedef struct polopt_sets {
+    size_t n;
+    size_t *offsets; /* n + 1 */
+    uint32_t *items;
+    polopt_hooks hooks;
+    polopt_error err;
+} polopt_sets;
+
+/* From n rows of the same compressed form (offsets, items), in any order, duplicates allowed.  hooks may be NULL. */
+POLOPT_DEF polopt_result polopt_sets_init(polopt_sets *sets, size_t n, const size_t *offsets, const uint32_t *items,
+                                          const polopt_hooks *hooks);
+POLOPT_DEF void polopt_sets_free(polopt_sets *sets);
+/* The set reward, as a polopt_reward_fn: user is a const polopt_sets *. */
+POLOPT_DEF polopt_result polopt_sets_reward(void *user, uint32_t context, size_t n, const uint32_t *items,
+                                            float *out_rewards);
+
+/* Contexts and what to learn from them. */
+typedef struct polopt_dataset {
+    size_t n;                  /* contexts */
+    const float *X;            /* n x D */
+    size_t ldx;                /* leading dimension of X, >= D */
+    polopt_reward_fn reward;   /* r_hat(i, a) */
+    void *reward_user;
+    const polopt_sets *relevant; /* optional: Y_i, for hit-rate@k and nDCG@k */
+} polopt_dataset;
+
+/* The covariance gradient of one context (SPEC §2; seed 000, Algorithm 1, steps 4-5), from S items drawn from a
+   proposal q with their scores f(a_s) and log q(a_s):
+       log w_s = f_s - log q_s  ->  w_bar = softmax(log w)   (self-normalised in log space)
+       r_bar = sum_s w_bar_s r_s,     g = scale * sum_s w_bar_s (r_s - r_bar) beta_{a_s}
+   g is the gradient of the expected reward with respect to the user embedding h (scale = 1/T: the derivative of
+   f = h^T beta / T).  No S x L x D tensor is ever formed: O(S L).  out_ess: the effective sample size
+   1 / sum w_bar^2 (S when the proposal is the policy itself).  beta: P x L rows (the index's vectors). */
+POLOPT_DEF polopt_result polopt_snis_gradient(size_t S, const uint32_t *ids, const float *f, const float *log_q,
+                                              const float *rewards, const float *beta, size_t L, float scale,
+                                              float *out_g, double *out_r_bar, double *out_ess);
+
+typedef enum polopt_method {
+    POLOPT_METHOD_SNIS = 0,      /* the paper: S draws from the eps-mixture around the MIPS top-K; O(S L + log P) */
+    POLOPT_METHOD_REINFORCE = 1, /* S exact draws from pi after scoring all P items; O(P L) */
+    POLOPT_METHOD_EXACT = 2      /* the exact expectation over all P items; O(P L) and P rewards per context */
+} polopt_method;
+
+/* Called after every training step; never by the library otherwise.  Cheap to ignore. */
+typedef struct polopt_progress {
+    size_t epoch, step, steps_per_epoch;
+    double reward;   /* mean estimated reward of the steps of this epoch so far (SNIS r_bar or its analogue) */
+    double seconds;  /* processor time spent in this epoch so far */
+    double ess;      /* mean effective sample size of the last step (S for REINFORCE and EXACT) */
+    float epsilon;   /* the mixture weight used in the last step */
+} polopt_progress;
+typedef void (*polopt_progress_fn)(void *user, const polopt_progress *progress);
+
+typedef struct polopt_train_config {
+    polopt_method method;     /* SNIS */
+    float epsilon;            /* 0.8: fixed mixture weight, or the start of the adaptive one */
+    int adaptive_epsilon;     /* 0; 1: set eps each step to maximise the estimated effective sample size */
+    size_t K;                 /* top-K of the proposal; 256 */
+    size_t S;                 /* draws per context (>= 2); 1000 */
+    size_t ef;                /* MIPS beam width, >= K; 0 = K */
+    size_t batch;             /* contexts per step; 32 */
+    uint64_t seed;            /* shuffling and sampling; 1 */
+    polopt_adam_config adam;  /* maximises; lr 1e-4 in the paper */
+    polopt_progress_fn progress;
+    void *progress_user;
+    polopt_hooks hooks;
+} polopt_train_config;
+
+/* What a trainer measured over one epoch (or one call of polopt_trainer_steps). */
+typedef struct polopt_train_stats {
+    size_t steps;
+    double reward;   /* mean estimated reward (the r_bar of each context) */
+    double seconds;  /* processor time */
+    double ess;      /* mean effective sample size per context */
+    float epsilon;   /* mean eps (adaptive) */
+} polopt_train_stats;
+
+typedef struct polopt_trainer {
+    polopt_train_config config;
+    polopt_policy *policy;
+    const polopt_mips *index; /* the item embeddings beta and the MIPS for the proposal */
+    polopt_adam adam;
+    polopt_rng rng;
+    float epsilon; /* current */
+    size_t epoch;
+    /* scratch, allocated once: a step allocates nothing */
+    polopt_mips_scratch mips;
+    polopt_proposal proposal;
+    uint32_t *order, *topk, *draws;
+    float *xb, *hb, *gb, *grad, *topk_scores, *f, *log_q, *log_kappa, *rewards, *scores;
+    double *block_sums;
+    size_t order_n;
+    polopt_error err;
+} polopt_trainer;
+
+POLOPT_DEF polopt_train_config polopt_train_config_default(void);
+/* A trainer for policy over the items of index.  The policy is updated in place; the index must outlive the
+   trainer.  REINFORCE and EXACT allocate a batch x P score buffer. */
+POLOPT_DEF polopt_result polopt_trainer_init(polopt_trainer *trainer, polopt_policy *policy, const polopt_mips *index,
+                                             const polopt_train_config *config);
+POLOPT_DEF void polopt_trainer_free(polopt_trainer *trainer);
+/* One epoch: the contexts of data shuffled, in minibatches, one Adam step each.  A non-finite gradient or reward
+   stops the epoch with POLOPT_ERR_NONFINITE and leaves the policy at its last good parameters. */
+POLOPT_DEF polopt_result polopt_trainer_epoch(polopt_trainer *trainer, const polopt_dataset *data,
+                                              polopt_train_stats *out_stats);
+/* For a user-defined h: the gradient of each context's expected reward with respect to its user embedding,
+   g_i = d E_pi[r_hat(i, .)] / d h_i (rows of H in, rows of out_G out, n x L), estimated with the trainer's
+   method.  Backpropagate the G rows through your own model; the trainer's policy is not used or changed. */
+POLOPT_DEF polopt_result polopt_trainer_embedding_gradient(polopt_trainer *trainer, const polopt_dataset *data,
+                                                           size_t n, const uint32_t *contexts, const float *H,
+                                                           float *out_G, polopt_train_stats *out_stats);
+/* Gradient fidelity: for n contexts, the method's gradient (w.r.t. h) against the exact one: mean cosine and
+   mean relative error ||g - g_exact|| / ||g_exact||.  O(n P L). */
+POLOPT_DEF polopt_result polopt_trainer_gradient_fidelity(polopt_trainer *trainer, const polopt_dataset *data,
+                                                          size_t n, const uint32_t *contexts, double *out_cosine,
+                                                          double *out_rel_error);
+
+/* Evaluation (seed 000 §5) of the greedy policy served by MIPS: R_test = mean r_hat(j, argmax_a f(a, x_j)), which
+   with the set reward is (1/N) sum_j 1[argmax in Y_j]; and, when data->relevant is set, hit-rate@k (a relevant
+   item among the top k) and nDCG@k (gains 1/log2(rank + 1), normalised by the ideal ordering). */
+typedef struct polopt_eval {
+    double reward;  /* R_test */
+    double hit_rate, ndcg;
+    size_t k;
+} polopt_eval;
+
+POLOPT_DEF polopt_result polopt_evaluate(const polopt_policy *policy, const polopt_mips *index,
+                                         polopt_mips_scratch *scratch, const polopt_dataset *data, size_t k,
+                                         size_t ef, polopt_eval *out);
+/* The exact value of the stochastic policy, (1/n) sum_i sum_a pi(a | x_i) r_hat(i, a): O(n P L) and P rewards per
+   context.  The ground truth for small catalogues (the synthetic generator gives r_hat exactly). */
+POLOPT_DEF polopt_result polopt_policy_value(const polopt_policy *policy, const polopt_mips *index,
+                                             const polopt_dataset *data, double *out_value);
+
 /* >>synth ------------------------------------------------------------------------------------------------- */
 
 /* A synthetic large catalogue that looks like learned (SVD) embeddings, with users and an exact ground truth.
@@ -497,6 +723,17 @@ POLOPT_DEF polopt_result polopt_synth_user_items(const polopt_synth *synth, uint
 POLOPT_DEF polopt_result polopt_synth_rewards(const polopt_synth *synth, const float *taste, size_t count,
                                               const float *items, float *out_reward);
 
+/* The ground truth as a reward estimator (a polopt_reward_fn, user = a const polopt_synth_task *): context i is a
+   user whose hidden taste is row i of tastes, and r_hat(i, a) = r(a, u) exactly. */
+typedef struct polopt_synth_task {
+    const polopt_synth *synth;
+    const float *items;  /* P x L: the catalogue's embeddings (e.g. an index's vectors) */
+    const float *tastes; /* n x L: the tastes of the dataset's users, from polopt_synth_user */
+    size_t n;
+} polopt_synth_task;
+POLOPT_DEF polopt_result polopt_synth_reward(void *user, uint32_t context, size_t n, const uint32_t *items,
+                                             float *out_rewards);
+
 #ifdef __cplusplus
 }
 #endif
@@ -515,6 +752,7 @@ POLOPT_DEF polopt_result polopt_synth_rewards(const polopt_synth *synth, const f
 #include <stdio.h> /* vsnprintf only: the library never prints */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h> /* clock: the seconds in training statistics */
 
 #ifndef POLOPT_ASSERT
 #include <assert.h>
@@ -3139,6 +3377,1166 @@ POLOPT_DEF void polopt_sgd_free(polopt_sgd *opt)
     opt->n = 0;
 }
 
+/* >>policy ------------------------------------------------------------------------------------------------ */
+
+#define POLOPT__POLICY_VERSION 1u
+#define POLOPT__MAX_DIM (1u << 20)
+
+POLOPT_DEF polopt_policy_config polopt_policy_config_default(size_t D, size_t L)
+{
+    polopt_policy_config c;
+    memset(&c, 0, sizeof c);
+    c.D = D;
+    c.L = L;
+    c.init = D == L ? POLOPT_INIT_IDENTITY : POLOPT_INIT_RANDOM;
+    c.init_scale = 1.0f;
+    c.temperature = 1.0f;
+    c.seed = 1;
+    return c;
+}
+
+static polopt_result polopt__policy_alloc(polopt_policy *p, size_t D, size_t L, const char *fn)
+{
+    polopt_result rc = POLOPT_OK;
+    int ok = 1;
+    polopt__mul_size(D, L, &ok);
+    if (!ok) return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_OVERFLOW, "%s: D x L overflows", fn);
+    p->theta = (float *)polopt__alloc(&p->hooks, D * L, sizeof(float), &rc);
+    if (!p->theta)
+        return polopt__fail(&p->err, &p->hooks, rc, "%s: cannot allocate theta (%lu x %lu)", fn, (unsigned long)D,
+                            (unsigned long)L);
+    p->D = D;
+    p->L = L;
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_policy_init(polopt_policy *p, const polopt_policy_config *config)
+{
+    static const char *fn = "polopt_policy_init";
+    polopt_policy_config c;
+    polopt_result rc;
+    size_t i;
+    if (!p) return POLOPT_ERR_INVALID_ARG;
+    memset(p, 0, sizeof *p);
+    if (!config) return polopt__fail(&p->err, NULL, POLOPT_ERR_INVALID_ARG, "%s: config is NULL", fn);
+    c = *config;
+    p->hooks = c.hooks;
+    if (c.D < 1 || c.D > POLOPT__MAX_DIM || c.L < 1 || c.L > POLOPT__MAX_DIM)
+        return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG, "%s: D = %lu and L = %lu must be in [1, 2^20]",
+                            fn, (unsigned long)c.D, (unsigned long)c.L);
+    if (!(c.temperature > 0.0f && c.temperature <= FLT_MAX))
+        return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG, "%s: config.temperature = %g must be > 0", fn,
+                            (double)c.temperature);
+    if (!(c.init_scale >= 0.0f && c.init_scale <= FLT_MAX))
+        return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG, "%s: config.init_scale = %g must be >= 0", fn,
+                            (double)c.init_scale);
+    if (c.init != POLOPT_INIT_IDENTITY && c.init != POLOPT_INIT_RANDOM)
+        return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG, "%s: config.init = %d is unknown", fn, (int)c.init);
+    if (c.init == POLOPT_INIT_IDENTITY && c.D != c.L)
+        return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG,
+                            "%s: identity initialisation needs D = L (D = %lu, L = %lu); use POLOPT_INIT_RANDOM", fn,
+                            (unsigned long)c.D, (unsigned long)c.L);
+    if ((rc = polopt__policy_alloc(p, c.D, c.L, fn)) != POLOPT_OK) return rc;
+    p->temperature = c.temperature;
+    if (c.init == POLOPT_INIT_IDENTITY) {
+        memset(p->theta, 0, c.D * c.L * sizeof(float));
+        for (i = 0; i < c.D; ++i) p->theta[i * c.L + i] = c.init_scale;
+    } else { /* N(0, scale^2 / D): h = theta^T x keeps the size of x whatever D */
+        polopt_rng rng;
+        polopt__rng_seed(&rng, c.seed);
+        polopt__rng_normals(&rng, c.D * c.L, p->theta);
+        polopt__scale(c.D * c.L, c.init_scale / (float)sqrt((double)c.D), p->theta);
+    }
+    return POLOPT_OK;
+}
+
+POLOPT_DEF void polopt_policy_free(polopt_policy *p)
+{
+    if (!p) return;
+    polopt__dealloc(&p->hooks, p->theta);
+    p->theta = NULL;
+    p->D = p->L = 0;
+}
+
+POLOPT_DEF polopt_result polopt_policy_embed(const polopt_policy *p, size_t n, const float *X, size_t ldx, float *out_H)
+{
+    static const char *fn = "polopt_policy_embed";
+    size_t i, bad;
+    if (!p || !p->theta) return POLOPT_ERR_INVALID_ARG;
+    if (n == 0) return POLOPT_OK;
+    if (!X || !out_H || ldx < p->D)
+        return polopt__fail(NULL, &p->hooks, POLOPT_ERR_INVALID_ARG, "%s: X or out_H is NULL, or ldx < D", fn);
+    for (i = 0; i < n; ++i)
+        if (polopt_check_finite(p->D, X + i * ldx, &bad) != POLOPT_OK)
+            return polopt__fail(NULL, &p->hooks, POLOPT_ERR_NONFINITE, "%s: X[%lu][%lu] is not finite", fn,
+                                (unsigned long)i, (unsigned long)bad);
+    polopt__gemm(POLOPT_NO_TRANS, POLOPT_NO_TRANS, n, p->L, p->D, 1.0f, X, ldx, p->theta, p->L, 0.0f, out_H, p->L);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_policy_topk(const polopt_policy *p, const polopt_mips *index,
+                                            polopt_mips_scratch *scratch, const float *x, size_t k, size_t ef,
+                                            uint32_t *out_ids, float *out_scores)
+{
+    float stack_h[1024], *h = stack_h;
+    polopt_result rc;
+    size_t i;
+    if (!p || !p->theta || !index || !scratch) return POLOPT_ERR_INVALID_ARG;
+    if (index->dim != p->L)
+        return polopt__fail(NULL, &p->hooks, POLOPT_ERR_INVALID_ARG, "polopt_policy_topk: the index has dimension %lu, "
+                            "the policy L = %lu", (unsigned long)index->dim, (unsigned long)p->L);
+    if (p->L > sizeof stack_h / sizeof stack_h[0]) {
+        h = (float *)polopt__alloc(&p->hooks, p->L, sizeof(float), &rc);
+        if (!h) return rc;
+    }
+    rc = polopt_policy_embed(p, 1, x, p->D, h);
+    if (rc == POLOPT_OK) rc = polopt_mips_search(index, scratch, h, k, ef, out_ids, out_scores);
+    if (rc == POLOPT_OK && out_scores)
+        for (i = 0; i < k; ++i) out_scores[i] /= p->temperature;
+    if (h != stack_h) polopt__dealloc(&p->hooks, h);
+    return rc;
+}
+
+/* Policy files: the common header with 24 u64 D, 32 u64 L, 40 f32 temperature; payload theta (D x L floats). */
+static polopt_result polopt__policy_emit(const void *ctx, polopt__io *w)
+{
+    const polopt_policy *p = (const polopt_policy *)ctx;
+    unsigned char h[POLOPT__HEADER_BYTES];
+    polopt__io probe;
+    uint32_t t;
+    polopt_result rc;
+    memset(&probe, 0, sizeof probe);
+    polopt__ck_init(&probe.ck);
+    polopt__write_words(&probe, p->theta, p->D * p->L);
+    polopt__header_begin(h, "POLOPTPL", POLOPT__POLICY_VERSION);
+    polopt__put_u64(h + 24, p->D);
+    polopt__put_u64(h + 32, p->L);
+    memcpy(&t, &p->temperature, 4);
+    polopt__put_u32(h + 40, t);
+    polopt__header_seal(h, &probe);
+    if ((rc = polopt__write(w, h, sizeof h)) != POLOPT_OK) return rc;
+    return polopt__write_words(w, p->theta, p->D * p->L);
+}
+
+POLOPT_DEF polopt_result polopt_policy_save(const polopt_policy *p, const char *path)
+{
+    if (!p || !p->theta || !path) return POLOPT_ERR_INVALID_ARG;
+    return polopt__save_atomic(path, &p->hooks, NULL, "polopt_policy_save", polopt__policy_emit, p);
+}
+
+POLOPT_DEF polopt_result polopt_policy_save_buffer(const polopt_policy *p, void *buffer, size_t buffer_size,
+                                                   size_t *out_size)
+{
+    polopt__io w;
+    if (!p || !p->theta || !out_size) return POLOPT_ERR_INVALID_ARG;
+    *out_size = POLOPT__HEADER_BYTES + p->D * p->L * 4;
+    if (!buffer) return POLOPT_OK;
+    if (buffer_size < *out_size)
+        return polopt__fail(NULL, &p->hooks, POLOPT_ERR_INVALID_ARG,
+                            "polopt_policy_save_buffer: the buffer has %lu bytes, the policy needs %lu",
+                            (unsigned long)buffer_size, (unsigned long)*out_size);
+    memset(&w, 0, sizeof w);
+    w.buf = (unsigned char *)buffer;
+    w.size = buffer_size;
+    return polopt__policy_emit(p, &w);
+}
+
+static polopt_result polopt__policy_read(polopt_policy *p, polopt__io *r, size_t available, const char *fn,
+                                         const char *source)
+{
+    unsigned char h[POLOPT__HEADER_BYTES];
+    uint64_t D, L;
+    uint32_t t;
+    float temperature;
+    size_t bad;
+    polopt_result rc = polopt__header_read(r, h, "POLOPTPL", POLOPT__POLICY_VERSION, "policy", &p->err, &p->hooks, fn,
+                                           source);
+    if (rc != POLOPT_OK) return rc;
+    D = polopt__get_u64(h + 24), L = polopt__get_u64(h + 32), t = polopt__get_u32(h + 40);
+    memcpy(&temperature, &t, 4);
+    if (D < 1 || D > POLOPT__MAX_DIM || L < 1 || L > POLOPT__MAX_DIM || !(temperature > 0.0f && temperature <= FLT_MAX))
+        return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_FORMAT, "%s: %s: impossible sizes (D %llu, L %llu, T %g)",
+                            fn, source, (unsigned long long)D, (unsigned long long)L, (double)temperature);
+    rc = polopt__payload_size_check(available, (size_t)(D * L * 4), polopt__get_u64(h + 72), &p->err, &p->hooks, fn,
+                                    source);
+    if (rc != POLOPT_OK) return rc;
+    if ((rc = polopt__policy_alloc(p, (size_t)D, (size_t)L, fn)) != POLOPT_OK) return rc;
+    p->temperature = temperature;
+    polopt__ck_init(&r->ck);
+    if ((rc = polopt__read_words(r, p->theta, p->D * p->L)) != POLOPT_OK)
+        return polopt__fail(&p->err, &p->hooks, rc, "%s: %s ends after %lu bytes", fn, source, (unsigned long)r->pos);
+    if ((rc = polopt__payload_end_check(r, h, &p->err, &p->hooks, fn, source)) != POLOPT_OK) return rc;
+    if (polopt_check_finite(p->D * p->L, p->theta, &bad) != POLOPT_OK)
+        return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_NONFINITE, "%s: %s: theta[%lu] is not finite", fn, source,
+                            (unsigned long)bad);
+    return POLOPT_OK;
+}
+
+/* Load through r into p; on failure p is left empty, with the message. */
+static polopt_result polopt__policy_load(polopt_policy *p, polopt__io *r, size_t available, const char *fn,
+                                         const char *source)
+{
+    const polopt_result rc = polopt__policy_read(p, r, available, fn, source);
+    if (rc != POLOPT_OK) {
+        const polopt_error e = p->err;
+        polopt_policy_free(p);
+        p->err = e;
+        return rc;
+    }
+    polopt__clear_error(&p->err);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_policy_load_buffer(polopt_policy *p, const void *buffer, size_t size,
+                                                   const polopt_hooks *hooks)
+{
+    polopt__io r;
+    if (!p) return POLOPT_ERR_INVALID_ARG;
+    memset(p, 0, sizeof *p);
+    p->hooks = hooks ? *hooks : polopt__no_hooks;
+    if (!buffer)
+        return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG, "polopt_policy_load_buffer: buffer is NULL");
+    memset(&r, 0, sizeof r);
+    r.in = (const unsigned char *)buffer;
+    r.size = size;
+    polopt__ck_init(&r.ck);
+    return polopt__policy_load(p, &r, size >= POLOPT__HEADER_BYTES ? size : (size_t)-1, "polopt_policy_load_buffer",
+                               "the buffer");
+}
+
+POLOPT_DEF polopt_result polopt_policy_load(polopt_policy *p, const char *path, const polopt_hooks *hooks)
+{
+    polopt__io r;
+    polopt_result rc;
+    size_t available;
+    if (!p) return POLOPT_ERR_INVALID_ARG;
+    memset(p, 0, sizeof *p);
+    p->hooks = hooks ? *hooks : polopt__no_hooks;
+    if (!path) return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG, "polopt_policy_load: path is NULL");
+    memset(&r, 0, sizeof r);
+    r.file = polopt__open_read(path, &available);
+    if (!r.file) return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_IO, "polopt_policy_load: cannot open %s", path);
+    polopt__ck_init(&r.ck);
+    rc = polopt__policy_load(p, &r, available, "polopt_policy_load", path);
+    fclose(r.file);
+    return rc;
+}
+
+/* >>proposal ---------------------------------------------------------------------------------------------- */
+
+/* log(exp(a) + exp(b)), with -inf allowed. */
+static double polopt__logaddexp(double a, double b)
+{
+    const double hi = a > b ? a : b, lo = a > b ? b : a;
+    if (hi == -INFINITY) return -INFINITY;
+    return hi + log1p(exp(lo - hi));
+}
+
+static size_t polopt__hash_slot(uint32_t id, size_t mask)
+{
+    return (size_t)((id * 0x9e3779b97f4a7c15ULL) >> 32) & mask;
+}
+
+/* The position of id in alpha_K, or -1. */
+static long polopt__proposal_find(const polopt_proposal *q, uint32_t id)
+{
+    size_t slot = polopt__hash_slot(id, q->table_mask);
+    for (;; slot = (slot + 1) & q->table_mask) {
+        const uint32_t v = q->table[slot];
+        if (v == 0) return -1;
+        if (q->ids[v - 1] == id) return (long)(v - 1);
+    }
+}
+
+POLOPT_DEF polopt_result polopt_proposal_init(polopt_proposal *q, size_t P, size_t max_K, const polopt_hooks *hooks)
+{
+    static const char *fn = "polopt_proposal_init";
+    polopt_result rc = POLOPT_OK;
+    size_t size = 4;
+    if (!q) return POLOPT_ERR_INVALID_ARG;
+    memset(q, 0, sizeof *q);
+    q->hooks = hooks ? *hooks : polopt__no_hooks;
+    if (P < 1 || P >= POLOPT_NO_ITEM || max_K < 1 || max_K > P || max_K > (1u << 24))
+        return polopt__fail(&q->err, &q->hooks, POLOPT_ERR_INVALID_ARG,
+                            "%s: P = %lu and max_K = %lu must satisfy 1 <= max_K <= min(P, 2^24)", fn, (unsigned long)P,
+                            (unsigned long)max_K);
+    while (size < 2 * max_K) size *= 2; /* load factor at most 1/2 */
+    q->ids = (uint32_t *)polopt__alloc(&q->hooks, max_K, sizeof(uint32_t), &rc);
+    if (q->ids) q->log_kappa = (float *)polopt__alloc(&q->hooks, max_K, sizeof(float), &rc);
+    if (q->log_kappa) q->cdf = (double *)polopt__alloc(&q->hooks, max_K, sizeof(double), &rc);
+    if (q->cdf) q->table = (uint32_t *)polopt__alloc(&q->hooks, size, sizeof(uint32_t), &rc);
+    if (!q->table) {
+        polopt_proposal_free(q);
+        return polopt__fail(&q->err, &q->hooks, rc, "%s: cannot allocate for max_K = %lu", fn, (unsigned long)max_K);
+    }
+    memset(q->table, 0, size * sizeof(uint32_t));
+    q->P = P;
+    q->max_K = max_K;
+    q->table_mask = size - 1;
+    q->epsilon = 1.0f;
+    return POLOPT_OK;
+}
+
+POLOPT_DEF void polopt_proposal_free(polopt_proposal *q)
+{
+    if (!q) return;
+    polopt__dealloc(&q->hooks, q->ids);
+    polopt__dealloc(&q->hooks, q->log_kappa);
+    polopt__dealloc(&q->hooks, q->cdf);
+    polopt__dealloc(&q->hooks, q->table);
+    q->ids = q->table = NULL;
+    q->log_kappa = NULL;
+    q->cdf = NULL;
+    q->K = q->max_K = 0;
+}
+
+/* Empty the hash table of the current members: O(K), not O(table). */
+static void polopt__proposal_clear(polopt_proposal *q)
+{
+    size_t i;
+    for (i = 0; i < q->K; ++i) {
+        size_t slot = polopt__hash_slot(q->ids[i], q->table_mask);
+        while (q->table[slot] != 0) {
+            q->table[slot] = 0;
+            slot = (slot + 1) & q->table_mask;
+        }
+    }
+    q->K = 0;
+}
+
+POLOPT_DEF polopt_result polopt_proposal_set(polopt_proposal *q, float epsilon, size_t K, const uint32_t *ids,
+                                             const float *scores)
+{
+    static const char *fn = "polopt_proposal_set";
+    double z = 0.0, log_z;
+    size_t i, bad;
+    float mx;
+    if (!q || !q->table) return POLOPT_ERR_INVALID_ARG;
+    if (!(epsilon >= 0.0f && epsilon <= 1.0f))
+        return polopt__fail(&q->err, &q->hooks, POLOPT_ERR_INVALID_ARG, "%s: epsilon = %g is outside [0, 1]", fn,
+                            (double)epsilon);
+    if (K < 1 || K > q->max_K || !ids || !scores)
+        return polopt__fail(&q->err, &q->hooks, POLOPT_ERR_INVALID_ARG, "%s: K = %lu must be in [1, max_K = %lu]", fn,
+                            (unsigned long)K, (unsigned long)q->max_K);
+    if (polopt_check_finite(K, scores, &bad) != POLOPT_OK)
+        return polopt__fail(&q->err, &q->hooks, POLOPT_ERR_NONFINITE, "%s: scores[%lu] is not finite", fn,
+                            (unsigned long)bad);
+    for (i = 0; i < K; ++i)
+        if (ids[i] >= q->P)
+            return polopt__fail(&q->err, &q->hooks, POLOPT_ERR_INVALID_ARG, "%s: ids[%lu] = %u is not below P = %lu", fn,
+                                (unsigned long)i, ids[i], (unsigned long)q->P);
+    polopt__proposal_clear(q);
+    for (i = 0; i < K; ++i) { /* members into the hash table */
+        size_t slot = polopt__hash_slot(ids[i], q->table_mask);
+        if (polopt__proposal_find(q, ids[i]) >= 0) {
+            polopt__proposal_clear(q);
+            return polopt__fail(&q->err, &q->hooks, POLOPT_ERR_INVALID_ARG, "%s: item %u appears twice", fn, ids[i]);
+        }
+        while (q->table[slot] != 0) slot = (slot + 1) & q->table_mask;
+        q->ids[i] = ids[i];
+        q->table[slot] = (uint32_t)(i + 1);
+        q->K = i + 1;
+    }
+    /* kappa = softmax of the scores over alpha_K, in log space, and its cumulative sum for drawing */
+    polopt__max_checked(K, scores, &mx, &bad);
+    for (i = 0; i < K; ++i) z += exp((double)scores[i] - mx);
+    log_z = mx + log(z);
+    for (i = 0; i < K; ++i) {
+        q->log_kappa[i] = (float)((double)scores[i] - log_z);
+        q->cdf[i] = (i ? q->cdf[i - 1] : 0.0) + exp((double)scores[i] - log_z);
+    }
+    q->epsilon = epsilon;
+    return POLOPT_OK;
+}
+
+/* log q of a member with log kappa lk (member) or of a non-member (lk = -inf). */
+static float polopt__proposal_log_q(const polopt_proposal *q, double lk)
+{
+    const double log_uniform = q->epsilon > 0.0f ? log((double)q->epsilon) - log((double)q->P) : -INFINITY;
+    const double log_top = q->epsilon < 1.0f ? log1p(-(double)q->epsilon) + lk : -INFINITY;
+    return (float)polopt__logaddexp(log_uniform, log_top);
+}
+
+/* Draws with log q, and log kappa of each draw (-inf outside alpha_K) for the adaptive epsilon. */
+static void polopt__proposal_draw(const polopt_proposal *q, polopt_rng *rng, size_t n, uint32_t *ids, float *log_q,
+                                  float *log_kappa)
+{
+    const double eps = q->epsilon, total = q->cdf[q->K - 1];
+    size_t s;
+    for (s = 0; s < n; ++s) {
+        long at;
+        if (polopt__rng_uniform(rng) < eps) { /* uniform over the catalogue: may land inside alpha_K */
+            ids[s] = (uint32_t)polopt__rng_below(rng, q->P);
+            at = polopt__proposal_find(q, ids[s]);
+        } else { /* from kappa: the first cumulative value above u */
+            const double u = polopt__rng_uniform(rng) * total;
+            size_t lo = 0, hi = q->K - 1;
+            while (lo < hi) {
+                const size_t mid = lo + (hi - lo) / 2;
+                if (q->cdf[mid] > u) hi = mid;
+                else lo = mid + 1;
+            }
+            ids[s] = q->ids[lo];
+            at = (long)lo;
+        }
+        {
+            const double lk = at >= 0 ? (double)q->log_kappa[at] : -INFINITY;
+            if (log_q) log_q[s] = polopt__proposal_log_q(q, lk);
+            if (log_kappa) log_kappa[s] = (float)lk;
+        }
+    }
+}
+
+POLOPT_DEF polopt_result polopt_proposal_sample(polopt_proposal *q, polopt_rng *rng, size_t n, uint32_t *out_ids,
+                                                float *out_log_q)
+{
+    if (!q || !rng || (n && !out_ids)) return POLOPT_ERR_INVALID_ARG;
+    if (q->K == 0)
+        return polopt__fail(&q->err, &q->hooks, POLOPT_ERR_INVALID_ARG,
+                            "polopt_proposal_sample: no top-K set yet (call polopt_proposal_set)");
+    polopt__proposal_draw(q, rng, n, out_ids, out_log_q, NULL);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_proposal_log_prob(const polopt_proposal *q, size_t n, const uint32_t *ids,
+                                                  float *out_log_q)
+{
+    size_t s;
+    if (!q || q->K == 0 || (n && (!ids || !out_log_q))) return POLOPT_ERR_INVALID_ARG;
+    for (s = 0; s < n; ++s) {
+        long at;
+        if (ids[s] >= q->P) return POLOPT_ERR_INVALID_ARG;
+        at = polopt__proposal_find(q, ids[s]);
+        out_log_q[s] = polopt__proposal_log_q(q, at >= 0 ? (double)q->log_kappa[at] : -INFINITY);
+    }
+    return POLOPT_OK;
+}
+
+/* >>learn ------------------------------------------------------------------------------------------------- */
+
+static double polopt__seconds(void)
+{
+    return (double)clock() / (double)CLOCKS_PER_SEC;
+}
+
+/* Binary search of a sorted row of items. */
+static int polopt__sorted_contains(const uint32_t *items, size_t n, uint32_t a)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (items[mid] < a) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && items[lo] == a;
+}
+
+POLOPT_DEF polopt_result polopt_sets_init(polopt_sets *sets, size_t n, const size_t *offsets, const uint32_t *items,
+                                          const polopt_hooks *hooks)
+{
+    static const char *fn = "polopt_sets_init";
+    polopt_result rc = POLOPT_OK;
+    size_t i, total;
+    if (!sets) return POLOPT_ERR_INVALID_ARG;
+    memset(sets, 0, sizeof *sets);
+    sets->hooks = hooks ? *hooks : polopt__no_hooks;
+    if (!offsets || (n && !items && offsets[n] > offsets[0]))
+        return polopt__fail(&sets->err, &sets->hooks, POLOPT_ERR_INVALID_ARG, "%s: offsets or items is NULL", fn);
+    for (i = 0; i < n; ++i)
+        if (offsets[i + 1] < offsets[i])
+            return polopt__fail(&sets->err, &sets->hooks, POLOPT_ERR_INVALID_ARG, "%s: offsets[%lu] > offsets[%lu]", fn,
+                                (unsigned long)i, (unsigned long)(i + 1));
+    total = offsets[n] - offsets[0];
+    sets->offsets = (size_t *)polopt__alloc(&sets->hooks, n + 1, sizeof(size_t), &rc);
+    if (sets->offsets) sets->items = (uint32_t *)polopt__alloc(&sets->hooks, total, sizeof(uint32_t), &rc);
+    if (!sets->items) {
+        polopt_sets_free(sets);
+        return polopt__fail(&sets->err, &sets->hooks, rc, "%s: cannot allocate %lu items", fn, (unsigned long)total);
+    }
+    sets->offsets[0] = 0;
+    for (i = 0; i < n; ++i) { /* copy, sort, drop duplicates */
+        uint32_t *row = sets->items + sets->offsets[i];
+        const size_t len = offsets[i + 1] - offsets[i];
+        size_t j, w = 0;
+        memcpy(row, items + (offsets[i] - offsets[0]), len * sizeof *row);
+        qsort(row, len, sizeof *row, polopt__cmp_u32);
+        for (j = 0; j < len; ++j)
+            if (w == 0 || row[j] != row[w - 1]) row[w++] = row[j];
+        sets->offsets[i + 1] = sets->offsets[i] + w;
+    }
+    sets->n = n;
+    return POLOPT_OK;
+}
+
+POLOPT_DEF void polopt_sets_free(polopt_sets *sets)
+{
+    if (!sets) return;
+    polopt__dealloc(&sets->hooks, sets->offsets);
+    polopt__dealloc(&sets->hooks, sets->items);
+    sets->offsets = NULL;
+    sets->items = NULL;
+    sets->n = 0;
+}
+
+POLOPT_DEF polopt_result polopt_sets_reward(void *user, uint32_t context, size_t n, const uint32_t *items,
+                                            float *out_rewards)
+{
+    const polopt_sets *sets = (const polopt_sets *)user;
+    const uint32_t *row;
+    size_t len, s;
+    if (!sets || !sets->offsets || context >= sets->n || (n && (!items || !out_rewards))) return POLOPT_ERR_INVALID_ARG;
+    row = sets->items + sets->offsets[context];
+    len = sets->offsets[context + 1] - sets->offsets[context];
+    for (s = 0; s < n; ++s) out_rewards[s] = polopt__sorted_contains(row, len, items[s]) ? 1.0f : 0.0f;
+    return POLOPT_OK;
+}
+
+/* The covariance gradient (SPEC §2) from the log-weights log w_s = f_s - log q_s: w_bar = softmax(log w),
+   r_bar = sum w_bar r, g = scale sum w_bar (r - r_bar) beta_a.  Three passes over the draws instead of a buffer of
+   weights, so it needs no memory of its own.  REINFORCE passes log q = f: equal weights. */
+static void polopt__cov_gradient(size_t S, const uint32_t *ids, const float *f, const float *log_q, const float *r,
+                                 const float *beta, size_t L, float scale, float *g, double *out_r_bar,
+                                 double *out_ess)
+{
+    double mx = -INFINITY, W = 0.0, Wr = 0.0, W2 = 0.0, r_bar, inv_w;
+    size_t s;
+    for (s = 0; s < S; ++s) {
+        const double lw = (double)f[s] - (double)log_q[s];
+        mx = lw > mx ? lw : mx;
+    }
+    for (s = 0; s < S; ++s) {
+        const double w = exp((double)f[s] - (double)log_q[s] - mx);
+        W += w;
+        Wr += w * r[s];
+        W2 += w * w;
+    }
+    r_bar = Wr / W;
+    inv_w = 1.0 / W;
+    memset(g, 0, L * sizeof *g);
+    for (s = 0; s < S; ++s) {
+        const double c = exp((double)f[s] - (double)log_q[s] - mx) * inv_w * ((double)r[s] - r_bar);
+        if (c != 0.0) polopt__axpy(L, (float)(scale * c), beta + (size_t)ids[s] * L, g);
+    }
+    *out_r_bar = r_bar;
+    *out_ess = W * W / W2;
+}
+
+POLOPT_DEF polopt_result polopt_snis_gradient(size_t S, const uint32_t *ids, const float *f, const float *log_q,
+                                              const float *rewards, const float *beta, size_t L, float scale,
+                                              float *out_g, double *out_r_bar, double *out_ess)
+{
+    double r_bar, ess;
+    size_t s;
+    if (S < 1 || !ids || !f || !log_q || !rewards || !beta || L < 1 || !out_g || !(scale >= -FLT_MAX && scale <= FLT_MAX))
+        return POLOPT_ERR_INVALID_ARG;
+    for (s = 0; s < S; ++s) {
+        if (!(f[s] >= -FLT_MAX && f[s] <= FLT_MAX) || !(rewards[s] >= -FLT_MAX && rewards[s] <= FLT_MAX) ||
+            log_q[s] != log_q[s] || log_q[s] > FLT_MAX)
+            return POLOPT_ERR_NONFINITE;
+        if (log_q[s] == -INFINITY) return POLOPT_ERR_DOMAIN; /* a draw the proposal cannot make */
+    }
+    polopt__cov_gradient(S, ids, f, log_q, rewards, beta, L, scale, out_g, &r_bar, &ess);
+    if (out_r_bar) *out_r_bar = r_bar;
+    if (out_ess) *out_ess = ess;
+    return POLOPT_OK;
+}
+
+#define POLOPT__BLOCK 256      /* items per block of REINFORCE's exact sampler */
+#define POLOPT__ID_CHUNK 4096  /* items per reward call when all P are needed */
+#define POLOPT__EPS_GRID 8     /* candidate mixture weights of the adaptive epsilon */
+#define POLOPT__EPS_PROBE 128  /* draws per context it looks at */
+static const float polopt__eps_grid[POLOPT__EPS_GRID] = {0.05f, 0.1f, 0.2f, 0.35f, 0.5f, 0.65f, 0.8f, 1.0f};
+
+POLOPT_DEF polopt_train_config polopt_train_config_default(void)
+{
+    polopt_train_config c;
+    memset(&c, 0, sizeof c);
+    c.method = POLOPT_METHOD_SNIS;
+    c.epsilon = 0.8f;
+    c.K = 256;
+    c.S = 1000;
+    c.batch = 32;
+    c.seed = 1;
+    c.adam = polopt_adam_config_default();
+    c.adam.lr = 1e-4f;
+    return c;
+}
+
+/* Ask for rewards and check them: a NaN reward must stop training, not poison theta. */
+static polopt_result polopt__rewards(const polopt_dataset *d, uint32_t ctx, size_t n, const uint32_t *items, float *out,
+                                     polopt_error *err, const polopt_hooks *hooks)
+{
+    size_t bad;
+    polopt_result rc = d->reward(d->reward_user, ctx, n, items, out);
+    if (rc != POLOPT_OK)
+        return polopt__fail(err, hooks, rc, "the reward function failed for context %u: %s", ctx, polopt_strerror(rc));
+    if (polopt_check_finite(n, out, &bad) != POLOPT_OK)
+        return polopt__fail(err, hooks, POLOPT_ERR_NONFINITE,
+                            "the reward of context %u, item %u is %g; training stopped with the last good parameters",
+                            ctx, items[bad], (double)out[bad]);
+    return POLOPT_OK;
+}
+
+/* pi = softmax(row / T) in place (row holds h^T beta for all P items); returns log Z of the shifted exponentials
+   via the cumulative block sums, which REINFORCE's sampler uses.  O(P), vectorised. */
+static double polopt__softmax_blocks(float *row, size_t P, float inv_t, double *block_cum)
+{
+    float mx;
+    size_t b, nb = (P + POLOPT__BLOCK - 1) / POLOPT__BLOCK, bad;
+    double cum = 0.0;
+    polopt__max_checked(P, row, &mx, &bad);
+    for (b = 0; b < nb; ++b) {
+        const size_t first = b * POLOPT__BLOCK, len = P - first < POLOPT__BLOCK ? P - first : POLOPT__BLOCK;
+        cum += polopt__sum_exp(len, row + first, mx, inv_t, row + first); /* the exponentials replace the scores */
+        block_cum[b] = cum;
+    }
+    return cum;
+}
+
+/* REINFORCE (SPEC §3, baselines): S exact draws from pi by inverting the cumulative distribution: a binary search
+   over the block sums, then a scan inside the block.  Equal weights; scale S/(S-1) makes the covariance estimate
+   unbiased (the sample mean r_bar uses one degree of freedom). */
+static polopt_result polopt__reinforce_context(polopt_trainer *tr, const polopt_dataset *d, uint32_t ctx, float *row,
+                                               float *g, double *r_bar, double *ess)
+{
+    const size_t P = tr->index->n, L = tr->index->dim, S = tr->config.S;
+    const float inv_t = 1.0f / tr->policy->temperature;
+    const double Z = polopt__softmax_blocks(row, P, inv_t, tr->block_sums);
+    const size_t nb = (P + POLOPT__BLOCK - 1) / POLOPT__BLOCK;
+    size_t s;
+    polopt_result rc;
+    for (s = 0; s < S; ++s) {
+        const double u = polopt__rng_uniform(&tr->rng) * Z;
+        size_t lo = 0, hi = nb - 1, j, end;
+        double rem;
+        while (lo < hi) {
+            const size_t mid = lo + (hi - lo) / 2;
+            if (tr->block_sums[mid] > u) hi = mid;
+            else lo = mid + 1;
+        }
+        rem = u - (lo ? tr->block_sums[lo - 1] : 0.0);
+        j = lo * POLOPT__BLOCK;
+        end = j + POLOPT__BLOCK < P ? j + POLOPT__BLOCK : P;
+        for (; j + 1 < end && (rem -= row[j]) >= 0.0; ++j) {}
+        tr->draws[s] = (uint32_t)j;
+        tr->f[s] = 0.0f; /* log w = f - log q = 0: equal weights */
+    }
+    if ((rc = polopt__rewards(d, ctx, S, tr->draws, tr->rewards, &tr->err, &tr->config.hooks)) != POLOPT_OK) return rc;
+    polopt__cov_gradient(S, tr->draws, tr->f, tr->f, tr->rewards, tr->index->vectors, L,
+                         inv_t * (float)S / (float)(S - 1), g, r_bar, ess);
+    return POLOPT_OK;
+}
+
+/* The exact expectation over all P items: pi in row (replacing the scores), rewards of every item in rewards,
+   r_bar = sum pi r.  With want_g, also g = (1/T) beta^T (pi * (r - r_bar)) (SPEC §3, exact gradient).  O(P L). */
+static polopt_result polopt__exact_context(const polopt_mips *ix, float inv_t, const polopt_dataset *d, uint32_t ctx,
+                                           float *row, float *rewards, uint32_t *ids, double *block_cum, float *g,
+                                           double *r_bar, polopt_error *err, const polopt_hooks *hooks)
+{
+    const size_t P = ix->n, L = ix->dim;
+    const double Z = polopt__softmax_blocks(row, P, inv_t, block_cum);
+    double acc = 0.0;
+    size_t a, i;
+    polopt_result rc;
+    for (a = 0; a < P; a += POLOPT__ID_CHUNK) {
+        const size_t n = P - a < POLOPT__ID_CHUNK ? P - a : POLOPT__ID_CHUNK;
+        for (i = 0; i < n; ++i) ids[i] = (uint32_t)(a + i);
+        if ((rc = polopt__rewards(d, ctx, n, ids, rewards + a, err, hooks)) != POLOPT_OK) return rc;
+    }
+    for (a = 0; a < P; ++a) {
+        row[a] = (float)(row[a] / Z); /* pi */
+        acc += (double)row[a] * rewards[a];
+    }
+    *r_bar = acc;
+    if (g) {
+        for (a = 0; a < P; ++a) row[a] *= (float)((double)rewards[a] - acc);
+        polopt__gemv(POLOPT_TRANS, P, L, inv_t, ix->vectors, L, row, 0.0f, g);
+    }
+    return POLOPT_OK;
+}
+
+/* The paper's estimator for one context (seed 000, Algorithm 1): MIPS top-K of h, the eps-mixture around it,
+   S draws, SNIS weights, covariance gradient.  O(MIPS + S L). */
+static polopt_result polopt__snis_context(polopt_trainer *tr, const polopt_dataset *d, uint32_t ctx, const float *h,
+                                          float *g, double *r_bar, double *ess, double *eps_score)
+{
+    const size_t L = tr->index->dim, S = tr->config.S, P = tr->index->n;
+    const float inv_t = 1.0f / tr->policy->temperature;
+    const float *beta = tr->index->vectors;
+    size_t K = tr->config.K, s;
+    polopt_result rc = polopt_mips_search(tr->index, &tr->mips, h, K, tr->config.ef, tr->topk, tr->topk_scores);
+    if (rc != POLOPT_OK)
+        return polopt__fail(&tr->err, &tr->config.hooks, rc, "MIPS search failed: %s", tr->mips.err.message);
+    while (K > 1 && tr->topk[K - 1] == POLOPT_NO_ITEM) --K; /* a graph that reached fewer than K items */
+    for (s = 0; s < K; ++s) tr->topk_scores[s] *= inv_t;
+    rc = polopt_proposal_set(&tr->proposal, tr->epsilon, K, tr->topk, tr->topk_scores);
+    if (rc != POLOPT_OK) return polopt__fail(&tr->err, &tr->config.hooks, rc, "%s", tr->proposal.err.message);
+    polopt__proposal_draw(&tr->proposal, &tr->rng, S, tr->draws, tr->log_q, tr->log_kappa);
+    for (s = 0; s < S; ++s) { /* f(a_s) = h^T beta_a / T; the rows come from all over beta: fetch ahead */
+        if (s + 8 < S) POLOPT__PREFETCH(beta + (size_t)tr->draws[s + 8] * L);
+        tr->f[s] = inv_t * polopt__dot(L, h, beta + (size_t)tr->draws[s] * L);
+    }
+    if ((rc = polopt__rewards(d, ctx, S, tr->draws, tr->rewards, &tr->err, &tr->config.hooks)) != POLOPT_OK) return rc;
+    polopt__cov_gradient(S, tr->draws, tr->f, tr->log_q, tr->rewards, beta, L, inv_t, g, r_bar, ess);
+    if (eps_score) {
+        /* Adaptive epsilon.  The effective sample size fraction of the weights under another mixture eps' can be
+           estimated from these draws (importance sampling again): with u = pi / q and q' the other proposal,
+               ESS'/n = (E_q[pi/q])^2 / E_q[pi^2 / (q q')]
+           so for each eps' of a grid: rho(eps') = (sum_s u_s)^2 / (n sum_s u_s^2 q_s / q'_s).  The caller moves
+           eps towards the eps' of highest mean rho. */
+        const size_t n = S < POLOPT__EPS_PROBE ? S : POLOPT__EPS_PROBE;
+        double mx = -INFINITY, A = 0.0, B[POLOPT__EPS_GRID];
+        int k;
+        for (s = 0; s < n; ++s) mx = (double)tr->f[s] - tr->log_q[s] > mx ? (double)tr->f[s] - tr->log_q[s] : mx;
+        for (k = 0; k < POLOPT__EPS_GRID; ++k) B[k] = 0.0;
+        for (s = 0; s < n; ++s) {
+            const double u = exp((double)tr->f[s] - tr->log_q[s] - mx), q = exp((double)tr->log_q[s]);
+            const double kappa = exp((double)tr->log_kappa[s]); /* 0 outside alpha_K */
+            A += u;
+            for (k = 0; k < POLOPT__EPS_GRID; ++k) {
+                const double e = polopt__eps_grid[k], q2 = e / (double)P + (1.0 - e) * kappa;
+                B[k] += q2 > 0.0 ? u * u * q / q2 : INFINITY;
+            }
+        }
+        for (k = 0; k < POLOPT__EPS_GRID; ++k) eps_score[k] += A * A / ((double)n * B[k]);
+    }
+    return POLOPT_OK;
+}
+
+/* The gradients of n contexts with user embeddings H (rows, L floats), in chunks of the batch size. */
+static polopt_result polopt__embedding_gradients(polopt_trainer *tr, const polopt_dataset *d, size_t n,
+                                                 const uint32_t *contexts, const float *H, float *G,
+                                                 polopt_train_stats *st)
+{
+    const size_t L = tr->index->dim, P = tr->index->n, B = tr->config.batch;
+    const polopt_method method = tr->config.method;
+    double eps_score[POLOPT__EPS_GRID];
+    size_t c0, c;
+    int k;
+    for (c0 = 0; c0 < n; c0 += B) {
+        const size_t nb = n - c0 < B ? n - c0 : B;
+        const int adapt = method == POLOPT_METHOD_SNIS && tr->config.adaptive_epsilon;
+        for (k = 0; k < POLOPT__EPS_GRID; ++k) eps_score[k] = 0.0;
+        if (method != POLOPT_METHOD_SNIS) /* every score of the chunk at once: one pass over beta */
+            polopt__gemm(POLOPT_NO_TRANS, POLOPT_TRANS, nb, P, L, 1.0f, H + c0 * L, L, tr->index->vectors, L, 0.0f,
+                         tr->scores, P);
+        for (c = 0; c < nb; ++c) {
+            const uint32_t ctx = contexts[c0 + c];
+            double r_bar = 0.0, ess = 0.0;
+            polopt_result rc;
+            if (ctx >= d->n)
+                return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_INVALID_ARG, "context %u is not below n = %lu",
+                                    ctx, (unsigned long)d->n);
+            if (method == POLOPT_METHOD_SNIS)
+                rc = polopt__snis_context(tr, d, ctx, H + (c0 + c) * L, G + (c0 + c) * L, &r_bar, &ess,
+                                          adapt ? eps_score : NULL);
+            else if (method == POLOPT_METHOD_REINFORCE)
+                rc = polopt__reinforce_context(tr, d, ctx, tr->scores + c * P, G + (c0 + c) * L, &r_bar, &ess);
+            else {
+                rc = polopt__exact_context(tr->index, 1.0f / tr->policy->temperature, d, ctx, tr->scores + c * P,
+                                           tr->rewards, tr->draws, tr->block_sums, G + (c0 + c) * L, &r_bar, &tr->err,
+                                           &tr->config.hooks);
+                ess = (double)P;
+            }
+            if (rc != POLOPT_OK) return rc;
+            st->reward += r_bar;
+            st->ess += ess;
+            st->epsilon += method == POLOPT_METHOD_SNIS ? tr->epsilon : 1.0f;
+        }
+        if (adapt) { /* move eps a quarter of the way to the best of the grid: smooths the noisy estimates */
+            int best = 0;
+            for (k = 1; k < POLOPT__EPS_GRID; ++k)
+                if (eps_score[k] > eps_score[best]) best = k;
+            tr->epsilon += 0.25f * (polopt__eps_grid[best] - tr->epsilon);
+        }
+    }
+    return POLOPT_OK;
+}
+
+/* The mean of the sums in st over n contexts. */
+static void polopt__stats_finish(polopt_train_stats *st, size_t n)
+{
+    if (n == 0) return;
+    st->reward /= (double)n;
+    st->ess /= (double)n;
+    st->epsilon /= (float)n;
+}
+
+POLOPT_DEF void polopt_trainer_free(polopt_trainer *tr)
+{
+    polopt_hooks h;
+    if (!tr) return;
+    h = tr->config.hooks;
+    polopt_adam_free(&tr->adam);
+    polopt_mips_scratch_free(&tr->mips);
+    polopt_proposal_free(&tr->proposal);
+    polopt__dealloc(&h, tr->order);
+    polopt__dealloc(&h, tr->topk);
+    polopt__dealloc(&h, tr->draws);
+    polopt__dealloc(&h, tr->xb);
+    polopt__dealloc(&h, tr->hb);
+    polopt__dealloc(&h, tr->gb);
+    polopt__dealloc(&h, tr->grad);
+    polopt__dealloc(&h, tr->topk_scores);
+    polopt__dealloc(&h, tr->f);
+    polopt__dealloc(&h, tr->log_q);
+    polopt__dealloc(&h, tr->log_kappa);
+    polopt__dealloc(&h, tr->rewards);
+    polopt__dealloc(&h, tr->scores);
+    polopt__dealloc(&h, tr->block_sums);
+    tr->order = tr->topk = tr->draws = NULL;
+    tr->xb = tr->hb = tr->gb = tr->grad = tr->topk_scores = tr->f = tr->log_q = tr->log_kappa = tr->rewards = NULL;
+    tr->scores = NULL;
+    tr->block_sums = NULL;
+    tr->order_n = 0;
+}
+
+POLOPT_DEF polopt_result polopt_trainer_init(polopt_trainer *tr, polopt_policy *policy, const polopt_mips *index,
+                                             const polopt_train_config *config)
+{
+    static const char *fn = "polopt_trainer_init";
+    polopt_train_config c;
+    polopt_result rc = POLOPT_OK;
+    size_t P, L, D, S, K, B;
+    if (!tr) return POLOPT_ERR_INVALID_ARG;
+    memset(tr, 0, sizeof *tr);
+    c = config ? *config : polopt_train_config_default();
+    tr->config = c;
+#define POLOPT__TRAIN_CHECK(cond, ...) \
+    if (!(cond)) return polopt__fail(&tr->err, &c.hooks, POLOPT_ERR_INVALID_ARG, __VA_ARGS__)
+    POLOPT__TRAIN_CHECK(policy && policy->theta && index && index->vectors, "%s: policy or index is not initialised", fn);
+    P = index->n, L = index->dim, D = policy->D, S = c.S, K = c.K, B = c.batch;
+    POLOPT__TRAIN_CHECK(policy->L == L, "%s: the policy has L = %lu, the index dimension %lu", fn, (unsigned long)policy->L,
+                        (unsigned long)L);
+    POLOPT__TRAIN_CHECK(c.method == POLOPT_METHOD_SNIS || c.method == POLOPT_METHOD_REINFORCE ||
+                            c.method == POLOPT_METHOD_EXACT, "%s: config.method = %d is unknown", fn, (int)c.method);
+    POLOPT__TRAIN_CHECK(c.epsilon >= 0.0f && c.epsilon <= 1.0f, "%s: config.epsilon = %g is outside [0, 1]", fn,
+                        (double)c.epsilon);
+    POLOPT__TRAIN_CHECK(S >= 2 && S <= (1u << 24), "%s: config.S = %lu must be in [2, 2^24]", fn, (unsigned long)S);
+    POLOPT__TRAIN_CHECK(B >= 1 && B <= 4096, "%s: config.batch = %lu must be in [1, 4096]", fn, (unsigned long)B);
+    POLOPT__TRAIN_CHECK(c.method != POLOPT_METHOD_SNIS || (K >= 1 && K <= P && K <= (1u << 16)),
+                        "%s: config.K = %lu must be in [1, min(P, 65536)]", fn, (unsigned long)K);
+    if (c.ef == 0) c.ef = K;
+    POLOPT__TRAIN_CHECK(c.ef >= K && c.ef <= (1u << 20), "%s: config.ef = %lu must be in [K, 2^20]", fn,
+                        (unsigned long)c.ef);
+#undef POLOPT__TRAIN_CHECK
+    tr->config = c;
+    tr->policy = policy;
+    tr->index = index;
+    tr->epsilon = c.method == POLOPT_METHOD_SNIS ? c.epsilon : 1.0f;
+    polopt__rng_seed(&tr->rng, c.seed);
+    c.adam.maximize = 1;
+    c.adam.hooks = c.hooks;
+    if ((rc = polopt_adam_init(&tr->adam, D * L, &c.adam)) != POLOPT_OK) {
+        tr->err = tr->adam.err;
+        return rc;
+    }
+    tr->xb = (float *)polopt__alloc(&c.hooks, B * D, sizeof(float), &rc);
+    if (tr->xb) tr->hb = (float *)polopt__alloc(&c.hooks, B * L, sizeof(float), &rc);
+    if (tr->hb) tr->gb = (float *)polopt__alloc(&c.hooks, B * L, sizeof(float), &rc);
+    if (tr->gb) tr->grad = (float *)polopt__alloc(&c.hooks, D * L, sizeof(float), &rc);
+    if (tr->grad) tr->draws = (uint32_t *)polopt__alloc(&c.hooks, S > POLOPT__ID_CHUNK ? S : POLOPT__ID_CHUNK, 4, &rc);
+    if (tr->draws) tr->f = (float *)polopt__alloc(&c.hooks, S, sizeof(float), &rc);
+    if (tr->f) tr->rewards = (float *)polopt__alloc(&c.hooks, c.method == POLOPT_METHOD_EXACT && P > S ? P : S, 4, &rc);
+    if (rc == POLOPT_OK && c.method == POLOPT_METHOD_SNIS) {
+        tr->log_q = (float *)polopt__alloc(&c.hooks, S, sizeof(float), &rc);
+        if (tr->log_q) tr->log_kappa = (float *)polopt__alloc(&c.hooks, S, sizeof(float), &rc);
+        if (tr->log_kappa) tr->topk = (uint32_t *)polopt__alloc(&c.hooks, K, sizeof(uint32_t), &rc);
+        if (tr->topk) tr->topk_scores = (float *)polopt__alloc(&c.hooks, K, sizeof(float), &rc);
+        if (rc == POLOPT_OK) rc = polopt_proposal_init(&tr->proposal, P, K, &c.hooks);
+        if (rc == POLOPT_OK) rc = polopt_mips_scratch_init(&tr->mips, index, c.ef, &c.hooks);
+    } else if (rc == POLOPT_OK) { /* REINFORCE and EXACT score the whole catalogue for a batch at once */
+        int ok = 1;
+        const size_t cells = polopt__mul_size(B, P, &ok);
+        tr->scores = ok ? (float *)polopt__alloc(&c.hooks, cells, sizeof(float), &rc) : NULL;
+        if (!ok) rc = POLOPT_ERR_OVERFLOW;
+        if (tr->scores) tr->block_sums = (double *)polopt__alloc(&c.hooks, P / POLOPT__BLOCK + 1, sizeof(double), &rc);
+        if (tr->block_sums) memset(tr->scores, 0, B * P * sizeof(float)); /* first touch now, not in a timed step */
+    }
+    if (rc != POLOPT_OK) {
+        polopt_trainer_free(tr);
+        return polopt__fail(&tr->err, &c.hooks, rc, "%s: cannot allocate the training buffers (P = %lu, batch = %lu)", fn,
+                            (unsigned long)P, (unsigned long)B);
+    }
+    return POLOPT_OK;
+}
+
+static polopt_result polopt__check_dataset(polopt_trainer *tr, const polopt_dataset *d, const char *fn)
+{
+    if (!d || !d->X || !d->reward || d->n == 0 || d->n >= POLOPT_NO_ITEM || d->ldx < tr->policy->D)
+        return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_INVALID_ARG,
+                            "%s: the dataset needs n in [1, 2^32 - 2] contexts, X with ldx >= D, and a reward", fn);
+    return POLOPT_OK;
+}
+
+/* One Adam step on a minibatch of contexts (linear h): H = X_B theta, G = d E[r] / d H, grad theta = X_B^T G / B. */
+static polopt_result polopt__step(polopt_trainer *tr, const polopt_dataset *d, const uint32_t *ctx, size_t nb,
+                                  polopt_train_stats *st)
+{
+    const size_t D = tr->policy->D, L = tr->policy->L;
+    size_t c, bad;
+    polopt_result rc;
+    for (c = 0; c < nb; ++c) memcpy(tr->xb + c * D, d->X + (size_t)ctx[c] * d->ldx, D * sizeof(float));
+    if ((rc = polopt_policy_embed(tr->policy, nb, tr->xb, D, tr->hb)) != POLOPT_OK)
+        return polopt__fail(&tr->err, &tr->config.hooks, rc, "a context of the minibatch is not finite");
+    if ((rc = polopt__embedding_gradients(tr, d, nb, ctx, tr->hb, tr->gb, st)) != POLOPT_OK) return rc;
+    polopt__gemm(POLOPT_TRANS, POLOPT_NO_TRANS, D, L, nb, 1.0f / (float)nb, tr->xb, D, tr->gb, L, 0.0f, tr->grad, L);
+    if (polopt_check_finite(D * L, tr->grad, &bad) != POLOPT_OK)
+        return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_NONFINITE,
+                            "the gradient is not finite (entry %lu); training stopped with the last good parameters",
+                            (unsigned long)bad);
+    if ((rc = polopt_adam_step(&tr->adam, tr->policy->theta, tr->grad)) != POLOPT_OK) {
+        tr->err = tr->adam.err;
+        return rc;
+    }
+    st->steps += 1;
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_trainer_epoch(polopt_trainer *tr, const polopt_dataset *d, polopt_train_stats *out)
+{
+    static const char *fn = "polopt_trainer_epoch";
+    polopt_train_stats st;
+    polopt_progress pr;
+    const double t0 = polopt__seconds();
+    size_t i, done = 0;
+    polopt_result rc;
+    if (!tr || !tr->policy) return POLOPT_ERR_INVALID_ARG;
+    if ((rc = polopt__check_dataset(tr, d, fn)) != POLOPT_OK) return rc;
+    if (tr->order_n != d->n) { /* the shuffled order: allocated once per dataset size, outside the steps */
+        void *p = POLOPT_REALLOC(tr->order, d->n * sizeof(uint32_t), tr->config.hooks.alloc_ctx);
+        if (!p) return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_NO_MEMORY, "%s: cannot allocate the order", fn);
+        tr->order = (uint32_t *)p;
+        tr->order_n = d->n;
+    }
+    for (i = 0; i < d->n; ++i) tr->order[i] = (uint32_t)i;
+    polopt_rng_shuffle(&tr->rng, d->n, tr->order);
+    memset(&st, 0, sizeof st);
+    memset(&pr, 0, sizeof pr);
+    pr.epoch = tr->epoch;
+    pr.steps_per_epoch = (d->n + tr->config.batch - 1) / tr->config.batch;
+    for (i = 0; i < d->n; i += tr->config.batch) {
+        const size_t nb = d->n - i < tr->config.batch ? d->n - i : tr->config.batch;
+        const double ess_before = st.ess;
+        if ((rc = polopt__step(tr, d, tr->order + i, nb, &st)) != POLOPT_OK) {
+            if (out) {
+                polopt__stats_finish(&st, done);
+                st.seconds = polopt__seconds() - t0;
+                *out = st;
+            }
+            return rc;
+        }
+        done += nb;
+        if (tr->config.progress) {
+            pr.step = st.steps;
+            pr.reward = st.reward / (double)done;
+            pr.ess = (st.ess - ess_before) / (double)nb;
+            pr.epsilon = tr->epsilon;
+            pr.seconds = polopt__seconds() - t0;
+            tr->config.progress(tr->config.progress_user, &pr);
+        }
+    }
+    polopt__stats_finish(&st, done);
+    st.seconds = polopt__seconds() - t0;
+    tr->epoch += 1;
+    if (out) *out = st;
+    polopt__clear_error(&tr->err);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_trainer_embedding_gradient(polopt_trainer *tr, const polopt_dataset *d, size_t n,
+                                                           const uint32_t *contexts, const float *H, float *out_G,
+                                                           polopt_train_stats *out_stats)
+{
+    static const char *fn = "polopt_trainer_embedding_gradient";
+    polopt_train_stats st;
+    const double t0 = polopt__seconds();
+    size_t bad;
+    polopt_result rc;
+    if (!tr || !tr->policy) return POLOPT_ERR_INVALID_ARG;
+    if ((rc = polopt__check_dataset(tr, d, fn)) != POLOPT_OK) return rc;
+    if (n && (!contexts || !H || !out_G))
+        return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: contexts, H or out_G is NULL", fn);
+    if (polopt_check_finite(n * tr->index->dim, H, &bad) != POLOPT_OK)
+        return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_NONFINITE, "%s: H[%lu][%lu] is not finite", fn,
+                            (unsigned long)(bad / tr->index->dim), (unsigned long)(bad % tr->index->dim));
+    memset(&st, 0, sizeof st);
+    rc = polopt__embedding_gradients(tr, d, n, contexts, H, out_G, &st);
+    polopt__stats_finish(&st, n);
+    st.seconds = polopt__seconds() - t0;
+    if (out_stats) *out_stats = st;
+    return rc;
+}
+
+/* Scratch for the O(P) computations outside training (fidelity, value): a score row, rewards, ids, block sums. */
+typedef struct polopt__full_scratch {
+    float *row, *rewards, *g;
+    uint32_t *ids;
+    double *block_cum;
+} polopt__full_scratch;
+
+static polopt_result polopt__full_scratch_init(polopt__full_scratch *fs, const polopt_hooks *h, size_t P, size_t L)
+{
+    polopt_result rc = POLOPT_OK;
+    memset(fs, 0, sizeof *fs);
+    fs->row = (float *)polopt__alloc(h, P, sizeof(float), &rc);
+    if (fs->row) fs->rewards = (float *)polopt__alloc(h, P, sizeof(float), &rc);
+    if (fs->rewards) fs->g = (float *)polopt__alloc(h, L, sizeof(float), &rc);
+    if (fs->g) fs->ids = (uint32_t *)polopt__alloc(h, POLOPT__ID_CHUNK, sizeof(uint32_t), &rc);
+    if (fs->ids) fs->block_cum = (double *)polopt__alloc(h, P / POLOPT__BLOCK + 1, sizeof(double), &rc);
+    return rc;
+}
+
+static void polopt__full_scratch_free(polopt__full_scratch *fs, const polopt_hooks *h)
+{
+    polopt__dealloc(h, fs->row);
+    polopt__dealloc(h, fs->rewards);
+    polopt__dealloc(h, fs->g);
+    polopt__dealloc(h, fs->ids);
+    polopt__dealloc(h, fs->block_cum);
+}
+
+POLOPT_DEF polopt_result polopt_trainer_gradient_fidelity(polopt_trainer *tr, const polopt_dataset *d, size_t n,
+                                                          const uint32_t *contexts, double *out_cosine,
+                                                          double *out_rel_error)
+{
+    static const char *fn = "polopt_trainer_gradient_fidelity";
+    const size_t P = tr ? tr->index->n : 0, L = tr ? tr->index->dim : 0;
+    polopt__full_scratch fs;
+    polopt_train_stats st;
+    double cos_sum = 0.0, rel_sum = 0.0, r_bar;
+    float *h = NULL, *g = NULL;
+    size_t i, j;
+    polopt_result rc;
+    if (!tr || !tr->policy || !out_cosine || !out_rel_error) return POLOPT_ERR_INVALID_ARG;
+    if ((rc = polopt__check_dataset(tr, d, fn)) != POLOPT_OK) return rc;
+    if (n == 0 || !contexts)
+        return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: no contexts given", fn);
+    rc = polopt__full_scratch_init(&fs, &tr->config.hooks, P, L);
+    if (rc == POLOPT_OK) h = (float *)polopt__alloc(&tr->config.hooks, L, sizeof(float), &rc);
+    if (h) g = (float *)polopt__alloc(&tr->config.hooks, L, sizeof(float), &rc);
+    for (i = 0; i < n && rc == POLOPT_OK; ++i) {
+        double dot = 0.0, ne = 0.0, nm = 0.0, nd = 0.0;
+        if (contexts[i] >= d->n) {
+            rc = polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: context %u is not below n", fn,
+                              contexts[i]);
+            break;
+        }
+        rc = polopt_policy_embed(tr->policy, 1, d->X + (size_t)contexts[i] * d->ldx, d->ldx, h);
+        if (rc == POLOPT_OK) { /* the trainer's own estimate (it advances the trainer's generator) */
+            memset(&st, 0, sizeof st);
+            rc = polopt__embedding_gradients(tr, d, 1, contexts + i, h, g, &st);
+        }
+        if (rc == POLOPT_OK) { /* the exact gradient */
+            polopt__gemv(POLOPT_NO_TRANS, P, L, 1.0f, tr->index->vectors, L, h, 0.0f, fs.row);
+            rc = polopt__exact_context(tr->index, 1.0f / tr->policy->temperature, d, contexts[i], fs.row, fs.rewards,
+                                       fs.ids, fs.block_cum, fs.g, &r_bar, &tr->err, &tr->config.hooks);
+        }
+        if (rc != POLOPT_OK) break;
+        for (j = 0; j < L; ++j) {
+            dot += (double)g[j] * fs.g[j];
+            nm += (double)g[j] * g[j];
+            ne += (double)fs.g[j] * fs.g[j];
+            nd += ((double)g[j] - fs.g[j]) * ((double)g[j] - fs.g[j]);
+        }
+        cos_sum += nm > 0.0 && ne > 0.0 ? dot / sqrt(nm * ne) : 0.0;
+        rel_sum += ne > 0.0 ? sqrt(nd / ne) : 0.0;
+    }
+    polopt__full_scratch_free(&fs, &tr->config.hooks);
+    polopt__dealloc(&tr->config.hooks, h);
+    polopt__dealloc(&tr->config.hooks, g);
+    if (rc != POLOPT_OK) return rc;
+    *out_cosine = cos_sum / (double)n;
+    *out_rel_error = rel_sum / (double)n;
+    return POLOPT_OK;
+}
+
+/* DCG gains 1 / log2(rank + 1), ranks from 1. */
+static double polopt__gain(size_t rank)
+{
+    return 1.0 / (log((double)rank + 1.0) / log(2.0));
+}
+
+POLOPT_DEF polopt_result polopt_evaluate(const polopt_policy *policy, const polopt_mips *index,
+                                         polopt_mips_scratch *scratch, const polopt_dataset *d, size_t k, size_t ef,
+                                         polopt_eval *out)
+{
+    static const char *fn = "polopt_evaluate";
+    polopt_result rc = POLOPT_OK;
+    uint32_t *ids;
+    double reward = 0.0, hits = 0.0, ndcg = 0.0;
+    size_t i, r;
+    float r0;
+    if (!policy || !policy->theta || !index || !scratch || !out) return POLOPT_ERR_INVALID_ARG;
+    if (!d || !d->X || !d->reward || d->n == 0 || d->ldx < policy->D || k < 1 || k > index->n ||
+        (d->relevant && d->relevant->n < d->n))
+        return polopt__fail(NULL, &policy->hooks, POLOPT_ERR_INVALID_ARG,
+                            "%s: bad dataset (n, X, ldx, reward, relevant sets) or k = %lu", fn, (unsigned long)k);
+    ids = (uint32_t *)polopt__alloc(&policy->hooks, k, sizeof(uint32_t), &rc);
+    if (!ids) return rc;
+    for (i = 0; i < d->n && rc == POLOPT_OK; ++i) {
+        rc = polopt_policy_topk(policy, index, scratch, d->X + i * d->ldx, k, ef, ids, NULL);
+        if (rc == POLOPT_OK && ids[0] != POLOPT_NO_ITEM) rc = d->reward(d->reward_user, (uint32_t)i, 1, ids, &r0);
+        if (rc != POLOPT_OK) break;
+        if (!(r0 >= -FLT_MAX && r0 <= FLT_MAX)) {
+            rc = polopt__fail(NULL, &policy->hooks, POLOPT_ERR_NONFINITE, "%s: the reward of context %lu is not finite",
+                              fn, (unsigned long)i);
+            break;
+        }
+        reward += ids[0] != POLOPT_NO_ITEM ? r0 : 0.0;
+        if (d->relevant) {
+            const uint32_t *row = d->relevant->items + d->relevant->offsets[i];
+            const size_t len = d->relevant->offsets[i + 1] - d->relevant->offsets[i];
+            double dcg = 0.0, ideal = 0.0;
+            int hit = 0;
+            for (r = 0; r < k; ++r)
+                if (ids[r] != POLOPT_NO_ITEM && polopt__sorted_contains(row, len, ids[r])) {
+                    hit = 1;
+                    dcg += polopt__gain(r + 1);
+                }
+            for (r = 0; r < k && r < len; ++r) ideal += polopt__gain(r + 1);
+            hits += hit;
+            ndcg += ideal > 0.0 ? dcg / ideal : 0.0;
+        }
+    }
+    polopt__dealloc(&policy->hooks, ids);
+    if (rc != POLOPT_OK) return rc;
+    out->reward = reward / (double)d->n;
+    out->hit_rate = d->relevant ? hits / (double)d->n : 0.0;
+    out->ndcg = d->relevant ? ndcg / (double)d->n : 0.0;
+    out->k = k;
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_policy_value(const polopt_policy *policy, const polopt_mips *index,
+                                             const polopt_dataset *d, double *out_value)
+{
+    static const char *fn = "polopt_policy_value";
+    polopt__full_scratch fs;
+    polopt_result rc;
+    float *h = NULL;
+    double total = 0.0, r_bar = 0.0;
+    size_t i;
+    if (!policy || !policy->theta || !index || !out_value) return POLOPT_ERR_INVALID_ARG;
+    if (!d || !d->X || !d->reward || d->n == 0 || d->ldx < policy->D || index->dim != policy->L)
+        return polopt__fail(NULL, &policy->hooks, POLOPT_ERR_INVALID_ARG, "%s: bad dataset or index", fn);
+    rc = polopt__full_scratch_init(&fs, &policy->hooks, index->n, index->dim);
+    if (rc == POLOPT_OK) h = (float *)polopt__alloc(&policy->hooks, policy->L, sizeof(float), &rc);
+    for (i = 0; i < d->n && rc == POLOPT_OK; ++i) {
+        rc = polopt_policy_embed(policy, 1, d->X + i * d->ldx, d->ldx, h);
+        if (rc != POLOPT_OK) break;
+        polopt__gemv(POLOPT_NO_TRANS, index->n, index->dim, 1.0f, index->vectors, index->dim, h, 0.0f, fs.row);
+        rc = polopt__exact_context(index, 1.0f / policy->temperature, d, (uint32_t)i, fs.row, fs.rewards, fs.ids,
+                                   fs.block_cum, NULL, &r_bar, NULL, &policy->hooks);
+        total += r_bar;
+    }
+    polopt__full_scratch_free(&fs, &policy->hooks);
+    polopt__dealloc(&policy->hooks, h);
+    if (rc != POLOPT_OK) return rc;
+    *out_value = total / (double)d->n;
+    return POLOPT_OK;
+}
+
 /* >>synth ------------------------------------------------------------------------------------------------- */
 
 /* Tags that keep the random streams of clusters, items, users and user item draws apart. */
@@ -3471,6 +4869,25 @@ POLOPT_DEF polopt_result polopt_synth_rewards(const polopt_synth *s, const float
     for (i = 0; i < count; ++i) {
         const double z = s->config.reward_bias + s->config.reward_scale * polopt__dot(L, taste, items + i * L);
         out_reward[i] = (float)(1.0 / (1.0 + exp(-z)));
+    }
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_synth_reward(void *user, uint32_t context, size_t n, const uint32_t *items,
+                                             float *out_rewards)
+{
+    const polopt_synth_task *t = (const polopt_synth_task *)user;
+    size_t s, L;
+    if (!t || !t->synth || !t->synth->cluster_first || !t->items || !t->tastes || context >= t->n ||
+        (n && (!items || !out_rewards)))
+        return POLOPT_ERR_INVALID_ARG;
+    L = t->synth->config.dim;
+    for (s = 0; s < n; ++s) {
+        double z;
+        if (items[s] >= t->synth->config.n_items) return POLOPT_ERR_INVALID_ARG;
+        z = t->synth->config.reward_bias +
+            t->synth->config.reward_scale * polopt__dot(L, t->tastes + (size_t)context * L, t->items + (size_t)items[s] * L);
+        out_rewards[s] = (float)(1.0 / (1.0 + exp(-z)));
     }
     return POLOPT_OK;
 }
