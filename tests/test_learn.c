@@ -132,10 +132,11 @@ static void learn_snis_gradient_by_hand(void)
         w2 += w[s] * w[s];
     }
     CHECK_OK(polopt_snis_gradient(3, ids, f, lq, r, beta, 2, 0.5f, out, &r_bar, &ess));
+    /* the weights come from a float exponential accurate to 2e-7 relative: 1e-6 is five times that */
     CHECK_NEAR(out[0], g[0], 1e-6);
     CHECK_NEAR(out[1], g[1], 1e-6);
-    CHECK_NEAR(r_bar, rbar, 1e-12);
-    CHECK_NEAR(ess, 1.0 / w2, 1e-9);
+    CHECK_NEAR(r_bar, rbar, 1e-6 * 2.0);
+    CHECK_NEAR(ess, 1.0 / w2, 1e-6 * 3.0);
     {
         const float bad_lq[3] = {-1.0f, -INFINITY, 0.0f}, nan_r[3] = {1, NAN, 0};
         CHECK_RC(polopt_snis_gradient(3, ids, f, bad_lq, r, beta, 2, 0.5f, out, NULL, NULL), POLOPT_ERR_DOMAIN);
