@@ -21,7 +21,7 @@ LINKS    = $(B)/link-c $(B)/link-cxx $(B)/link-c-user-cxx-impl $(B)/link-cxx-use
 .PHONY: all test test-quick demo bench examples bench-programs clean
 all: $(VARIANTS) $(LINKS) $(README_EXAMPLES) examples bench-programs
 
-README_EXAMPLES = $(B)/readme-example $(B)/readme-example-mips
+README_EXAMPLES = $(B)/readme-example $(B)/readme-example-mips $(B)/readme-example-train
 
 test: $(VARIANTS) $(LINKS) $(B)/link/impl-c.o $(B)/link/impl-cxx.o $(README_EXAMPLES)
 	@tests/run.sh $(VARIANTS) $(LINKS) \
@@ -80,7 +80,7 @@ $(B)/link-static: tests/link/static_a.c tests/link/static_b.c polopt.h | $(B)
 
 # Examples and benchmarks
 EXAMPLES = $(patsubst examples/%.c,$(B)/%,$(wildcard examples/*.c))
-BENCHES  = $(patsubst bench/%.c,$(B)/%,$(wildcard bench/*.c))
+BENCHES  = $(patsubst bench/%.c,$(B)/%,$(filter-out %_cblas.c,$(wildcard bench/*.c)))
 HAVE_CBLAS := $(shell echo 'int main(void){return 0;}' | $(CC) -include cblas.h -x c - -o /dev/null -lopenblas 2>/dev/null && echo 1)
 BENCH_CBLAS = $(if $(HAVE_CBLAS),-DBENCH_HAVE_CBLAS -lopenblas,)
 
@@ -91,6 +91,13 @@ $(B)/%: examples/%.c polopt.h | $(B)
 	$(CC) $(C99) $(OPT) -I. $< -o $@ -lm -pthread
 $(B)/bench_%: bench/bench_%.c polopt.h | $(B)
 	$(CC) $(C99) $(OPT) -I. $< -o $@ $(BENCH_CBLAS) -lm -pthread
+
+# bench_train times REINFORCE a second time with CBLAS scoring, from a private copy of the library (when available).
+$(B)/bench_train_cblas.o: bench/bench_train_cblas.c polopt.h | $(B)
+	$(CC) $(C99) $(OPT) -I. -c $< -o $@
+$(B)/bench_train: bench/bench_train.c polopt.h $(if $(HAVE_CBLAS),$(B)/bench_train_cblas.o) | $(B)
+	$(CC) $(C99) $(OPT) -I. $(if $(HAVE_CBLAS),-DBENCH_HAVE_CBLAS) $< $(if $(HAVE_CBLAS),$(B)/bench_train_cblas.o -lopenblas) \
+	    -o $@ -lm -pthread
 
 # bench_mips runs hnswlib beside polopt when Debian's libhnswlib-dev is installed (a C++ peer), and says so if not.
 HAVE_HNSWLIB := $(wildcard /usr/include/hnswlib/hnswlib.h)

@@ -496,6 +496,7 @@ typedef struct polopt_proposal {
     float *log_kappa;  /* log kappa of each member */
     float *log_q;      /* log q of each member, computed once per set: a draw needs no logarithm */
     float log_q_other; /* log q outside alpha_K: log(eps / P) */
+    float log_norm;    /* log sum_{b in alpha_K} exp f(b): a member's score is log kappa + log_norm */
     double *cdf;       /* cumulative kappa, for drawing */
     uint32_t *table;   /* open addressing: member id -> its slot + 1, 0 = empty */
     size_t table_mask;
@@ -986,6 +987,14 @@ static uint64_t polopt__rng_below(polopt_rng *rng, uint64_t n)
 {
     uint64_t lo, hi;
     if (n == 0) return 0;
+    if (n <= 0xffffffffULL) { /* the same method on 32 bits: one native multiplication (catalogue sizes) */
+        uint64_t m = (polopt__rng_next(rng) >> 32) * n;
+        if ((uint32_t)m < n) {
+            const uint32_t threshold = (uint32_t)(0 - (uint32_t)n) % (uint32_t)n;
+            while ((uint32_t)m < threshold) m = (polopt__rng_next(rng) >> 32) * n;
+        }
+        return m >> 32;
+    }
     hi = polopt__mul64(polopt__rng_next(rng), n, &lo);
     if (lo < n) {
         const uint64_t threshold = (0 - n) % n;
@@ -1119,7 +1128,7 @@ POLOPT_DEF polopt_result polopt_rng_categorical(polopt_rng *rng, size_t n, const
                                                 uint32_t *out_index)
 {
     double total, target, cum = 0.0;
-    size_t i, bad, last = 0;
+    size_t i, bad = 0, last = 0;
     polopt_result rc;
     if (!rng || !weights || !out_index || n == 0 || n > (size_t)UINT32_MAX + 1) return POLOPT_ERR_INVALID_ARG;
     rc = polopt__check_weights(n, weights, &total, &bad);
@@ -1189,7 +1198,7 @@ POLOPT_DEF polopt_result polopt_alias_init(polopt_alias *table, size_t n, const 
     polopt_result rc = POLOPT_OK;
     double total, *scaled = NULL;
     uint32_t *stack = NULL;
-    size_t i, bad, n_small = 0, n_large = 0;
+    size_t i, bad = 0, n_small = 0, n_large = 0;
     if (!table) return POLOPT_ERR_INVALID_ARG;
     memset(table, 0, sizeof *table);
     table->hooks = hooks ? *hooks : polopt__no_hooks;
@@ -1726,7 +1735,7 @@ static double polopt__sum_exp(size_t n, const float *x, float mx, float inv_t, f
 static polopt_result polopt__softmax_prep(size_t n, const float *x, float temperature, float *out_max,
                                           float *out_inv_t)
 {
-    size_t bad;
+    size_t bad = 0;
     polopt_result rc;
     if (n == 0 || !x || !(temperature > 0.0f && temperature <= FLT_MAX)) return POLOPT_ERR_INVALID_ARG;
     rc = polopt__max_checked(n, x, out_max, &bad);
@@ -2538,7 +2547,7 @@ POLOPT_DEF void polopt_mips_free(polopt_mips *ix)
 /* Check the vectors (finite) and the sizes shared by both kinds. */
 static polopt_result polopt__mips_check_input(polopt_mips *ix, const char *fn, size_t n, size_t dim, const float *v)
 {
-    size_t bad, total;
+    size_t bad = 0, total;
     int ok = 1;
     if (n == 0 || n >= POLOPT_NO_ITEM)
         return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_INVALID_ARG, "%s: n = %lu must be in [1, 2^32 - 2]", fn,
@@ -2999,7 +3008,7 @@ static polopt_result polopt__search_check(const polopt_mips *ix, polopt_mips_scr
                                           const uint32_t *out_ids)
 {
     static const char *fn = "polopt_mips_search";
-    size_t i, bad;
+    size_t i, bad = 0;
     if (!sc) return POLOPT_ERR_INVALID_ARG;
     if (!ix || !ix->vectors)
         return polopt__fail(&sc->err, &sc->hooks, POLOPT_ERR_INVALID_ARG, "%s: the index is not initialised", fn);
@@ -3201,7 +3210,7 @@ static polopt_result polopt__mips_read(polopt_mips *ix, polopt__io *r, size_t av
     unsigned char h[POLOPT__HEADER_BYTES];
     uint64_t n64, dim64, efc64, upper64, payload64;
     uint32_t kind, M;
-    size_t payload, bad;
+    size_t payload, bad = 0;
     polopt_result rc = polopt__header_read(r, h, "POLOPTIX", POLOPT__MIPS_VERSION, "index", &ix->err, &ix->hooks, fn,
                                            source);
     int i;
@@ -3577,7 +3586,7 @@ POLOPT_DEF void polopt_policy_free(polopt_policy *p)
 POLOPT_DEF polopt_result polopt_policy_embed(const polopt_policy *p, size_t n, const float *X, size_t ldx, float *out_H)
 {
     static const char *fn = "polopt_policy_embed";
-    size_t i, bad;
+    size_t i, bad = 0;
     if (!p || !p->theta) return POLOPT_ERR_INVALID_ARG;
     if (n == 0) return POLOPT_OK;
     if (!X || !out_H || ldx < p->D)
@@ -3664,7 +3673,7 @@ static polopt_result polopt__policy_read(polopt_policy *p, polopt__io *r, size_t
     uint64_t D, L;
     uint32_t t;
     float temperature;
-    size_t bad;
+    size_t bad = 0;
     polopt_result rc = polopt__header_read(r, h, "POLOPTPL", POLOPT__POLICY_VERSION, "policy", &p->err, &p->hooks, fn,
                                            source);
     if (rc != POLOPT_OK) return rc;
@@ -3740,14 +3749,6 @@ POLOPT_DEF polopt_result polopt_policy_load(polopt_policy *p, const char *path, 
 
 /* >>proposal ---------------------------------------------------------------------------------------------- */
 
-/* log(exp(a) + exp(b)), with -inf allowed. */
-static double polopt__logaddexp(double a, double b)
-{
-    const double hi = a > b ? a : b, lo = a > b ? b : a;
-    if (hi == -INFINITY) return -INFINITY;
-    return hi + log1p(exp(lo - hi));
-}
-
 static size_t polopt__hash_slot(uint32_t id, size_t mask)
 {
     return (size_t)((id * 0x9e3779b97f4a7c15ULL) >> 32) & mask;
@@ -3808,14 +3809,6 @@ POLOPT_DEF void polopt_proposal_free(polopt_proposal *q)
     q->K = q->max_K = 0;
 }
 
-/* log q of a member with log kappa lk (member) or of a non-member (lk = -inf). */
-static float polopt__proposal_log_q(const polopt_proposal *q, double lk)
-{
-    const double log_uniform = q->epsilon > 0.0f ? log((double)q->epsilon) - log((double)q->P) : -INFINITY;
-    const double log_top = q->epsilon < 1.0f ? log1p(-(double)q->epsilon) + lk : -INFINITY;
-    return (float)polopt__logaddexp(log_uniform, log_top);
-}
-
 /* Empty the hash table of the current members: O(K), not O(table). */
 static void polopt__proposal_clear(polopt_proposal *q)
 {
@@ -3835,7 +3828,7 @@ POLOPT_DEF polopt_result polopt_proposal_set(polopt_proposal *q, float epsilon, 
 {
     static const char *fn = "polopt_proposal_set";
     double z = 0.0, log_z;
-    size_t i, bad;
+    size_t i, bad = 0;
     float mx;
     if (!q || !q->table) return POLOPT_ERR_INVALID_ARG;
     if (!(epsilon >= 0.0f && epsilon <= 1.0f))
@@ -3863,16 +3856,20 @@ POLOPT_DEF polopt_result polopt_proposal_set(polopt_proposal *q, float epsilon, 
         q->table[slot] = (uint32_t)(i + 1);
         q->K = i + 1;
     }
-    /* kappa = softmax of the scores over alpha_K, in log space, and its cumulative sum for drawing */
+    /* kappa = softmax of the scores over alpha_K (its logarithm exact in log space), the cumulative sum for drawing,
+       and log q of each member: one exponential and one logarithm per member */
     polopt__max_checked(K, scores, &mx, &bad);
-    for (i = 0; i < K; ++i) z += exp((double)scores[i] - mx);
-    log_z = mx + log(z);
+    for (i = 0; i < K; ++i) z += (q->cdf[i] = polopt__expf(scores[i] - mx)); /* e^(s - max), in (0, 1] */
+    log_z = log(z);
+    q->log_norm = (float)(mx + log_z);
     q->epsilon = epsilon;
-    q->log_q_other = polopt__proposal_log_q(q, -INFINITY);
+    q->log_q_other = epsilon > 0.0f ? (float)(log((double)epsilon) - log((double)q->P)) : -INFINITY;
     for (i = 0; i < K; ++i) {
-        q->log_kappa[i] = (float)((double)scores[i] - log_z);
-        q->log_q[i] = polopt__proposal_log_q(q, q->log_kappa[i]);
-        q->cdf[i] = (i ? q->cdf[i - 1] : 0.0) + exp((double)scores[i] - log_z);
+        const double kappa = q->cdf[i] / z;
+        q->log_kappa[i] = (float)((double)scores[i] - mx - log_z);
+        q->log_q[i] = epsilon > 0.0f ? (float)log((double)epsilon / (double)q->P + (1.0 - epsilon) * kappa)
+                                     : q->log_kappa[i];
+        q->cdf[i] = (i ? q->cdf[i - 1] : 0.0) + kappa;
     }
     return POLOPT_OK;
 }
@@ -4084,7 +4081,7 @@ POLOPT_DEF polopt_train_config polopt_train_config_default(void)
 static polopt_result polopt__rewards(const polopt_dataset *d, uint32_t ctx, size_t n, const uint32_t *items, float *out,
                                      polopt_error *err, const polopt_hooks *hooks)
 {
-    size_t bad;
+    size_t bad = 0;
     polopt_result rc = d->reward(d->reward_user, ctx, n, items, out);
     if (rc != POLOPT_OK)
         return polopt__fail(err, hooks, rc, "the reward function failed for context %u: %s", ctx, polopt_strerror(rc));
@@ -4100,7 +4097,7 @@ static polopt_result polopt__rewards(const polopt_dataset *d, uint32_t ctx, size
 static double polopt__softmax_blocks(float *row, size_t P, float inv_t, double *block_cum)
 {
     float mx;
-    size_t b, nb = (P + POLOPT__BLOCK - 1) / POLOPT__BLOCK, bad;
+    size_t b, nb = (P + POLOPT__BLOCK - 1) / POLOPT__BLOCK, bad = 0;
     double cum = 0.0;
     polopt__max_checked(P, row, &mx, &bad);
     for (b = 0; b < nb; ++b) {
@@ -4173,9 +4170,11 @@ static polopt_result polopt__exact_context(const polopt_mips *ix, float inv_t, c
     return POLOPT_OK;
 }
 
-/* Steps 4-5 of Algorithm 1 once the draws and their log q are in the trainer: scores, rewards, gradient. */
+/* Steps 4-5 of Algorithm 1 once the draws and their log q are in the trainer: scores, rewards, gradient.  With a
+   proposal, a draw that is a member of alpha_K already has its score (log kappa + log of kappa's normaliser); the
+   others need h^T beta_a from a row anywhere in beta. */
 static polopt_result polopt__snis_finish(polopt_trainer *tr, const polopt_dataset *d, uint32_t ctx, const float *h,
-                                         float *g, double *r_bar, double *ess)
+                                         const polopt_proposal *q, float *g, double *r_bar, double *ess)
 {
     const size_t L = tr->index->dim, S = tr->config.S;
     const float inv_t = 1.0f / tr->policy->temperature;
@@ -4183,8 +4182,9 @@ static polopt_result polopt__snis_finish(polopt_trainer *tr, const polopt_datase
     size_t s;
     polopt_result rc;
     for (s = 0; s < S; ++s) { /* f(a_s) = h^T beta_a / T; the rows come from all over beta: fetch ahead */
-        if (s + 8 < S) POLOPT__PREFETCH(beta + (size_t)tr->draws[s + 8] * L);
-        tr->f[s] = inv_t * polopt__dot(L, h, beta + (size_t)tr->draws[s] * L);
+        if (s + 16 < S) POLOPT__PREFETCH(beta + (size_t)tr->draws[s + 16] * L);
+        tr->f[s] = q && tr->log_kappa[s] > -INFINITY ? tr->log_kappa[s] + q->log_norm
+                                                     : inv_t * polopt__dot(L, h, beta + (size_t)tr->draws[s] * L);
     }
     if ((rc = polopt__rewards(d, ctx, S, tr->draws, tr->rewards, &tr->err, &tr->config.hooks)) != POLOPT_OK) return rc;
     polopt__cov_gradient(S, tr->draws, tr->f, tr->log_q, tr->rewards, beta, L, inv_t, g, r_bar, ess);
@@ -4227,7 +4227,7 @@ static polopt_result polopt__snis_context(polopt_trainer *tr, const polopt_datas
             tr->draws[s] = (uint32_t)polopt__rng_below(&tr->rng, P);
             tr->log_q[s] = log_q;
         }
-        return polopt__snis_finish(tr, d, ctx, h, g, r_bar, ess);
+        return polopt__snis_finish(tr, d, ctx, h, NULL, g, r_bar, ess);
     }
     if ((rc = polopt__context_topk(tr, ctx, h)) != POLOPT_OK) return rc;
     while (K > 1 && tr->topk[K - 1] == POLOPT_NO_ITEM) --K; /* a graph that reached fewer than K items */
@@ -4235,7 +4235,7 @@ static polopt_result polopt__snis_context(polopt_trainer *tr, const polopt_datas
     rc = polopt_proposal_set(&tr->proposal, tr->epsilon, K, tr->topk, tr->topk_scores);
     if (rc != POLOPT_OK) return polopt__fail(&tr->err, &tr->config.hooks, rc, "%s", tr->proposal.err.message);
     polopt__proposal_draw(&tr->proposal, &tr->rng, S, tr->draws, tr->log_q, tr->log_kappa);
-    if ((rc = polopt__snis_finish(tr, d, ctx, h, g, r_bar, ess)) != POLOPT_OK) return rc;
+    if ((rc = polopt__snis_finish(tr, d, ctx, h, &tr->proposal, g, r_bar, ess)) != POLOPT_OK) return rc;
     if (eps_score) {
         /* Adaptive epsilon.  The effective sample size fraction of the weights under another mixture eps' can be
            estimated from these draws (importance sampling again): with u = pi / q and q' the other proposal,
@@ -4456,7 +4456,7 @@ static polopt_result polopt__step(polopt_trainer *tr, const polopt_dataset *d, c
                                   polopt_train_stats *st)
 {
     const size_t D = tr->policy->D, L = tr->policy->L;
-    size_t c, bad;
+    size_t c, bad = 0;
     polopt_result rc;
     for (c = 0; c < nb; ++c) memcpy(tr->xb + c * D, d->X + (size_t)ctx[c] * d->ldx, D * sizeof(float));
     if ((rc = polopt_policy_embed(tr->policy, nb, tr->xb, D, tr->hb)) != POLOPT_OK)
@@ -4533,7 +4533,7 @@ POLOPT_DEF polopt_result polopt_trainer_embedding_gradient(polopt_trainer *tr, c
     static const char *fn = "polopt_trainer_embedding_gradient";
     polopt_train_stats st;
     const double t0 = polopt__seconds();
-    size_t bad;
+    size_t bad = 0;
     polopt_result rc;
     if (!tr || !tr->policy) return POLOPT_ERR_INVALID_ARG;
     if ((rc = polopt__check_dataset(tr, d, fn)) != POLOPT_OK) return rc;

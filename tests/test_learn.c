@@ -366,12 +366,14 @@ static void learn_training_raises_true_value(void)
     static const struct {
         polopt_method method;
         float eps;
-    } runs[3] = {{POLOPT_METHOD_REINFORCE, 1.0f}, {POLOPT_METHOD_SNIS, 1.0f}, {POLOPT_METHOD_SNIS, 0.8f}};
+        int warm;
+    } runs[4] = {{POLOPT_METHOD_REINFORCE, 1.0f, 0}, {POLOPT_METHOD_SNIS, 1.0f, 0}, {POLOPT_METHOD_SNIS, 0.8f, 0},
+                 {POLOPT_METHOD_SNIS, 0.8f, 1}};
     synth_task s;
-    double v0 = 0, v[3];
+    double v0 = 0, v[4];
     int r, e;
     synth_task_make(&s, P, L, n);
-    for (r = 0; r < 3; ++r) {
+    for (r = 0; r < 4; ++r) {
         polopt_policy pol;
         polopt_policy_config pc = polopt_policy_config_default(L, L);
         polopt_trainer tr;
@@ -379,7 +381,7 @@ static void learn_training_raises_true_value(void)
         polopt_train_stats st;
         CHECK_OK(polopt_policy_init(&pol, &pc));
         if (r == 0) CHECK_OK(polopt_policy_value(&pol, &s.index, &s.data, &v0));
-        c.method = runs[r].method, c.epsilon = runs[r].eps;
+        c.method = runs[r].method, c.epsilon = runs[r].eps, c.warm_start = runs[r].warm, c.search_budget = 8;
         c.K = 64, c.S = 200, c.adam.lr = 0.05f, c.seed = 5;
         CHECK_OK(polopt_trainer_init(&tr, &pol, &s.index, &c));
         for (e = 0; e < 12; ++e) CHECK_OK(polopt_trainer_epoch(&tr, &s.data, &st));
@@ -387,9 +389,10 @@ static void learn_training_raises_true_value(void)
         polopt_trainer_free(&tr);
         polopt_policy_free(&pol);
     }
-    printf("    true value: start %.4f, REINFORCE %.4f, eps=1 %.4f, eps=0.8 %.4f\n", v0, v[0], v[1], v[2]);
-    CHECK(v[0] > v0 + 0.3 && v[1] > v0 + 0.3 && v[2] > v0 + 0.3);
-    CHECK(fabs(v[2] - v[0]) <= 0.02 * v[0]);
+    printf("    true value: start %.4f, REINFORCE %.4f, eps=1 %.4f, eps=0.8 %.4f, eps=0.8 warm-started MIPS %.4f\n", v0,
+           v[0], v[1], v[2], v[3]);
+    CHECK(v[0] > v0 + 0.3 && v[1] > v0 + 0.3 && v[2] > v0 + 0.3 && v[3] > v0 + 0.3);
+    CHECK(fabs(v[2] - v[0]) <= 0.02 * v[0] && fabs(v[3] - v[0]) <= 0.02 * v[0]);
     synth_task_free(&s);
 }
 

@@ -485,6 +485,44 @@ static void mips_add_and_threaded_build(void)
     free(v), free(q), free(truth), free(got);
 }
 
+/* Seeded, budgeted search: from the true top-k with no budget it keeps them; with a budget of 4 expansions from a
+   perturbed query's results it still recalls most; without seeds it is the ordinary search; exact ignores both. */
+static void mips_search_from_seeds_and_budget(void)
+{
+    const size_t P = 20000, L = 32, nq = 50, k = 64;
+    float *v = synth_items(P, L, 12), *q = synth_queries(nq, P, L, 12), *q2 = (float *)malloc(nq * L * sizeof *q2);
+    uint32_t *truth = (uint32_t *)malloc(nq * k * sizeof *truth), *near = (uint32_t *)malloc(nq * k * sizeof *near);
+    uint32_t *got = (uint32_t *)malloc(nq * k * sizeof *got), seeds[3] = {POLOPT_NO_ITEM, 5, 99999999u};
+    polopt_mips ex, hn;
+    polopt_mips_scratch se, sh;
+    polopt_rng rng;
+    size_t u, j;
+    polopt_rng_seed(&rng, 4);
+    for (j = 0; j < nq * L; ++j) q2[j] = q[j] * (1.0f + 0.05f * (float)polopt_rng_normal(&rng));
+    CHECK_OK(polopt_mips_init_exact(&ex, P, L, v, 0, NULL));
+    CHECK_OK(polopt_mips_scratch_init(&se, &ex, k, NULL));
+    CHECK_OK(polopt_mips_search_batch(&ex, &se, nq, q, L, k, 0, truth, NULL));
+    CHECK_OK(polopt_mips_init_hnsw(&hn, P, L, v, 0, NULL));
+    CHECK_OK(polopt_mips_scratch_init(&sh, &hn, 4 * k, NULL));
+    for (u = 0; u < nq; ++u) { /* seeds: the exact answer; nothing better exists, so it stays */
+        CHECK_OK(polopt_mips_search_from(&hn, &sh, q + u * L, k, k, truth + u * k, k, 0, got + u * k, NULL));
+        CHECK_OK(polopt_mips_search(&hn, &sh, q2 + u * L, k, 2 * k, near + u * k, NULL));
+    }
+    CHECK(recall(nq, k, got, truth, k) == 1.0);
+    for (u = 0; u < nq; ++u) /* seeds: the answer for a query 5% away, and only 4 expansions to repair it */
+        CHECK_OK(polopt_mips_search_from(&hn, &sh, q + u * L, k, k, near + u * k, k, 4, got + u * k, NULL));
+    CHECK(recall(nq, k, got, truth, k) >= 0.9);
+    for (u = 0; u < nq; ++u) /* unusable seeds are skipped: then it is the ordinary search */
+        CHECK_OK(polopt_mips_search_from(&hn, &sh, q + u * L, k, 2 * k, seeds, 3, 0, got + u * k, NULL));
+    CHECK(recall(nq, k, got, truth, k) >= 0.95);
+    CHECK_OK(polopt_mips_search_from(&ex, &se, q, k, 0, seeds, 3, 1, got, NULL)); /* exact: exact anyway */
+    CHECK(memcmp(got, truth, k * sizeof *got) == 0);
+    CHECK_RC(polopt_mips_search_from(&hn, &sh, q, k, k, NULL, 3, 0, got, NULL), POLOPT_ERR_INVALID_ARG);
+    polopt_mips_scratch_free(&se), polopt_mips_scratch_free(&sh);
+    polopt_mips_free(&ex), polopt_mips_free(&hn);
+    free(v), free(q), free(q2), free(truth), free(near), free(got);
+}
+
 static void mips_bad_arguments(void)
 {
     const size_t P = 100, L = 16;
@@ -576,6 +614,7 @@ const th_test th_suite_mips[] = {TH(mips_exact_matches_naive_loop),
                                  TH(mips_failed_save_keeps_the_old_file),
                                  TH(mips_concurrent_searches_equal_serial),
                                  TH(mips_add_and_threaded_build),
+                                 TH(mips_search_from_seeds_and_budget),
                                  TH(mips_bad_arguments),
                                  TH(mips_allocation_failures_are_clean),
                                  TH_END};
