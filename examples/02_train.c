@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h> /* isatty */
 
 #define L 32            /* embedding dimension */
 #define N_TRAIN 2048    /* training users: 64 steps of 32 per epoch */
@@ -55,18 +56,24 @@ typedef struct run {
     double greedy, seconds_per_epoch;
 } run;
 
-/* Progress on one terminal line: the library never prints, it calls this after every step. */
+/* Progress: the library never prints, it calls this after every step.  On a terminal one line is rewritten as
+   training goes; in a log, one line per epoch. */
+static int on_terminal;
 static void show_progress(void *user, const polopt_progress *p)
 {
     const run *r = (const run *)user;
-    if (p->step % 8 == 0 || p->step == p->steps_per_epoch)
-        printf("\r  %-10s epoch %d/%d  step %3lu/%lu  estimated reward %.4f  ESS %6.1f  ", r->name, (int)p->epoch + 1,
-               r->epochs, (unsigned long)p->step, (unsigned long)p->steps_per_epoch, p->reward, p->ess);
-    fflush(stdout);
+    const int last = p->step == p->steps_per_epoch;
+    if ((on_terminal && p->step % 8 == 0) || last) {
+        printf("%s  %-10s epoch %d/%d  step %3lu/%lu  estimated reward %.4f  ESS %6.1f%s", on_terminal ? "\r" : "",
+               r->name, (int)p->epoch + 1, r->epochs, (unsigned long)p->step, (unsigned long)p->steps_per_epoch,
+               p->reward, p->ess, on_terminal ? "  " : "\n");
+        fflush(stdout);
+    }
 }
 
 /* An SVG line chart of value against time, one line per run, readable in any browser. */
-static void write_svg(const char *path, const run *runs, int n_runs, double t_max, double v_min, double v_max)
+static void write_svg(const char *path, size_t P, const run *runs, int n_runs, double t_max, double v_min,
+                      double v_max)
 {
     static const char *colors[] = {"#d62728", "#1f77b4", "#2ca02c"};
     const double W = 720, H = 440, x0 = 70, y0 = 30, w = 600, h = 340;
@@ -79,7 +86,7 @@ static void write_svg(const char *path, const run *runs, int n_runs, double t_ma
     fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' font-family='sans-serif' "
                "font-size='13'>\n<rect width='100%%' height='100%%' fill='white'/>\n", W, H);
     fprintf(f, "<text x='%.0f' y='18' text-anchor='middle' font-size='15'>Value of the policy on held-out users "
-               "against training time (P = 1,000,000)</text>\n", x0 + w / 2);
+               "against training time (P = %lu)</text>\n", x0 + w / 2, (unsigned long)P);
     for (t = 0; t <= 5; ++t) { /* grid and ticks */
         const double gx = x0 + w * t / 5, gy = y0 + h - h * t / 5;
         fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>\n", gx, y0, gx, y0 + h);
@@ -121,10 +128,11 @@ int main(int argc, char **argv)
     polopt_synth_task task, task_test;
     polopt_dataset train, test, test_value;
     run runs[3];
-    double t0, v_min = 1.0, v_max = 0.0, t_max = 0.0, start_value, start_greedy;
+    double t0, v_min = 1.0, v_max = 0.0, t_max = 0.0, start_value = 0.0, start_greedy = 0.0;
     size_t u;
     int r, e;
 
+    on_terminal = isatty(STDOUT_FILENO);
     /* 1. The catalogue (the synthetic generator of polopt.h: clustered, unequal-norm embeddings) and users. */
     printf("1. generating a catalogue of %lu items (L = %d) and %d + %d users\n", (unsigned long)P, L, N_TRAIN, N_TEST);
     sc.n_items = P, sc.dim = L;
@@ -192,8 +200,8 @@ int main(int argc, char **argv)
         runs[r].seconds_per_epoch = trained / runs[r].epochs;
         check(polopt_evaluate(&policy, &index, &scratch, &test, 1, 64, &ev), "evaluate", scratch.err.message);
         runs[r].greedy = ev.reward;
-        printf("\r  %-10s %d epochs in %6.1f s: value of pi %.4f, greedy reward %.4f%30s\n", runs[r].name,
-               runs[r].epochs, trained, value, ev.reward, "");
+        printf("%s  %-10s %d epochs in %6.1f s: value of pi %.4f, greedy reward %.4f%30s\n", on_terminal ? "\r" : "",
+               runs[r].name, runs[r].epochs, trained, value, ev.reward, "");
         if (r == 0) { /* the starting point's greedy reward, for the table */
             polopt_policy start;
             polopt_policy_config sc0 = polopt_policy_config_default(L, L);
@@ -218,7 +226,7 @@ int main(int argc, char **argv)
             v_min = runs[r].value[e] < v_min ? runs[r].value[e] : v_min;
             v_max = runs[r].value[e] > v_max ? runs[r].value[e] : v_max;
         }
-    write_svg("build/train_curve.svg", runs, 3, t_max, v_min - 0.02, v_max + 0.02);
+    write_svg("build/train_curve.svg", P, runs, 3, t_max, v_min - 0.02, v_max + 0.02);
     printf("\nvalue of pi against training time: build/train_curve.svg (open it in a browser)\n");
     polopt_mips_scratch_free(&scratch);
     polopt_mips_free(&index);
