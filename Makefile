@@ -89,13 +89,13 @@ bench-programs: $(BENCHES)
 
 $(B)/%: examples/%.c polopt.h | $(B)
 	$(CC) $(C99) $(OPT) -I. $< -o $@ -lm -pthread
-$(B)/bench_%: bench/bench_%.c polopt.h | $(B)
+$(B)/bench_%: bench/bench_%.c bench/bench.h polopt.h | $(B)
 	$(CC) $(C99) $(OPT) -I. $< -o $@ $(BENCH_CBLAS) -lm -pthread
 
 # bench_train times REINFORCE a second time with CBLAS scoring, from a private copy of the library (when available).
 $(B)/bench_train_cblas.o: bench/bench_train_cblas.c polopt.h | $(B)
 	$(CC) $(C99) $(OPT) -I. -c $< -o $@
-$(B)/bench_train: bench/bench_train.c polopt.h $(if $(HAVE_CBLAS),$(B)/bench_train_cblas.o) | $(B)
+$(B)/bench_train: bench/bench_train.c bench/bench.h polopt.h $(if $(HAVE_CBLAS),$(B)/bench_train_cblas.o) | $(B)
 	$(CC) $(C99) $(OPT) -I. $(if $(HAVE_CBLAS),-DBENCH_HAVE_CBLAS) $< $(if $(HAVE_CBLAS),$(B)/bench_train_cblas.o -lopenblas) \
 	    -o $@ -lm -pthread
 
@@ -103,7 +103,7 @@ $(B)/bench_train: bench/bench_train.c polopt.h $(if $(HAVE_CBLAS),$(B)/bench_tra
 HAVE_HNSWLIB := $(wildcard /usr/include/hnswlib/hnswlib.h)
 $(B)/hnswlib_peer.o: bench/hnswlib_peer.cpp | $(B)
 	g++ -std=c++11 -O3 -march=native -w -c $< -o $@
-$(B)/bench_mips: bench/bench_mips.c polopt.h $(if $(HAVE_HNSWLIB),$(B)/hnswlib_peer.o) | $(B)
+$(B)/bench_mips: bench/bench_mips.c bench/bench.h polopt.h $(if $(HAVE_HNSWLIB),$(B)/hnswlib_peer.o) | $(B)
 	$(CC) $(C99) $(OPT) -I. $(if $(HAVE_HNSWLIB),-DBENCH_HAVE_HNSWLIB) $< $(if $(HAVE_HNSWLIB),$(B)/hnswlib_peer.o -lstdc++) -o $@ -lm -pthread
 
 # The main job: train the paper's method and REINFORCE on a million-item catalogue (about two minutes).

@@ -3343,10 +3343,18 @@ static polopt_result polopt__check_step(polopt_error *err, const polopt_hooks *h
     return POLOPT_OK;
 }
 
-/* Whether v is finite and in [lo, hi] (hi_open: [lo, hi)). */
-static int polopt__in_range(double v, double lo, double hi, int hi_open)
+/* A configuration value that must be > lo (positive = 1) or >= lo, and below hi (open) or at most hi; hi = FLT_MAX
+   means "finite".  POLOPT_OK, or the error with a message naming the field and the rule. */
+static polopt_result polopt__check_config(polopt_error *err, const polopt_hooks *hooks, const char *fn, const char *name,
+                                          double v, double lo, int positive, double hi, int hi_open)
 {
-    return v >= lo && (hi_open ? v < hi : v <= hi);
+    const int ok = (positive ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
+    if (ok) return POLOPT_OK;
+    if (hi >= FLT_MAX)
+        return polopt__fail(err, hooks, POLOPT_ERR_INVALID_ARG, "%s: config.%s = %g must be %s %g", fn, name, v,
+                            positive ? ">" : ">=", lo);
+    return polopt__fail(err, hooks, POLOPT_ERR_INVALID_ARG, "%s: config.%s = %g is outside %c%g, %g%c", fn, name, v,
+                        positive ? '(' : '[', lo, hi, hi_open ? ')' : ']');
 }
 
 POLOPT_DEF polopt_adam_config polopt_adam_config_default(void)
@@ -3368,21 +3376,12 @@ POLOPT_DEF polopt_result polopt_adam_init(polopt_adam *opt, size_t n, const polo
     if (!opt) return POLOPT_ERR_INVALID_ARG;
     memset(opt, 0, sizeof *opt);
     opt->config = c;
-    if (!polopt__in_range(c.lr, 0.0, FLT_MAX, 0) || c.lr == 0.0f)
-        return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.lr = %g must be > 0", fn,
-                            (double)c.lr);
-    if (!polopt__in_range(c.beta1, 0.0, 1.0, 1))
-        return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.beta1 = %g is outside [0, 1)",
-                            fn, (double)c.beta1);
-    if (!polopt__in_range(c.beta2, 0.0, 1.0, 1))
-        return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.beta2 = %g is outside [0, 1)",
-                            fn, (double)c.beta2);
-    if (!polopt__in_range(c.eps, 0.0, FLT_MAX, 0) || c.eps == 0.0f)
-        return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.eps = %g must be > 0", fn,
-                            (double)c.eps);
-    if (!polopt__in_range(c.weight_decay, 0.0, FLT_MAX, 0))
-        return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.weight_decay = %g must be >= 0",
-                            fn, (double)c.weight_decay);
+    if ((rc = polopt__check_config(&opt->err, &c.hooks, fn, "lr", c.lr, 0.0, 1, FLT_MAX, 0)) != POLOPT_OK ||
+        (rc = polopt__check_config(&opt->err, &c.hooks, fn, "beta1", c.beta1, 0.0, 0, 1.0, 1)) != POLOPT_OK ||
+        (rc = polopt__check_config(&opt->err, &c.hooks, fn, "beta2", c.beta2, 0.0, 0, 1.0, 1)) != POLOPT_OK ||
+        (rc = polopt__check_config(&opt->err, &c.hooks, fn, "eps", c.eps, 0.0, 1, FLT_MAX, 0)) != POLOPT_OK ||
+        (rc = polopt__check_config(&opt->err, &c.hooks, fn, "weight_decay", c.weight_decay, 0.0, 0, FLT_MAX, 0)))
+        return rc;
     if (n == 0) return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: n = 0 parameters", fn);
     opt->m = (float *)polopt__alloc(&c.hooks, n, sizeof(float), &rc);
     if (opt->m) opt->v = (float *)polopt__alloc(&c.hooks, n, sizeof(float), &rc);
@@ -3451,15 +3450,10 @@ POLOPT_DEF polopt_result polopt_sgd_init(polopt_sgd *opt, size_t n, const polopt
     if (!opt) return POLOPT_ERR_INVALID_ARG;
     memset(opt, 0, sizeof *opt);
     opt->config = c;
-    if (!polopt__in_range(c.lr, 0.0, FLT_MAX, 0) || c.lr == 0.0f)
-        return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.lr = %g must be > 0", fn,
-                            (double)c.lr);
-    if (!polopt__in_range(c.momentum, 0.0, 1.0, 1))
-        return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.momentum = %g is outside [0, 1)",
-                            fn, (double)c.momentum);
-    if (!polopt__in_range(c.weight_decay, 0.0, FLT_MAX, 0))
-        return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.weight_decay = %g must be >= 0",
-                            fn, (double)c.weight_decay);
+    if ((rc = polopt__check_config(&opt->err, &c.hooks, fn, "lr", c.lr, 0.0, 1, FLT_MAX, 0)) != POLOPT_OK ||
+        (rc = polopt__check_config(&opt->err, &c.hooks, fn, "momentum", c.momentum, 0.0, 0, 1.0, 1)) != POLOPT_OK ||
+        (rc = polopt__check_config(&opt->err, &c.hooks, fn, "weight_decay", c.weight_decay, 0.0, 0, FLT_MAX, 0)))
+        return rc;
     if (n == 0) return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: n = 0 parameters", fn);
     if (c.momentum > 0.0f) {
         opt->buf = (float *)polopt__alloc(&c.hooks, n, sizeof(float), &rc);
@@ -4853,27 +4847,21 @@ POLOPT_DEF polopt_result polopt_synth_init(polopt_synth *s, const polopt_synth_c
                         (unsigned long)c.dim);
     POLOPT__SYNTH_CHECK(c.n_clusters <= c.n_items, "%s: config.n_clusters = %lu exceeds n_items = %lu", fn,
                         (unsigned long)c.n_clusters, (unsigned long)c.n_items);
-    POLOPT__SYNTH_CHECK(polopt__in_range(c.cluster_zipf, 0.0, 8.0, 0), "%s: config.cluster_zipf = %g is outside [0, 8]",
-                        fn, c.cluster_zipf);
-    POLOPT__SYNTH_CHECK(polopt__in_range(c.spectrum_decay, 0.0, 4.0, 0),
-                        "%s: config.spectrum_decay = %g is outside [0, 4]", fn, c.spectrum_decay);
-    POLOPT__SYNTH_CHECK(polopt__in_range(c.item_spread, 0.0, 1e3, 0), "%s: config.item_spread = %g is outside [0, 1000]",
-                        fn, c.item_spread);
-    POLOPT__SYNTH_CHECK(polopt__in_range(c.norm_sigma, 0.0, 4.0, 0), "%s: config.norm_sigma = %g is outside [0, 4]", fn,
-                        c.norm_sigma);
     POLOPT__SYNTH_CHECK(c.user_interests >= 1 && c.user_interests <= POLOPT__SYNTH_MAX_INTERESTS,
                         "%s: config.user_interests = %lu must be in [1, %d]", fn, (unsigned long)c.user_interests,
                         POLOPT__SYNTH_MAX_INTERESTS);
-    POLOPT__SYNTH_CHECK(polopt__in_range(c.taste_noise, 0.0, 1e3, 0), "%s: config.taste_noise = %g is outside [0, 1000]",
-                        fn, c.taste_noise);
     POLOPT__SYNTH_CHECK(c.context_items >= 1, "%s: config.context_items must be >= 1", fn);
     POLOPT__SYNTH_CHECK(c.context_dim <= (1u << 20), "%s: config.context_dim = %lu must be at most 2^20", fn,
                         (unsigned long)c.context_dim);
-    POLOPT__SYNTH_CHECK(polopt__in_range(c.context_mixing, 0.0, 1e3, 0),
-                        "%s: config.context_mixing = %g is outside [0, 1000]", fn, c.context_mixing);
-    POLOPT__SYNTH_CHECK(polopt__in_range(c.reward_bias, -1e6, 1e6, 0) && polopt__in_range(c.reward_scale, -1e6, 1e6, 0),
-                        "%s: config.reward_bias = %g and reward_scale = %g must be finite", fn, c.reward_bias,
-                        c.reward_scale);
+    if ((rc = polopt__check_config(&s->err, &c.hooks, fn, "cluster_zipf", c.cluster_zipf, 0, 0, 8, 0)) != POLOPT_OK ||
+        (rc = polopt__check_config(&s->err, &c.hooks, fn, "spectrum_decay", c.spectrum_decay, 0, 0, 4, 0)) != POLOPT_OK ||
+        (rc = polopt__check_config(&s->err, &c.hooks, fn, "item_spread", c.item_spread, 0, 0, 1e3, 0)) != POLOPT_OK ||
+        (rc = polopt__check_config(&s->err, &c.hooks, fn, "norm_sigma", c.norm_sigma, 0, 0, 4, 0)) != POLOPT_OK ||
+        (rc = polopt__check_config(&s->err, &c.hooks, fn, "taste_noise", c.taste_noise, 0, 0, 1e3, 0)) != POLOPT_OK ||
+        (rc = polopt__check_config(&s->err, &c.hooks, fn, "context_mixing", c.context_mixing, 0, 0, 1e3, 0)) != POLOPT_OK ||
+        (rc = polopt__check_config(&s->err, &c.hooks, fn, "reward_bias", c.reward_bias, -1e6, 0, 1e6, 0)) != POLOPT_OK ||
+        (rc = polopt__check_config(&s->err, &c.hooks, fn, "reward_scale", c.reward_scale, -1e6, 0, 1e6, 0)) != POLOPT_OK)
+        return rc;
 #undef POLOPT__SYNTH_CHECK
     L = c.dim;
     C = c.n_clusters ? c.n_clusters : (size_t)floor(sqrt((double)c.n_items) + 0.5);

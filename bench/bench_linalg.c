@@ -11,6 +11,8 @@
 #define POLOPT_IMPLEMENTATION
 #include "polopt.h"
 
+#include "bench.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -23,18 +25,7 @@ void openblas_set_num_threads(int n); /* OpenBLAS extension; the Makefile links 
 #define BATCH 32
 #define REPS 9
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 enum { OP_SCORE, OP_QUERY, OP_GRAD, N_OPS };
 static const char *op_names[N_OPS] = {"score gemm 32xP", "query gemv", "grad gemv^T"};
@@ -75,12 +66,11 @@ static double median_time(void (*fn)(const work *, int), const work *k, int op)
     int r;
     fn(k, op);
     for (r = 0; r < REPS; ++r) {
-        const double t0 = now();
+        const double t0 = bench_now();
         fn(k, op);
-        t[r] = now() - t0;
+        t[r] = bench_now() - t0;
     }
-    qsort(t, REPS, sizeof t[0], cmp_double);
-    return t[REPS / 2];
+    return bench_median(t, REPS);
 }
 
 #ifdef BENCH_HAVE_CBLAS

@@ -8,6 +8,8 @@
 #define POLOPT_IMPLEMENTATION
 #include "polopt.h"
 
+#include "bench.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -23,18 +25,7 @@ void peer_search(void *handle, const float *query, size_t k, size_t ef, uint32_t
 void peer_free(void *handle);
 #endif
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
-static int cmp_double(const void *a, const void *b)
-{
-    const double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 /* Median GB/s of memcpy over a buffer already touched, counting the bytes read and written (as STREAM does). */
 static double copy_bandwidth(size_t bytes)
@@ -45,15 +36,14 @@ static double copy_bandwidth(size_t bytes)
     memset(a, 1, bytes);
     memset(b, 2, bytes);
     for (r = 0; r < 5; ++r) {
-        const double t0 = now();
+        const double t0 = bench_now();
         memcpy(b, a, bytes);
-        t[r] = now() - t0;
+        t[r] = bench_now() - t0;
         a[r] = b[bytes - 1 - r]; /* keep the copies observable */
     }
-    qsort(t, 5, sizeof t[0], cmp_double);
     free(a);
     free(b);
-    return 2.0 * (double)bytes / t[2] * 1e-9;
+    return 2.0 * (double)bytes / bench_median(t, 5) * 1e-9;
 }
 
 typedef struct method {
@@ -83,7 +73,7 @@ static void measure(const method *m, const float *Q, const uint32_t *truth, size
     size_t u, i, j, hits = 0;
     int r;
     for (r = 0; r < 3; ++r) {
-        const double t0 = now();
+        const double t0 = bench_now();
         for (u = 0; u < NQ; ++u) {
             search(m, Q + u * L, k, ef, out);
             if (r == 0)
@@ -94,11 +84,10 @@ static void measure(const method *m, const float *Q, const uint32_t *truth, size
                             break;
                         }
         }
-        t[r] = now() - t0;
+        t[r] = bench_now() - t0;
     }
-    qsort(t, 3, sizeof t[0], cmp_double);
     *out_recall = (double)hits / (double)(NQ * k);
-    *out_qps = NQ / t[1];
+    *out_qps = NQ / bench_median(t, 3);
 }
 
 /* Queries per second at recall 0.95, interpolated between the two ef that bracket it (0 if never reached). */
@@ -162,30 +151,30 @@ int main(int argc, char **argv)
         polopt_mips_init_exact(&exact, P, L, beta, 0, NULL);
         polopt_mips_scratch_init(&sx, &exact, 256, NULL);
         polopt_mips_search_batch(&exact, &sx, NQ, Q, L, 256, 0, truth, NULL); /* warm-up */
-        t0 = now();
+        t0 = bench_now();
         polopt_mips_search_batch(&exact, &sx, NQ, Q, L, 256, 0, truth, NULL);
-        t_exact_batch = (now() - t0) / NQ;
-        t0 = now();
+        t_exact_batch = (bench_now() - t0) / NQ;
+        t0 = bench_now();
         for (u = 0; u < 20; ++u) polopt_mips_search(&exact, &sx, Q + u * L, 10, 0, top10, NULL);
-        t_exact_single = (now() - t0) / 20;
+        t_exact_single = (bench_now() - t0) / 20;
 
         /* polopt HNSW */
         hc.M = M_LINKS, hc.ef_construction = EF_CONSTRUCTION;
-        t0 = now();
+        t0 = bench_now();
         if (polopt_mips_init_hnsw(&hnsw, P, L, beta, 0, &hc) != POLOPT_OK) {
             fprintf(stderr, "bench_mips: %s\n", hnsw.err.message);
             return 1;
         }
-        t_build = now() - t0;
+        t_build = bench_now() - t0;
         polopt_mips_scratch_init(&sh, &hnsw, 2048, NULL);
         /* the bytes the index holds (it borrows the vectors): every per-item array and the upper levels used */
         bytes = (double)hnsw.n * (4.0 * (1 + 2 * hnsw.M) + 4 + 1 + 4) + 4.0 * (double)hnsw.upper_size;
         formula = 4.0 * (1 + 2 * M_LINKS) + 4 + 1 + 4 + 4.0 * (1 + M_LINKS) / (M_LINKS - 1);
         ms[0].name = "polopt", ms[0].ix = &hnsw, ms[0].sc = &sh, ms[0].peer = NULL;
 #ifdef BENCH_HAVE_HNSWLIB
-        t0 = now();
+        t0 = bench_now();
         ms[1].peer = peer_build(beta, P, L, M_LINKS, EF_CONSTRUCTION, &peer_bytes);
-        peer_build_s = now() - t0;
+        peer_build_s = bench_now() - t0;
         ms[1].name = "hnswlib", ms[1].ix = NULL, ms[1].sc = NULL;
         if (ms[1].peer) n_methods = 2;
 #endif

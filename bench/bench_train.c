@@ -13,6 +13,8 @@
 #define POLOPT_IMPLEMENTATION
 #include "polopt.h"
 
+#include "bench.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -26,12 +28,6 @@ double bench_cblas_reinforce_ms(const polopt_policy *start, const polopt_mips *i
                                 const polopt_train_config *config);
 #endif
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void die(const char *what, const char *message)
 {
@@ -71,9 +67,9 @@ static void setup_make(setup *s, size_t P, size_t L)
     for (u = 0; u < N_TEST; ++u) polopt_synth_user(&s->cat, 50000000 + u, s->Xt + u * L, s->Tt + u * L);
     hc.ef_construction = 100; /* the proposal needs a good top-K, not a perfect one */
     hc.n_threads = 2;         /* the index is built once; training below runs on one thread */
-    t0 = now();
+    t0 = bench_now();
     if (polopt_mips_init_hnsw(&s->index, P, L, beta, 1, &hc) != POLOPT_OK) die("index", s->index.err.message);
-    s->build_seconds = now() - t0;
+    s->build_seconds = bench_now() - t0;
     free(beta); /* the index keeps its own copy (in huge pages on Linux) */
     s->task.synth = &s->cat, s->task.items = s->index.vectors, s->task.tastes = s->T, s->task.n = N_TRAIN;
     s->task_test = s->task;
@@ -135,9 +131,9 @@ static void time_method(setup *s, int m, double *ms_first, double *ms_second)
     }
     if (polopt_trainer_init(&tr, &pol, &s->index, &c) != POLOPT_OK) die("trainer", tr.err.message);
     for (e = 0; e < (m == M_REINFORCE ? 1 : 2); ++e) {
-        const double t0 = now();
+        const double t0 = bench_now();
         if (polopt_trainer_epoch(&tr, &d, &st) != POLOPT_OK) die("epoch", tr.err.message);
-        *(e == 0 ? ms_first : ms_second) = 1e3 * (now() - t0) / (double)st.steps;
+        *(e == 0 ? ms_first : ms_second) = 1e3 * (bench_now() - t0) / (double)st.steps;
     }
     if (m == M_REINFORCE) *ms_second = *ms_first;
     polopt_trainer_free(&tr);
@@ -169,14 +165,14 @@ static void train_for(setup *s, int m, double budget, double *out_greedy, double
     polopt_train_config c = method_config(m);
     polopt_trainer tr;
     polopt_train_stats st;
-    const double t0 = now();
+    const double t0 = bench_now();
     size_t steps = 0;
     if (polopt_trainer_init(&tr, &pol, &s->index, &c) != POLOPT_OK) die("trainer", tr.err.message);
-    while (now() - t0 < budget) {
+    while (bench_now() - t0 < budget) {
         if (polopt_trainer_epoch(&tr, &s->train, &st) != POLOPT_OK) die("epoch", tr.err.message);
         steps += st.steps;
     }
-    *out_seconds = now() - t0;
+    *out_seconds = bench_now() - t0;
     test_scores(s, &pol, out_greedy, out_value);
     *out_steps = steps;
     polopt_trainer_free(&tr);
