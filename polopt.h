@@ -10,17 +10,17 @@
 
    Every other file just includes it.  A complete program (the 5 best items for one user of a catalogue):
 
+       static float beta[100000 * 32], scores[100000], x[32];  // static: large arrays off the stack
        polopt_synth_config sc = polopt_synth_config_default();
        sc.n_items = 100000; sc.dim = 32;                       // P items, embedding size L
        polopt_synth cat;
-       if (polopt_synth_init(&cat, &sc) != POLOPT_OK) { puts(cat.err.message); return 1; }
-       float *beta = malloc(sc.n_items * sc.dim * sizeof *beta), *scores = malloc(sc.n_items * sizeof *scores), x[32];
+       if (polopt_synth_init(&cat, &sc) != POLOPT_OK) { fputs(cat.err.message, stderr); return 1; }
        polopt_synth_items(&cat, 0, sc.n_items, beta);          // item embeddings beta, P x L, row-major
        polopt_synth_user(&cat, 7, x, NULL);                    // the context of user 7
        polopt_gemv(POLOPT_NO_TRANS, sc.n_items, sc.dim, 1.0f, beta, sc.dim, x, 0.0f, scores); // x^T beta_a
        uint32_t top[5];
        polopt_topk(sc.n_items, scores, 5, top, NULL);          // the 5 best items, best first, no full sort
-       polopt_synth_free(&cat); free(beta); free(scores);
+       polopt_synth_free(&cat);
 
    Compile with optimisation and, for speed, for your CPU:  cc -O3 -march=native app.c -lm
 
@@ -2160,6 +2160,31 @@ static FILE *polopt__open_read(const char *path, size_t *out_available)
     return f;
 }
 
+/* Read an object from a file (path) or a memory buffer with the given reader, which checks everything and leaves
+   the object empty on failure.  The one loading path of every file type. */
+typedef polopt_result (*polopt__reader)(void *obj, polopt__io *r, size_t available, const char *fn, const char *source);
+
+static polopt_result polopt__load(const char *path, const void *buffer, size_t size, polopt__reader read, void *obj,
+                                  polopt_error *err, const polopt_hooks *hooks, const char *fn)
+{
+    polopt__io r;
+    size_t available = size >= POLOPT__HEADER_BYTES ? size : (size_t)-1;
+    polopt_result rc;
+    memset(&r, 0, sizeof r);
+    polopt__ck_init(&r.ck);
+    if (path) {
+        r.file = polopt__open_read(path, &available);
+        if (!r.file) return polopt__fail(err, hooks, POLOPT_ERR_IO, "%s: cannot open %s", fn, path);
+    } else {
+        if (!buffer) return polopt__fail(err, hooks, POLOPT_ERR_INVALID_ARG, "%s: buffer is NULL", fn);
+        r.in = (const unsigned char *)buffer;
+        r.size = size;
+    }
+    rc = read(obj, &r, available, fn, path ? path : "the buffer");
+    if (r.file) fclose(r.file);
+    return rc;
+}
+
 /* >>mips -------------------------------------------------------------------------------------------------- */
 
 #if !defined(POLOPT_NO_THREADS) && (defined(__unix__) || defined(__APPLE__))
@@ -3274,22 +3299,11 @@ static polopt_result polopt__mips_read(polopt_mips *ix, polopt__io *r, size_t av
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_mips_load_buffer(polopt_mips *ix, const void *buffer, size_t size,
-                                                 const polopt_hooks *hooks)
+/* polopt__mips_read, leaving the index empty (with its message) on failure. */
+static polopt_result polopt__mips_load_io(void *obj, polopt__io *r, size_t available, const char *fn, const char *source)
 {
-    polopt__io r;
-    polopt_result rc;
-    if (!ix) return POLOPT_ERR_INVALID_ARG;
-    memset(ix, 0, sizeof *ix);
-    ix->hooks = hooks ? *hooks : polopt__no_hooks;
-    if (!buffer)
-        return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_INVALID_ARG, "polopt_mips_load_buffer: buffer is NULL");
-    memset(&r, 0, sizeof r);
-    r.in = (const unsigned char *)buffer;
-    r.size = size;
-    polopt__ck_init(&r.ck);
-    rc = polopt__mips_read(ix, &r, size >= POLOPT__HEADER_BYTES ? size : (size_t)-1, "polopt_mips_load_buffer",
-                           "the buffer");
+    polopt_mips *ix = (polopt_mips *)obj;
+    const polopt_result rc = polopt__mips_read(ix, r, available, fn, source);
     if (rc != POLOPT_OK) {
         const polopt_error e = ix->err;
         polopt_mips_free(ix);
@@ -3300,29 +3314,22 @@ POLOPT_DEF polopt_result polopt_mips_load_buffer(polopt_mips *ix, const void *bu
     return POLOPT_OK;
 }
 
+POLOPT_DEF polopt_result polopt_mips_load_buffer(polopt_mips *ix, const void *buffer, size_t size,
+                                                 const polopt_hooks *hooks)
+{
+    if (!ix) return POLOPT_ERR_INVALID_ARG;
+    memset(ix, 0, sizeof *ix);
+    ix->hooks = hooks ? *hooks : polopt__no_hooks;
+    return polopt__load(NULL, buffer, size, polopt__mips_load_io, ix, &ix->err, &ix->hooks, "polopt_mips_load_buffer");
+}
+
 POLOPT_DEF polopt_result polopt_mips_load(polopt_mips *ix, const char *path, const polopt_hooks *hooks)
 {
-    polopt__io r;
-    polopt_result rc;
-    size_t available;
     if (!ix) return POLOPT_ERR_INVALID_ARG;
     memset(ix, 0, sizeof *ix);
     ix->hooks = hooks ? *hooks : polopt__no_hooks;
     if (!path) return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_INVALID_ARG, "polopt_mips_load: path is NULL");
-    memset(&r, 0, sizeof r);
-    r.file = polopt__open_read(path, &available);
-    if (!r.file) return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_IO, "polopt_mips_load: cannot open %s", path);
-    polopt__ck_init(&r.ck);
-    rc = polopt__mips_read(ix, &r, available, "polopt_mips_load", path);
-    fclose(r.file);
-    if (rc != POLOPT_OK) {
-        const polopt_error e = ix->err;
-        polopt_mips_free(ix);
-        ix->err = e;
-        return rc;
-    }
-    polopt__clear_error(&ix->err);
-    return POLOPT_OK;
+    return polopt__load(path, NULL, 0, polopt__mips_load_io, ix, &ix->err, &ix->hooks, "polopt_mips_load");
 }
 
 /* >>optim ------------------------------------------------------------------------------------------------- */
@@ -3691,10 +3698,11 @@ static polopt_result polopt__policy_read(polopt_policy *p, polopt__io *r, size_t
     return POLOPT_OK;
 }
 
-/* Load through r into p; on failure p is left empty, with the message. */
-static polopt_result polopt__policy_load(polopt_policy *p, polopt__io *r, size_t available, const char *fn,
-                                         const char *source)
+/* polopt__policy_read, leaving the policy empty (with its message) on failure. */
+static polopt_result polopt__policy_load_io(void *obj, polopt__io *r, size_t available, const char *fn,
+                                            const char *source)
 {
+    polopt_policy *p = (polopt_policy *)obj;
     const polopt_result rc = polopt__policy_read(p, r, available, fn, source);
     if (rc != POLOPT_OK) {
         const polopt_error e = p->err;
@@ -3709,36 +3717,19 @@ static polopt_result polopt__policy_load(polopt_policy *p, polopt__io *r, size_t
 POLOPT_DEF polopt_result polopt_policy_load_buffer(polopt_policy *p, const void *buffer, size_t size,
                                                    const polopt_hooks *hooks)
 {
-    polopt__io r;
     if (!p) return POLOPT_ERR_INVALID_ARG;
     memset(p, 0, sizeof *p);
     p->hooks = hooks ? *hooks : polopt__no_hooks;
-    if (!buffer)
-        return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG, "polopt_policy_load_buffer: buffer is NULL");
-    memset(&r, 0, sizeof r);
-    r.in = (const unsigned char *)buffer;
-    r.size = size;
-    polopt__ck_init(&r.ck);
-    return polopt__policy_load(p, &r, size >= POLOPT__HEADER_BYTES ? size : (size_t)-1, "polopt_policy_load_buffer",
-                               "the buffer");
+    return polopt__load(NULL, buffer, size, polopt__policy_load_io, p, &p->err, &p->hooks, "polopt_policy_load_buffer");
 }
 
 POLOPT_DEF polopt_result polopt_policy_load(polopt_policy *p, const char *path, const polopt_hooks *hooks)
 {
-    polopt__io r;
-    polopt_result rc;
-    size_t available;
     if (!p) return POLOPT_ERR_INVALID_ARG;
     memset(p, 0, sizeof *p);
     p->hooks = hooks ? *hooks : polopt__no_hooks;
     if (!path) return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG, "polopt_policy_load: path is NULL");
-    memset(&r, 0, sizeof r);
-    r.file = polopt__open_read(path, &available);
-    if (!r.file) return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_IO, "polopt_policy_load: cannot open %s", path);
-    polopt__ck_init(&r.ck);
-    rc = polopt__policy_load(p, &r, available, "polopt_policy_load", path);
-    fclose(r.file);
-    return rc;
+    return polopt__load(path, NULL, 0, polopt__policy_load_io, p, &p->err, &p->hooks, "polopt_policy_load");
 }
 
 /* >>proposal ---------------------------------------------------------------------------------------------- */
