@@ -37,6 +37,8 @@
      >>policy     the softmax policy f = h_theta(x)^T beta / T with linear h, top-k through MIPS, save and load
      >>proposal   the eps-mixture proposal around the MIPS top-K: sampling and log q
      >>learn      SNIS covariance gradient, REINFORCE and exact baselines, rewards, trainer, evaluation
+     >>logged     logged bandit feedback, and a streaming CSV reader with line-numbered validation
+     >>ope        off-policy evaluation: IPS, clipped IPS, SNIPS, DM, DR, clipped DR, SNDR, Switch-DR; reward models
      >>synth      deterministic synthetic catalogue: clustered item embeddings, users, ground-truth rewards
      >>license
 
@@ -667,6 +669,179 @@ POLOPT_DEF polopt_result polopt_evaluate(const polopt_policy *policy, const polo
    context.  The ground truth for small catalogues (the synthetic generator gives r_hat exactly). */
 POLOPT_DEF polopt_result polopt_policy_value(const polopt_policy *policy, const polopt_mips *index,
                                              const polopt_dataset *data, double *out_value);
+
+/* >>logged ------------------------------------------------------------------------------------------------ */
+
+/* Logged bandit feedback (SPEC §4): rounds i with context features x_i, the action a_i the logging policy took,
+   its propensity p_i (the logging probability of a_i, at the row's slot), the reward r_i and, with slates, the
+   slot.  Slates follow the Open Bandit Pipeline: one row per (impression, slot), every estimate a mean over rows. */
+typedef struct polopt_logged {
+    size_t n, capacity;      /* rounds, and rounds the arrays have room for */
+    size_t dim;              /* features per round */
+    size_t n_actions;        /* actions are below this */
+    size_t n_positions;      /* slots are below this (1 without slates) */
+    float *X;                /* n x dim */
+    uint32_t *action, *position;
+    float *propensity, *reward;
+    polopt_hooks hooks;
+    polopt_error err;
+} polopt_logged;
+
+POLOPT_DEF void polopt_logged_free(polopt_logged *data);
+
+/* Reading a CSV log with a header row, by column name.  Fields are comma-separated; a field in double quotes may
+   hold commas and "" (not line breaks).  Every row is checked and a failure names the line and the column: unknown
+   action, propensity outside (0, 1], a value that is not a finite number, a missing column, a row with the wrong
+   number of fields.  Numeric feature columns are copied; a categorical column becomes max_levels one-hot features,
+   its levels numbered in order of first appearance (so a stream has a fixed dimension from its first row). */
+typedef struct polopt_csv_config {
+    const char *action, *propensity, *reward; /* column names (required) */
+    const char *position;                     /* the slot column, or NULL: no slates */
+    const char *const *numeric;               /* feature columns read as numbers */
+    size_t n_numeric;
+    const char *const *categorical;           /* feature columns one-hot encoded */
+    size_t n_categorical;
+    size_t max_levels;    /* one-hot width of each categorical column; 32 */
+    size_t n_actions;     /* actions must be below this; 0: no limit (the data's maximum + 1) */
+    size_t n_positions;   /* slots must be below this; 0: no limit */
+    long position_base;   /* the label of the first slot (1 in the Open Bandit Dataset; 0 by default) */
+    polopt_hooks hooks;
+} polopt_csv_config;
+
+typedef struct polopt_csv_reader {
+    polopt_csv_config config;
+    void *file;          /* the FILE being read */
+    const char *path;
+    char *line;
+    size_t line_cap, line_no, n_columns, dim;
+    long *columns;      /* the column of action, propensity, reward, position, then numeric and categorical */
+    size_t *field_at;   /* where each field of the current line starts */
+    char *levels;       /* n_categorical x max_levels names of up to 64 bytes */
+    size_t *n_levels;
+    polopt_error err;
+} polopt_csv_reader;
+
+POLOPT_DEF polopt_csv_config polopt_csv_config_default(void);
+/* Open a CSV log and read its header. */
+POLOPT_DEF polopt_result polopt_csv_open(polopt_csv_reader *reader, const char *path, const polopt_csv_config *config);
+/* Append up to max_rows rows to data (set up by a previous read, or zeroed: it is then given the reader's dimension
+   and hooks).  *out_rows: rows appended, 0 at the end of the file.  On an error, data keeps the rows before it. */
+POLOPT_DEF polopt_result polopt_csv_read(polopt_csv_reader *reader, polopt_logged *data, size_t max_rows,
+                                         size_t *out_rows);
+POLOPT_DEF void polopt_csv_close(polopt_csv_reader *reader);
+/* The whole file at once: open, read, close.  On failure data is empty and data->err says why. */
+POLOPT_DEF polopt_result polopt_logged_load_csv(polopt_logged *data, const char *path, const polopt_csv_config *config);
+
+/* >>ope --------------------------------------------------------------------------------------------------- */
+
+/* Off-policy evaluation: the value of a target policy pi from data logged by another policy (SPEC §4).  Per row,
+   with w_i = pi(a_i | x_i) / p_i (the weight at the row's own slot), a reward model r_M, q_i = r_M(a_i, x_i) and
+   dm_i = sum_a pi(a | x_i) r_M(a, x_i):
+       IPS            (1/n) sum w_i r_i
+       clipped IPS    (1/n) sum min(w_i, clip) r_i
+       SNIPS          sum w_i r_i / sum w_i
+       DM             (1/n) sum dm_i
+       DR             (1/n) sum [dm_i + w_i (r_i - q_i)]
+       clipped DR     (1/n) sum [dm_i + min(w_i, clip) (r_i - q_i)]
+       SNDR           (1/n) sum dm_i + sum w_i (r_i - q_i) / sum w_i
+       Switch-DR      (1/n) sum [dm_i + 1[w_i <= switch] w_i (r_i - q_i)]   (the Open Bandit Pipeline's form)
+   Each comes with a standard error (the sample standard deviation over sqrt n; the delta method for the two
+   self-normalised ones), a bootstrap confidence interval and the effective sample size (sum w)^2 / sum w^2 of the
+   weights it uses.  The bootstrap is Poisson: each row enters each of B resamples with a Poisson(1) count, which
+   needs no stored rows, so a log larger than memory can be evaluated as it streams. */
+typedef enum polopt_ope_estimator {
+    POLOPT_OPE_IPS = 0,
+    POLOPT_OPE_CLIPPED_IPS,
+    POLOPT_OPE_SNIPS,
+    POLOPT_OPE_DM,
+    POLOPT_OPE_DR,
+    POLOPT_OPE_CLIPPED_DR,
+    POLOPT_OPE_SNDR,
+    POLOPT_OPE_SWITCH_DR,
+    POLOPT_OPE_COUNT
+} polopt_ope_estimator;
+
+POLOPT_DEF const char *polopt_ope_name(polopt_ope_estimator estimator);
+
+typedef struct polopt_ope_config {
+    double clip;          /* weight cap of the clipped estimators; 10 */
+    double switch_level;  /* Switch-DR uses the model where w > switch_level; 10 */
+    size_t bootstrap;     /* resamples; 200 (0: no interval) */
+    double confidence;    /* 0.95 */
+    uint64_t seed;        /* 1 */
+    polopt_hooks hooks;
+} polopt_ope_config;
+
+typedef struct polopt_ope_estimate {
+    int available;        /* 0 for the model-based estimators when no model was given */
+    double value, std_error, ci_low, ci_high, ess;
+} polopt_ope_estimate;
+
+/* The streaming accumulator: running sums, and the same sums for each bootstrap resample. */
+typedef struct polopt_ope_acc {
+    polopt_ope_config config;
+    size_t n;
+    int has_model;
+    double sum[24];       /* sums of the row terms and of their squares and products (see the implementation) */
+    double *boot;         /* bootstrap x 8 weighted sums of the row terms */
+    polopt_rng rng;
+    polopt_error err;
+} polopt_ope_acc;
+
+POLOPT_DEF polopt_ope_config polopt_ope_config_default(void);
+POLOPT_DEF polopt_result polopt_ope_acc_init(polopt_ope_acc *acc, const polopt_ope_config *config);
+/* Add n rows: weights w (>= 0, finite), rewards r, and, if the estimate uses a model, q (r_M of the logged action)
+   and dm (the model's expected reward under pi); q and dm both NULL otherwise, for every call. */
+POLOPT_DEF polopt_result polopt_ope_acc_add(polopt_ope_acc *acc, size_t n, const double *w, const float *r,
+                                           const float *q, const float *dm);
+POLOPT_DEF polopt_result polopt_ope_acc_finish(const polopt_ope_acc *acc, polopt_ope_estimate out[POLOPT_OPE_COUNT]);
+POLOPT_DEF void polopt_ope_acc_free(polopt_ope_acc *acc);
+
+/* Every estimator for a target policy given as probabilities: target is n x n_actions, row i the distribution of
+   pi over actions at round i's slot (rows sum to 1).  q_hat (n x n_actions, or NULL) holds the reward model's
+   predictions, e.g. out-of-fold ones from polopt_reward_model_crossfit. */
+POLOPT_DEF polopt_result polopt_ope_evaluate(const polopt_logged *data, const float *target, const float *q_hat,
+                                             const polopt_ope_config *config,
+                                             polopt_ope_estimate out[POLOPT_OPE_COUNT]);
+
+/* Reward models for DM and DR: one linear model per action on the round's features with a bias,
+   r_M(a, x) = w_a^T x + b_a, fitted on the rounds that took action a.  Ridge regression has a closed form (normal
+   equations through the linear-algebra core, Cholesky); logistic regression (rewards in [0, 1], e.g. clicks)
+   r_M = sigmoid(w_a^T x + b_a) is fitted by Adam on the L2-penalised log-loss.  Both shrink towards the mean reward
+   of all fitted rounds, so an action never taken is predicted at that mean.  For huge catalogues write your own
+   model: the estimators only take its predictions. */
+typedef enum polopt_model_kind { POLOPT_MODEL_RIDGE = 1, POLOPT_MODEL_LOGISTIC = 2 } polopt_model_kind;
+
+typedef struct polopt_model_config {
+    polopt_model_kind kind; /* RIDGE */
+    float lambda;           /* L2 penalty; 1 */
+    size_t epochs;          /* logistic: full-batch Adam steps; 300 */
+    float lr;               /* logistic: Adam step size; 0.05 */
+    size_t folds;           /* cross-fitting: 2 (so no round is predicted by a model fitted on it) */
+    uint64_t seed;          /* the folds; 1 */
+    polopt_hooks hooks;
+} polopt_model_config;
+
+typedef struct polopt_reward_model {
+    polopt_model_kind kind;
+    size_t n_actions, dim;
+    float *weights;  /* n_actions x (dim + 1): w_a then b_a */
+    polopt_hooks hooks;
+    polopt_error err;
+} polopt_reward_model;
+
+POLOPT_DEF polopt_model_config polopt_model_config_default(void);
+/* Fit on the rounds listed in rows (n_rows of them), or on every round when rows is NULL. */
+POLOPT_DEF polopt_result polopt_reward_model_fit(polopt_reward_model *model, const polopt_logged *data,
+                                                 const uint32_t *rows, size_t n_rows,
+                                                 const polopt_model_config *config);
+/* r_M(a, x) for every action a (out: n_actions floats). */
+POLOPT_DEF polopt_result polopt_reward_model_predict(const polopt_reward_model *model, const float *x, float *out);
+POLOPT_DEF void polopt_reward_model_free(polopt_reward_model *model);
+/* Cross-fitting: the rounds split into config->folds folds at random; each fold predicted (for every action) by a
+   model fitted on the other folds.  out_q_hat: n x n_actions. */
+POLOPT_DEF polopt_result polopt_reward_model_crossfit(const polopt_logged *data, const polopt_model_config *config,
+                                                      float *out_q_hat);
 
 /* >>synth ------------------------------------------------------------------------------------------------- */
 
@@ -4702,6 +4877,902 @@ POLOPT_DEF polopt_result polopt_policy_value(const polopt_policy *policy, const 
     if (rc != POLOPT_OK) return rc;
     *out_value = total / (double)d->n;
     return POLOPT_OK;
+}
+
+/* >>logged ------------------------------------------------------------------------------------------------ */
+
+#define POLOPT__LEVEL_BYTES 64          /* a categorical level's name, with its terminating zero */
+#define POLOPT__MAX_LINE ((size_t)1 << 26) /* 64 MiB: a longer line is taken for a broken file */
+enum { POLOPT__COL_ACTION, POLOPT__COL_PROPENSITY, POLOPT__COL_REWARD, POLOPT__COL_POSITION, POLOPT__COL_FEATURES };
+
+POLOPT_DEF polopt_csv_config polopt_csv_config_default(void)
+{
+    polopt_csv_config c;
+    memset(&c, 0, sizeof c);
+    c.max_levels = 32;
+    return c;
+}
+
+POLOPT_DEF void polopt_logged_free(polopt_logged *d)
+{
+    if (!d) return;
+    polopt__dealloc(&d->hooks, d->X);
+    polopt__dealloc(&d->hooks, d->action);
+    polopt__dealloc(&d->hooks, d->position);
+    polopt__dealloc(&d->hooks, d->propensity);
+    polopt__dealloc(&d->hooks, d->reward);
+    d->X = d->propensity = d->reward = NULL;
+    d->action = d->position = NULL;
+    d->n = d->capacity = 0;
+}
+
+POLOPT_DEF void polopt_csv_close(polopt_csv_reader *r)
+{
+    polopt_hooks h;
+    if (!r) return;
+    h = r->config.hooks;
+    if (r->file) fclose((FILE *)r->file);
+    polopt__dealloc(&h, r->line);
+    polopt__dealloc(&h, r->columns);
+    polopt__dealloc(&h, r->field_at);
+    polopt__dealloc(&h, r->levels);
+    polopt__dealloc(&h, r->n_levels);
+    r->file = NULL;
+    r->line = r->levels = NULL;
+    r->columns = NULL;
+    r->field_at = r->n_levels = NULL;
+}
+
+/* The next line of the file into r->line, without its line break; *eof at the end.  Lines of any length. */
+static polopt_result polopt__csv_getline(polopt_csv_reader *r, int *eof, const char *fn)
+{
+    size_t len = 0;
+    *eof = 0;
+    for (;;) {
+        if (len + 2 > r->line_cap) {
+            const size_t cap = r->line_cap ? 2 * r->line_cap : 4096;
+            void *p;
+            if (cap > POLOPT__MAX_LINE)
+                return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s, line %lu: longer than 64 MiB",
+                                    fn, r->path, (unsigned long)(r->line_no + 1));
+            p = POLOPT_REALLOC(r->line, cap, r->config.hooks.alloc_ctx);
+            if (!p) return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_NO_MEMORY, "%s: out of memory", fn);
+            r->line = (char *)p;
+            r->line_cap = cap;
+        }
+        if (!fgets(r->line + len, (int)(r->line_cap - len < INT_MAX ? r->line_cap - len : INT_MAX), (FILE *)r->file)) {
+            if (ferror((FILE *)r->file))
+                return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_IO, "%s: %s: read error", fn, r->path);
+            if (len == 0) {
+                *eof = 1;
+                return POLOPT_OK;
+            }
+            break; /* a last line without a line break */
+        }
+        len += strlen(r->line + len);
+        if (len && r->line[len - 1] == '\n') break;
+    }
+    while (len && (r->line[len - 1] == '\n' || r->line[len - 1] == '\r')) r->line[--len] = '\0';
+    r->line_no += 1;
+    return POLOPT_OK;
+}
+
+/* Split the line in place into fields (NUL-terminated, quotes removed); the first max_fields starts go to at.
+   Returns the number of fields, or -1 for an unterminated quote. */
+static long polopt__csv_split(char *line, size_t *at, size_t max_fields)
+{
+    char *in = line, *out = line;
+    long count = 0;
+    for (;;) {
+        if ((size_t)count < max_fields) at[count] = (size_t)(out - line);
+        ++count;
+        if (*in == '"') { /* a quoted field: "" is a quote, a lone quote ends it */
+            ++in;
+            for (;;) {
+                if (*in == '\0') return -1;
+                if (*in == '"' && in[1] == '"') *out++ = '"', in += 2;
+                else if (*in == '"') {
+                    ++in;
+                    break;
+                } else *out++ = *in++;
+            }
+            while (*in && *in != ',') *out++ = *in++; /* text after the closing quote is kept as is */
+        } else {
+            while (*in && *in != ',') *out++ = *in++;
+        }
+        if (*in == '\0') {
+            *out = '\0';
+            return count;
+        }
+        *out++ = '\0'; /* the comma ends the field */
+        ++in;
+    }
+}
+
+POLOPT_DEF polopt_result polopt_csv_open(polopt_csv_reader *r, const char *path, const polopt_csv_config *config)
+{
+    static const char *fn = "polopt_csv_open";
+    const char *names[POLOPT__COL_FEATURES];
+    polopt_result rc = POLOPT_OK;
+    size_t k, n_wanted, c;
+    long fields;
+    int eof;
+    if (!r) return POLOPT_ERR_INVALID_ARG;
+    memset(r, 0, sizeof *r);
+    if (!config) return polopt__fail(&r->err, NULL, POLOPT_ERR_INVALID_ARG, "%s: config is NULL", fn);
+    r->config = *config;
+    r->path = path ? path : "(null)";
+    if (!path || !config->action || !config->propensity || !config->reward ||
+        (config->n_numeric && !config->numeric) || (config->n_categorical && !config->categorical))
+        return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_INVALID_ARG,
+                            "%s: path and the action, propensity and reward column names are required", fn);
+    if (config->n_categorical && (config->max_levels < 1 || config->max_levels > 4096))
+        return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_INVALID_ARG,
+                            "%s: config.max_levels = %lu must be in [1, 4096]", fn, (unsigned long)config->max_levels);
+    r->file = fopen(path, "rb");
+    if (!r->file) return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_IO, "%s: cannot open %s", fn, path);
+    if ((rc = polopt__csv_getline(r, &eof, fn)) != POLOPT_OK) goto fail;
+    if (eof) {
+        rc = polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s is empty: no header line", fn, path);
+        goto fail;
+    }
+    { /* room for the header's fields: at most one more than its commas */
+        const char *p = r->line;
+        size_t commas = 0;
+        for (; *p; ++p) commas += *p == ',';
+        r->n_columns = commas + 1;
+    }
+    n_wanted = POLOPT__COL_FEATURES + config->n_numeric + config->n_categorical;
+    r->columns = (long *)polopt__alloc(&r->config.hooks, n_wanted, sizeof(long), &rc);
+    if (r->columns) r->field_at = (size_t *)polopt__alloc(&r->config.hooks, r->n_columns + 1, sizeof(size_t), &rc);
+    if (r->field_at && config->n_categorical) {
+        r->levels = (char *)polopt__alloc(&r->config.hooks, config->n_categorical * config->max_levels,
+                                          POLOPT__LEVEL_BYTES, &rc);
+        if (r->levels) r->n_levels = (size_t *)polopt__alloc(&r->config.hooks, config->n_categorical, sizeof(size_t), &rc);
+        if (r->n_levels) memset(r->n_levels, 0, config->n_categorical * sizeof(size_t));
+    }
+    if (rc != POLOPT_OK) {
+        rc = polopt__fail(&r->err, &r->config.hooks, rc, "%s: out of memory", fn);
+        goto fail;
+    }
+    /* the header split into its names, and every wanted column looked up by name */
+    fields = polopt__csv_split(r->line, r->field_at, r->n_columns);
+    if (fields < 0) {
+        rc = polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s, line 1: unterminated quote", fn, path);
+        goto fail;
+    }
+    r->n_columns = (size_t)fields;
+    names[POLOPT__COL_ACTION] = config->action, names[POLOPT__COL_PROPENSITY] = config->propensity;
+    names[POLOPT__COL_REWARD] = config->reward, names[POLOPT__COL_POSITION] = config->position;
+    for (k = 0; k < n_wanted; ++k) {
+        const char *name = k < POLOPT__COL_FEATURES ? names[k]
+                           : k < POLOPT__COL_FEATURES + config->n_numeric ? config->numeric[k - POLOPT__COL_FEATURES]
+                                                                           : config->categorical[k - POLOPT__COL_FEATURES - config->n_numeric];
+        r->columns[k] = -1;
+        if (!name) continue; /* no position column */
+        for (c = 0; c < r->n_columns && r->columns[k] < 0; ++c)
+            if (strcmp(r->line + r->field_at[c], name) == 0) r->columns[k] = (long)c;
+        if (r->columns[k] < 0) {
+            rc = polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s has no column named '%s'", fn, path,
+                              name);
+            goto fail;
+        }
+    }
+    r->dim = config->n_numeric + config->n_categorical * config->max_levels;
+    return POLOPT_OK;
+fail:
+    polopt_csv_close(r);
+    return rc;
+}
+
+/* A field as a finite number (the whole field, spaces around it allowed). */
+static int polopt__parse_double(const char *s, double *out)
+{
+    char *end;
+    double v;
+    while (*s == ' ') ++s;
+    if (*s == '\0') return 0;
+    v = strtod(s, &end);
+    while (*end == ' ') ++end;
+    if (*end != '\0' || !(v >= -DBL_MAX && v <= DBL_MAX)) return 0;
+    *out = v;
+    return 1;
+}
+
+/* The name of wanted column k (action, propensity, reward, position, then the features), from the config. */
+static const char *polopt__col_name(const polopt_csv_reader *r, size_t k)
+{
+    const polopt_csv_config *c = &r->config;
+    if (k == POLOPT__COL_ACTION) return c->action;
+    if (k == POLOPT__COL_PROPENSITY) return c->propensity;
+    if (k == POLOPT__COL_REWARD) return c->reward;
+    if (k == POLOPT__COL_POSITION) return c->position;
+    k -= POLOPT__COL_FEATURES;
+    return k < c->n_numeric ? c->numeric[k] : c->categorical[k - c->n_numeric];
+}
+
+/* Grow the rows of data to hold at least need rounds. */
+static polopt_result polopt__logged_reserve(polopt_logged *d, size_t need)
+{
+    size_t cap = d->capacity ? d->capacity : 1024;
+    polopt_result rc = POLOPT_OK;
+    int ok = 1;
+    if (need <= d->capacity) return POLOPT_OK;
+    while (cap < need) cap *= 2;
+#define POLOPT__LOGGED_GROW(field, type, per_row)                                                          \
+    if (rc == POLOPT_OK) {                                                                                \
+        const size_t bytes_ = polopt__mul_size(polopt__mul_size(cap, per_row, &ok), sizeof(type), &ok);  \
+        void *p_ = ok ? POLOPT_REALLOC(d->field, bytes_ ? bytes_ : 1, d->hooks.alloc_ctx) : NULL;         \
+        if (!ok) rc = POLOPT_ERR_OVERFLOW;                                                                \
+        else if (!p_) rc = POLOPT_ERR_NO_MEMORY;                                                          \
+        else d->field = (type *)p_;                                                                       \
+    }
+    POLOPT__LOGGED_GROW(X, float, d->dim)
+    POLOPT__LOGGED_GROW(action, uint32_t, 1)
+    POLOPT__LOGGED_GROW(position, uint32_t, 1)
+    POLOPT__LOGGED_GROW(propensity, float, 1)
+    POLOPT__LOGGED_GROW(reward, float, 1)
+#undef POLOPT__LOGGED_GROW
+    if (rc == POLOPT_OK) d->capacity = cap;
+    return rc;
+}
+
+POLOPT_DEF polopt_result polopt_csv_read(polopt_csv_reader *r, polopt_logged *d, size_t max_rows, size_t *out_rows)
+{
+    static const char *fn = "polopt_csv_read";
+    const polopt_csv_config *c;
+    size_t got = 0, k;
+    polopt_result rc = POLOPT_OK;
+    if (out_rows) *out_rows = 0;
+    if (!r || !r->file || !d || !out_rows) return POLOPT_ERR_INVALID_ARG;
+    c = &r->config;
+    if (d->capacity == 0 && d->n == 0) { /* a fresh data set: it takes the reader's shape */
+        memset(d, 0, sizeof *d);
+        d->dim = r->dim;
+        d->hooks = c->hooks;
+        d->n_actions = c->n_actions;
+        d->n_positions = c->n_positions ? c->n_positions : 1;
+    } else if (d->dim != r->dim) {
+        return polopt__fail(&r->err, &c->hooks, POLOPT_ERR_INVALID_ARG, "%s: the data set has %lu features, the file %lu",
+                            fn, (unsigned long)d->dim, (unsigned long)r->dim);
+    }
+    while (got < max_rows) {
+        const char *field;
+        double v;
+        long fields;
+        int eof;
+        size_t i = d->n;
+        float *x;
+        if ((rc = polopt__csv_getline(r, &eof, fn)) != POLOPT_OK) break;
+        if (eof) break;
+        if (r->line[0] == '\0') continue; /* blank lines are allowed */
+        fields = polopt__csv_split(r->line, r->field_at, r->n_columns);
+        if (fields < 0) {
+            rc = polopt__fail(&r->err, &c->hooks, POLOPT_ERR_FORMAT, "%s: %s, line %lu: unterminated quote", fn, r->path,
+                              (unsigned long)r->line_no);
+            break;
+        }
+        if ((size_t)fields != r->n_columns) {
+            rc = polopt__fail(&r->err, &c->hooks, POLOPT_ERR_FORMAT, "%s: %s, line %lu has %ld fields; the header has %lu",
+                              fn, r->path, (unsigned long)r->line_no, fields, (unsigned long)r->n_columns);
+            break;
+        }
+        if ((rc = polopt__logged_reserve(d, i + 1)) != POLOPT_OK) {
+            rc = polopt__fail(&r->err, &c->hooks, rc, "%s: no memory for %lu rounds", fn, (unsigned long)(i + 1));
+            break;
+        }
+#define POLOPT__FIELD(col) (r->line + r->field_at[r->columns[col]])
+#define POLOPT__BAD(col, why)                                                                                      \
+    {                                                                                                              \
+        rc = polopt__fail(&r->err, &c->hooks, POLOPT_ERR_FORMAT, "%s: %s, line %lu, column '%s': '%s' %s", fn,      \
+                          r->path, (unsigned long)r->line_no, polopt__col_name(r, col), POLOPT__FIELD(col), why);  \
+        break;                                                                                                     \
+    }
+        field = POLOPT__FIELD(POLOPT__COL_ACTION);
+        if (!polopt__parse_double(field, &v) || v != floor(v) || v < 0 || v >= (double)POLOPT_NO_ITEM)
+            POLOPT__BAD(POLOPT__COL_ACTION, "is not an action id (an integer >= 0)")
+        if (c->n_actions && v >= (double)c->n_actions) POLOPT__BAD(POLOPT__COL_ACTION, "is an unknown action")
+        d->action[i] = (uint32_t)v;
+        field = POLOPT__FIELD(POLOPT__COL_PROPENSITY);
+        if (!polopt__parse_double(field, &v) || !(v > 0.0 && v <= 1.0))
+            POLOPT__BAD(POLOPT__COL_PROPENSITY, "is not a propensity in (0, 1]")
+        d->propensity[i] = (float)v;
+        field = POLOPT__FIELD(POLOPT__COL_REWARD);
+        if (!polopt__parse_double(field, &v) || !(fabs(v) <= FLT_MAX)) POLOPT__BAD(POLOPT__COL_REWARD, "is not a finite number")
+        d->reward[i] = (float)v;
+        d->position[i] = 0;
+        if (r->columns[POLOPT__COL_POSITION] >= 0) {
+            field = POLOPT__FIELD(POLOPT__COL_POSITION);
+            if (!polopt__parse_double(field, &v) || v != floor(v) || v - (double)c->position_base < 0 ||
+                v - (double)c->position_base >= (double)POLOPT_NO_ITEM)
+                POLOPT__BAD(POLOPT__COL_POSITION, "is not a slot (an integer >= position_base)")
+            if (c->n_positions && v - (double)c->position_base >= (double)c->n_positions)
+                POLOPT__BAD(POLOPT__COL_POSITION, "is beyond the last slot")
+            d->position[i] = (uint32_t)(v - (double)c->position_base);
+        }
+        x = d->X + i * d->dim;
+        memset(x, 0, d->dim * sizeof *x);
+        for (k = 0; k < c->n_numeric; ++k) {
+            field = POLOPT__FIELD(POLOPT__COL_FEATURES + k);
+            if (!polopt__parse_double(field, &v) || !(fabs(v) <= FLT_MAX))
+                POLOPT__BAD(POLOPT__COL_FEATURES + k, "is not a finite number")
+            x[k] = (float)v;
+        }
+        if (rc != POLOPT_OK) break;
+        for (k = 0; k < c->n_categorical; ++k) { /* one-hot: the level's index among the levels seen so far */
+            const size_t col = POLOPT__COL_FEATURES + c->n_numeric + k;
+            char *names = r->levels + k * c->max_levels * POLOPT__LEVEL_BYTES;
+            size_t level;
+            field = POLOPT__FIELD(col);
+            if (strlen(field) >= POLOPT__LEVEL_BYTES) POLOPT__BAD(col, "is longer than 63 bytes")
+            for (level = 0; level < r->n_levels[k] && strcmp(names + level * POLOPT__LEVEL_BYTES, field) != 0; ++level) {}
+            if (level == r->n_levels[k]) {
+                if (level == c->max_levels) POLOPT__BAD(col, "is one level more than config.max_levels allows")
+                memcpy(names + level * POLOPT__LEVEL_BYTES, field, strlen(field) + 1);
+                r->n_levels[k] += 1;
+            }
+            x[c->n_numeric + k * c->max_levels + level] = 1.0f;
+        }
+#undef POLOPT__BAD
+#undef POLOPT__FIELD
+        if (rc != POLOPT_OK) break;
+        if (!c->n_actions && d->action[i] >= d->n_actions) d->n_actions = d->action[i] + 1;
+        if (!c->n_positions && d->position[i] >= d->n_positions) d->n_positions = d->position[i] + 1;
+        d->n = i + 1; /* the row counts only now that all of it is valid */
+        ++got;
+    }
+    *out_rows = got;
+    if (rc != POLOPT_OK) d->err = r->err;
+    return rc;
+}
+
+POLOPT_DEF polopt_result polopt_logged_load_csv(polopt_logged *d, const char *path, const polopt_csv_config *config)
+{
+    polopt_csv_reader r;
+    polopt_result rc;
+    size_t got;
+    if (!d) return POLOPT_ERR_INVALID_ARG;
+    memset(d, 0, sizeof *d);
+    rc = polopt_csv_open(&r, path, config);
+    if (rc != POLOPT_OK) {
+        d->err = r.err;
+        return rc;
+    }
+    do rc = polopt_csv_read(&r, d, 65536, &got);
+    while (rc == POLOPT_OK && got > 0);
+    if (rc == POLOPT_OK && d->n == 0) {
+        d->hooks = r.config.hooks;
+        rc = polopt__fail(&d->err, &r.config.hooks, POLOPT_ERR_FORMAT, "polopt_logged_load_csv: %s has no rows", path);
+    }
+    polopt_csv_close(&r);
+    if (rc != POLOPT_OK) {
+        const polopt_error e = d->err;
+        polopt_logged_free(d);
+        d->err = e;
+    }
+    return rc;
+}
+
+/* >>ope --------------------------------------------------------------------------------------------------- */
+
+/* The terms of a row (with c its bootstrap count, 1 in the main estimate) whose sums give every estimator:
+     t0 = 1   t1 = w r   t2 = min(w, clip) r   t3 = w   t4 = dm   t5 = w (r - q)   t6 = min(w, clip) (r - q)
+     t7 = 1[w <= switch] w (r - q)
+   IPS = S1/S0, clipped IPS = S2/S0, SNIPS = S1/S3, DM = S4/S0, DR = (S4+S5)/S0, clipped DR = (S4+S6)/S0,
+   SNDR = S4/S0 + S5/S3, Switch-DR = (S4+S7)/S0.  The accumulator also keeps the squares and products the standard
+   errors and effective sample sizes need, in sum[8..23] (named below). */
+#define POLOPT__OPE_TERMS 8
+enum {
+    POLOPT__SQ_IPS = 8, POLOPT__SQ_CIPS, POLOPT__SQ_DM, POLOPT__SQ_DR, POLOPT__SQ_CDR, POLOPT__SQ_SWITCH,
+    POLOPT__SQ_W, POLOPT__SQ_CW, POLOPT__SUM_CW, POLOPT__SQ_SW, POLOPT__SUM_SW, POLOPT__X_WR_W, POLOPT__X_DM_D,
+    POLOPT__X_DM_W, POLOPT__SQ_D, POLOPT__X_D_W
+};
+
+static const char *const polopt__ope_names[POLOPT_OPE_COUNT] = {"IPS", "clipped IPS", "SNIPS", "DM", "DR",
+                                                                "clipped DR", "SNDR", "Switch-DR"};
+
+POLOPT_DEF const char *polopt_ope_name(polopt_ope_estimator e)
+{
+    return (int)e >= 0 && e < POLOPT_OPE_COUNT ? polopt__ope_names[e] : "unknown estimator";
+}
+
+POLOPT_DEF polopt_ope_config polopt_ope_config_default(void)
+{
+    polopt_ope_config c;
+    memset(&c, 0, sizeof c);
+    c.clip = 10.0;
+    c.switch_level = 10.0;
+    c.bootstrap = 200;
+    c.confidence = 0.95;
+    c.seed = 1;
+    return c;
+}
+
+POLOPT_DEF polopt_result polopt_ope_acc_init(polopt_ope_acc *acc, const polopt_ope_config *config)
+{
+    static const char *fn = "polopt_ope_acc_init";
+    polopt_result rc = POLOPT_OK;
+    const polopt_ope_config c = config ? *config : polopt_ope_config_default();
+    if (!acc) return POLOPT_ERR_INVALID_ARG;
+    memset(acc, 0, sizeof *acc);
+    acc->config = c;
+    if ((rc = polopt__check_config(&acc->err, &c.hooks, fn, "clip", c.clip, 0, 1, FLT_MAX, 0)) != POLOPT_OK ||
+        (rc = polopt__check_config(&acc->err, &c.hooks, fn, "switch_level", c.switch_level, 0, 1, FLT_MAX, 0)) ||
+        (rc = polopt__check_config(&acc->err, &c.hooks, fn, "confidence", c.confidence, 0, 1, 1, 1)) != POLOPT_OK)
+        return rc;
+    if (c.bootstrap > 100000)
+        return polopt__fail(&acc->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.bootstrap = %lu is above 100000", fn,
+                            (unsigned long)c.bootstrap);
+    if (c.bootstrap) {
+        acc->boot = (double *)polopt__alloc(&c.hooks, c.bootstrap, POLOPT__OPE_TERMS * sizeof(double), &rc);
+        if (!acc->boot) return polopt__fail(&acc->err, &c.hooks, rc, "%s: cannot allocate the bootstrap", fn);
+        memset(acc->boot, 0, c.bootstrap * POLOPT__OPE_TERMS * sizeof(double));
+    }
+    acc->has_model = -1; /* decided by the first rows */
+    polopt__rng_seed(&acc->rng, c.seed);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF void polopt_ope_acc_free(polopt_ope_acc *acc)
+{
+    if (!acc) return;
+    polopt__dealloc(&acc->config.hooks, acc->boot);
+    acc->boot = NULL;
+}
+
+/* A Poisson(1) count by inversion: P(k) = e^-1 / k!. */
+static int polopt__poisson1(polopt_rng *rng)
+{
+    double u = polopt__rng_uniform(rng), p = 0.36787944117144233, cdf = p;
+    int k = 0;
+    while (u >= cdf && k < 20) {
+        ++k;
+        p /= k;
+        cdf += p;
+    }
+    return k;
+}
+
+POLOPT_DEF polopt_result polopt_ope_acc_add(polopt_ope_acc *acc, size_t n, const double *w, const float *r,
+                                           const float *q, const float *dm)
+{
+    static const char *fn = "polopt_ope_acc_add";
+    const double clip = acc ? acc->config.clip : 0, sw = acc ? acc->config.switch_level : 0;
+    size_t i, b;
+    if (!acc) return POLOPT_ERR_INVALID_ARG;
+    if (n && (!w || !r))
+        return polopt__fail(&acc->err, &acc->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: w or r is NULL", fn);
+    if (!q != !dm || (acc->has_model >= 0 && acc->has_model != (q != NULL)))
+        return polopt__fail(&acc->err, &acc->config.hooks, POLOPT_ERR_INVALID_ARG,
+                            "%s: q and dm must be given together, in every call or in none", fn);
+    for (i = 0; i < n; ++i) /* check everything first: a bad row changes nothing */
+        if (!(w[i] >= 0.0 && w[i] <= DBL_MAX) || !(fabs(r[i]) <= FLT_MAX) ||
+            (q && (!(fabs(q[i]) <= FLT_MAX) || !(fabs(dm[i]) <= FLT_MAX))))
+            return polopt__fail(&acc->err, &acc->config.hooks, POLOPT_ERR_NONFINITE,
+                                "%s: row %lu of this call has a weight that is negative or not finite, or a non-finite "
+                                "reward or model value", fn, (unsigned long)i);
+    acc->has_model = q != NULL;
+    for (i = 0; i < n; ++i) {
+        const double cw = w[i] < clip ? w[i] : clip, d = q ? (double)r[i] - q[i] : 0.0, m = dm ? dm[i] : 0.0;
+        const double swi = w[i] <= sw ? w[i] : 0.0;
+        double t[POLOPT__OPE_TERMS], *s = acc->sum;
+        int k;
+        t[0] = 1.0, t[1] = w[i] * r[i], t[2] = cw * r[i], t[3] = w[i];
+        t[4] = m, t[5] = w[i] * d, t[6] = cw * d, t[7] = swi * d;
+        for (k = 0; k < POLOPT__OPE_TERMS; ++k) s[k] += t[k];
+        s[POLOPT__SQ_IPS] += t[1] * t[1];
+        s[POLOPT__SQ_CIPS] += t[2] * t[2];
+        s[POLOPT__SQ_DM] += t[4] * t[4];
+        s[POLOPT__SQ_DR] += (t[4] + t[5]) * (t[4] + t[5]);
+        s[POLOPT__SQ_CDR] += (t[4] + t[6]) * (t[4] + t[6]);
+        s[POLOPT__SQ_SWITCH] += (t[4] + t[7]) * (t[4] + t[7]);
+        s[POLOPT__SQ_W] += w[i] * w[i];
+        s[POLOPT__SQ_CW] += cw * cw;
+        s[POLOPT__SUM_CW] += cw;
+        s[POLOPT__SQ_SW] += swi * swi;
+        s[POLOPT__SUM_SW] += swi;
+        s[POLOPT__X_WR_W] += t[1] * t[3];
+        s[POLOPT__X_DM_D] += t[4] * t[5];
+        s[POLOPT__X_DM_W] += t[4] * t[3];
+        s[POLOPT__SQ_D] += t[5] * t[5];
+        s[POLOPT__X_D_W] += t[5] * t[3];
+        for (b = 0; b < acc->config.bootstrap; ++b) { /* Poisson bootstrap: no stored rows */
+            const int count = polopt__poisson1(&acc->rng);
+            double *bs = acc->boot + b * POLOPT__OPE_TERMS;
+            if (count)
+                for (k = 0; k < POLOPT__OPE_TERMS; ++k) bs[k] += count * t[k];
+        }
+    }
+    acc->n += n;
+    return POLOPT_OK;
+}
+
+/* The eight estimates from the eight sums (an undefined ratio, with no weight at all, is 0). */
+static void polopt__ope_values(const double *S, double *v)
+{
+    const double inv0 = S[0] > 0 ? 1.0 / S[0] : 0.0, inv3 = S[3] > 0 ? 1.0 / S[3] : 0.0;
+    v[POLOPT_OPE_IPS] = S[1] * inv0;
+    v[POLOPT_OPE_CLIPPED_IPS] = S[2] * inv0;
+    v[POLOPT_OPE_SNIPS] = S[1] * inv3;
+    v[POLOPT_OPE_DM] = S[4] * inv0;
+    v[POLOPT_OPE_DR] = (S[4] + S[5]) * inv0;
+    v[POLOPT_OPE_CLIPPED_DR] = (S[4] + S[6]) * inv0;
+    v[POLOPT_OPE_SNDR] = S[4] * inv0 + S[5] * inv3;
+    v[POLOPT_OPE_SWITCH_DR] = (S[4] + S[7]) * inv0;
+}
+
+static int polopt__cmp_double(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The q-quantile of n sorted values, interpolated between neighbours. */
+static double polopt__quantile(const double *v, size_t n, double q)
+{
+    const double at = q * (double)(n - 1);
+    const size_t lo = (size_t)at;
+    return lo + 1 < n ? v[lo] + (at - (double)lo) * (v[lo + 1] - v[lo]) : v[n - 1];
+}
+
+POLOPT_DEF polopt_result polopt_ope_acc_finish(const polopt_ope_acc *acc, polopt_ope_estimate out[POLOPT_OPE_COUNT])
+{
+    static const char *fn = "polopt_ope_acc_finish";
+    const double *s;
+    double v[POLOPT_OPE_COUNT], n, se2[POLOPT_OPE_COUNT];
+    size_t B, b;
+    int e;
+    polopt_result rc = POLOPT_OK;
+    if (!acc || !out) return POLOPT_ERR_INVALID_ARG;
+    if (acc->n < 2)
+        return polopt__fail(NULL, &acc->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: %lu rows: at least 2 are needed", fn,
+                            (unsigned long)acc->n);
+    s = acc->sum;
+    n = (double)acc->n;
+    B = acc->config.bootstrap;
+    polopt__ope_values(s, v);
+    { /* standard errors: sample variance over n for the means, the delta method for the two ratios */
+        const double mean_sq[6] = {s[POLOPT__SQ_IPS], s[POLOPT__SQ_CIPS], s[POLOPT__SQ_DM],
+                                   s[POLOPT__SQ_DR], s[POLOPT__SQ_CDR], s[POLOPT__SQ_SWITCH]};
+        static const int which[6] = {POLOPT_OPE_IPS, POLOPT_OPE_CLIPPED_IPS, POLOPT_OPE_DM,
+                                     POLOPT_OPE_DR, POLOPT_OPE_CLIPPED_DR, POLOPT_OPE_SWITCH_DR};
+        const double R1 = v[POLOPT_OPE_SNIPS], wbar = s[3] / n, R5 = s[3] > 0 ? s[5] / s[3] : 0.0;
+        const double mdm = s[4] / n;
+        int k;
+        for (k = 0; k < 6; ++k) {
+            const double var = (mean_sq[k] - n * v[which[k]] * v[which[k]]) / (n - 1.0);
+            se2[which[k]] = (var > 0 ? var : 0.0) / n;
+        }
+        /* SNIPS: sum (t1 - R t3)^2 / (sum t3)^2 */
+        se2[POLOPT_OPE_SNIPS] = s[3] > 0 ? (s[POLOPT__SQ_IPS] - 2 * R1 * s[POLOPT__X_WR_W] + R1 * R1 * s[POLOPT__SQ_W]) /
+                                               (s[3] * s[3])
+                                         : 0.0;
+        /* SNDR: influence psi_i = (dm_i - mean dm) + (t5_i - R t3_i) / mean w, summed in squares */
+        if (s[3] > 0) {
+            const double a = s[POLOPT__SQ_DM] - n * mdm * mdm;
+            const double cross = s[POLOPT__X_DM_D] - R5 * s[POLOPT__X_DM_W];
+            const double c = s[POLOPT__SQ_D] - 2 * R5 * s[POLOPT__X_D_W] + R5 * R5 * s[POLOPT__SQ_W];
+            const double sum_psi2 = a + 2 * cross / wbar + c / (wbar * wbar);
+            se2[POLOPT_OPE_SNDR] = (sum_psi2 > 0 ? sum_psi2 : 0.0) / (n * (n - 1.0));
+        } else {
+            se2[POLOPT_OPE_SNDR] = se2[POLOPT_OPE_DM];
+        }
+    }
+    for (e = 0; e < POLOPT_OPE_COUNT; ++e) {
+        out[e].available = acc->has_model == 1 || e <= POLOPT_OPE_SNIPS;
+        out[e].value = out[e].available ? v[e] : 0.0;
+        out[e].std_error = out[e].available ? sqrt(se2[e] > 0 ? se2[e] : 0.0) : 0.0;
+        out[e].ci_low = out[e].ci_high = out[e].value;
+    }
+    { /* effective sample sizes of the weights each estimator uses (DM uses none: n) */
+        const double ess_w = s[POLOPT__SQ_W] > 0 ? s[3] * s[3] / s[POLOPT__SQ_W] : 0.0;
+        const double ess_c = s[POLOPT__SQ_CW] > 0 ? s[POLOPT__SUM_CW] * s[POLOPT__SUM_CW] / s[POLOPT__SQ_CW] : 0.0;
+        const double ess_s = s[POLOPT__SQ_SW] > 0 ? s[POLOPT__SUM_SW] * s[POLOPT__SUM_SW] / s[POLOPT__SQ_SW] : 0.0;
+        out[POLOPT_OPE_IPS].ess = out[POLOPT_OPE_SNIPS].ess = out[POLOPT_OPE_DR].ess = out[POLOPT_OPE_SNDR].ess = ess_w;
+        out[POLOPT_OPE_CLIPPED_IPS].ess = out[POLOPT_OPE_CLIPPED_DR].ess = ess_c;
+        out[POLOPT_OPE_SWITCH_DR].ess = ess_s;
+        out[POLOPT_OPE_DM].ess = n;
+    }
+    if (B >= 2) { /* percentile intervals of the bootstrap resamples */
+        /* vals: B rows of the eight estimates, then one column of B gathered for sorting */
+        double *vals = (double *)polopt__alloc(&acc->config.hooks, B, (POLOPT_OPE_COUNT + 1) * sizeof(double), &rc);
+        const double tail = (1.0 - acc->config.confidence) / 2.0;
+        double *sorted;
+        if (!vals) return polopt__fail(NULL, &acc->config.hooks, rc, "%s: cannot allocate the bootstrap values", fn);
+        sorted = vals + B * POLOPT_OPE_COUNT;
+        for (b = 0; b < B; ++b) polopt__ope_values(acc->boot + b * POLOPT__OPE_TERMS, vals + b * POLOPT_OPE_COUNT);
+        for (e = 0; e < POLOPT_OPE_COUNT; ++e) {
+            if (!out[e].available) continue;
+            for (b = 0; b < B; ++b) sorted[b] = vals[b * POLOPT_OPE_COUNT + e];
+            qsort(sorted, B, sizeof *sorted, polopt__cmp_double);
+            out[e].ci_low = polopt__quantile(sorted, B, tail);
+            out[e].ci_high = polopt__quantile(sorted, B, 1.0 - tail);
+        }
+        polopt__dealloc(&acc->config.hooks, vals);
+    }
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_ope_evaluate(const polopt_logged *d, const float *target, const float *q_hat,
+                                             const polopt_ope_config *config, polopt_ope_estimate out[POLOPT_OPE_COUNT])
+{
+    static const char *fn = "polopt_ope_evaluate";
+#define POLOPT__OPE_CHUNK 1024
+    double w[POLOPT__OPE_CHUNK];
+    float r[POLOPT__OPE_CHUNK], q[POLOPT__OPE_CHUNK], dm[POLOPT__OPE_CHUNK];
+    polopt_ope_acc acc;
+    const polopt_hooks *hooks = config ? &config->hooks : &polopt__no_hooks;
+    polopt_result rc;
+    size_t i0, i, a, bad, A;
+    if (!d || !d->action || !target || !out) return POLOPT_ERR_INVALID_ARG;
+    A = d->n_actions;
+    if (d->n < 2 || A == 0) return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: fewer than 2 rounds", fn);
+    for (i = 0; i < d->n; ++i) { /* the target: a distribution in every row */
+        double total = 0.0;
+        if (polopt_check_finite(A, target + i * A, &bad) != POLOPT_OK)
+            return polopt__fail(NULL, hooks, POLOPT_ERR_NONFINITE, "%s: target[%lu][%lu] is not finite", fn,
+                                (unsigned long)i, (unsigned long)bad);
+        for (a = 0; a < A; ++a) {
+            if (target[i * A + a] < 0.0f)
+                return polopt__fail(NULL, hooks, POLOPT_ERR_DOMAIN, "%s: target[%lu][%lu] is negative", fn,
+                                    (unsigned long)i, (unsigned long)a);
+            total += target[i * A + a];
+        }
+        if (fabs(total - 1.0) > 1e-3)
+            return polopt__fail(NULL, hooks, POLOPT_ERR_DOMAIN, "%s: target row %lu sums to %g, not 1", fn,
+                                (unsigned long)i, total);
+        if (q_hat && polopt_check_finite(A, q_hat + i * A, &bad) != POLOPT_OK)
+            return polopt__fail(NULL, hooks, POLOPT_ERR_NONFINITE, "%s: q_hat[%lu][%lu] is not finite", fn,
+                                (unsigned long)i, (unsigned long)bad);
+    }
+    if ((rc = polopt_ope_acc_init(&acc, config)) != POLOPT_OK) return rc;
+    for (i0 = 0; i0 < d->n && rc == POLOPT_OK; i0 += POLOPT__OPE_CHUNK) {
+        const size_t m = d->n - i0 < POLOPT__OPE_CHUNK ? d->n - i0 : POLOPT__OPE_CHUNK;
+        for (i = 0; i < m; ++i) {
+            const size_t row = i0 + i;
+            const float *pi = target + row * A;
+            w[i] = (double)pi[d->action[row]] / (double)d->propensity[row];
+            r[i] = d->reward[row];
+            if (q_hat) {
+                const float *qh = q_hat + row * A;
+                double s = 0.0;
+                for (a = 0; a < A; ++a) s += (double)pi[a] * qh[a];
+                q[i] = qh[d->action[row]];
+                dm[i] = (float)s;
+            }
+        }
+        rc = polopt_ope_acc_add(&acc, m, w, r, q_hat ? q : NULL, q_hat ? dm : NULL);
+    }
+    if (rc == POLOPT_OK) rc = polopt_ope_acc_finish(&acc, out);
+    else polopt__fail(NULL, hooks, rc, "%s: %s", fn, acc.err.message);
+    polopt_ope_acc_free(&acc);
+    return rc;
+}
+
+/* Reward models ------------------------------------------------------------------------------------------- */
+
+POLOPT_DEF polopt_model_config polopt_model_config_default(void)
+{
+    polopt_model_config c;
+    memset(&c, 0, sizeof c);
+    c.kind = POLOPT_MODEL_RIDGE;
+    c.lambda = 1.0f;
+    c.epochs = 300;
+    c.lr = 0.05f;
+    c.folds = 2;
+    c.seed = 1;
+    return c;
+}
+
+POLOPT_DEF void polopt_reward_model_free(polopt_reward_model *m)
+{
+    if (!m) return;
+    polopt__dealloc(&m->hooks, m->weights);
+    m->weights = NULL;
+    m->n_actions = m->dim = 0;
+}
+
+/* Solve G x = b in place (G symmetric positive definite, n x n, doubles) by Cholesky: G = U^T U, x in b. */
+static int polopt__cholesky_solve(double *G, double *b, size_t n)
+{
+    size_t i, j, k;
+    for (j = 0; j < n; ++j) { /* the upper factor, row by row */
+        double d = G[j * n + j];
+        for (k = 0; k < j; ++k) d -= G[k * n + j] * G[k * n + j];
+        if (!(d > 0.0)) return 0;
+        d = sqrt(d);
+        G[j * n + j] = d;
+        for (i = j + 1; i < n; ++i) {
+            double v = G[j * n + i];
+            for (k = 0; k < j; ++k) v -= G[k * n + j] * G[k * n + i];
+            G[j * n + i] = v / d;
+        }
+    }
+    for (i = 0; i < n; ++i) { /* U^T y = b */
+        double v = b[i];
+        for (k = 0; k < i; ++k) v -= G[k * n + i] * b[k];
+        b[i] = v / G[i * n + i];
+    }
+    for (i = n; i-- > 0;) { /* U x = y */
+        double v = b[i];
+        for (k = i + 1; k < n; ++k) v -= G[i * n + k] * b[k];
+        b[i] = v / G[i * n + i];
+    }
+    return 1;
+}
+
+POLOPT_DEF polopt_result polopt_reward_model_fit(polopt_reward_model *m, const polopt_logged *d, const uint32_t *rows,
+                                                 size_t n_rows, const polopt_model_config *config)
+{
+    static const char *fn = "polopt_reward_model_fit";
+    const polopt_model_config c = config ? *config : polopt_model_config_default();
+    polopt_result rc = POLOPT_OK;
+    size_t A, D, D1, i, a, k, n_a, bad;
+    float *phi = NULL, *ra = NULL, *grad = NULL, *gram = NULL;
+    double *G = NULL, *b = NULL, r_mean = 0.0;
+    if (!m) return POLOPT_ERR_INVALID_ARG;
+    memset(m, 0, sizeof *m);
+    m->hooks = c.hooks;
+    if (!d || !d->action || d->n == 0 || d->n_actions == 0)
+        return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_INVALID_ARG, "%s: no logged data", fn);
+    if (c.kind != POLOPT_MODEL_RIDGE && c.kind != POLOPT_MODEL_LOGISTIC)
+        return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_INVALID_ARG, "%s: config.kind = %d is unknown", fn, (int)c.kind);
+    if ((rc = polopt__check_config(&m->err, &m->hooks, fn, "lambda", c.lambda, 0, 1, FLT_MAX, 0)) != POLOPT_OK ||
+        (c.kind == POLOPT_MODEL_LOGISTIC &&
+         (rc = polopt__check_config(&m->err, &m->hooks, fn, "lr", c.lr, 0, 1, FLT_MAX, 0)) != POLOPT_OK))
+        return rc;
+    if (!rows) n_rows = d->n;
+    if (n_rows == 0) return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_INVALID_ARG, "%s: no rows to fit", fn);
+    for (i = 0; i < n_rows; ++i) {
+        const size_t row = rows ? rows[i] : i;
+        if (row >= d->n)
+            return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_INVALID_ARG, "%s: row %lu is not below n", fn,
+                                (unsigned long)row);
+        if (c.kind == POLOPT_MODEL_LOGISTIC && !(d->reward[row] >= 0.0f && d->reward[row] <= 1.0f))
+            return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_DOMAIN,
+                                "%s: logistic regression needs rewards in [0, 1]; round %lu has %g", fn,
+                                (unsigned long)row, (double)d->reward[row]);
+        r_mean += d->reward[row];
+    }
+    r_mean /= (double)n_rows;
+    A = d->n_actions, D = d->dim, D1 = D + 1;
+    m->weights = (float *)polopt__alloc(&m->hooks, A, D1 * sizeof(float), &rc);
+    if (m->weights) phi = (float *)polopt__alloc(&m->hooks, n_rows, D1 * sizeof(float), &rc);
+    if (phi) ra = (float *)polopt__alloc(&m->hooks, n_rows, sizeof(float), &rc);
+    if (ra) grad = (float *)polopt__alloc(&m->hooks, D1 * 2 + n_rows, sizeof(float), &rc);
+    if (grad) gram = (float *)polopt__alloc(&m->hooks, D1, D1 * sizeof(float), &rc);
+    if (gram) G = (double *)polopt__alloc(&m->hooks, D1 * D1 + D1, sizeof(double), &rc);
+    if (rc != POLOPT_OK) {
+        rc = polopt__fail(&m->err, &m->hooks, rc, "%s: cannot allocate for %lu rounds", fn, (unsigned long)n_rows);
+        goto done;
+    }
+    b = G + D1 * D1;
+    m->kind = c.kind, m->n_actions = A, m->dim = D;
+    for (a = 0; a < A; ++a) {
+        float *wa = m->weights + a * D1;
+        /* the rounds of action a, as rows [x, 1], and their rewards */
+        for (n_a = 0, i = 0; i < n_rows; ++i) {
+            const size_t row = rows ? rows[i] : i;
+            if (d->action[row] != a) continue;
+            memcpy(phi + n_a * D1, d->X + row * D, D * sizeof(float));
+            phi[n_a * D1 + D] = 1.0f;
+            ra[n_a++] = d->reward[row];
+        }
+        if (c.kind == POLOPT_MODEL_RIDGE) {
+            /* (Phi^T Phi + lambda I) w = Phi^T (r - r_mean), the bias penalised a thousand times less; then b += r_mean.
+               The Gram matrix and the right side come from the linear-algebra core, the solve is in double. */
+            float *rhs = grad;
+            for (k = 0; k < n_a; ++k) ra[k] -= (float)r_mean;
+            polopt__gemm(POLOPT_TRANS, POLOPT_NO_TRANS, D1, D1, n_a, 1.0f, phi, D1, phi, D1, 0.0f, gram, D1);
+            polopt__gemv(POLOPT_TRANS, n_a, D1, 1.0f, phi, D1, ra, 0.0f, rhs);
+            for (i = 0; i < D1 * D1; ++i) G[i] = gram[i];
+            for (i = 0; i < D1; ++i) b[i] = rhs[i];
+            for (i = 0; i < D; ++i) G[i * D1 + i] += c.lambda;
+            G[D * D1 + D] += 1e-3 * c.lambda;
+            if (!polopt__cholesky_solve(G, b, D1)) {
+                rc = polopt__fail(&m->err, &m->hooks, POLOPT_ERR_DOMAIN, "%s: the normal equations of action %lu are "
+                                  "singular", fn, (unsigned long)a);
+                goto done;
+            }
+            for (i = 0; i < D1; ++i) wa[i] = (float)b[i];
+            wa[D] += (float)r_mean;
+        } else {
+            /* Adam on the mean log-loss + lambda/(2 n_a) (|w|^2 + (b - b0)^2), b0 the logit of the mean reward */
+            polopt_adam adam;
+            polopt_adam_config ac = polopt_adam_config_default();
+            const double pm = r_mean < 1e-6 ? 1e-6 : (r_mean > 1 - 1e-6 ? 1 - 1e-6 : r_mean);
+            const float b0 = (float)log(pm / (1.0 - pm));
+            float *p = grad + 2 * D1; /* n_a predicted probabilities */
+            size_t it;
+            memset(wa, 0, D1 * sizeof(float));
+            wa[D] = b0;
+            ac.lr = c.lr;
+            ac.hooks = c.hooks;
+            if ((rc = polopt_adam_init(&adam, D1, &ac)) != POLOPT_OK) {
+                m->err = adam.err;
+                goto done;
+            }
+            for (it = 0; it < c.epochs && n_a > 0; ++it) {
+                float *g = grad;
+                polopt__gemv(POLOPT_NO_TRANS, n_a, D1, 1.0f, phi, D1, wa, 0.0f, p);
+                for (k = 0; k < n_a; ++k) p[k] = 1.0f / (1.0f + (float)exp(-(double)p[k])) - ra[k]; /* dloss/dz */
+                polopt__gemv(POLOPT_TRANS, n_a, D1, 1.0f / (float)n_a, phi, D1, p, 0.0f, g);
+                for (i = 0; i < D; ++i) g[i] += c.lambda / (float)n_a * wa[i];
+                g[D] += c.lambda / (float)n_a * (wa[D] - b0);
+                if ((rc = polopt_adam_step(&adam, wa, g)) != POLOPT_OK) {
+                    m->err = adam.err;
+                    polopt_adam_free(&adam);
+                    goto done;
+                }
+            }
+            polopt_adam_free(&adam);
+        }
+    }
+    if (polopt_check_finite(A * D1, m->weights, &bad) != POLOPT_OK)
+        rc = polopt__fail(&m->err, &m->hooks, POLOPT_ERR_NONFINITE, "%s: the fitted weights are not finite", fn);
+done:
+    polopt__dealloc(&m->hooks, phi);
+    polopt__dealloc(&m->hooks, ra);
+    polopt__dealloc(&m->hooks, grad);
+    polopt__dealloc(&m->hooks, gram);
+    polopt__dealloc(&m->hooks, G);
+    if (rc != POLOPT_OK) {
+        const polopt_error e = m->err;
+        polopt_reward_model_free(m);
+        m->err = e;
+    } else {
+        polopt__clear_error(&m->err);
+    }
+    return rc;
+}
+
+POLOPT_DEF polopt_result polopt_reward_model_predict(const polopt_reward_model *m, const float *x, float *out)
+{
+    size_t a;
+    if (!m || !m->weights || !x || !out) return POLOPT_ERR_INVALID_ARG;
+    polopt__gemv(POLOPT_NO_TRANS, m->n_actions, m->dim, 1.0f, m->weights, m->dim + 1, x, 0.0f, out);
+    for (a = 0; a < m->n_actions; ++a) {
+        const float z = out[a] + m->weights[a * (m->dim + 1) + m->dim];
+        out[a] = m->kind == POLOPT_MODEL_LOGISTIC ? (float)(1.0 / (1.0 + exp(-(double)z))) : z;
+    }
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_reward_model_crossfit(const polopt_logged *d, const polopt_model_config *config,
+                                                      float *out_q_hat)
+{
+    static const char *fn = "polopt_reward_model_crossfit";
+    const polopt_model_config c = config ? *config : polopt_model_config_default();
+    polopt_result rc = POLOPT_OK;
+    uint32_t *order, *train;
+    polopt_rng rng;
+    size_t f, i, n_train;
+    if (!d || !d->action || !out_q_hat) return POLOPT_ERR_INVALID_ARG;
+    if (c.folds < 1 || c.folds > d->n)
+        return polopt__fail(NULL, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.folds = %lu must be in [1, n]", fn,
+                            (unsigned long)c.folds);
+    order = (uint32_t *)polopt__alloc(&c.hooks, d->n, 2 * sizeof(uint32_t), &rc);
+    if (!order) return polopt__fail(NULL, &c.hooks, rc, "%s: out of memory", fn);
+    train = order + d->n;
+    for (i = 0; i < d->n; ++i) order[i] = (uint32_t)i;
+    polopt__rng_seed(&rng, c.seed);
+    polopt_rng_shuffle(&rng, d->n, order);
+    /* fold of round order[i] = i mod folds; with one fold, the model is fitted and evaluated on everything */
+    for (f = 0; f < c.folds && rc == POLOPT_OK; ++f) {
+        polopt_reward_model m;
+        for (n_train = 0, i = 0; i < d->n; ++i)
+            if (c.folds == 1 || i % c.folds != f) train[n_train++] = order[i];
+        rc = polopt_reward_model_fit(&m, d, train, n_train, &c);
+        if (rc != POLOPT_OK) {
+            polopt__fail(NULL, &c.hooks, rc, "%s: fold %lu: %s", fn, (unsigned long)f, m.err.message);
+            break;
+        }
+        for (i = f; i < d->n; i += c.folds)
+            polopt_reward_model_predict(&m, d->X + (size_t)order[i] * d->dim, out_q_hat + (size_t)order[i] * d->n_actions);
+        polopt_reward_model_free(&m);
+    }
+    polopt__dealloc(&c.hooks, order);
+    return rc;
 }
 
 /* >>synth ------------------------------------------------------------------------------------------------- */

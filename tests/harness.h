@@ -24,6 +24,7 @@ extern const th_test th_suite_linalg[];
 extern const th_test th_suite_numerics[];
 extern const th_test th_suite_mips[];
 extern const th_test th_suite_learn[];
+extern const th_test th_suite_ope[];
 extern const th_test th_suite_optim[];
 extern const th_test th_suite_synth[];
 extern const th_test th_suite_api[];

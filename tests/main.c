@@ -62,7 +62,8 @@ int main(int argc, char **argv)
         const char *name;
         const th_test *tests;
     } suites[] = {{"rng", th_suite_rng},           {"linalg", th_suite_linalg}, {"numerics", th_suite_numerics},
-                  {"mips", th_suite_mips},           {"learn", th_suite_learn},         {"optim", th_suite_optim},       {"synth", th_suite_synth},   {"api", th_suite_api}};
+                  {"mips", th_suite_mips},           {"learn", th_suite_learn},
+                  {"ope", th_suite_ope},         {"optim", th_suite_optim},       {"synth", th_suite_synth},   {"api", th_suite_api}};
     const char *filter = argc > 1 ? argv[1] : NULL;
     int passed = 0, failed = 0;
     size_t s;

@@ -1,0 +1,485 @@
+#define _POSIX_C_SOURCE 200809L /* mkstemp-free temporary files: fopen under build/ */
+/* Off-policy evaluation: exact small cases by hand; unbiasedness of IPS and DR on a synthetic bandit with a known
+   value (means over many seeded datasets within a few standard errors); SNIPS = IPS when the weights sum to n;
+   DR = DM when the model is exact; clipping monotone; bootstrap coverage near its nominal rate; every malformed
+   CSV case with its message; reward models; streaming = batch. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+static void ope_small_case_by_hand(void)
+{
+    /* four rows: w = (0.5, 2, 4, 0), r = (1, 0, 1, 1), q = (0.5, 0.2, 0.6, 0.9), dm = (0.4, 0.3, 0.5, 0.7); clip 3,
+       switch level 3 */
+    const double w[4] = {0.5, 2.0, 4.0, 0.0};
+    const float r[4] = {1, 0, 1, 1}, q[4] = {0.5f, 0.2f, 0.6f, 0.9f}, dm[4] = {0.4f, 0.3f, 0.5f, 0.7f};
+    polopt_ope_config c = polopt_ope_config_default();
+    polopt_ope_acc acc;
+    polopt_ope_estimate e[POLOPT_OPE_COUNT];
+    /* by hand: w r = (0.5, 0, 4, 0); min(w,3) r = (0.5, 0, 3, 0); w (r-q) = (0.25, -0.4, 1.6, 0);
+       min(w,3)(r-q) = (0.25, -0.4, 1.2, 0); switch: (0.25, -0.4, 0, 0); sum w = 6.5; sum dm = 1.9 */
+    const double ips = 4.5 / 4, cips = 3.5 / 4, snips = 4.5 / 6.5, dmv = 1.9 / 4;
+    const double dr = (1.9 + 1.45) / 4, cdr = (1.9 + 1.05) / 4, sndr = 1.9 / 4 + 1.45 / 6.5, sw = (1.9 - 0.15) / 4;
+    const double ips_sd = sqrt(((0.5 - ips) * (0.5 - ips) + 2 * ips * ips + (4 - ips) * (4 - ips)) / 3.0);
+    c.clip = 3.0, c.switch_level = 3.0, c.bootstrap = 0;
+    CHECK_OK(polopt_ope_acc_init(&acc, &c));
+    CHECK_OK(polopt_ope_acc_add(&acc, 4, w, r, q, dm));
+    CHECK_OK(polopt_ope_acc_finish(&acc, e));
+    CHECK_NEAR(e[POLOPT_OPE_IPS].value, ips, 1e-12);
+    CHECK_NEAR(e[POLOPT_OPE_CLIPPED_IPS].value, cips, 1e-12);
+    CHECK_NEAR(e[POLOPT_OPE_SNIPS].value, snips, 1e-12);
+    CHECK_NEAR(e[POLOPT_OPE_DM].value, dmv, 1e-7);
+    CHECK_NEAR(e[POLOPT_OPE_DR].value, dr, 1e-7);
+    CHECK_NEAR(e[POLOPT_OPE_CLIPPED_DR].value, cdr, 1e-7);
+    CHECK_NEAR(e[POLOPT_OPE_SNDR].value, sndr, 1e-7);
+    CHECK_NEAR(e[POLOPT_OPE_SWITCH_DR].value, sw, 1e-7);
+    CHECK_NEAR(e[POLOPT_OPE_IPS].std_error, ips_sd / 2.0, 1e-12);
+    CHECK_NEAR(e[POLOPT_OPE_IPS].ess, 6.5 * 6.5 / (0.25 + 4 + 16), 1e-12);
+    CHECK_NEAR(e[POLOPT_OPE_CLIPPED_IPS].ess, 5.5 * 5.5 / (0.25 + 4 + 9), 1e-12);
+    CHECK(e[POLOPT_OPE_DM].available && e[POLOPT_OPE_SWITCH_DR].available);
+    polopt_ope_acc_free(&acc);
+    /* without a model the model-based estimators are marked unavailable, not NaN */
+    CHECK_OK(polopt_ope_acc_init(&acc, &c));
+    CHECK_OK(polopt_ope_acc_add(&acc, 4, w, r, NULL, NULL));
+    CHECK_RC(polopt_ope_acc_add(&acc, 4, w, r, q, dm), POLOPT_ERR_INVALID_ARG); /* and never mixed */
+    CHECK_OK(polopt_ope_acc_finish(&acc, e));
+    CHECK(e[POLOPT_OPE_IPS].available && !e[POLOPT_OPE_DM].available && !e[POLOPT_OPE_DR].available);
+    polopt_ope_acc_free(&acc);
+}
+
+/* A synthetic contextual bandit with a known value: a pool of contexts drawn uniformly, A actions, logging and
+   target policies softmax(x^T B), rewards Bernoulli(sigmoid(x^T theta_a)). */
+enum { SB_A = 5, SB_D = 3, SB_POOL = 64 };
+typedef struct bandit {
+    float ctx[SB_POOL][SB_D], mu[SB_POOL][SB_A], pi[SB_POOL][SB_A], r[SB_POOL][SB_A];
+    double value;
+} bandit;
+
+static void softmax_row(const float *x, const float B[SB_D][SB_A], float *out)
+{
+    double z[SB_A], mx = -1e300, s = 0;
+    int a, j;
+    for (a = 0; a < SB_A; ++a) {
+        z[a] = 0;
+        for (j = 0; j < SB_D; ++j) z[a] += x[j] * B[j][a];
+        mx = z[a] > mx ? z[a] : mx;
+    }
+    for (a = 0; a < SB_A; ++a) s += exp(z[a] - mx);
+    for (a = 0; a < SB_A; ++a) out[a] = (float)(exp(z[a] - mx) / s);
+}
+
+static void bandit_make(bandit *b)
+{
+    static const float logB[SB_D][SB_A] = {{1, 0, -1, 0.5f, 0}, {0, 1, 0, -1, 0.5f}, {0.5f, 0, 0, 1, -1}};
+    static const float tgtB[SB_D][SB_A] = {{-1, 1, 2, 0, 0}, {1, -1, 0, 2, 0}, {0, 0.5f, -1, 0, 2}};
+    polopt_rng rng;
+    int i, a, j;
+    polopt_rng_seed(&rng, 77);
+    b->value = 0;
+    for (i = 0; i < SB_POOL; ++i) {
+        for (j = 0; j < SB_D; ++j) b->ctx[i][j] = (float)polopt_rng_normal(&rng);
+        softmax_row(b->ctx[i], logB, b->mu[i]);
+        softmax_row(b->ctx[i], tgtB, b->pi[i]);
+        for (a = 0; a < SB_A; ++a) {
+            double z = -0.5;
+            for (j = 0; j < SB_D; ++j) z += b->ctx[i][j] * (0.3f * (float)(a - 2) + 0.2f * (float)j);
+            b->r[i][a] = (float)(1.0 / (1.0 + exp(-z)));
+            b->value += b->pi[i][a] * b->r[i][a] / SB_POOL;
+        }
+    }
+}
+
+/* A logged data set of n rounds from the bandit, with the target (n x A) and a model q_hat (n x A): exact
+   expected rewards when exact, or a constant 0.3 (a wrong model: DR must stay unbiased anyway). */
+static void bandit_log(const bandit *b, polopt_rng *rng, size_t n, polopt_logged *d, float *target, float *q_hat,
+                       int exact_model, int noiseless)
+{
+    size_t i;
+    int a;
+    memset(d, 0, sizeof *d);
+    d->n = d->capacity = n, d->dim = SB_D, d->n_actions = SB_A, d->n_positions = 1;
+    d->X = (float *)malloc(n * SB_D * sizeof(float));
+    d->action = (uint32_t *)malloc(n * sizeof(uint32_t));
+    d->position = (uint32_t *)calloc(n, sizeof(uint32_t));
+    d->propensity = (float *)malloc(n * sizeof(float));
+    d->reward = (float *)malloc(n * sizeof(float));
+    for (i = 0; i < n; ++i) {
+        const int c = (int)polopt_rng_below(rng, SB_POOL);
+        uint32_t act;
+        memcpy(d->X + i * SB_D, b->ctx[c], sizeof b->ctx[c]);
+        polopt_rng_categorical(rng, SB_A, b->mu[c], &act);
+        d->action[i] = act;
+        d->propensity[i] = b->mu[c][act];
+        d->reward[i] = noiseless ? b->r[c][act] : (polopt_rng_uniform(rng) < b->r[c][act] ? 1.0f : 0.0f);
+        for (a = 0; a < SB_A; ++a) {
+            target[i * SB_A + a] = b->pi[c][a];
+            q_hat[i * SB_A + a] = exact_model ? b->r[c][a] : 0.3f;
+        }
+    }
+}
+
+static void free_log(polopt_logged *d)
+{
+    free(d->X), free(d->action), free(d->position), free(d->propensity), free(d->reward);
+}
+
+static void ope_ips_and_dr_are_unbiased(void)
+{
+    enum { R = 300, N = 400 };
+    static bandit b;
+    float *target = (float *)malloc(N * SB_A * sizeof(float)), *q = (float *)malloc(N * SB_A * sizeof(float));
+    double sum[3] = {0, 0, 0}, sq[3] = {0, 0, 0};
+    polopt_ope_config c = polopt_ope_config_default();
+    polopt_rng rng;
+    int rep, k;
+    bandit_make(&b);
+    polopt_rng_seed(&rng, 5);
+    c.bootstrap = 0;
+    for (rep = 0; rep < R; ++rep) {
+        polopt_logged d;
+        polopt_ope_estimate e[POLOPT_OPE_COUNT];
+        bandit_log(&b, &rng, N, &d, target, q, 0, 0);
+        CHECK_OK(polopt_ope_evaluate(&d, target, q, &c, e));
+        {
+            const double v[3] = {e[POLOPT_OPE_IPS].value, e[POLOPT_OPE_DR].value, e[POLOPT_OPE_SNIPS].value};
+            for (k = 0; k < 3; ++k) sum[k] += v[k], sq[k] += v[k] * v[k];
+        }
+        free_log(&d);
+    }
+    for (k = 0; k < 3; ++k) {
+        const double mean = sum[k] / R, se = sqrt((sq[k] / R - mean * mean) / R);
+        /* IPS and DR are unbiased: within 4 standard errors of the mean of R estimates.  SNIPS is biased by O(1/n):
+           it gets the same test with a little slack */
+        CHECK_NEAR(mean, b.value, 4 * se + (k == 2 ? 0.01 : 0.0));
+    }
+    free(target), free(q);
+}
+
+static void ope_identities(void)
+{
+    enum { N = 300 };
+    static bandit b;
+    float *target = (float *)malloc(N * SB_A * sizeof(float)), *q = (float *)malloc(N * SB_A * sizeof(float));
+    double *w = (double *)malloc(N * sizeof(double)), sw = 0;
+    polopt_ope_config c = polopt_ope_config_default();
+    polopt_ope_estimate e[POLOPT_OPE_COUNT], prev;
+    polopt_ope_acc acc;
+    polopt_logged d;
+    polopt_rng rng;
+    size_t i;
+    int level;
+    bandit_make(&b);
+    polopt_rng_seed(&rng, 6);
+    c.bootstrap = 0;
+    /* an exact, noiseless model: the correction terms vanish, DR = SNDR = Switch-DR = clipped DR = DM */
+    bandit_log(&b, &rng, N, &d, target, q, 1, 1);
+    CHECK_OK(polopt_ope_evaluate(&d, target, q, &c, e));
+    CHECK_NEAR(e[POLOPT_OPE_DR].value, e[POLOPT_OPE_DM].value, 1e-6);
+    CHECK_NEAR(e[POLOPT_OPE_SNDR].value, e[POLOPT_OPE_DM].value, 1e-6);
+    CHECK_NEAR(e[POLOPT_OPE_SWITCH_DR].value, e[POLOPT_OPE_DM].value, 1e-6);
+    CHECK_NEAR(e[POLOPT_OPE_CLIPPED_DR].value, e[POLOPT_OPE_DM].value, 1e-6);
+    /* SNIPS = IPS when the weights sum to n: rescale them so */
+    for (i = 0; i < N; ++i) sw += (w[i] = (double)target[i * SB_A + d.action[i]] / d.propensity[i]);
+    for (i = 0; i < N; ++i) w[i] *= N / sw;
+    CHECK_OK(polopt_ope_acc_init(&acc, &c));
+    CHECK_OK(polopt_ope_acc_add(&acc, N, w, d.reward, NULL, NULL));
+    CHECK_OK(polopt_ope_acc_finish(&acc, e));
+    CHECK_NEAR(e[POLOPT_OPE_SNIPS].value, e[POLOPT_OPE_IPS].value, 1e-12);
+    polopt_ope_acc_free(&acc);
+    /* clipped IPS never decreases as the clip level rises (rewards >= 0), and reaches IPS */
+    for (level = 0; level < 8; ++level) {
+        c.clip = 0.25 * (1 << level);
+        CHECK_OK(polopt_ope_evaluate(&d, target, q, &c, e));
+        if (level > 0) CHECK(e[POLOPT_OPE_CLIPPED_IPS].value >= prev.value - 1e-12);
+        prev = e[POLOPT_OPE_CLIPPED_IPS];
+    }
+    CHECK_NEAR(prev.value, e[POLOPT_OPE_IPS].value, 1e-12);
+    free_log(&d);
+    free(target), free(q), free(w);
+}
+
+/* The 90% bootstrap interval of IPS covers the true value in about 90% of repeated data sets; so does the
+   normal interval from the standard error. */
+static void ope_bootstrap_coverage(void)
+{
+    enum { R = 200, N = 500 };
+    static bandit b;
+    float *target = (float *)malloc(N * SB_A * sizeof(float)), *q = (float *)malloc(N * SB_A * sizeof(float));
+    polopt_ope_config c = polopt_ope_config_default();
+    polopt_rng rng;
+    int rep, boot = 0, normal = 0;
+    bandit_make(&b);
+    polopt_rng_seed(&rng, 8);
+    c.confidence = 0.9, c.bootstrap = 200;
+    for (rep = 0; rep < R; ++rep) {
+        polopt_logged d;
+        polopt_ope_estimate e[POLOPT_OPE_COUNT];
+        bandit_log(&b, &rng, N, &d, target, q, 0, 0);
+        c.seed = (uint64_t)rep + 1;
+        CHECK_OK(polopt_ope_evaluate(&d, target, q, &c, e));
+        boot += e[POLOPT_OPE_IPS].ci_low <= b.value && b.value <= e[POLOPT_OPE_IPS].ci_high;
+        normal += fabs(e[POLOPT_OPE_IPS].value - b.value) <= 1.645 * e[POLOPT_OPE_IPS].std_error;
+        free_log(&d);
+    }
+    /* 200 trials at p = 0.9: standard deviation 2.1%; allow 4 of them */
+    CHECK_NEAR(boot / (double)R, 0.9, 0.085);
+    CHECK_NEAR(normal / (double)R, 0.9, 0.085);
+    free(target), free(q);
+}
+
+/* Write text to a file under build/ and try to load it; returns the result and the message. */
+static polopt_result load_text(const char *text, const polopt_csv_config *c, polopt_logged *d)
+{
+    FILE *f = fopen("build/test_log.csv", "wb");
+    fputs(text, f);
+    fclose(f);
+    return polopt_logged_load_csv(d, "build/test_log.csv", c);
+}
+
+static void ope_csv_messages(void)
+{
+    static const char *const num[1] = {"x"}, *const cat[1] = {"g"};
+    static const struct {
+        const char *text, *expect;
+        polopt_result rc;
+    } cases[] = {
+        {"a,p,r,x,g\n1,0.5,1,0.1,u\n7,0.5,1,0.1,u\n", "line 3, column 'a': '7' is an unknown action", POLOPT_ERR_FORMAT},
+        {"a,p,r,x,g\n5,0.5,1,0.1,u\n", "line 2, column 'a': '5' is an unknown action", POLOPT_ERR_FORMAT},
+        {"a,p,r,x,g\n1,0,1,0.1,u\n", "line 2, column 'p': '0' is not a propensity in (0, 1]", POLOPT_ERR_FORMAT},
+        {"a,p,r,x,g\n1,1.5,1,0.1,u\n", "column 'p': '1.5' is not a propensity", POLOPT_ERR_FORMAT},
+        {"a,p,r,x,g\n1,0.5,nan,0.1,u\n", "line 2, column 'r': 'nan' is not a finite number", POLOPT_ERR_FORMAT},
+        {"a,p,r,x,g\n1,0.5,1,inf,u\n", "column 'x': 'inf' is not a finite number", POLOPT_ERR_FORMAT},
+        {"a,p,r,x,g\n1,0.5,1,abc,u\n", "column 'x': 'abc' is not a finite number", POLOPT_ERR_FORMAT},
+        {"a,p,r,x,g\n-1,0.5,1,0.1,u\n", "column 'a': '-1' is not an action id", POLOPT_ERR_FORMAT},
+        {"a,p,r,x,g\n1.5,0.5,1,0.1,u\n", "column 'a': '1.5' is not an action id", POLOPT_ERR_FORMAT},
+        {"a,p,r,x\n1,0.5,1,0.1\n", "has no column named 'g'", POLOPT_ERR_FORMAT},
+        {"a,p,r,x,g\n1,0.5,1,0.1,u\n1,0.5,1\n", "line 3 has 3 fields; the header has 5", POLOPT_ERR_FORMAT},
+        {"a,p,r,x,g\n1,0.5,1,0.1,\"u\n", "line 2: unterminated quote", POLOPT_ERR_FORMAT},
+        {"", "is empty: no header line", POLOPT_ERR_FORMAT},
+        {"a,p,r,x,g\n", "has no rows", POLOPT_ERR_FORMAT},
+        {"a,p,r,x,g\n1,0.5,1,0.1,u\n1,0.5,1,0.1,v\n1,0.5,1,0.1,w\n", "one level more than config.max_levels",
+         POLOPT_ERR_FORMAT},
+    };
+    polopt_csv_config c = polopt_csv_config_default();
+    polopt_logged d;
+    size_t k;
+    c.action = "a", c.propensity = "p", c.reward = "r", c.numeric = num, c.n_numeric = 1, c.categorical = cat;
+    c.n_categorical = 1, c.max_levels = 2, c.n_actions = 5;
+    for (k = 0; k < sizeof cases / sizeof cases[0]; ++k) {
+        const polopt_result rc = load_text(cases[k].text, &c, &d);
+        if (rc != cases[k].rc || !strstr(d.err.message, cases[k].expect))
+            th_fail(__FILE__, __LINE__, "case %lu: result %s, message '%s'; expected '%s'", (unsigned long)k,
+                    polopt_strerror(rc), d.err.message, cases[k].expect);
+        CHECK(d.n == 0 && d.X == NULL); /* nothing half-loaded */
+    }
+    CHECK_RC(polopt_logged_load_csv(&d, "build/no_such_log.csv", &c), POLOPT_ERR_IO);
+    /* a good file: quotes with commas, CRLF, a blank line, one-hot levels, slots from base 1 */
+    c.position = "s", c.position_base = 1;
+    CHECK_OK(load_text("a,p,r,x,g,s\r\n2,0.25,1,-1.5,\"u,1\",1\r\n\r\n0,1,0,2,\"v\"\"\",3\r\n", &c, &d));
+    CHECK(d.n == 2 && d.dim == 3 && d.n_actions == 5 && d.n_positions == 3);
+    CHECK(d.action[0] == 2 && d.action[1] == 0 && d.position[0] == 0 && d.position[1] == 2);
+    CHECK(d.propensity[0] == 0.25f && d.reward[0] == 1.0f && d.X[0] == -1.5f && d.X[3] == 2.0f);
+    CHECK(d.X[1] == 1.0f && d.X[2] == 0.0f && d.X[4] == 0.0f && d.X[5] == 1.0f); /* levels 'u,1' and 'v"' */
+    polopt_logged_free(&d);
+    remove("build/test_log.csv");
+}
+
+/* Streaming in chunks gives the same data set as loading at once. */
+static void ope_csv_streams(void)
+{
+    FILE *f = fopen("build/test_stream.csv", "wb");
+    polopt_csv_config c = polopt_csv_config_default();
+    polopt_csv_reader rd;
+    polopt_logged all, parts;
+    size_t i, got, total = 0;
+    fputs("action,prop,reward\n", f);
+    for (i = 0; i < 5000; ++i) fprintf(f, "%lu,%g,%lu\n", (unsigned long)(i % 7), 0.1 + (double)(i % 9) / 10.0, (unsigned long)(i % 2));
+    fclose(f);
+    c.action = "action", c.propensity = "prop", c.reward = "reward";
+    CHECK_OK(polopt_logged_load_csv(&all, "build/test_stream.csv", &c));
+    CHECK_OK(polopt_csv_open(&rd, "build/test_stream.csv", &c));
+    memset(&parts, 0, sizeof parts);
+    do {
+        CHECK_OK(polopt_csv_read(&rd, &parts, 777, &got));
+        total += got;
+    } while (got > 0);
+    polopt_csv_close(&rd);
+    CHECK(total == 5000 && all.n == 5000 && parts.n == 5000 && all.n_actions == 7);
+    CHECK(memcmp(all.action, parts.action, 5000 * 4) == 0 && memcmp(all.propensity, parts.propensity, 5000 * 4) == 0);
+    polopt_logged_free(&all);
+    polopt_logged_free(&parts);
+    remove("build/test_stream.csv");
+}
+
+/* Streaming evaluation: rows added in chunks give exactly the estimates of one call. */
+static void ope_streaming_equals_batch(void)
+{
+    enum { N = 1000 };
+    double w[N];
+    float r[N], q[N], dm[N];
+    polopt_ope_estimate one[POLOPT_OPE_COUNT], many[POLOPT_OPE_COUNT];
+    polopt_ope_acc a, b;
+    polopt_rng rng;
+    size_t i, at, step = 1;
+    int e;
+    polopt_rng_seed(&rng, 3);
+    for (i = 0; i < N; ++i) {
+        w[i] = 3 * polopt_rng_uniform(&rng), r[i] = (float)(polopt_rng_uniform(&rng) < 0.3);
+        q[i] = 0.3f, dm[i] = (float)polopt_rng_uniform(&rng);
+    }
+    CHECK_OK(polopt_ope_acc_init(&a, NULL));
+    CHECK_OK(polopt_ope_acc_init(&b, NULL));
+    CHECK_OK(polopt_ope_acc_add(&a, N, w, r, q, dm));
+    for (at = 0; at < N; at += step, step = step * 2 + 1)
+        CHECK_OK(polopt_ope_acc_add(&b, at + step > N ? N - at : step, w + at, r + at, q + at, dm + at));
+    CHECK_OK(polopt_ope_acc_finish(&a, one));
+    CHECK_OK(polopt_ope_acc_finish(&b, many));
+    for (e = 0; e < POLOPT_OPE_COUNT; ++e) {
+        CHECK_NEAR(one[e].value, many[e].value, 1e-12);
+        CHECK(one[e].ci_low == many[e].ci_low && one[e].ci_high == many[e].ci_high); /* same resample counts */
+        CHECK(one[e].ci_low <= one[e].value + 1e-9 || e == POLOPT_OPE_DM);
+    }
+    w[5] = NAN;
+    CHECK_RC(polopt_ope_acc_add(&a, N, w, r, q, dm), POLOPT_ERR_NONFINITE);
+    CHECK(a.n == N); /* nothing of the bad call was added */
+    polopt_ope_acc_free(&a);
+    polopt_ope_acc_free(&b);
+}
+
+static void ope_reward_models(void)
+{
+    enum { N = 600, A = 3, D = 2 };
+    polopt_logged d;
+    polopt_reward_model m;
+    polopt_model_config c = polopt_model_config_default();
+    float out[A], q1[N * A], q2[N * A];
+    polopt_rng rng;
+    size_t i;
+    polopt_rng_seed(&rng, 9);
+    memset(&d, 0, sizeof d);
+    d.n = d.capacity = N, d.dim = D, d.n_actions = A, d.n_positions = 1;
+    d.X = (float *)malloc(N * D * sizeof(float));
+    d.action = (uint32_t *)malloc(N * sizeof(uint32_t));
+    d.position = (uint32_t *)calloc(N, sizeof(uint32_t));
+    d.propensity = (float *)malloc(N * sizeof(float));
+    d.reward = (float *)malloc(N * sizeof(float));
+    for (i = 0; i < N; ++i) { /* r = 1 + 2 x0 - x1 for action 0, 0.5 x0 for action 1; action 2 never taken */
+        d.X[i * D] = (float)polopt_rng_normal(&rng), d.X[i * D + 1] = (float)polopt_rng_normal(&rng);
+        d.action[i] = (uint32_t)(i % 2);
+        d.propensity[i] = 0.5f;
+        d.reward[i] = d.action[i] == 0 ? 1 + 2 * d.X[i * D] - d.X[i * D + 1] : 0.5f * d.X[i * D];
+    }
+    c.lambda = 1e-3f;
+    CHECK_OK(polopt_reward_model_fit(&m, &d, NULL, 0, &c));
+    {
+        const float x[2] = {0.5f, -1.0f};
+        double mean = 0;
+        for (i = 0; i < N; ++i) mean += d.reward[i] / N;
+        CHECK_OK(polopt_reward_model_predict(&m, x, out));
+        CHECK_NEAR(out[0], 1 + 1 + 1, 1e-3); /* noiseless linear data: recovered */
+        CHECK_NEAR(out[1], 0.25, 1e-3);
+        CHECK_NEAR(out[2], mean, 1e-6); /* an action never taken: the mean reward */
+    }
+    polopt_reward_model_free(&m);
+    /* cross-fitting: a round's prediction comes from the other fold, so its own reward cannot change it */
+    CHECK_OK(polopt_reward_model_crossfit(&d, &c, q1));
+    d.reward[17] += 100.0f;
+    CHECK_OK(polopt_reward_model_crossfit(&d, &c, q2));
+    CHECK(memcmp(q1 + 17 * A, q2 + 17 * A, A * sizeof(float)) == 0);
+    CHECK(memcmp(q1, q2, N * A * sizeof(float)) != 0); /* while other rounds' do change */
+    /* logistic: clicks at rate 0.2 for action 0, 0.7 for action 1, without features: the rates come back */
+    for (i = 0; i < N; ++i) {
+        d.X[i * D] = d.X[i * D + 1] = 0.0f;
+        d.reward[i] = (float)((i / 2) % 10 < (d.action[i] == 0 ? 2 : 7));
+    }
+    c.kind = POLOPT_MODEL_LOGISTIC, c.lambda = 0.1f, c.epochs = 1000, c.lr = 0.1f;
+    CHECK_OK(polopt_reward_model_fit(&m, &d, NULL, 0, &c));
+    CHECK_OK(polopt_reward_model_predict(&m, d.X, out));
+    CHECK_NEAR(out[0], 0.2, 0.01);
+    CHECK_NEAR(out[1], 0.7, 0.01);
+    polopt_reward_model_free(&m);
+    d.reward[3] = 2.0f; /* not a probability */
+    CHECK_RC(polopt_reward_model_fit(&m, &d, NULL, 0, &c), POLOPT_ERR_DOMAIN);
+    CHECK(strstr(m.err.message, "round 3") != NULL);
+    free(d.X), free(d.action), free(d.position), free(d.propensity), free(d.reward);
+}
+
+static void ope_bad_targets(void)
+{
+    polopt_logged d;
+    float target[2 * 2] = {0.5f, 0.5f, 0.7f, 0.7f};
+    uint32_t act[2] = {0, 1}, pos[2] = {0, 0};
+    float prop[2] = {0.5f, 0.5f}, rew[2] = {1, 0}, X[2] = {0, 0};
+    polopt_ope_estimate e[POLOPT_OPE_COUNT];
+    memset(&d, 0, sizeof d);
+    d.n = d.capacity = 2, d.dim = 1, d.n_actions = 2, d.n_positions = 1;
+    d.X = X, d.action = act, d.position = pos, d.propensity = prop, d.reward = rew;
+    CHECK_RC(polopt_ope_evaluate(&d, target, NULL, NULL, e), POLOPT_ERR_DOMAIN); /* row 1 sums to 1.4 */
+    target[2] = 0.3f;
+    CHECK_OK(polopt_ope_evaluate(&d, target, NULL, NULL, e));
+    target[1] = NAN;
+    CHECK_RC(polopt_ope_evaluate(&d, target, NULL, NULL, e), POLOPT_ERR_NONFINITE);
+}
+
+/* Every allocation of the CSV reader, the accumulator and the model fails in turn, cleanly. */
+static void ope_allocation_failures_are_clean(void)
+{
+    const double w[3] = {1, 2, 0.5};
+    const float r[3] = {1, 0, 1};
+    FILE *f = fopen("build/test_alloc.csv", "wb");
+    int stage;
+    fputs("a,p,r,g\n0,0.5,1,x\n1,0.5,0,y\n1,0.5,1,x\n", f);
+    fclose(f);
+    for (stage = 0; stage < 3; ++stage) {
+        long k;
+        int finished = 0;
+        for (k = 0; k < 100 && !finished; ++k) {
+            th_allocator al;
+            polopt_result rc;
+            al.fail_at = k, al.calls = 0, al.live = 0;
+            if (stage == 0) {
+                static const char *const cat[1] = {"g"};
+                polopt_csv_config c = polopt_csv_config_default();
+                polopt_logged d;
+                c.action = "a", c.propensity = "p", c.reward = "r", c.categorical = cat, c.n_categorical = 1;
+                c.hooks.alloc_ctx = &al;
+                rc = polopt_logged_load_csv(&d, "build/test_alloc.csv", &c);
+                polopt_logged_free(&d);
+            } else if (stage == 1) {
+                polopt_ope_config c = polopt_ope_config_default();
+                polopt_ope_acc acc;
+                polopt_ope_estimate e[POLOPT_OPE_COUNT];
+                c.hooks.alloc_ctx = &al;
+                rc = polopt_ope_acc_init(&acc, &c);
+                if (rc == POLOPT_OK) rc = polopt_ope_acc_add(&acc, 3, w, r, NULL, NULL);
+                if (rc == POLOPT_OK) rc = polopt_ope_acc_finish(&acc, e);
+                polopt_ope_acc_free(&acc);
+            } else {
+                polopt_model_config c = polopt_model_config_default();
+                polopt_csv_config cc = polopt_csv_config_default();
+                polopt_logged d;
+                float q[3 * 2];
+                cc.action = "a", cc.propensity = "p", cc.reward = "r";
+                polopt_logged_load_csv(&d, "build/test_alloc.csv", &cc); /* with the default allocator */
+                c.hooks.alloc_ctx = &al;
+                c.kind = POLOPT_MODEL_LOGISTIC, c.epochs = 3;
+                rc = polopt_reward_model_crossfit(&d, &c, q);
+                polopt_logged_free(&d);
+            }
+            if (al.live != 0) th_fail(__FILE__, __LINE__, "stage %d: %ld blocks leaked at failure %ld", stage, al.live, k);
+            if (al.calls <= k) finished = rc == POLOPT_OK;
+            else if (rc != POLOPT_ERR_NO_MEMORY)
+                th_fail(__FILE__, __LINE__, "stage %d: allocation %ld failed, result %s", stage, k, polopt_strerror(rc));
+        }
+        CHECK(finished);
+    }
+    remove("build/test_alloc.csv");
+}
+
+const th_test th_suite_ope[] = {TH(ope_small_case_by_hand),      TH(ope_ips_and_dr_are_unbiased),
+                                TH(ope_identities),               TH(ope_bootstrap_coverage),
+                                TH(ope_csv_messages),             TH(ope_csv_streams),
+                                TH(ope_streaming_equals_batch),   TH(ope_reward_models),
+                                TH(ope_bad_targets),              TH(ope_allocation_failures_are_clean),
+                                TH_END};
