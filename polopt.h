@@ -546,14 +546,31 @@ POLOPT_DEF void polopt_sets_free(polopt_sets *sets);
 POLOPT_DEF polopt_result polopt_sets_reward(void *user, uint32_t context, size_t n, const uint32_t *items,
                                             float *out_rewards);
 
+/* Logged bandit feedback as the reward estimator of training (SPEC §4): context i was logged with action a_i,
+   propensity p_i and reward r_i, and
+       r_hat(i, a) = r_M(a, x_i) + 1[a = a_i] (r_i - r_M(a_i, x_i)) / max(tau, p_i)
+   is clipped DR with the dataset's reward callback as the model r_M, or clipped IPS when there is no callback
+   (r_M = 0; tau = 0: plain IPS).  Such an r_hat is non-zero at one action, which a sampled gradient would almost
+   never draw at large P, so the trainers add the logged action's term exactly: with c_i = (r_i - r_M(a_i, x_i)) /
+   max(tau, p_i), its gradient is c_i pi(a_i | x_i) (beta_{a_i} - E_pi beta) / T, where SNIS estimates pi(a_i | x_i)
+   = exp f(a_i) / Z_hat with Z_hat = (1/S) sum_s exp f(a_s) / q(a_s) (unbiased for Z) and E_pi beta from the same
+   weighted draws. */
+typedef struct polopt_feedback {
+    const uint32_t *action;  /* n: a_i */
+    const float *propensity; /* n: p_i in (0, 1] */
+    const float *reward;     /* n: r_i */
+    float tau;               /* clipping level in [0, 1]; 0: no clipping */
+} polopt_feedback;
+
 /* Contexts and what to learn from them. */
 typedef struct polopt_dataset {
     size_t n;                  /* contexts */
     const float *X;            /* n x D */
     size_t ldx;                /* leading dimension of X, >= D */
-    polopt_reward_fn reward;   /* r_hat(i, a) */
+    polopt_reward_fn reward;   /* r_hat(i, a); with feedback: the model r_M, or NULL (r_M = 0) */
     void *reward_user;
-    const polopt_sets *relevant; /* optional: Y_i, for hit-rate@k and nDCG@k */
+    const polopt_sets *relevant;       /* optional: Y_i, for hit-rate@k and nDCG@k */
+    const polopt_feedback *feedback;   /* optional: logged feedback, making r_hat clipped IPS or clipped DR */
 } polopt_dataset;
 
 /* The covariance gradient of one context (SPEC §2; seed 000, Algorithm 1, steps 4-5), from S items drawn from a
@@ -622,7 +639,7 @@ typedef struct polopt_trainer {
     polopt_mips_scratch mips;
     polopt_proposal proposal;
     uint32_t *order, *topk, *draws;
-    float *xb, *hb, *gb, *grad, *topk_scores, *f, *log_q, *log_kappa, *rewards, *scores;
+    float *xb, *hb, *gb, *grad, *topk_scores, *f, *log_q, *log_kappa, *rewards, *scores, *beta_bar;
     double *block_sums;
     size_t order_n;
     uint32_t *cache;          /* warm_start: each context's last alpha_K */
@@ -4170,7 +4187,7 @@ POLOPT_DEF polopt_result polopt_sets_reward(void *user, uint32_t context, size_t
    weights, so it needs no memory of its own.  REINFORCE passes log q = f: equal weights. */
 static void polopt__cov_gradient(size_t S, const uint32_t *ids, const float *f, const float *log_q, const float *r,
                                  const float *beta, size_t L, float scale, float *g, double *out_r_bar,
-                                 double *out_ess)
+                                 double *out_ess, double *out_log_z, float *out_beta_bar)
 {
     double mx = -INFINITY, W = 0.0, Wr = 0.0, W2 = 0.0, r_bar, inv_w;
     size_t s;
@@ -4193,6 +4210,13 @@ static void polopt__cov_gradient(size_t S, const uint32_t *ids, const float *f, 
     }
     *out_r_bar = r_bar;
     *out_ess = W * W / W2;
+    if (out_log_z) *out_log_z = mx + log(W / (double)S); /* log of (1/S) sum exp(f - log q) */
+    if (out_beta_bar) {                                   /* E_pi beta, from the same weights */
+        memset(out_beta_bar, 0, L * sizeof *out_beta_bar);
+        for (s = 0; s < S; ++s)
+            polopt__axpy(L, (float)(polopt__expf((float)((double)f[s] - (double)log_q[s] - mx)) * inv_w),
+                         beta + (size_t)ids[s] * L, out_beta_bar);
+    }
 }
 
 POLOPT_DEF polopt_result polopt_snis_gradient(size_t S, const uint32_t *ids, const float *f, const float *log_q,
@@ -4209,7 +4233,7 @@ POLOPT_DEF polopt_result polopt_snis_gradient(size_t S, const uint32_t *ids, con
             return POLOPT_ERR_NONFINITE;
         if (log_q[s] == -INFINITY) return POLOPT_ERR_DOMAIN; /* a draw the proposal cannot make */
     }
-    polopt__cov_gradient(S, ids, f, log_q, rewards, beta, L, scale, out_g, &r_bar, &ess);
+    polopt__cov_gradient(S, ids, f, log_q, rewards, beta, L, scale, out_g, &r_bar, &ess, NULL, NULL);
     if (out_r_bar) *out_r_bar = r_bar;
     if (out_ess) *out_ess = ess;
     return POLOPT_OK;
@@ -4250,6 +4274,49 @@ static polopt_result polopt__rewards(const polopt_dataset *d, uint32_t ctx, size
                             "the reward of context %u, item %u is %g; training stopped with the last good parameters",
                             ctx, items[bad], (double)out[bad]);
     return POLOPT_OK;
+}
+
+/* The rewards of the estimator's model part: the callback, or 0 when logged feedback stands alone (IPS). */
+static polopt_result polopt__model_rewards(const polopt_dataset *d, uint32_t ctx, size_t n, const uint32_t *items,
+                                           float *out, polopt_error *err, const polopt_hooks *hooks)
+{
+    if (!d->reward) {
+        memset(out, 0, n * sizeof *out);
+        return POLOPT_OK;
+    }
+    return polopt__rewards(d, ctx, n, items, out, err, hooks);
+}
+
+/* With logged feedback, the coefficient of the logged action's exact term: c = (r_i - r_M(a_i, x_i)) / max(tau, p_i)
+   (SPEC §4); *out_c = 0 without feedback. */
+static polopt_result polopt__feedback_c(const polopt_dataset *d, uint32_t ctx, size_t P, double *out_c,
+                                        polopt_error *err, const polopt_hooks *hooks)
+{
+    const polopt_feedback *fb = d->feedback;
+    float r_model = 0.0f;
+    polopt_result rc;
+    *out_c = 0.0;
+    if (!fb) return POLOPT_OK;
+    if (fb->action[ctx] >= P || !(fb->propensity[ctx] > 0.0f && fb->propensity[ctx] <= 1.0f) ||
+        !(fabs(fb->reward[ctx]) <= FLT_MAX))
+        return polopt__fail(err, hooks, POLOPT_ERR_INVALID_ARG,
+                            "the logged feedback of context %u is invalid (action %u of %lu, propensity %g, reward %g)",
+                            ctx, fb->action[ctx], (unsigned long)P, (double)fb->propensity[ctx], (double)fb->reward[ctx]);
+    if ((rc = polopt__model_rewards(d, ctx, 1, fb->action + ctx, &r_model, err, hooks)) != POLOPT_OK) return rc;
+    *out_c = ((double)fb->reward[ctx] - r_model) / (fb->propensity[ctx] > fb->tau ? fb->propensity[ctx] : fb->tau);
+    return POLOPT_OK;
+}
+
+/* Add the logged action's exact term to a gradient g and estimate r_bar (SPEC §4): c pi(a_i) (beta_{a_i} - beta_bar)
+   / T and c pi(a_i). */
+static void polopt__feedback_term(const polopt_mips *ix, uint32_t a, double c, double pi_a, const float *beta_bar,
+                                  float inv_t, float *g, double *r_bar)
+{
+    const size_t L = ix->dim;
+    const float k = (float)(c * (pi_a < 1.0 ? pi_a : 1.0)) * inv_t;
+    polopt__axpy(L, k, ix->vectors + (size_t)a * L, g);
+    polopt__axpy(L, -k, beta_bar, g);
+    *r_bar += c * (pi_a < 1.0 ? pi_a : 1.0);
 }
 
 /* pi = softmax(row / T) in place (row holds h^T beta for all P items); returns log Z of the shifted exponentials
@@ -4296,9 +4363,16 @@ static polopt_result polopt__reinforce_context(polopt_trainer *tr, const polopt_
         tr->draws[s] = (uint32_t)j;
         tr->f[s] = 0.0f; /* log w = f - log q = 0: equal weights */
     }
-    if ((rc = polopt__rewards(d, ctx, S, tr->draws, tr->rewards, &tr->err, &tr->config.hooks)) != POLOPT_OK) return rc;
+    if ((rc = polopt__model_rewards(d, ctx, S, tr->draws, tr->rewards, &tr->err, &tr->config.hooks)) != POLOPT_OK)
+        return rc;
     polopt__cov_gradient(S, tr->draws, tr->f, tr->f, tr->rewards, tr->index->vectors, L,
-                         inv_t * (float)S / (float)(S - 1), g, r_bar, ess);
+                         inv_t * (float)S / (float)(S - 1), g, r_bar, ess, NULL, d->feedback ? tr->beta_bar : NULL);
+    if (d->feedback) { /* pi(a_i) exactly, from the exponentials of the row; E_pi beta from the draws */
+        double c;
+        if ((rc = polopt__feedback_c(d, ctx, P, &c, &tr->err, &tr->config.hooks)) != POLOPT_OK) return rc;
+        polopt__feedback_term(tr->index, d->feedback->action[ctx], c, row[d->feedback->action[ctx]] / Z, tr->beta_bar,
+                              inv_t, g, r_bar);
+    }
     return POLOPT_OK;
 }
 
@@ -4316,7 +4390,12 @@ static polopt_result polopt__exact_context(const polopt_mips *ix, float inv_t, c
     for (a = 0; a < P; a += POLOPT__ID_CHUNK) {
         const size_t n = P - a < POLOPT__ID_CHUNK ? P - a : POLOPT__ID_CHUNK;
         for (i = 0; i < n; ++i) ids[i] = (uint32_t)(a + i);
-        if ((rc = polopt__rewards(d, ctx, n, ids, rewards + a, err, hooks)) != POLOPT_OK) return rc;
+        if ((rc = polopt__model_rewards(d, ctx, n, ids, rewards + a, err, hooks)) != POLOPT_OK) return rc;
+    }
+    if (d->feedback) { /* the logged action's term, exactly: r_hat(a_i) = r_M(a_i) + c */
+        double c;
+        if ((rc = polopt__feedback_c(d, ctx, P, &c, err, hooks)) != POLOPT_OK) return rc;
+        rewards[d->feedback->action[ctx]] += (float)c;
     }
     for (a = 0; a < P; ++a) {
         row[a] = (float)(row[a] / Z); /* pi */
@@ -4346,8 +4425,19 @@ static polopt_result polopt__snis_finish(polopt_trainer *tr, const polopt_datase
         tr->f[s] = q && tr->log_kappa[s] > -INFINITY ? tr->log_kappa[s] + q->log_norm
                                                      : inv_t * polopt__dot(L, h, beta + (size_t)tr->draws[s] * L);
     }
-    if ((rc = polopt__rewards(d, ctx, S, tr->draws, tr->rewards, &tr->err, &tr->config.hooks)) != POLOPT_OK) return rc;
-    polopt__cov_gradient(S, tr->draws, tr->f, tr->log_q, tr->rewards, beta, L, inv_t, g, r_bar, ess);
+    if ((rc = polopt__model_rewards(d, ctx, S, tr->draws, tr->rewards, &tr->err, &tr->config.hooks)) != POLOPT_OK)
+        return rc;
+    if (!d->feedback) {
+        polopt__cov_gradient(S, tr->draws, tr->f, tr->log_q, tr->rewards, beta, L, inv_t, g, r_bar, ess, NULL, NULL);
+    } else { /* pi(a_i) = exp f(a_i) / Z_hat and E_pi beta from the same weighted draws */
+        const uint32_t a = d->feedback->action[ctx];
+        double log_z, c;
+        if ((rc = polopt__feedback_c(d, ctx, tr->index->n, &c, &tr->err, &tr->config.hooks)) != POLOPT_OK) return rc;
+        polopt__cov_gradient(S, tr->draws, tr->f, tr->log_q, tr->rewards, beta, L, inv_t, g, r_bar, ess, &log_z,
+                             tr->beta_bar);
+        polopt__feedback_term(tr->index, a, c, exp((double)(inv_t * polopt__dot(L, h, beta + (size_t)a * L)) - log_z),
+                              tr->beta_bar, inv_t, g, r_bar);
+    }
     return POLOPT_OK;
 }
 
@@ -4495,6 +4585,7 @@ POLOPT_DEF void polopt_trainer_free(polopt_trainer *tr)
     polopt__dealloc(&h, tr->hb);
     polopt__dealloc(&h, tr->gb);
     polopt__dealloc(&h, tr->grad);
+    polopt__dealloc(&h, tr->beta_bar);
     polopt__dealloc(&h, tr->topk_scores);
     polopt__dealloc(&h, tr->f);
     polopt__dealloc(&h, tr->log_q);
@@ -4508,6 +4599,7 @@ POLOPT_DEF void polopt_trainer_free(polopt_trainer *tr)
     tr->cache_n = 0;
     tr->order = tr->topk = tr->draws = NULL;
     tr->xb = tr->hb = tr->gb = tr->grad = tr->topk_scores = tr->f = tr->log_q = tr->log_kappa = tr->rewards = NULL;
+    tr->beta_bar = NULL;
     tr->scores = NULL;
     tr->block_sums = NULL;
     tr->order_n = 0;
@@ -4557,7 +4649,8 @@ POLOPT_DEF polopt_result polopt_trainer_init(polopt_trainer *tr, polopt_policy *
     if (tr->xb) tr->hb = (float *)polopt__alloc(&c.hooks, B * L, sizeof(float), &rc);
     if (tr->hb) tr->gb = (float *)polopt__alloc(&c.hooks, B * L, sizeof(float), &rc);
     if (tr->gb) tr->grad = (float *)polopt__alloc(&c.hooks, D * L, sizeof(float), &rc);
-    if (tr->grad) tr->draws = (uint32_t *)polopt__alloc(&c.hooks, S > POLOPT__ID_CHUNK ? S : POLOPT__ID_CHUNK, 4, &rc);
+    if (tr->grad) tr->beta_bar = (float *)polopt__alloc(&c.hooks, L, sizeof(float), &rc);
+    if (tr->beta_bar) tr->draws = (uint32_t *)polopt__alloc(&c.hooks, S > POLOPT__ID_CHUNK ? S : POLOPT__ID_CHUNK, 4, &rc);
     if (tr->draws) tr->f = (float *)polopt__alloc(&c.hooks, S, sizeof(float), &rc);
     if (tr->f) tr->rewards = (float *)polopt__alloc(&c.hooks, c.method == POLOPT_METHOD_EXACT && P > S ? P : S, 4, &rc);
     if (rc == POLOPT_OK && c.method == POLOPT_METHOD_SNIS) {
@@ -4592,9 +4685,14 @@ static polopt_result polopt__check_dataset(polopt_trainer *tr, const polopt_data
     polopt_result rc = POLOPT_OK;
     const size_t K = tr->config.K;
     size_t i;
-    if (!d || !d->X || !d->reward || d->n == 0 || d->n >= POLOPT_NO_ITEM || d->ldx < tr->policy->D)
+    if (!d || !d->X || (!d->reward && !d->feedback) || d->n == 0 || d->n >= POLOPT_NO_ITEM || d->ldx < tr->policy->D)
         return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_INVALID_ARG,
-                            "%s: the dataset needs n in [1, 2^32 - 2] contexts, X with ldx >= D, and a reward", fn);
+                            "%s: the dataset needs n in [1, 2^32 - 2] contexts, X with ldx >= D, and a reward or feedback",
+                            fn);
+    if (d->feedback && (!d->feedback->action || !d->feedback->propensity || !d->feedback->reward ||
+                        !(d->feedback->tau >= 0.0f && d->feedback->tau <= 1.0f)))
+        return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_INVALID_ARG,
+                            "%s: the feedback needs action, propensity and reward arrays and tau in [0, 1]", fn);
     if (tr->config.method != POLOPT_METHOD_SNIS || !tr->config.warm_start) return POLOPT_OK;
     if (tr->cache && tr->cache_key == d->X && tr->cache_n == d->n) return POLOPT_OK;
     polopt__dealloc(&tr->config.hooks, tr->cache);
@@ -4860,7 +4958,7 @@ POLOPT_DEF polopt_result polopt_policy_value(const polopt_policy *policy, const 
     double total = 0.0, r_bar = 0.0;
     size_t i;
     if (!policy || !policy->theta || !index || !out_value) return POLOPT_ERR_INVALID_ARG;
-    if (!d || !d->X || !d->reward || d->n == 0 || d->ldx < policy->D || index->dim != policy->L)
+    if (!d || !d->X || (!d->reward && !d->feedback) || d->n == 0 || d->ldx < policy->D || index->dim != policy->L)
         return polopt__fail(NULL, &policy->hooks, POLOPT_ERR_INVALID_ARG, "%s: bad dataset or index", fn);
     rc = polopt__full_scratch_init(&fs, &policy->hooks, index->n, index->dim);
     if (rc == POLOPT_OK) h = (float *)polopt__alloc(&policy->hooks, policy->L, sizeof(float), &rc);
