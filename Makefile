@@ -21,12 +21,14 @@ LINKS    = $(B)/link-c $(B)/link-cxx $(B)/link-c-user-cxx-impl $(B)/link-cxx-use
 .PHONY: all test test-quick demo bench examples bench-programs clean
 all: $(VARIANTS) $(LINKS) $(README_EXAMPLES) examples bench-programs
 
-README_EXAMPLES = $(B)/readme-example $(B)/readme-example-mips $(B)/readme-example-train
+README_EXAMPLES = $(B)/readme-example $(B)/readme-example-mips $(B)/readme-example-train $(B)/readme-example-ope
+# Arguments of the README examples, which run in $(B)/: the OPE example reads a log of the shipped OBD sample.
+ARGS_readme-example-ope = ../../shared/data/obd/random/men/men.csv
 
 test: $(VARIANTS) $(LINKS) $(B)/link/impl-c.o $(B)/link/impl-cxx.o $(README_EXAMPLES)
 	@tests/run.sh $(VARIANTS) $(LINKS) \
 	    "tests/link/check_symbols.sh symbols $(B)/link/impl-c.o $(B)/link/impl-cxx.o" \
-	    $(foreach e,$(README_EXAMPLES),"cd $(B) && ./$(notdir $(e)) >/dev/null && echo '$(notdir $(e)): 1 passed, 0 failed'")
+	    $(foreach e,$(README_EXAMPLES),"cd $(B) && ./$(notdir $(e)) $(ARGS_$(notdir $(e))) >/dev/null && echo '$(notdir $(e)): 1 passed, 0 failed'")
 
 # The examples of README.md, cut out of it, so the README cannot drift from the API.
 $(B)/readme-%.c: README.md | $(B)
