@@ -821,6 +821,16 @@ POLOPT_DEF polopt_result polopt_ope_evaluate(const polopt_logged *data, const fl
                                              const polopt_ope_config *config,
                                              polopt_ope_estimate out[POLOPT_OPE_COUNT]);
 
+/* A target policy as a callback, for catalogues too large for dense rows.  For rounds first .. first + n - 1 of
+   data, write prob[k] = pi(a_i | x_i), the target's probability of round i = first + k's logged action at its slot;
+   and, when q and dm are not NULL (with_model set), q[k] = r_M(a_i, x_i) and dm[k] = sum_a pi(a | x_i) r_M(a, x_i).
+   Return POLOPT_OK, or an error code that stops the evaluation.  Each round is asked for once, in order. */
+typedef polopt_result (*polopt_ope_target_fn)(void *user, const polopt_logged *data, size_t first, size_t n,
+                                              double *prob, float *q, float *dm);
+POLOPT_DEF polopt_result polopt_ope_evaluate_fn(const polopt_logged *data, polopt_ope_target_fn target, void *user,
+                                                int with_model, const polopt_ope_config *config,
+                                                polopt_ope_estimate out[POLOPT_OPE_COUNT]);
+
 /* Reward models for DM and DR: one linear model per action on the round's features with a bias,
    r_M(a, x) = w_a^T x + b_a, fitted on the rounds that took action a.  Ridge regression has a closed form (normal
    equations through the linear-algebra core, Cholesky); logistic regression (rewards in [0, 1], e.g. clicks)
@@ -5591,22 +5601,97 @@ POLOPT_DEF polopt_result polopt_ope_acc_finish(const polopt_ope_acc *acc, polopt
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_ope_evaluate(const polopt_logged *d, const float *target, const float *q_hat,
-                                             const polopt_ope_config *config, polopt_ope_estimate out[POLOPT_OPE_COUNT])
+POLOPT_DEF polopt_result polopt_ope_evaluate_fn(const polopt_logged *d, polopt_ope_target_fn target, void *user,
+                                                int with_model, const polopt_ope_config *config,
+                                                polopt_ope_estimate out[POLOPT_OPE_COUNT])
 {
     static const char *fn = "polopt_ope_evaluate";
 #define POLOPT__OPE_CHUNK 1024
     double w[POLOPT__OPE_CHUNK];
-    float r[POLOPT__OPE_CHUNK], q[POLOPT__OPE_CHUNK], dm[POLOPT__OPE_CHUNK];
+    float q[POLOPT__OPE_CHUNK], dm[POLOPT__OPE_CHUNK];
     polopt_ope_acc acc;
     const polopt_hooks *hooks = config ? &config->hooks : &polopt__no_hooks;
     polopt_result rc;
-    size_t i0, i, a, bad, A;
-    if (!d || !d->action || !target || !out) return POLOPT_ERR_INVALID_ARG;
+    size_t i0, i;
+    if (!d || !d->action || !d->propensity || !d->reward || !target || !out)
+        return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: data, its arrays, target and out are required",
+                            fn);
+    if (d->n < 2) return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: fewer than 2 rounds", fn);
+    if ((rc = polopt_ope_acc_init(&acc, config)) != POLOPT_OK) return rc;
+    for (i0 = 0; i0 < d->n && rc == POLOPT_OK; i0 += POLOPT__OPE_CHUNK) {
+        const size_t m = d->n - i0 < POLOPT__OPE_CHUNK ? d->n - i0 : POLOPT__OPE_CHUNK;
+        if ((rc = target(user, d, i0, m, w, with_model ? q : NULL, with_model ? dm : NULL)) != POLOPT_OK) {
+            polopt__fail(NULL, hooks, rc, "%s: the target callback failed on rounds %lu to %lu (%s)", fn,
+                         (unsigned long)i0, (unsigned long)(i0 + m - 1), polopt_strerror(rc));
+            break;
+        }
+        for (i = 0; i < m; ++i) { /* w = pi(a_i | x_i) / p_i, for a pi(a_i | x_i) in [0, 1] */
+            if (!(w[i] >= 0.0 && w[i] <= 1.0)) {
+                rc = polopt__fail(NULL, hooks, POLOPT_ERR_DOMAIN, "%s: the target's probability of round %lu is %g, "
+                                  "not in [0, 1]", fn, (unsigned long)(i0 + i), w[i]);
+                break;
+            }
+            if (!(d->propensity[i0 + i] > 0.0f && d->propensity[i0 + i] <= 1.0f)) {
+                rc = polopt__fail(NULL, hooks, POLOPT_ERR_DOMAIN, "%s: round %lu has propensity %g, outside (0, 1]",
+                                  fn, (unsigned long)(i0 + i), (double)d->propensity[i0 + i]);
+                break;
+            }
+            w[i] /= (double)d->propensity[i0 + i];
+        }
+        if (rc == POLOPT_OK) {
+            rc = polopt_ope_acc_add(&acc, m, w, d->reward + i0, with_model ? q : NULL, with_model ? dm : NULL);
+            if (rc != POLOPT_OK) polopt__fail(NULL, hooks, rc, "%s: rounds %lu to %lu: %s", fn, (unsigned long)i0,
+                                              (unsigned long)(i0 + m - 1), acc.err.message);
+        }
+    }
+    if (rc == POLOPT_OK) rc = polopt_ope_acc_finish(&acc, out);
+    polopt_ope_acc_free(&acc);
+    return rc;
+}
+
+/* The dense target as a callback: rows of probabilities, and the model's predictions for every action. */
+typedef struct polopt__dense_target {
+    const float *target, *q_hat;
+} polopt__dense_target;
+
+static polopt_result polopt__dense_target_fn(void *user, const polopt_logged *d, size_t first, size_t n, double *prob,
+                                             float *q, float *dm)
+{
+    const polopt__dense_target *t = (const polopt__dense_target *)user;
+    const size_t A = d->n_actions;
+    size_t k, a;
+    for (k = 0; k < n; ++k) {
+        const size_t row = first + k;
+        const float *pi = t->target + row * A;
+        prob[k] = pi[d->action[row]];
+        if (q) {
+            const float *qh = t->q_hat + row * A;
+            double s = 0.0;
+            for (a = 0; a < A; ++a) s += (double)pi[a] * qh[a];
+            q[k] = qh[d->action[row]];
+            dm[k] = (float)s;
+        }
+    }
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_ope_evaluate(const polopt_logged *d, const float *target, const float *q_hat,
+                                             const polopt_ope_config *config, polopt_ope_estimate out[POLOPT_OPE_COUNT])
+{
+    static const char *fn = "polopt_ope_evaluate";
+    const polopt_hooks *hooks = config ? &config->hooks : &polopt__no_hooks;
+    polopt__dense_target t;
+    size_t i, a, bad, A;
+    if (!d || !d->action || !target || !out)
+        return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: data, its actions, target and out are required",
+                            fn);
     A = d->n_actions;
-    if (d->n < 2 || A == 0) return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: fewer than 2 rounds", fn);
-    for (i = 0; i < d->n; ++i) { /* the target: a distribution in every row */
+    if (A == 0) return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: the data has no actions", fn);
+    for (i = 0; i < d->n; ++i) { /* the target: a distribution in every row; the logged actions in range */
         double total = 0.0;
+        if (d->action[i] >= A)
+            return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: round %lu took action %lu of %lu", fn,
+                                (unsigned long)i, (unsigned long)d->action[i], (unsigned long)A);
         if (polopt_check_finite(A, target + i * A, &bad) != POLOPT_OK)
             return polopt__fail(NULL, hooks, POLOPT_ERR_NONFINITE, "%s: target[%lu][%lu] is not finite", fn,
                                 (unsigned long)i, (unsigned long)bad);
@@ -5623,28 +5708,8 @@ POLOPT_DEF polopt_result polopt_ope_evaluate(const polopt_logged *d, const float
             return polopt__fail(NULL, hooks, POLOPT_ERR_NONFINITE, "%s: q_hat[%lu][%lu] is not finite", fn,
                                 (unsigned long)i, (unsigned long)bad);
     }
-    if ((rc = polopt_ope_acc_init(&acc, config)) != POLOPT_OK) return rc;
-    for (i0 = 0; i0 < d->n && rc == POLOPT_OK; i0 += POLOPT__OPE_CHUNK) {
-        const size_t m = d->n - i0 < POLOPT__OPE_CHUNK ? d->n - i0 : POLOPT__OPE_CHUNK;
-        for (i = 0; i < m; ++i) {
-            const size_t row = i0 + i;
-            const float *pi = target + row * A;
-            w[i] = (double)pi[d->action[row]] / (double)d->propensity[row];
-            r[i] = d->reward[row];
-            if (q_hat) {
-                const float *qh = q_hat + row * A;
-                double s = 0.0;
-                for (a = 0; a < A; ++a) s += (double)pi[a] * qh[a];
-                q[i] = qh[d->action[row]];
-                dm[i] = (float)s;
-            }
-        }
-        rc = polopt_ope_acc_add(&acc, m, w, r, q_hat ? q : NULL, q_hat ? dm : NULL);
-    }
-    if (rc == POLOPT_OK) rc = polopt_ope_acc_finish(&acc, out);
-    else polopt__fail(NULL, hooks, rc, "%s: %s", fn, acc.err.message);
-    polopt_ope_acc_free(&acc);
-    return rc;
+    t.target = target, t.q_hat = q_hat;
+    return polopt_ope_evaluate_fn(d, polopt__dense_target_fn, &t, q_hat != NULL, config, out);
 }
 
 /* Reward models ------------------------------------------------------------------------------------------- */

@@ -422,6 +422,93 @@ static void ope_bad_targets(void)
     CHECK_RC(polopt_ope_evaluate(&d, target, NULL, NULL, e), POLOPT_ERR_NONFINITE);
 }
 
+/* The callback form of the target, for huge catalogues: estimates equal the sums of the formulas computed here
+   directly; every round is asked for once, in order; bad probabilities and failing callbacks are reported. */
+typedef struct target_cb {
+    const float *target, *q_hat;
+    size_t next, calls, bad_round, fail_call;
+} target_cb;
+
+static polopt_result target_cb_fn(void *user, const polopt_logged *d, size_t first, size_t n, double *prob, float *q,
+                                  float *dm)
+{
+    target_cb *t = (target_cb *)user;
+    size_t k, a;
+    if (first != t->next) return POLOPT_ERR_INVALID_ARG; /* out of order, or asked twice */
+    t->next = first + n;
+    if (++t->calls == t->fail_call) return POLOPT_ERR_IO;
+    for (k = 0; k < n; ++k) {
+        const size_t i = first + k;
+        prob[k] = i == t->bad_round ? 1.5 : t->target[i * SB_A + d->action[i]];
+        if (q) {
+            double s = 0.0;
+            for (a = 0; a < SB_A; ++a) s += (double)t->target[i * SB_A + a] * t->q_hat[i * SB_A + a];
+            q[k] = t->q_hat[i * SB_A + d->action[i]];
+            dm[k] = (float)s;
+        }
+    }
+    return POLOPT_OK;
+}
+
+static void keep_message(void *user, polopt_result code, const char *message)
+{
+    (void)code;
+    strncpy((char *)user, message, 255);
+}
+
+static void ope_target_callback(void)
+{
+    enum { N = 2500 }; /* three calls of up to 1024 rounds */
+    static bandit b;
+    float *target = (float *)malloc(N * SB_A * sizeof(float)), *q = (float *)malloc(N * SB_A * sizeof(float));
+    polopt_ope_config c = polopt_ope_config_default();
+    polopt_ope_estimate e[POLOPT_OPE_COUNT];
+    polopt_logged d;
+    polopt_rng rng;
+    target_cb t;
+    char message[256] = {0};
+    double ips = 0.0, dr = 0.0;
+    size_t i, a;
+    bandit_make(&b);
+    polopt_rng_seed(&rng, 8);
+    bandit_log(&b, &rng, N, &d, target, q, 0, 0);
+    for (i = 0; i < N; ++i) { /* the reference: IPS and DR summed from their formulas */
+        const double w = (double)target[i * SB_A + d.action[i]] / d.propensity[i];
+        double dm = 0.0;
+        for (a = 0; a < SB_A; ++a) dm += (double)target[i * SB_A + a] * q[i * SB_A + a];
+        ips += w * d.reward[i];
+        dr += dm + w * (d.reward[i] - q[i * SB_A + d.action[i]]);
+    }
+    c.bootstrap = 0;
+    c.hooks.log = keep_message, c.hooks.log_user = message;
+    memset(&t, 0, sizeof t);
+    t.target = target, t.q_hat = q, t.bad_round = t.fail_call = (size_t)-1;
+    CHECK_OK(polopt_ope_evaluate_fn(&d, target_cb_fn, &t, 1, &c, e));
+    CHECK(t.next == N && t.calls == 3);
+    CHECK_NEAR(e[POLOPT_OPE_IPS].value, ips / N, 1e-12 * (1 + ips / N));
+    CHECK_NEAR(e[POLOPT_OPE_DR].value, dr / N, 1e-6);
+    memset(&t, 0, sizeof t); /* without a model: the model-based estimators are not available */
+    t.target = target, t.q_hat = q, t.bad_round = t.fail_call = (size_t)-1;
+    CHECK_OK(polopt_ope_evaluate_fn(&d, target_cb_fn, &t, 0, &c, e));
+    CHECK(e[POLOPT_OPE_SNIPS].available && !e[POLOPT_OPE_DR].available);
+    memset(&t, 0, sizeof t);
+    t.target = target, t.q_hat = q, t.bad_round = 1500, t.fail_call = (size_t)-1;
+    CHECK_RC(polopt_ope_evaluate_fn(&d, target_cb_fn, &t, 1, &c, e), POLOPT_ERR_DOMAIN);
+    CHECK(strstr(message, "probability of round 1500 is 1.5") != NULL);
+    memset(&t, 0, sizeof t);
+    t.target = target, t.q_hat = q, t.bad_round = (size_t)-1, t.fail_call = 2;
+    CHECK_RC(polopt_ope_evaluate_fn(&d, target_cb_fn, &t, 1, &c, e), POLOPT_ERR_IO);
+    CHECK(strstr(message, "callback failed on rounds 1024 to 2047") != NULL);
+    d.propensity[7] = 0.0f; /* a hand-built log with a zero propensity */
+    memset(&t, 0, sizeof t);
+    t.target = target, t.q_hat = q, t.bad_round = t.fail_call = (size_t)-1;
+    CHECK_RC(polopt_ope_evaluate_fn(&d, target_cb_fn, &t, 1, &c, e), POLOPT_ERR_DOMAIN);
+    CHECK(strstr(message, "round 7 has propensity 0") != NULL);
+    CHECK_RC(polopt_ope_evaluate_fn(&d, NULL, &t, 1, &c, e), POLOPT_ERR_INVALID_ARG);
+    free_log(&d);
+    free(target), free(q);
+}
+
 /* Every allocation of the CSV reader, the accumulator and the model fails in turn, cleanly. */
 static void ope_allocation_failures_are_clean(void)
 {
@@ -481,5 +568,6 @@ const th_test th_suite_ope[] = {TH(ope_small_case_by_hand),      TH(ope_ips_and_
                                 TH(ope_identities),               TH(ope_bootstrap_coverage),
                                 TH(ope_csv_messages),             TH(ope_csv_streams),
                                 TH(ope_streaming_equals_batch),   TH(ope_reward_models),
-                                TH(ope_bad_targets),              TH(ope_allocation_failures_are_clean),
+                                TH(ope_bad_targets),              TH(ope_target_callback),
+                                TH(ope_allocation_failures_are_clean),
                                 TH_END};
