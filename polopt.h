@@ -742,7 +742,8 @@ POLOPT_DEF polopt_csv_config polopt_csv_config_default(void);
 /* Open a CSV log and read its header. */
 POLOPT_DEF polopt_result polopt_csv_open(polopt_csv_reader *reader, const char *path, const polopt_csv_config *config);
 /* Append up to max_rows rows to data (set up by a previous read, or zeroed: it is then given the reader's dimension
-   and hooks).  *out_rows: rows appended, 0 at the end of the file.  On an error, data keeps the rows before it. */
+   and hooks).  *out_rows: rows appended, 0 at the end of the file.  On an error, data keeps the rows before it.
+   To stream a file in fixed memory, set data->n = 0 before each read: the arrays are reused. */
 POLOPT_DEF polopt_result polopt_csv_read(polopt_csv_reader *reader, polopt_logged *data, size_t max_rows,
                                          size_t *out_rows);
 POLOPT_DEF void polopt_csv_close(polopt_csv_reader *reader);

@@ -307,8 +307,39 @@ static void ope_csv_streams(void)
     polopt_csv_close(&rd);
     CHECK(total == 5000 && all.n == 5000 && parts.n == 5000 && all.n_actions == 7);
     CHECK(memcmp(all.action, parts.action, 5000 * 4) == 0 && memcmp(all.propensity, parts.propensity, 5000 * 4) == 0);
-    polopt_logged_free(&all);
     polopt_logged_free(&parts);
+    { /* in fixed memory: blocks of 500 rounds, the data emptied between reads, the estimates accumulated; they
+         equal the evaluation of the whole file loaded at once (the uniform target over 7 actions) */
+        float *uniform = (float *)malloc(5000 * 7 * sizeof(float));
+        double w[500];
+        polopt_ope_acc acc;
+        polopt_ope_estimate whole[POLOPT_OPE_COUNT], streamed[POLOPT_OPE_COUNT];
+        int e;
+        for (i = 0; i < 5000 * 7; ++i) uniform[i] = 1.0f / 7.0f;
+        CHECK_OK(polopt_ope_evaluate(&all, uniform, NULL, NULL, whole));
+        CHECK_OK(polopt_csv_open(&rd, "build/test_stream.csv", &c));
+        CHECK_OK(polopt_ope_acc_init(&acc, NULL));
+        memset(&parts, 0, sizeof parts);
+        for (;;) {
+            parts.n = 0;
+            CHECK_OK(polopt_csv_read(&rd, &parts, 500, &got));
+            if (got == 0) break;
+            for (i = 0; i < got; ++i) w[i] = (double)(1.0f / 7.0f) / parts.propensity[i];
+            CHECK_OK(polopt_ope_acc_add(&acc, got, w, parts.reward, NULL, NULL));
+        }
+        CHECK(parts.capacity == 1024); /* the first allocation (1024 rounds), never grown */
+        CHECK_OK(polopt_ope_acc_finish(&acc, streamed));
+        for (e = 0; e <= POLOPT_OPE_SNIPS; ++e) {
+            CHECK_NEAR(streamed[e].value, whole[e].value, 1e-12);
+            CHECK_NEAR(streamed[e].ci_low, whole[e].ci_low, 1e-12);
+            CHECK_NEAR(streamed[e].ci_high, whole[e].ci_high, 1e-12);
+        }
+        polopt_ope_acc_free(&acc);
+        polopt_csv_close(&rd);
+        polopt_logged_free(&parts);
+        free(uniform);
+    }
+    polopt_logged_free(&all);
     remove("build/test_stream.csv");
 }
 
