@@ -729,8 +729,8 @@ typedef struct polopt_csv_reader {
     polopt_csv_config config;
     void *file;          /* the FILE being read */
     const char *path;
-    char *line;
-    size_t line_cap, line_no, n_columns, dim;
+    char *line, *block;  /* the current line; the file read a block at a time */
+    size_t line_cap, line_no, n_columns, dim, block_at, block_len;
     long *columns;      /* the column of action, propensity, reward, position, then numeric and categorical */
     size_t *field_at;   /* where each field of the current line starts */
     char *levels;       /* n_categorical x max_levels names of up to 64 bytes */
@@ -800,7 +800,10 @@ typedef struct polopt_ope_acc {
     polopt_ope_config config;
     size_t n;
     int has_model;
-    double sum[24];       /* sums of the row terms and of their squares and products (see the implementation) */
+    double sum[8];        /* sums of the row terms (see the implementation) */
+    double mean[7];       /* running means of the terms t1..t7 */
+    double comoment[49];  /* their co-moments sum (t_j - mean_j)(t_k - mean_k), updated as Welford does */
+    double ess[5];        /* sums of w^2, min(w, clip), min(w, clip)^2, the Switch-DR weights and their squares */
     double *boot;         /* bootstrap x 8 weighted sums of the row terms */
     polopt_rng rng;
     polopt_error err;
@@ -863,7 +866,7 @@ POLOPT_DEF polopt_model_config polopt_model_config_default(void);
 POLOPT_DEF polopt_result polopt_reward_model_fit(polopt_reward_model *model, const polopt_logged *data,
                                                  const uint32_t *rows, size_t n_rows,
                                                  const polopt_model_config *config);
-/* r_M(a, x) for every action a (out: n_actions floats). */
+/* r_M(a, x) for every action a (out: n_actions floats); POLOPT_ERR_NONFINITE if x is not finite. */
 POLOPT_DEF polopt_result polopt_reward_model_predict(const polopt_reward_model *model, const float *x, float *out);
 POLOPT_DEF void polopt_reward_model_free(polopt_reward_model *model);
 /* Cross-fitting: the rounds split into config->folds folds at random; each fold predicted (for every action) by a
@@ -4315,6 +4318,10 @@ static polopt_result polopt__feedback_c(const polopt_dataset *d, uint32_t ctx, s
                             ctx, fb->action[ctx], (unsigned long)P, (double)fb->propensity[ctx], (double)fb->reward[ctx]);
     if ((rc = polopt__model_rewards(d, ctx, 1, fb->action + ctx, &r_model, err, hooks)) != POLOPT_OK) return rc;
     *out_c = ((double)fb->reward[ctx] - r_model) / (fb->propensity[ctx] > fb->tau ? fb->propensity[ctx] : fb->tau);
+    if (!(fabs(*out_c) <= 1e30)) /* far past any meaningful reward; its products would overflow single precision */
+        return polopt__fail(err, hooks, POLOPT_ERR_NONFINITE,
+                            "the weighted logged reward of context %u, (r - r_M) / max(tau, p) = %g, is out of range "
+                            "(set tau)", ctx, *out_c);
     return POLOPT_OK;
 }
 
@@ -5022,25 +5029,47 @@ POLOPT_DEF void polopt_csv_close(polopt_csv_reader *r)
     h = r->config.hooks;
     if (r->file) fclose((FILE *)r->file);
     polopt__dealloc(&h, r->line);
+    polopt__dealloc(&h, r->block);
     polopt__dealloc(&h, r->columns);
     polopt__dealloc(&h, r->field_at);
     polopt__dealloc(&h, r->levels);
     polopt__dealloc(&h, r->n_levels);
     r->file = NULL;
-    r->line = r->levels = NULL;
+    r->line = r->block = r->levels = NULL;
     r->columns = NULL;
     r->field_at = r->n_levels = NULL;
 }
 
-/* The next line of the file into r->line, without its line break; *eof at the end.  Lines of any length. */
+/* The next line of the file into r->line, without its line break; *eof at the end.  Lines of any length.  The file
+   is read in blocks and the line cut out of them with memchr; a NUL byte (a binary or UTF-16 file) is an error. */
+#define POLOPT__CSV_BLOCK 65536
 static polopt_result polopt__csv_getline(polopt_csv_reader *r, int *eof, const char *fn)
 {
     size_t len = 0;
     *eof = 0;
     for (;;) {
-        if (len + 2 > r->line_cap) {
-            const size_t cap = r->line_cap ? 2 * r->line_cap : 4096;
+        const char *start, *nl;
+        size_t take;
+        if (r->block_at == r->block_len) { /* the block is used up: read the next one */
+            r->block_at = 0;
+            r->block_len = fread(r->block, 1, POLOPT__CSV_BLOCK, (FILE *)r->file);
+            if (r->block_len == 0) {
+                if (ferror((FILE *)r->file))
+                    return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_IO, "%s: %s: read error", fn, r->path);
+                if (len == 0) {
+                    *eof = 1;
+                    return POLOPT_OK;
+                }
+                break; /* a last line without a line break */
+            }
+        }
+        start = r->block + r->block_at;
+        nl = (const char *)memchr(start, '\n', r->block_len - r->block_at);
+        take = nl ? (size_t)(nl - start) : r->block_len - r->block_at;
+        if (len + take + 1 > r->line_cap) {
+            size_t cap = r->line_cap ? r->line_cap : 4096;
             void *p;
+            while (cap < len + take + 1) cap *= 2;
             if (cap > POLOPT__MAX_LINE)
                 return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s, line %lu: longer than 64 MiB",
                                     fn, r->path, (unsigned long)(r->line_no + 1));
@@ -5049,19 +5078,17 @@ static polopt_result polopt__csv_getline(polopt_csv_reader *r, int *eof, const c
             r->line = (char *)p;
             r->line_cap = cap;
         }
-        if (!fgets(r->line + len, (int)(r->line_cap - len < INT_MAX ? r->line_cap - len : INT_MAX), (FILE *)r->file)) {
-            if (ferror((FILE *)r->file))
-                return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_IO, "%s: %s: read error", fn, r->path);
-            if (len == 0) {
-                *eof = 1;
-                return POLOPT_OK;
-            }
-            break; /* a last line without a line break */
-        }
-        len += strlen(r->line + len);
-        if (len && r->line[len - 1] == '\n') break;
+        if (memchr(start, '\0', take))
+            return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT,
+                                "%s: %s, line %lu holds a NUL byte: not a text CSV file (UTF-16?)", fn, r->path,
+                                (unsigned long)(r->line_no + 1));
+        memcpy(r->line + len, start, take);
+        len += take;
+        r->block_at += take + (nl != NULL);
+        if (nl) break;
     }
-    while (len && (r->line[len - 1] == '\n' || r->line[len - 1] == '\r')) r->line[--len] = '\0';
+    while (len && r->line[len - 1] == '\r') --len;
+    r->line[len] = '\0';
     r->line_no += 1;
     return POLOPT_OK;
 }
@@ -5118,8 +5145,13 @@ POLOPT_DEF polopt_result polopt_csv_open(polopt_csv_reader *r, const char *path,
     if (config->n_categorical && (config->max_levels < 1 || config->max_levels > 4096))
         return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_INVALID_ARG,
                             "%s: config.max_levels = %lu must be in [1, 4096]", fn, (unsigned long)config->max_levels);
+    r->block = (char *)polopt__alloc(&r->config.hooks, POLOPT__CSV_BLOCK, 1, &rc);
+    if (!r->block) return polopt__fail(&r->err, &r->config.hooks, rc, "%s: out of memory", fn);
     r->file = fopen(path, "rb");
-    if (!r->file) return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_IO, "%s: cannot open %s", fn, path);
+    if (!r->file) {
+        rc = polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_IO, "%s: cannot open %s", fn, path);
+        goto fail;
+    }
     if ((rc = polopt__csv_getline(r, &eof, fn)) != POLOPT_OK) goto fail;
     if (eof) {
         rc = polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s is empty: no header line", fn, path);
@@ -5158,7 +5190,15 @@ POLOPT_DEF polopt_result polopt_csv_open(polopt_csv_reader *r, const char *path,
                            : k < POLOPT__COL_FEATURES + config->n_numeric ? config->numeric[k - POLOPT__COL_FEATURES]
                                                                            : config->categorical[k - POLOPT__COL_FEATURES - config->n_numeric];
         r->columns[k] = -1;
-        if (!name) continue; /* no position column */
+        if (!name && k == POLOPT__COL_POSITION) continue; /* no slates */
+        if (!name) {
+            rc = polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.%s[%lu] is NULL", fn,
+                              k < POLOPT__COL_FEATURES + config->n_numeric ? "numeric" : "categorical",
+                              (unsigned long)(k < POLOPT__COL_FEATURES + config->n_numeric
+                                                  ? k - POLOPT__COL_FEATURES
+                                                  : k - POLOPT__COL_FEATURES - config->n_numeric));
+            goto fail;
+        }
         for (c = 0; c < r->n_columns && r->columns[k] < 0; ++c)
             if (strcmp(r->line + r->field_at[c], name) == 0) r->columns[k] = (long)c;
         if (r->columns[k] < 0) {
@@ -5283,8 +5323,8 @@ POLOPT_DEF polopt_result polopt_csv_read(polopt_csv_reader *r, polopt_logged *d,
         if (c->n_actions && v >= (double)c->n_actions) POLOPT__BAD(POLOPT__COL_ACTION, "is an unknown action")
         d->action[i] = (uint32_t)v;
         field = POLOPT__FIELD(POLOPT__COL_PROPENSITY);
-        if (!polopt__parse_double(field, &v) || !(v > 0.0 && v <= 1.0))
-            POLOPT__BAD(POLOPT__COL_PROPENSITY, "is not a propensity in (0, 1]")
+        if (!polopt__parse_double(field, &v) || !(v > 0.0 && v <= 1.0 && (float)v > 0.0f)) /* > 0 as a float too */
+            POLOPT__BAD(POLOPT__COL_PROPENSITY, "is not a propensity in (0, 1] (as a float)")
         d->propensity[i] = (float)v;
         field = POLOPT__FIELD(POLOPT__COL_REWARD);
         if (!polopt__parse_double(field, &v) || !(fabs(v) <= FLT_MAX)) POLOPT__BAD(POLOPT__COL_REWARD, "is not a finite number")
@@ -5368,14 +5408,14 @@ POLOPT_DEF polopt_result polopt_logged_load_csv(polopt_logged *d, const char *pa
      t0 = 1   t1 = w r   t2 = min(w, clip) r   t3 = w   t4 = dm   t5 = w (r - q)   t6 = min(w, clip) (r - q)
      t7 = 1[w <= switch] w (r - q)
    IPS = S1/S0, clipped IPS = S2/S0, SNIPS = S1/S3, DM = S4/S0, DR = (S4+S5)/S0, clipped DR = (S4+S6)/S0,
-   SNDR = S4/S0 + S5/S3, Switch-DR = (S4+S7)/S0.  The accumulator also keeps the squares and products the standard
-   errors and effective sample sizes need, in sum[8..23] (named below). */
+   SNDR = S4/S0 + S5/S3, Switch-DR = (S4+S7)/S0.
+   Every standard error is that of a linear combination a^T t of the terms: for the six means the combination
+   itself (DR: t4 + t5), for SNIPS and SNDR their influence functions (the delta method).  So the accumulator keeps the
+   co-moment matrix C of t1..t7, and Var(a^T t) = a^T C a / (n - 1).  C is updated row by row as Welford does for a
+   variance (deviations from the running mean), which keeps its precision where sum t^2 - n mean^2 would cancel. */
 #define POLOPT__OPE_TERMS 8
-enum {
-    POLOPT__SQ_IPS = 8, POLOPT__SQ_CIPS, POLOPT__SQ_DM, POLOPT__SQ_DR, POLOPT__SQ_CDR, POLOPT__SQ_SWITCH,
-    POLOPT__SQ_W, POLOPT__SQ_CW, POLOPT__SUM_CW, POLOPT__SQ_SW, POLOPT__SUM_SW, POLOPT__X_WR_W, POLOPT__X_DM_D,
-    POLOPT__X_DM_W, POLOPT__SQ_D, POLOPT__X_D_W
-};
+#define POLOPT__OPE_MOMENTS 7
+enum { POLOPT__ESS_W2, POLOPT__ESS_CW, POLOPT__ESS_CW2, POLOPT__ESS_SW, POLOPT__ESS_SW2 };
 
 static const char *const polopt__ope_names[POLOPT_OPE_COUNT] = {"IPS", "clipped IPS", "SNIPS", "DM", "DR",
                                                                 "clipped DR", "SNDR", "Switch-DR"};
@@ -5464,27 +5504,23 @@ POLOPT_DEF polopt_result polopt_ope_acc_add(polopt_ope_acc *acc, size_t n, const
     for (i = 0; i < n; ++i) {
         const double cw = w[i] < clip ? w[i] : clip, d = q ? (double)r[i] - q[i] : 0.0, m = dm ? dm[i] : 0.0;
         const double swi = w[i] <= sw ? w[i] : 0.0;
-        double t[POLOPT__OPE_TERMS], *s = acc->sum;
-        int k;
+        double t[POLOPT__OPE_TERMS], dev[POLOPT__OPE_MOMENTS], *mean = acc->mean, *C = acc->comoment;
+        const double rows = (double)(acc->n + i + 1);
+        int j, k;
         t[0] = 1.0, t[1] = w[i] * r[i], t[2] = cw * r[i], t[3] = w[i];
         t[4] = m, t[5] = w[i] * d, t[6] = cw * d, t[7] = swi * d;
-        for (k = 0; k < POLOPT__OPE_TERMS; ++k) s[k] += t[k];
-        s[POLOPT__SQ_IPS] += t[1] * t[1];
-        s[POLOPT__SQ_CIPS] += t[2] * t[2];
-        s[POLOPT__SQ_DM] += t[4] * t[4];
-        s[POLOPT__SQ_DR] += (t[4] + t[5]) * (t[4] + t[5]);
-        s[POLOPT__SQ_CDR] += (t[4] + t[6]) * (t[4] + t[6]);
-        s[POLOPT__SQ_SWITCH] += (t[4] + t[7]) * (t[4] + t[7]);
-        s[POLOPT__SQ_W] += w[i] * w[i];
-        s[POLOPT__SQ_CW] += cw * cw;
-        s[POLOPT__SUM_CW] += cw;
-        s[POLOPT__SQ_SW] += swi * swi;
-        s[POLOPT__SUM_SW] += swi;
-        s[POLOPT__X_WR_W] += t[1] * t[3];
-        s[POLOPT__X_DM_D] += t[4] * t[5];
-        s[POLOPT__X_DM_W] += t[4] * t[3];
-        s[POLOPT__SQ_D] += t[5] * t[5];
-        s[POLOPT__X_D_W] += t[5] * t[3];
+        for (k = 0; k < POLOPT__OPE_TERMS; ++k) acc->sum[k] += t[k];
+        for (j = 0; j < POLOPT__OPE_MOMENTS; ++j) { /* Welford: C += (t - old mean)(t - new mean)^T */
+            dev[j] = t[j + 1] - mean[j];
+            mean[j] += dev[j] / rows;
+        }
+        for (j = 0; j < POLOPT__OPE_MOMENTS; ++j)
+            for (k = j; k < POLOPT__OPE_MOMENTS; ++k) C[j * POLOPT__OPE_MOMENTS + k] += dev[j] * (t[k + 1] - mean[k]);
+        acc->ess[POLOPT__ESS_W2] += w[i] * w[i];
+        acc->ess[POLOPT__ESS_CW] += cw;
+        acc->ess[POLOPT__ESS_CW2] += cw * cw;
+        acc->ess[POLOPT__ESS_SW] += swi;
+        acc->ess[POLOPT__ESS_SW2] += swi * swi;
         for (b = 0; b < acc->config.bootstrap; ++b) { /* Poisson bootstrap: no stored rows */
             const int count = polopt__poisson1(&acc->rng);
             double *bs = acc->boot + b * POLOPT__OPE_TERMS;
@@ -5524,6 +5560,26 @@ static double polopt__quantile(const double *v, size_t n, double q)
     return lo + 1 < n ? v[lo] + (at - (double)lo) * (v[lo + 1] - v[lo]) : v[n - 1];
 }
 
+static int polopt__finite_doubles(size_t n, const double *x)
+{
+    size_t i;
+    for (i = 0; i < n; ++i)
+        if (!(fabs(x[i]) <= DBL_MAX)) return 0;
+    return 1;
+}
+
+/* a^T C a for the co-moments C (upper triangle kept): the sum of squared deviations of a^T t (clamped at 0). */
+static double polopt__ope_quadratic(const double *C, const double *a)
+{
+    double q = 0.0;
+    int j, k;
+    for (j = 0; j < POLOPT__OPE_MOMENTS; ++j) {
+        q += a[j] * a[j] * C[j * POLOPT__OPE_MOMENTS + j];
+        for (k = j + 1; k < POLOPT__OPE_MOMENTS; ++k) q += 2.0 * a[j] * a[k] * C[j * POLOPT__OPE_MOMENTS + k];
+    }
+    return q > 0.0 ? q : 0.0;
+}
+
 POLOPT_DEF polopt_result polopt_ope_acc_finish(const polopt_ope_acc *acc, polopt_ope_estimate out[POLOPT_OPE_COUNT])
 {
     static const char *fn = "polopt_ope_acc_finish";
@@ -5540,29 +5596,30 @@ POLOPT_DEF polopt_result polopt_ope_acc_finish(const polopt_ope_acc *acc, polopt
     n = (double)acc->n;
     B = acc->config.bootstrap;
     polopt__ope_values(s, v);
-    { /* standard errors: sample variance over n for the means, the delta method for the two ratios */
-        const double mean_sq[6] = {s[POLOPT__SQ_IPS], s[POLOPT__SQ_CIPS], s[POLOPT__SQ_DM],
-                                   s[POLOPT__SQ_DR], s[POLOPT__SQ_CDR], s[POLOPT__SQ_SWITCH]};
+    if (!polopt__finite_doubles(POLOPT__OPE_TERMS, s) ||
+        !polopt__finite_doubles(POLOPT__OPE_MOMENTS * POLOPT__OPE_MOMENTS, acc->comoment) ||
+        !polopt__finite_doubles(5, acc->ess) || !polopt__finite_doubles(B * POLOPT__OPE_TERMS, acc->boot))
+        return polopt__fail(NULL, &acc->config.hooks, POLOPT_ERR_NONFINITE,
+                            "%s: the sums overflow: weights or rewards too large for double precision", fn);
+    { /* standard errors: Var(a^T t) / n for the means, the delta method for the two ratios (see above) */
+        /* the combinations, as coefficients of t1..t7 */
+        static const double mean_terms[6][POLOPT__OPE_MOMENTS] = {
+            {1, 0, 0, 0, 0, 0, 0}, {0, 1, 0, 0, 0, 0, 0}, {0, 0, 0, 1, 0, 0, 0},
+            {0, 0, 0, 1, 1, 0, 0}, {0, 0, 0, 1, 0, 1, 0}, {0, 0, 0, 1, 0, 0, 1}};
         static const int which[6] = {POLOPT_OPE_IPS, POLOPT_OPE_CLIPPED_IPS, POLOPT_OPE_DM,
                                      POLOPT_OPE_DR, POLOPT_OPE_CLIPPED_DR, POLOPT_OPE_SWITCH_DR};
         const double R1 = v[POLOPT_OPE_SNIPS], wbar = s[3] / n, R5 = s[3] > 0 ? s[5] / s[3] : 0.0;
-        const double mdm = s[4] / n;
         int k;
-        for (k = 0; k < 6; ++k) {
-            const double var = (mean_sq[k] - n * v[which[k]] * v[which[k]]) / (n - 1.0);
-            se2[which[k]] = (var > 0 ? var : 0.0) / n;
+        for (k = 0; k < 6; ++k) se2[which[k]] = polopt__ope_quadratic(acc->comoment, mean_terms[k]) / ((n - 1.0) * n);
+        /* SNIPS = S1 / S3: influence t1 - R t3 (mean 0), sum of squares over (sum t3)^2 */
+        {
+            const double a[POLOPT__OPE_MOMENTS] = {1, 0, -R1, 0, 0, 0, 0};
+            se2[POLOPT_OPE_SNIPS] = s[3] > 0 ? polopt__ope_quadratic(acc->comoment, a) / (s[3] * s[3]) : 0.0;
         }
-        /* SNIPS: sum (t1 - R t3)^2 / (sum t3)^2 */
-        se2[POLOPT_OPE_SNIPS] = s[3] > 0 ? (s[POLOPT__SQ_IPS] - 2 * R1 * s[POLOPT__X_WR_W] + R1 * R1 * s[POLOPT__SQ_W]) /
-                                               (s[3] * s[3])
-                                         : 0.0;
-        /* SNDR: influence psi_i = (dm_i - mean dm) + (t5_i - R t3_i) / mean w, summed in squares */
+        /* SNDR = mean t4 + S5 / S3: influence (t4 - mean t4) + (t5 - R5 t3) / mean w */
         if (s[3] > 0) {
-            const double a = s[POLOPT__SQ_DM] - n * mdm * mdm;
-            const double cross = s[POLOPT__X_DM_D] - R5 * s[POLOPT__X_DM_W];
-            const double c = s[POLOPT__SQ_D] - 2 * R5 * s[POLOPT__X_D_W] + R5 * R5 * s[POLOPT__SQ_W];
-            const double sum_psi2 = a + 2 * cross / wbar + c / (wbar * wbar);
-            se2[POLOPT_OPE_SNDR] = (sum_psi2 > 0 ? sum_psi2 : 0.0) / (n * (n - 1.0));
+            const double a[POLOPT__OPE_MOMENTS] = {0, 0, -R5 / wbar, 1, 1 / wbar, 0, 0};
+            se2[POLOPT_OPE_SNDR] = polopt__ope_quadratic(acc->comoment, a) / (n * (n - 1.0));
         } else {
             se2[POLOPT_OPE_SNDR] = se2[POLOPT_OPE_DM];
         }
@@ -5574,9 +5631,10 @@ POLOPT_DEF polopt_result polopt_ope_acc_finish(const polopt_ope_acc *acc, polopt
         out[e].ci_low = out[e].ci_high = out[e].value;
     }
     { /* effective sample sizes of the weights each estimator uses (DM uses none: n) */
-        const double ess_w = s[POLOPT__SQ_W] > 0 ? s[3] * s[3] / s[POLOPT__SQ_W] : 0.0;
-        const double ess_c = s[POLOPT__SQ_CW] > 0 ? s[POLOPT__SUM_CW] * s[POLOPT__SUM_CW] / s[POLOPT__SQ_CW] : 0.0;
-        const double ess_s = s[POLOPT__SQ_SW] > 0 ? s[POLOPT__SUM_SW] * s[POLOPT__SUM_SW] / s[POLOPT__SQ_SW] : 0.0;
+        const double *q = acc->ess;
+        const double ess_w = q[POLOPT__ESS_W2] > 0 ? s[3] / q[POLOPT__ESS_W2] * s[3] : 0.0;
+        const double ess_c = q[POLOPT__ESS_CW2] > 0 ? q[POLOPT__ESS_CW] / q[POLOPT__ESS_CW2] * q[POLOPT__ESS_CW] : 0.0;
+        const double ess_s = q[POLOPT__ESS_SW2] > 0 ? q[POLOPT__ESS_SW] / q[POLOPT__ESS_SW2] * q[POLOPT__ESS_SW] : 0.0;
         out[POLOPT_OPE_IPS].ess = out[POLOPT_OPE_SNIPS].ess = out[POLOPT_OPE_DR].ess = out[POLOPT_OPE_SNDR].ess = ess_w;
         out[POLOPT_OPE_CLIPPED_IPS].ess = out[POLOPT_OPE_CLIPPED_DR].ess = ess_c;
         out[POLOPT_OPE_SWITCH_DR].ess = ess_s;
@@ -5777,8 +5835,9 @@ POLOPT_DEF polopt_result polopt_reward_model_fit(polopt_reward_model *m, const p
     if (!m) return POLOPT_ERR_INVALID_ARG;
     memset(m, 0, sizeof *m);
     m->hooks = c.hooks;
-    if (!d || !d->action || d->n == 0 || d->n_actions == 0)
-        return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_INVALID_ARG, "%s: no logged data", fn);
+    if (!d || !d->action || !d->reward || (d->dim && !d->X) || d->n == 0 || d->n_actions == 0)
+        return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_INVALID_ARG, "%s: no logged data (or no rewards/features)",
+                            fn);
     if (c.kind != POLOPT_MODEL_RIDGE && c.kind != POLOPT_MODEL_LOGISTIC)
         return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_INVALID_ARG, "%s: config.kind = %d is unknown", fn, (int)c.kind);
     if ((rc = polopt__check_config(&m->err, &m->hooks, fn, "lambda", c.lambda, 0, 1, FLT_MAX, 0)) != POLOPT_OK ||
@@ -5792,6 +5851,10 @@ POLOPT_DEF polopt_result polopt_reward_model_fit(polopt_reward_model *m, const p
         if (row >= d->n)
             return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_INVALID_ARG, "%s: row %lu is not below n", fn,
                                 (unsigned long)row);
+        if ((d->dim && polopt_check_finite(d->dim, d->X + row * d->dim, &bad) != POLOPT_OK) ||
+            !(fabsf(d->reward[row]) <= FLT_MAX))
+            return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_NONFINITE, "%s: round %lu has a non-finite feature or "
+                                "reward", fn, (unsigned long)row);
         if (c.kind == POLOPT_MODEL_LOGISTIC && !(d->reward[row] >= 0.0f && d->reward[row] <= 1.0f))
             return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_DOMAIN,
                                 "%s: logistic regression needs rewards in [0, 1]; round %lu has %g", fn,
@@ -5818,7 +5881,7 @@ POLOPT_DEF polopt_result polopt_reward_model_fit(polopt_reward_model *m, const p
         for (n_a = 0, i = 0; i < n_rows; ++i) {
             const size_t row = rows ? rows[i] : i;
             if (d->action[row] != a) continue;
-            memcpy(phi + n_a * D1, d->X + row * D, D * sizeof(float));
+            if (D) memcpy(phi + n_a * D1, d->X + row * D, D * sizeof(float));
             phi[n_a * D1 + D] = 1.0f;
             ra[n_a++] = d->reward[row];
         }
@@ -5829,6 +5892,11 @@ POLOPT_DEF polopt_result polopt_reward_model_fit(polopt_reward_model *m, const p
             for (k = 0; k < n_a; ++k) ra[k] -= (float)r_mean;
             polopt__gemm(POLOPT_TRANS, POLOPT_NO_TRANS, D1, D1, n_a, 1.0f, phi, D1, phi, D1, 0.0f, gram, D1);
             polopt__gemv(POLOPT_TRANS, n_a, D1, 1.0f, phi, D1, ra, 0.0f, rhs);
+            if (polopt_check_finite(D1 * D1, gram, &bad) != POLOPT_OK || polopt_check_finite(D1, rhs, &bad) != POLOPT_OK) {
+                rc = polopt__fail(&m->err, &m->hooks, POLOPT_ERR_NONFINITE, "%s: the normal equations of action %lu "
+                                  "overflow single precision: scale the features or rewards", fn, (unsigned long)a);
+                goto done;
+            }
             for (i = 0; i < D1 * D1; ++i) G[i] = gram[i];
             for (i = 0; i < D1; ++i) b[i] = rhs[i];
             for (i = 0; i < D; ++i) G[i * D1 + i] += c.lambda;
@@ -5892,8 +5960,9 @@ done:
 
 POLOPT_DEF polopt_result polopt_reward_model_predict(const polopt_reward_model *m, const float *x, float *out)
 {
-    size_t a;
-    if (!m || !m->weights || !x || !out) return POLOPT_ERR_INVALID_ARG;
+    size_t a, bad;
+    if (!m || !m->weights || (m->dim && !x) || !out) return POLOPT_ERR_INVALID_ARG;
+    if (polopt_check_finite(m->dim, x, &bad) != POLOPT_OK) return POLOPT_ERR_NONFINITE;
     polopt__gemv(POLOPT_NO_TRANS, m->n_actions, m->dim, 1.0f, m->weights, m->dim + 1, x, 0.0f, out);
     for (a = 0; a < m->n_actions; ++a) {
         const float z = out[a] + m->weights[a * (m->dim + 1) + m->dim];
@@ -5915,12 +5984,15 @@ POLOPT_DEF polopt_result polopt_reward_model_crossfit(const polopt_logged *d, co
     if (c.folds < 1 || c.folds > d->n)
         return polopt__fail(NULL, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.folds = %lu must be in [1, n]", fn,
                             (unsigned long)c.folds);
+    if (d->n > (size_t)UINT32_MAX)
+        return polopt__fail(NULL, &c.hooks, POLOPT_ERR_OVERFLOW, "%s: %lu rounds: at most 2^32 - 1", fn,
+                            (unsigned long)d->n);
     order = (uint32_t *)polopt__alloc(&c.hooks, d->n, 2 * sizeof(uint32_t), &rc);
     if (!order) return polopt__fail(NULL, &c.hooks, rc, "%s: out of memory", fn);
     train = order + d->n;
     for (i = 0; i < d->n; ++i) order[i] = (uint32_t)i;
     polopt__rng_seed(&rng, c.seed);
-    polopt_rng_shuffle(&rng, d->n, order);
+    rc = polopt_rng_shuffle(&rng, d->n, order);
     /* fold of round order[i] = i mod folds; with one fold, the model is fitted and evaluated on everything */
     for (f = 0; f < c.folds && rc == POLOPT_OK; ++f) {
         polopt_reward_model m;
@@ -5931,8 +6003,11 @@ POLOPT_DEF polopt_result polopt_reward_model_crossfit(const polopt_logged *d, co
             polopt__fail(NULL, &c.hooks, rc, "%s: fold %lu: %s", fn, (unsigned long)f, m.err.message);
             break;
         }
-        for (i = f; i < d->n; i += c.folds)
-            polopt_reward_model_predict(&m, d->X + (size_t)order[i] * d->dim, out_q_hat + (size_t)order[i] * d->n_actions);
+        for (i = f; i < d->n && rc == POLOPT_OK; i += c.folds)
+            if ((rc = polopt_reward_model_predict(&m, d->dim ? d->X + (size_t)order[i] * d->dim : NULL,
+                                                  out_q_hat + (size_t)order[i] * d->n_actions)) != POLOPT_OK)
+                polopt__fail(NULL, &c.hooks, rc, "%s: round %lu has a non-finite feature", fn,
+                             (unsigned long)order[i]);
         polopt_reward_model_free(&m);
     }
     polopt__dealloc(&c.hooks, order);

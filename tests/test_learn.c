@@ -718,6 +718,12 @@ static void learn_feedback_estimators(void)
         CHECK_OK(polopt_trainer_init(&tr, &pb.policy, &pb.index, &tc));
         CHECK_RC(polopt_trainer_embedding_gradient(&tr, &pb.data, 1, &ctx, h, g, NULL), POLOPT_ERR_INVALID_ARG);
         CHECK(strstr(tr.err.message, "context 0") != NULL);
+        {
+            const float tiny_p = 1e-30f, huge_r = 1e10f; /* unclipped, (r - r_M) / p = 1e40: refused, not infinite */
+            fb.propensity = &tiny_p, fb.reward = &huge_r, fb.tau = 0.0f;
+            CHECK_RC(polopt_trainer_embedding_gradient(&tr, &pb.data, 1, &ctx, h, g, NULL), POLOPT_ERR_NONFINITE);
+            CHECK(strstr(tr.err.message, "(set tau)") != NULL);
+        }
         polopt_trainer_free(&tr);
     }
     problem_free(&pb);

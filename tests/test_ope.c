@@ -276,6 +276,7 @@ static void ope_csv_messages(void)
         {"a,p,r,x,g\n5,0.5,1,0.1,u\n", "line 2, column 'a': '5' is an unknown action", POLOPT_ERR_FORMAT},
         {"a,p,r,x,g\n1,0,1,0.1,u\n", "line 2, column 'p': '0' is not a propensity in (0, 1]", POLOPT_ERR_FORMAT},
         {"a,p,r,x,g\n1,1.5,1,0.1,u\n", "column 'p': '1.5' is not a propensity", POLOPT_ERR_FORMAT},
+        {"a,p,r,x,g\n1,1e-50,1,0.1,u\n", "'1e-50' is not a propensity in (0, 1] (as a float)", POLOPT_ERR_FORMAT},
         {"a,p,r,x,g\n1,0.5,nan,0.1,u\n", "line 2, column 'r': 'nan' is not a finite number", POLOPT_ERR_FORMAT},
         {"a,p,r,x,g\n1,0.5,1,inf,u\n", "column 'x': 'inf' is not a finite number", POLOPT_ERR_FORMAT},
         {"a,p,r,x,g\n1,0.5,1,abc,u\n", "column 'x': 'abc' is not a finite number", POLOPT_ERR_FORMAT},
@@ -302,6 +303,34 @@ static void ope_csv_messages(void)
         CHECK(d.n == 0 && d.X == NULL); /* nothing half-loaded */
     }
     CHECK_RC(polopt_logged_load_csv(&d, "build/no_such_log.csv", &c), POLOPT_ERR_IO);
+    { /* a NUL byte (a binary or UTF-16 file), with the line named */
+        static const char text[] = "a,p,r,x,g\n1,0.5,1,0.1,u\n1,0.5,\0\n1,0.1,u\n";
+        FILE *f = fopen("build/test_log.csv", "wb");
+        fwrite(text, 1, sizeof text - 1, f);
+        fclose(f);
+        CHECK_RC(polopt_logged_load_csv(&d, "build/test_log.csv", &c), POLOPT_ERR_FORMAT);
+        CHECK(strstr(d.err.message, "line 3 holds a NUL byte") != NULL);
+    }
+    { /* lines across the reader's 64 KiB blocks: one of 100,000 bytes, then 10,000 short ones */
+        FILE *f = fopen("build/test_log.csv", "wb");
+        int i;
+        fputs("a,p,r,x,g\n1,0.5,1,", f);
+        for (i = 0; i < 100000; ++i) fputc(' ', f);
+        fputs("2.5,u\n", f);
+        for (i = 0; i < 10000; ++i) fprintf(f, "%d,0.5,%d,%d,v\n", i % 5, i % 2, i);
+        fclose(f);
+        CHECK_OK(polopt_logged_load_csv(&d, "build/test_log.csv", &c));
+        CHECK(d.n == 10001 && d.X[0] == 2.5f && d.X[1] == 1.0f);
+        CHECK(d.action[10000] == 9999 % 5 && d.reward[10000] == 1.0f && d.X[10000 * d.dim] == 9999.0f);
+        polopt_logged_free(&d);
+    }
+    { /* a feature column named NULL */
+        static const char *const none[1] = {NULL};
+        polopt_csv_config bad = c;
+        bad.numeric = none;
+        CHECK_RC(load_text("a,p,r,x,g\n1,0.5,1,0.1,u\n", &bad, &d), POLOPT_ERR_INVALID_ARG);
+        CHECK(strstr(d.err.message, "config.numeric[0] is NULL") != NULL);
+    }
     /* a good file: quotes with commas, CRLF, a blank line, one-hot levels, slots from base 1 */
     c.position = "s", c.position_base = 1;
     CHECK_OK(load_text("a,p,r,x,g,s\r\n2,0.25,1,-1.5,\"u,1\",1\r\n\r\n0,1,0,2,\"v\"\"\",3\r\n", &c, &d));
@@ -461,6 +490,36 @@ static void ope_reward_models(void)
     d.reward[3] = 2.0f; /* not a probability */
     CHECK_RC(polopt_reward_model_fit(&m, &d, NULL, 0, &c), POLOPT_ERR_DOMAIN);
     CHECK(strstr(m.err.message, "round 3") != NULL);
+    /* without features (dim 0, no X): the per-action rates, by ridge */
+    {
+        polopt_logged no_x = d;
+        no_x.dim = 0, no_x.X = NULL;
+        d.reward[3] = 1.0f;
+        c = polopt_model_config_default();
+        c.lambda = 1e-3f;
+        CHECK_OK(polopt_reward_model_fit(&m, &no_x, NULL, 0, &c));
+        CHECK_OK(polopt_reward_model_predict(&m, NULL, out));
+        CHECK_NEAR(out[0], 0.2, 1e-3);
+        CHECK_NEAR(out[1], 0.7, 1e-3);
+        polopt_reward_model_free(&m);
+        no_x.reward = NULL;
+        CHECK_RC(polopt_reward_model_fit(&m, &no_x, NULL, 0, &c), POLOPT_ERR_INVALID_ARG);
+    }
+    /* a non-finite feature is named; features that overflow the normal equations are an error, not a model */
+    d.X[5 * D + 1] = NAN;
+    CHECK_RC(polopt_reward_model_fit(&m, &d, NULL, 0, &c), POLOPT_ERR_NONFINITE);
+    CHECK(strstr(m.err.message, "round 5") != NULL);
+    CHECK_RC(polopt_reward_model_crossfit(&d, &c, q1), POLOPT_ERR_NONFINITE);
+    d.X[5 * D + 1] = 1e30f;
+    CHECK_RC(polopt_reward_model_fit(&m, &d, NULL, 0, &c), POLOPT_ERR_NONFINITE);
+    CHECK(strstr(m.err.message, "overflow") != NULL);
+    d.X[5 * D + 1] = 0.0f;
+    CHECK_OK(polopt_reward_model_fit(&m, &d, NULL, 0, &c));
+    {
+        const float x[2] = {NAN, 0.0f};
+        CHECK_RC(polopt_reward_model_predict(&m, x, out), POLOPT_ERR_NONFINITE);
+    }
+    polopt_reward_model_free(&m);
     free(d.X), free(d.action), free(d.position), free(d.propensity), free(d.reward);
 }
 
@@ -568,6 +627,33 @@ static void ope_target_callback(void)
     free(target), free(q);
 }
 
+/* Standard errors keep their precision when the rewards are large and nearly equal (sum r^2 - n mean^2 would
+   cancel to 0), and sums that overflow double precision are an error, not an infinite or NaN estimate. */
+static void ope_precision_and_overflow(void)
+{
+    enum { N = 100000 };
+    double *w = (double *)malloc(N * sizeof(double));
+    float *r = (float *)malloc(N * sizeof(float));
+    const double big[3] = {1e200, 1e200, 0.0};
+    polopt_ope_estimate e[POLOPT_OPE_COUNT];
+    polopt_ope_acc acc;
+    size_t i;
+    for (i = 0; i < N; ++i) w[i] = 1.0, r[i] = i % 2 ? 1e7f + 8.0f : 1e7f; /* exact in float */
+    CHECK_OK(polopt_ope_acc_init(&acc, NULL));
+    CHECK_OK(polopt_ope_acc_add(&acc, N, w, r, NULL, NULL));
+    CHECK_OK(polopt_ope_acc_finish(&acc, e));
+    /* the sample standard deviation of N alternating values a, a + 8 is 4 sqrt(N / (N - 1)) */
+    CHECK_NEAR(e[POLOPT_OPE_IPS].std_error, 4.0 * sqrt((double)N / (N - 1.0)) / sqrt((double)N), 1e-9);
+    /* w = 1: SNIPS = IPS, its delta-method variance divided by n^2 where the sample variance of IPS has n (n - 1) */
+    CHECK_NEAR(e[POLOPT_OPE_SNIPS].std_error, e[POLOPT_OPE_IPS].std_error * sqrt((N - 1.0) / N), 1e-9);
+    polopt_ope_acc_free(&acc);
+    CHECK_OK(polopt_ope_acc_init(&acc, NULL));
+    CHECK_OK(polopt_ope_acc_add(&acc, 3, big, r, NULL, NULL));
+    CHECK_RC(polopt_ope_acc_finish(&acc, e), POLOPT_ERR_NONFINITE);
+    polopt_ope_acc_free(&acc);
+    free(w), free(r);
+}
+
 /* Every allocation of the CSV reader, the accumulator and the model fails in turn, cleanly. */
 static void ope_allocation_failures_are_clean(void)
 {
@@ -628,5 +714,6 @@ const th_test th_suite_ope[] = {TH(ope_small_case_by_hand),      TH(ope_ips_and_
                                 TH(ope_csv_messages),             TH(ope_csv_streams),
                                 TH(ope_streaming_equals_batch),   TH(ope_reward_models),
                                 TH(ope_bad_targets),              TH(ope_target_callback),
+                                TH(ope_precision_and_overflow),
                                 TH(ope_allocation_failures_are_clean),
                                 TH_END};
