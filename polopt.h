@@ -739,7 +739,9 @@ typedef struct polopt_csv_reader {
 } polopt_csv_reader;
 
 POLOPT_DEF polopt_csv_config polopt_csv_config_default(void);
-/* Open a CSV log and read its header. */
+/* Open a CSV log and read its header.  The reader keeps path and the column names of config (not copies): they must
+   outlive it.  Numbers are read by strtod, so a program that sets LC_NUMERIC to a decimal-comma locale must set
+   it back to "C" while reading. */
 POLOPT_DEF polopt_result polopt_csv_open(polopt_csv_reader *reader, const char *path, const polopt_csv_config *config);
 /* Append up to max_rows rows to data (set up by a previous read, or zeroed: it is then given the reader's dimension
    and hooks).  *out_rows: rows appended, 0 at the end of the file.  On an error, data keeps the rows before it.
