@@ -547,6 +547,14 @@ typedef struct target_cb {
     size_t next, calls, bad_round, fail_call;
 } target_cb;
 
+static target_cb target_cb_make(const float *target, const float *q_hat, size_t bad_round, size_t fail_call)
+{
+    target_cb t;
+    memset(&t, 0, sizeof t);
+    t.target = target, t.q_hat = q_hat, t.bad_round = bad_round, t.fail_call = fail_call;
+    return t;
+}
+
 static polopt_result target_cb_fn(void *user, const polopt_logged *d, size_t first, size_t n, double *prob, float *q,
                                   float *dm)
 {
@@ -599,27 +607,23 @@ static void ope_target_callback(void)
     }
     c.bootstrap = 0;
     c.hooks.log = keep_message, c.hooks.log_user = message;
-    memset(&t, 0, sizeof t);
-    t.target = target, t.q_hat = q, t.bad_round = t.fail_call = (size_t)-1;
+    t = target_cb_make(target, q, (size_t)-1, (size_t)-1);
     CHECK_OK(polopt_ope_evaluate_fn(&d, target_cb_fn, &t, 1, &c, e));
     CHECK(t.next == N && t.calls == 3);
     CHECK_NEAR(e[POLOPT_OPE_IPS].value, ips / N, 1e-12 * (1 + ips / N));
     CHECK_NEAR(e[POLOPT_OPE_DR].value, dr / N, 1e-6);
-    memset(&t, 0, sizeof t); /* without a model: the model-based estimators are not available */
-    t.target = target, t.q_hat = q, t.bad_round = t.fail_call = (size_t)-1;
+    /* without a model: the model-based estimators are not available */
+    t = target_cb_make(target, q, (size_t)-1, (size_t)-1);
     CHECK_OK(polopt_ope_evaluate_fn(&d, target_cb_fn, &t, 0, &c, e));
     CHECK(e[POLOPT_OPE_SNIPS].available && !e[POLOPT_OPE_DR].available);
-    memset(&t, 0, sizeof t);
-    t.target = target, t.q_hat = q, t.bad_round = 1500, t.fail_call = (size_t)-1;
+    t = target_cb_make(target, q, 1500, (size_t)-1);
     CHECK_RC(polopt_ope_evaluate_fn(&d, target_cb_fn, &t, 1, &c, e), POLOPT_ERR_DOMAIN);
     CHECK(strstr(message, "probability of round 1500 is 1.5") != NULL);
-    memset(&t, 0, sizeof t);
-    t.target = target, t.q_hat = q, t.bad_round = (size_t)-1, t.fail_call = 2;
+    t = target_cb_make(target, q, (size_t)-1, 2);
     CHECK_RC(polopt_ope_evaluate_fn(&d, target_cb_fn, &t, 1, &c, e), POLOPT_ERR_IO);
     CHECK(strstr(message, "callback failed on rounds 1024 to 2047") != NULL);
     d.propensity[7] = 0.0f; /* a hand-built log with a zero propensity */
-    memset(&t, 0, sizeof t);
-    t.target = target, t.q_hat = q, t.bad_round = t.fail_call = (size_t)-1;
+    t = target_cb_make(target, q, (size_t)-1, (size_t)-1);
     CHECK_RC(polopt_ope_evaluate_fn(&d, target_cb_fn, &t, 1, &c, e), POLOPT_ERR_DOMAIN);
     CHECK(strstr(message, "round 7 has propensity 0") != NULL);
     CHECK_RC(polopt_ope_evaluate_fn(&d, NULL, &t, 1, &c, e), POLOPT_ERR_INVALID_ARG);
