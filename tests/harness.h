@@ -82,6 +82,10 @@ double th_chi2_critical(size_t dof, double z);
                     th_x2_, th_crit_, (unsigned long)th_dof_, th_imp_);                                    \
     } while (0)
 
+/* The instruction sets whose kernels this build contains and this CPU runs (portable first): the kernel tests
+   run each of them.  Returns how many were written to out (at most 8). */
+size_t th_isas(polopt_isa *out);
+
 /* Deterministic test data: uniform in [lo, hi) from a fixed seed. */
 void th_fill_uniform(polopt_rng *rng, size_t n, float *x, float lo, float hi);
 

@@ -1,5 +1,5 @@
-/* Runs every suite; prints failures and a closing "<variant>: N passed, N failed".  An argument runs only the
-   tests whose "suite.name" contains it. */
+/* Runs every suite; prints failures and a closing "<variant>: N passed, N failed".  Arguments run only the tests
+   whose "suite.name" contains one of them (e.g. "linalg numerics"). */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +50,15 @@ double th_chi2_critical(size_t dof, double z)
     return k * c * c * c;
 }
 
+size_t th_isas(polopt_isa *out)
+{
+    static const polopt_isa all[] = {POLOPT_ISA_PORTABLE, POLOPT_ISA_AVX2, POLOPT_ISA_AVX512, POLOPT_ISA_NEON};
+    size_t i, n = 0;
+    for (i = 0; i < sizeof all / sizeof all[0]; ++i)
+        if (polopt_isa_supported(all[i])) out[n++] = all[i];
+    return n;
+}
+
 void th_fill_uniform(polopt_rng *rng, size_t n, float *x, float lo, float hi)
 {
     size_t i;
@@ -64,8 +73,7 @@ int main(int argc, char **argv)
     } suites[] = {{"rng", th_suite_rng},           {"linalg", th_suite_linalg}, {"numerics", th_suite_numerics},
                   {"mips", th_suite_mips},           {"learn", th_suite_learn},
                   {"ope", th_suite_ope},         {"optim", th_suite_optim},       {"synth", th_suite_synth},   {"api", th_suite_api}};
-    const char *filter = argc > 1 ? argv[1] : NULL;
-    int passed = 0, failed = 0;
+    int passed = 0, failed = 0, a, wanted;
     size_t s;
     char name[256];
     setvbuf(stdout, NULL, _IONBF, 0);
@@ -73,7 +81,8 @@ int main(int argc, char **argv)
         const th_test *t;
         for (t = suites[s].tests; t->name; ++t) {
             snprintf(name, sizeof name, "%s.%s", suites[s].name, t->name);
-            if (filter && !strstr(name, filter)) continue;
+            for (wanted = argc <= 1, a = 1; a < argc && !wanted; ++a) wanted = strstr(name, argv[a]) != NULL;
+            if (!wanted) continue;
             th_current = name;
             th_failures = 0;
             t->fn();

@@ -1,11 +1,27 @@
 #!/bin/sh
-# Runs each test command given (one shell word each, or quoted), shows its output, and ends with the total "N passed, N failed".
+# Runs each test command given (one shell word each, or quoted), JOBS at a time (default: one per processor), then
+# shows every output in the order given and ends with the total "N passed, N failed".  An argument "skip:TEXT" runs
+# nothing and prints "skipped: TEXT" (a variant whose tools are missing): it counts neither as passed nor failed.
 # Exit status: non-zero if any program failed or reported a failure.
-status=0; passed=0; failed=0
+jobs=${JOBS:-$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)}
+dir=$(mktemp -d "${TMPDIR:-/tmp}/polopt-tests.XXXXXX") || exit 1
+trap 'rm -rf "$dir"' EXIT
+i=0
 for prog in "$@"; do
-    out=$(sh -c "$prog" 2>&1) || status=1
-    printf '%s\n' "$out"
-    line=$(printf '%s\n' "$out" | grep -E '^[^ ]+: [0-9]+ passed, [0-9]+ failed$' | tail -n 1)
+    i=$((i + 1))
+    case $prog in skip:*) continue ;; esac
+    while [ $(( $(ls "$dir" | grep -c '\.started$') - $(ls "$dir" | grep -c '\.rc$') )) -ge "$jobs" ]; do sleep 0.2; done
+    : > "$dir/$i.started"
+    (sh -c "$prog" > "$dir/$i.out" 2>&1; echo $? > "$dir/$i.rc") &
+done
+wait
+status=0; passed=0; failed=0; i=0
+for prog in "$@"; do
+    i=$((i + 1))
+    case $prog in skip:*) echo "skipped: ${prog#skip:}"; continue ;; esac
+    cat "$dir/$i.out"
+    [ "$(cat "$dir/$i.rc")" = 0 ] || status=1
+    line=$(grep -E '^[^ ]+: [0-9]+ passed, [0-9]+ failed$' "$dir/$i.out" | tail -n 1)
     if [ -z "$line" ]; then
         echo "  FAIL $prog printed no summary line"; failed=$((failed + 1)); status=1; continue
     fi

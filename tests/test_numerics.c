@@ -60,6 +60,61 @@ static void numerics_softmax_matches_double(void)
         }
 }
 
+/* The max and sum-of-exponentials kernels of every instruction set: sizes around the vector widths and the chunks
+   of 256 terms, masked entries (-inf), entries far below the max (exp underflows to 0), and NaN or +inf at the
+   first, a middle and the last position (the tail loops), which must be reported with the output untouched. */
+static void numerics_kernels_agree(void)
+{
+    static const size_t sizes[] = {1, 3, 7, 8, 9, 15, 16, 17, 31, 33, 255, 256, 257, 1000, 4099};
+    polopt_isa isas[8];
+    const size_t nk = th_isas(isas);
+    polopt_rng rng;
+    size_t s, q, i, w;
+    polopt_rng_seed(&rng, 7);
+    for (s = 0; s < sizeof sizes / sizeof sizes[0]; ++s) {
+        const size_t n = sizes[s];
+        float *x = (float *)malloc(n * sizeof *x), *p = (float *)malloc(n * sizeof *p), *keep;
+        double *rp = (double *)malloc(n * sizeof *rp), *rlp = (double *)malloc(n * sizeof *rlp), rlse, lse;
+        float mx = -INFINITY;
+        th_fill_uniform(&rng, n, x, -30.0f, 30.0f);
+        for (i = 3; i < n; i += 7) x[i] = -INFINITY; /* masked */
+        if (n > 5) x[5] = -200.0f;                    /* exp(-200 - max) underflows */
+        for (i = 0; i < n; ++i) mx = x[i] > mx ? x[i] : mx;
+        ref_softmax(n, x, 2.0, rp, rlp, &rlse);
+        for (q = 0; q < nk; ++q) {
+            int bad = 0;
+            CHECK_OK(polopt_softmax_isa(isas[q], n, x, 2.0f, p));
+            CHECK_OK(polopt_logsumexp_isa(isas[q], n, x, 2.0f, &lse));
+            for (i = 0; i < n; ++i) {
+                const double y = ((double)mx - x[i]) / 2.0;
+                if (x[i] == -INFINITY) bad += p[i] != 0.0f;
+                else bad += !(fabs(p[i] - rp[i]) <= (1e-6 + 3.0 * y / 16777216.0) * rp[i] + 2e-38);
+            }
+            if (bad || !(fabs(lse - rlse) <= 1e-6 * fabs(rlse) + 1e-6))
+                th_fail(__FILE__, __LINE__, "softmax %s n = %lu: %d wrong, logsumexp %.9g vs %.9g",
+                        polopt_isa_name(isas[q]), (unsigned long)n, bad, lse, rlse);
+        }
+        keep = (float *)malloc(n * sizeof *keep);
+        for (w = 0; w < 3; ++w) {
+            const size_t at = w == 0 ? 0 : (w == 1 ? n / 2 : n - 1);
+            const float saved = x[at];
+            x[at] = w == 1 ? INFINITY : NAN;
+            memcpy(keep, x, n * sizeof *x);
+            for (q = 0; q < nk; ++q) {
+                CHECK_RC(polopt_softmax_isa(isas[q], n, x, 1.0f, x), POLOPT_ERR_NONFINITE);
+                CHECK(memcmp(keep, x, n * sizeof *x) == 0);
+                CHECK_RC(polopt_logsumexp_isa(isas[q], n, x, 1.0f, &lse), POLOPT_ERR_NONFINITE);
+            }
+            x[at] = saved;
+        }
+        free(x);
+        free(p);
+        free(keep);
+        free(rp);
+        free(rlp);
+    }
+}
+
 static void numerics_extreme_logits(void)
 {
     float x[4] = {1e30f, -1e30f, -INFINITY, 1e30f}, p[4], lp[4];
@@ -170,6 +225,6 @@ static void numerics_topk_edge_cases(void)
     CHECK_RC(polopt_argmax(0, x, idx), POLOPT_ERR_INVALID_ARG);
 }
 
-const th_test th_suite_numerics[] = {TH(numerics_softmax_matches_double), TH(numerics_extreme_logits),
+const th_test th_suite_numerics[] = {TH(numerics_softmax_matches_double), TH(numerics_kernels_agree), TH(numerics_extreme_logits),
                                      TH(numerics_masks_and_errors), TH(numerics_topk_matches_sort),
                                      TH(numerics_topk_edge_cases), TH_END};

@@ -381,7 +381,7 @@ static void ope_csv_streams(void)
             parts.n = 0;
             CHECK_OK(polopt_csv_read(&rd, &parts, 500, &got));
             if (got == 0) break;
-            for (i = 0; i < got; ++i) w[i] = (double)(1.0f / 7.0f) / parts.propensity[i];
+            for (i = 0; i < got; ++i) w[i] = (double)uniform[0] / parts.propensity[i]; /* the stored float 1/7 */
             CHECK_OK(polopt_ope_acc_add(&acc, got, w, parts.reward, NULL, NULL));
         }
         CHECK(parts.capacity == 1024); /* the first allocation (1024 rounds), never grown */
