@@ -1,6 +1,7 @@
-# polopt: `make demo` runs the main job, `make test` runs every test in every build variant.
+# polopt: `make demo` runs the main job, `make test` runs every test in every build variant this machine can build.
 
 CC     ?= cc
+CXX     = g++
 WARN    = -Wall -Wextra -Wpedantic -Werror
 C99     = -std=c99 $(WARN)
 CXX11   = -x c++ -std=c++11 $(WARN)
@@ -10,80 +11,151 @@ B       = build
 TEST_SRC = tests/main.c tests/impl.c $(sort $(wildcard tests/test_*.c))
 TEST_DEP = $(TEST_SRC) tests/harness.h polopt.h
 
-# The test suite, built seven ways: three compilers and languages on three kernels (AVX-512 with -march=native,
-# AVX2, generic SSE2), CBLAS, AddressSanitizer + UndefinedBehaviorSanitizer, and ThreadSanitizer (for the
-# threaded HNSW build and concurrent searches).
-VARIANTS = $(B)/test-gcc-c99-native $(B)/test-clang-c99-generic $(B)/test-gxx-cxx11-avx2 \
-           $(B)/test-clangxx-cxx11-native $(B)/test-gcc-cblas $(B)/test-clang-asan-ubsan $(B)/test-clang-tsan
-LINKS    = $(B)/link-c $(B)/link-cxx $(B)/link-c-user-cxx-impl $(B)/link-cxx-user-c-impl $(B)/link-static
+# ---- What this machine has.  A test variant whose tools are missing is skipped, and says which package it needs.
+have     = $(shell command -v $(1) >/dev/null 2>&1 && echo 1)
+probe    = $(shell echo 'int main(void){return 0;}' | $(1) -x c - -o /dev/null $(2) 2>/dev/null && echo 1)
+HAVE_GCC      := $(call have,gcc)
+HAVE_CLANG    := $(call have,clang)
+HAVE_GXX      := $(call have,g++)
+HAVE_CLANGXX  := $(call have,clang++)
+HAVE_CBLAS    := $(call probe,$(CC),-include cblas.h -lopenblas)
+HAVE_ASAN     := $(if $(HAVE_CLANG),$(call probe,clang,-fsanitize=address,undefined))
+HAVE_TSAN     := $(if $(HAVE_CLANG),$(call probe,clang,-fsanitize=thread))
+HAVE_SIMDE    := $(if $(HAVE_GCC),$(call probe,gcc,-mavx2 -include simde/x86/avx512.h))
+CPU_AVX2      := $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo && echo 1)
+HAVE_A64_CC   := $(call probe,aarch64-linux-gnu-gcc,-static)
+HAVE_QEMU_A64 := $(call have,qemu-aarch64)
+HAVE_I386_CC  := $(call probe,i686-linux-gnu-gcc,-static)
+# 32-bit x86 programs run natively on most x86-64 kernels; elsewhere under qemu-i386, which emulates the x87
+# floating point slowly (minutes per suite): there, the two slow statistical suites (learn, ope) are left out.
+I386_NATIVE   := $(if $(HAVE_I386_CC),$(shell echo 'int main(void){return 0;}' | i686-linux-gnu-gcc -static -x c - \
+                   -o /tmp/polopt-i386-probe 2>/dev/null && /tmp/polopt-i386-probe 2>/dev/null && echo 1; \
+                   rm -f /tmp/polopt-i386-probe))
+HAVE_QEMU_I386 := $(call have,qemu-i386)
 
-.PRECIOUS: $(B)/readme-%.c
-.PHONY: all test test-quick demo bench examples bench-programs clean
-all: $(VARIANTS) $(LINKS) $(README_EXAMPLES) examples bench-programs
+# ---- The test suite, built many ways.  Each variant: its build command, whether it can be built here, the Debian
+# package it needs otherwise, and how to run it (default: the program itself).
+#   cc-c99               the default compiler, plain -O2 as distributions build: the kernels are chosen at run time
+#   cc-c99-portable      POLOPT_NO_SIMD: only the portable C kernels
+#   gcc-c99-native       gcc -O3 -march=native
+#   clang-c99            clang -O2
+#   gxx-cxx11-avx2       the implementation as C++ (g++), AVX2 + FMA enabled at compile time
+#   clangxx-cxx11-native clang++ -march=native
+#   gcc-cblas            POLOPT_USE_CBLAS with OpenBLAS
+#   clang-asan-ubsan     AddressSanitizer + UndefinedBehaviorSanitizer (LeakSanitizer on)
+#   clang-tsan           ThreadSanitizer: the threaded HNSW build and concurrent searches
+#   gcc-avx512-emulated  the AVX-512 kernels run through SIMDe's portable intrinsics, so a CPU without AVX-512 still
+#                        tests their logic (on an AVX-512 CPU the other variants run them for real)
+#   aarch64-neon         aarch64 with the NEON kernels, under qemu-aarch64
+#   i386                 32-bit x86 (size_t of 32 bits, x87 floating point), portable kernels
+VARIANTS = cc-c99 cc-c99-portable gcc-c99-native clang-c99 gxx-cxx11-avx2 clangxx-cxx11-native gcc-cblas \
+           clang-asan-ubsan clang-tsan gcc-avx512-emulated aarch64-neon i386
 
+BUILD_cc-c99               = $(CC) $(C99) -O2
+BUILD_cc-c99-portable      = $(CC) $(C99) -O2 -DPOLOPT_NO_SIMD
+BUILD_gcc-c99-native       = gcc $(C99) -O3 -march=native
+BUILD_clang-c99            = clang $(C99) -O2
+BUILD_gxx-cxx11-avx2       = g++ $(CXX11) -O2 -mavx2 -mfma
+BUILD_clangxx-cxx11-native = clang++ $(CXX11) -O2 -march=native
+BUILD_gcc-cblas            = gcc $(C99) -O2 -march=native -DPOLOPT_USE_CBLAS
+BUILD_clang-asan-ubsan     = clang $(C99) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all
+BUILD_clang-tsan           = clang $(C99) -O1 -g -fsanitize=thread
+BUILD_gcc-avx512-emulated  = gcc $(C99) -O2 -mavx2 -mfma -Wno-psabi -DPOLOPT__EMULATE_AVX512
+BUILD_aarch64-neon         = aarch64-linux-gnu-gcc $(C99) -O2 -static
+BUILD_i386                 = i686-linux-gnu-gcc $(C99) -O2 -static
+
+OK_cc-c99               = 1
+OK_cc-c99-portable      = 1
+OK_gcc-c99-native       = $(HAVE_GCC)
+OK_clang-c99            = $(HAVE_CLANG)
+OK_gxx-cxx11-avx2       = $(if $(HAVE_GXX),$(CPU_AVX2))
+OK_clangxx-cxx11-native = $(HAVE_CLANGXX)
+OK_gcc-cblas            = $(if $(HAVE_GCC),$(HAVE_CBLAS))
+OK_clang-asan-ubsan     = $(HAVE_ASAN)
+OK_clang-tsan           = $(HAVE_TSAN)
+OK_gcc-avx512-emulated  = $(if $(HAVE_SIMDE),$(CPU_AVX2))
+OK_aarch64-neon         = $(if $(HAVE_A64_CC),$(HAVE_QEMU_A64))
+OK_i386                 = $(if $(HAVE_I386_CC),$(or $(I386_NATIVE),$(HAVE_QEMU_I386)))
+
+NEEDS_gcc-c99-native       = gcc
+NEEDS_clang-c99            = clang
+NEEDS_gxx-cxx11-avx2       = g++ and a CPU with AVX2
+NEEDS_clangxx-cxx11-native = clang
+NEEDS_gcc-cblas            = gcc, libopenblas-dev
+NEEDS_clang-asan-ubsan     = clang, libclang-rt-dev
+NEEDS_clang-tsan           = clang, libclang-rt-dev
+NEEDS_gcc-avx512-emulated  = libsimde-dev and a CPU with AVX2
+NEEDS_aarch64-neon         = gcc-aarch64-linux-gnu, libc6-dev-arm64-cross, qemu-user
+NEEDS_i386                 = gcc-i686-linux-gnu, libc6-dev-i386-cross
+
+LIBS_gcc-cblas = -lopenblas
+RUN_aarch64-neon = qemu-aarch64 $(B)/test-aarch64-neon
+RUN_i386 = $(if $(I386_NATIVE),$(B)/test-i386,qemu-i386 $(B)/test-i386 rng linalg numerics mips optim synth api)
+
+RUNNABLE = $(foreach v,$(VARIANTS),$(if $(OK_$(v)),$(v)))
+SKIPPED  = $(foreach v,$(VARIANTS),$(if $(OK_$(v)),,$(v)))
+TEST_BINS = $(patsubst %,$(B)/test-%,$(RUNNABLE))
+
+$(B)/test-%: $(TEST_DEP) | $(B)
+	$(BUILD_$*) -I. -DTH_VARIANT='"$*"' $(TEST_SRC) -o $@ $(LIBS_$*) -lm -pthread
+
+# ---- Link tests: a declarations-only user file + the implementation file, in C, C++ and both mixes; STATIC mode in
+# two translation units; and no symbol without the polopt_ prefix.
+LINKS_C   = $(B)/link-c $(B)/link-static
+LINKS_CXX = $(B)/link-cxx $(B)/link-c-user-cxx-impl $(B)/link-cxx-user-c-impl
+LINKS     = $(LINKS_C) $(if $(HAVE_GXX),$(LINKS_CXX))
+LINK_OBJS = $(B)/link/impl-c.o $(if $(HAVE_GXX),$(B)/link/impl-cxx.o)
+
+$(B)/link/impl-c.o: tests/link/impl.c polopt.h | $(B)
+	$(CC) $(C99) -O2 -I. -c $< -o $@
+$(B)/link/impl-cxx.o: tests/link/impl.c polopt.h | $(B)
+	$(CXX) $(CXX11) -O2 -I. -c $< -o $@
+$(B)/link/user-c.o: tests/link/user.c polopt.h | $(B)
+	$(CC) $(C99) -O2 -I. -c $< -o $@
+$(B)/link/user-cxx.o: tests/link/user.c polopt.h | $(B)
+	$(CXX) $(CXX11) -O2 -I. -c $< -o $@
+$(B)/link-c: $(B)/link/user-c.o $(B)/link/impl-c.o
+	$(CC) $^ -o $@ -lm -pthread
+$(B)/link-cxx: $(B)/link/user-cxx.o $(B)/link/impl-cxx.o
+	$(CXX) $^ -o $@ -lm -pthread
+$(B)/link-c-user-cxx-impl: $(B)/link/user-c.o $(B)/link/impl-cxx.o
+	$(CXX) $^ -o $@ -lm -pthread
+$(B)/link-cxx-user-c-impl: $(B)/link/user-cxx.o $(B)/link/impl-c.o
+	$(CXX) $^ -o $@ -lm -pthread
+$(B)/link-static: tests/link/static_a.c tests/link/static_b.c polopt.h | $(B)
+	$(CC) $(C99) -O2 -I. -DLINK_VARIANT='"link-static"' tests/link/static_a.c tests/link/static_b.c -o $@ -lm -pthread
+
+# ---- The examples of README.md, cut out of it, so the README cannot drift from the API.
 README_EXAMPLES = $(B)/readme-example $(B)/readme-example-mips $(B)/readme-example-train $(B)/readme-example-ope
 # Arguments of the README examples, which run in $(B)/: the OPE example reads a log of the shipped OBD sample.
 ARGS_readme-example-ope = ../../shared/data/obd/random/men/men.csv
 
-test: $(VARIANTS) $(LINKS) $(B)/link/impl-c.o $(B)/link/impl-cxx.o $(README_EXAMPLES)
-	@tests/run.sh $(VARIANTS) $(LINKS) \
-	    "tests/link/check_symbols.sh symbols $(B)/link/impl-c.o $(B)/link/impl-cxx.o" \
-	    $(foreach e,$(README_EXAMPLES),"cd $(B) && ./$(notdir $(e)) $(ARGS_$(notdir $(e))) >/dev/null && echo '$(notdir $(e)): 1 passed, 0 failed'")
-
-# The examples of README.md, cut out of it, so the README cannot drift from the API.
+.PRECIOUS: $(B)/readme-%.c
 $(B)/readme-%.c: README.md | $(B)
 	awk '/readme-$*: end/{f=0} f&&!/^```/{print} /readme-$*: begin/{f=1}' $< > $@
 $(B)/readme-%: $(B)/readme-%.c polopt.h
-	gcc $(C99) -O2 -I. $< -o $@ -lm -pthread
+	$(CC) $(C99) -O2 -I. $< -o $@ -lm -pthread
+
+.PHONY: all test test-quick demo bench examples bench-programs clean
+all: $(TEST_BINS) $(LINKS) $(README_EXAMPLES) examples bench-programs
+
+test: $(TEST_BINS) $(LINKS) $(LINK_OBJS) $(README_EXAMPLES)
+	@tests/run.sh $(foreach v,$(RUNNABLE),"$(or $(RUN_$(v)),$(B)/test-$(v))") $(LINKS) \
+	    "tests/link/check_symbols.sh symbols $(LINK_OBJS)" \
+	    $(foreach e,$(README_EXAMPLES),"cd $(B) && ./$(notdir $(e)) $(ARGS_$(notdir $(e))) >/dev/null && echo '$(notdir $(e)): 1 passed, 0 failed'") \
+	    $(foreach v,$(SKIPPED),"skip:$(v) (needs $(NEEDS_$(v)))") \
+	    $(if $(HAVE_GXX),,"skip:link tests in C++ (needs g++)")
 
 # One fast build only, for the edit-compile-test loop.
-test-quick: $(B)/test-gcc-c99-native
-	@$(B)/test-gcc-c99-native
+test-quick: $(B)/test-cc-c99
+	@$(B)/test-cc-c99
 
 $(B):
 	@mkdir -p $(B)/link
 
-$(B)/test-gcc-c99-native: $(TEST_DEP) | $(B)
-	gcc $(C99) -O2 -march=native -I. -DTH_VARIANT='"gcc-c99-native"' $(TEST_SRC) -o $@ -lm -pthread
-$(B)/test-clang-c99-generic: $(TEST_DEP) | $(B)
-	clang $(C99) -O2 -I. -DTH_VARIANT='"clang-c99-generic"' $(TEST_SRC) -o $@ -lm -pthread
-$(B)/test-gxx-cxx11-avx2: $(TEST_DEP) | $(B)
-	g++ $(CXX11) -O2 -mavx2 -mfma -I. -DTH_VARIANT='"g++-c++11-avx2"' $(TEST_SRC) -x none -o $@ -lm -pthread
-$(B)/test-clangxx-cxx11-native: $(TEST_DEP) | $(B)
-	clang++ $(CXX11) -O2 -march=native -I. -DTH_VARIANT='"clang++-c++11-native"' $(TEST_SRC) -x none -o $@ -lm -pthread
-$(B)/test-gcc-cblas: $(TEST_DEP) | $(B)
-	gcc $(C99) -O2 -march=native -DPOLOPT_USE_CBLAS -I. -DTH_VARIANT='"gcc-c99-cblas"' $(TEST_SRC) -o $@ -lopenblas -lm -pthread
-$(B)/test-clang-asan-ubsan: $(TEST_DEP) | $(B)
-	clang $(C99) -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all -I. \
-	    -DTH_VARIANT='"clang-c99-asan-ubsan"' $(TEST_SRC) -o $@ -lm -pthread
-$(B)/test-clang-tsan: $(TEST_DEP) | $(B)
-	clang $(C99) -O1 -g -fsanitize=thread -I. -DTH_VARIANT='"clang-c99-tsan"' $(TEST_SRC) -o $@ -lm -pthread
-
-# Link tests: declarations-only user file + implementation file, in C, C++ and both mixes; STATIC mode twice.
-LINK_DEP = tests/link/user.c tests/link/impl.c polopt.h | $(B)
-$(B)/link/impl-c.o: tests/link/impl.c polopt.h | $(B)
-	gcc $(C99) -O2 -I. -c $< -o $@
-$(B)/link/impl-cxx.o: tests/link/impl.c polopt.h | $(B)
-	g++ $(CXX11) -O2 -I. -c $< -o $@
-$(B)/link/user-c.o: tests/link/user.c polopt.h | $(B)
-	gcc $(C99) -O2 -I. -c $< -o $@
-$(B)/link/user-cxx.o: tests/link/user.c polopt.h | $(B)
-	g++ $(CXX11) -O2 -I. -c $< -o $@
-$(B)/link-c: $(B)/link/user-c.o $(B)/link/impl-c.o
-	gcc $^ -o $@ -lm -pthread
-$(B)/link-cxx: $(B)/link/user-cxx.o $(B)/link/impl-cxx.o
-	g++ $^ -o $@ -lm -pthread
-$(B)/link-c-user-cxx-impl: $(B)/link/user-c.o $(B)/link/impl-cxx.o
-	g++ $^ -o $@ -lm -pthread
-$(B)/link-cxx-user-c-impl: $(B)/link/user-cxx.o $(B)/link/impl-c.o
-	g++ $^ -o $@ -lm -pthread
-$(B)/link-static: tests/link/static_a.c tests/link/static_b.c polopt.h | $(B)
-	gcc $(C99) -O2 -I. -DLINK_VARIANT='"link-static"' tests/link/static_a.c tests/link/static_b.c -o $@ -lm -pthread
-
-# Examples and benchmarks
+# ---- Examples and benchmarks
 EXAMPLES = $(patsubst examples/%.c,$(B)/%,$(wildcard examples/*.c))
 BENCHES  = $(patsubst bench/%.c,$(B)/%,$(filter-out %_cblas.c,$(wildcard bench/*.c)))
-HAVE_CBLAS := $(shell echo 'int main(void){return 0;}' | $(CC) -include cblas.h -x c - -o /dev/null -lopenblas 2>/dev/null && echo 1)
 BENCH_CBLAS = $(if $(HAVE_CBLAS),-DBENCH_HAVE_CBLAS -lopenblas,)
 
 examples: $(EXAMPLES)
@@ -102,13 +174,14 @@ $(B)/bench_train: bench/bench_train.c bench/bench.h polopt.h $(if $(HAVE_CBLAS),
 	    -o $@ -lm -pthread
 
 # bench_mips runs hnswlib beside polopt when Debian's libhnswlib-dev is installed (a C++ peer), and says so if not.
-HAVE_HNSWLIB := $(wildcard /usr/include/hnswlib/hnswlib.h)
+HAVE_HNSWLIB := $(if $(HAVE_GXX),$(wildcard /usr/include/hnswlib/hnswlib.h))
 $(B)/hnswlib_peer.o: bench/hnswlib_peer.cpp | $(B)
 	g++ -std=c++11 -O3 -march=native -w -c $< -o $@
 $(B)/bench_mips: bench/bench_mips.c bench/bench.h polopt.h $(if $(HAVE_HNSWLIB),$(B)/hnswlib_peer.o) | $(B)
-	$(CC) $(C99) $(OPT) -I. $(if $(HAVE_HNSWLIB),-DBENCH_HAVE_HNSWLIB) $< $(if $(HAVE_HNSWLIB),$(B)/hnswlib_peer.o -lstdc++) -o $@ -lm -pthread
+	$(CC) $(C99) $(OPT) -I. $(if $(HAVE_HNSWLIB),-DBENCH_HAVE_HNSWLIB) $< $(if $(HAVE_HNSWLIB),$(B)/hnswlib_peer.o -lstdc++) \
+	    -o $@ -lm -pthread
 
-# The main job: train the paper's method and REINFORCE on a million-item catalogue (about two minutes).
+# The main job: train the paper's method and REINFORCE on a million-item catalogue with sparse rewards.
 demo: $(B)/02_train
 	$(B)/02_train
 
