@@ -166,20 +166,21 @@ $(B)/%: examples/%.c polopt.h | $(B)
 $(B)/bench_%: bench/bench_%.c bench/bench.h polopt.h | $(B)
 	$(CC) $(C99) $(OPT) -I. $< -o $@ $(BENCH_CBLAS) -lm -pthread
 
-# bench_train times REINFORCE a second time with CBLAS scoring, from a private copy of the library (when available).
-$(B)/bench_train_cblas.o: bench/bench_train_cblas.c polopt.h | $(B)
+# bench_train and bench_mips run the library a second time with CBLAS, from a private copy (when OpenBLAS is there).
+CBLAS_OBJ = $(if $(HAVE_CBLAS),$(B)/bench_cblas.o)
+CBLAS_LINK = $(if $(HAVE_CBLAS),-DBENCH_HAVE_CBLAS $(B)/bench_cblas.o -lopenblas)
+$(B)/bench_cblas.o: bench/bench_cblas.c bench/bench.h polopt.h | $(B)
 	$(CC) $(C99) $(OPT) -I. -c $< -o $@
-$(B)/bench_train: bench/bench_train.c bench/bench.h polopt.h $(if $(HAVE_CBLAS),$(B)/bench_train_cblas.o) | $(B)
-	$(CC) $(C99) $(OPT) -I. $(if $(HAVE_CBLAS),-DBENCH_HAVE_CBLAS) $< $(if $(HAVE_CBLAS),$(B)/bench_train_cblas.o -lopenblas) \
-	    -o $@ -lm -pthread
+$(B)/bench_train: bench/bench_train.c bench/bench.h polopt.h $(CBLAS_OBJ) | $(B)
+	$(CC) $(C99) $(OPT) -I. $< $(CBLAS_LINK) -o $@ -lm -pthread
 
 # bench_mips runs hnswlib beside polopt when Debian's libhnswlib-dev is installed (a C++ peer), and says so if not.
 HAVE_HNSWLIB := $(if $(HAVE_GXX),$(wildcard /usr/include/hnswlib/hnswlib.h))
 $(B)/hnswlib_peer.o: bench/hnswlib_peer.cpp | $(B)
 	g++ -std=c++11 -O3 -march=native -w -c $< -o $@
-$(B)/bench_mips: bench/bench_mips.c bench/bench.h polopt.h $(if $(HAVE_HNSWLIB),$(B)/hnswlib_peer.o) | $(B)
+$(B)/bench_mips: bench/bench_mips.c bench/bench.h polopt.h $(if $(HAVE_HNSWLIB),$(B)/hnswlib_peer.o) $(CBLAS_OBJ) | $(B)
 	$(CC) $(C99) $(OPT) -I. $(if $(HAVE_HNSWLIB),-DBENCH_HAVE_HNSWLIB) $< $(if $(HAVE_HNSWLIB),$(B)/hnswlib_peer.o -lstdc++) \
-	    -o $@ -lm -pthread
+	    $(CBLAS_LINK) -o $@ -lm -pthread
 
 # The main job: train the paper's method and REINFORCE on a million-item catalogue with sparse rewards.
 demo: $(B)/02_train

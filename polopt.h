@@ -2729,6 +2729,7 @@ static void polopt__gemm_builtin(const polopt__kernels *K, polopt_trans ta, polo
             polopt__pack_a(ta, A, lda, ic, mc, pc, kc, MR, apack);
             for (jc = 0; jc < n; jc += NR) {
                 const size_t nr = n - jc < NR ? n - jc : NR;
+                if (tb && jc + 2 * NR <= n) polopt__prefetch_rows(B + (jc + NR) * ldb, NR, ldb); /* the next panel */
                 polopt__pack_b(K, tb, B, ldb, pc, kc, jc, nr, bpack);
                 for (ir = 0; ir < mc; ir += MR) {
                     const size_t mr = mc - ir < MR ? mc - ir : MR;

@@ -19,6 +19,12 @@
 #define M_LINKS 16
 #define EF_CONSTRUCTION 200
 
+#ifdef BENCH_HAVE_CBLAS
+int bench_cblas_exact_open(size_t n, size_t dim, const float *vectors, size_t k);
+double bench_cblas_exact_search(size_t n_queries, const float *queries, size_t k, uint32_t *out_ids);
+void bench_cblas_exact_close(void);
+#endif
+
 #ifdef BENCH_HAVE_HNSWLIB
 void *peer_build(const float *data, size_t n, size_t dim, size_t M, size_t efc, double *bytes_per_item);
 void peer_search(void *handle, const float *query, size_t k, size_t ef, uint32_t *out);
@@ -26,6 +32,41 @@ void peer_free(void *handle);
 #endif
 
 
+
+/* Exact top-256 for a batch of 32 queries, the built-in kernels against OpenBLAS's sgemm feeding the same heaps (a
+   CBLAS build of the same library), alternating, median of 5 each: milliseconds per batch into *ms_builtin and
+   *ms_cblas (0 without CBLAS); the fraction of ids the two agree on into *agree. */
+static void exact_batch_vs_cblas(const polopt_mips *exact, polopt_mips_scratch *sx, const float *beta, const float *Q,
+                                 double *ms_builtin, double *ms_cblas, double *agree)
+{
+    static uint32_t a[32 * 256], b[32 * 256];
+    double tb[5], tc[5];
+    size_t i, same = 0;
+    int r, with_cblas = 0;
+#ifdef BENCH_HAVE_CBLAS
+    with_cblas = bench_cblas_exact_open(exact->n, L, beta, 256);
+    if (with_cblas) bench_cblas_exact_search(32, Q, 256, b); /* warm-up: first touch of the scratch */
+#else
+    (void)beta;
+#endif
+    polopt_mips_search_batch(exact, sx, 32, Q, L, 256, 0, a, NULL);
+    for (r = 0; r < 5; ++r) {
+        const double t0 = bench_now();
+        polopt_mips_search_batch(exact, sx, 32, Q, L, 256, 0, a, NULL);
+        tb[r] = bench_now() - t0;
+        tc[r] = 0.0;
+#ifdef BENCH_HAVE_CBLAS
+        if (with_cblas) tc[r] = bench_cblas_exact_search(32, Q, 256, b);
+#endif
+    }
+    *ms_builtin = 1e3 * bench_median(tb, 5);
+    *ms_cblas = 1e3 * bench_median(tc, 5);
+    for (i = 0; with_cblas && i < 32 * 256; ++i) same += a[i] == b[i];
+    *agree = with_cblas ? (double)same / (32.0 * 256.0) : 1.0;
+#ifdef BENCH_HAVE_CBLAS
+    if (with_cblas) bench_cblas_exact_close();
+#endif
+}
 
 /* Median GB/s of memcpy over a buffer already touched, counting the bytes read and written (as STREAM does). */
 static double copy_bandwidth(size_t bytes)
@@ -129,7 +170,7 @@ int main(int argc, char **argv)
         polopt_mips_scratch sx, sh;
         float *beta, *Q;
         uint32_t *truth, top10[10];
-        double t0, t_build, t_exact_batch, t_exact_single, copy_gbs, bytes, formula;
+        double t0, t_build, t_exact_batch, t_exact_single, copy_gbs, bytes, formula, ms_b32, ms_b32_cblas, agree;
         double rec10[2][N10], qps10[2][N10], rec256[2][N256], qps256[2][N256], peer_build_s = 0, peer_bytes = 0;
         method ms[2];
         int n_methods = 1, mi, e;
@@ -157,6 +198,7 @@ int main(int argc, char **argv)
         t0 = bench_now();
         for (u = 0; u < 20; ++u) polopt_mips_search(&exact, &sx, Q + u * L, 10, 0, top10, NULL);
         t_exact_single = (bench_now() - t0) / 20;
+        exact_batch_vs_cblas(&exact, &sx, beta, Q, &ms_b32, &ms_b32_cblas, &agree);
 
         /* polopt HNSW */
         hc.M = M_LINKS, hc.ef_construction = EF_CONSTRUCTION;
@@ -189,6 +231,13 @@ int main(int argc, char **argv)
                "%.3f ms/query in batches of 32\n", 1e3 * t_exact_single,
                (double)P * L * 4 / t_exact_single * 1e-9, 100.0 * ((double)P * L * 4 / t_exact_single * 1e-9) / copy_gbs,
                1e3 * t_exact_batch);
+        if (ms_b32_cblas > 0)
+            printf("  exact top-256, batch of 32 queries: built-in (%s) %.1f ms, OpenBLAS sgemm + the same heaps %.1f ms: "
+                   "ratio %.2f (OpenBLAS time / built-in time); results agree on %.1f%% of ids\n",
+                   polopt_isa_name(polopt_isa_detect()), ms_b32, ms_b32_cblas, ms_b32_cblas / ms_b32, 100.0 * agree);
+        else
+            printf("  exact top-256, batch of 32 queries: built-in (%s) %.1f ms; OpenBLAS: skipped (no libopenblas-dev)\n",
+                   polopt_isa_name(polopt_isa_detect()), ms_b32);
         printf("  %-8s build %7.1f s   graph bytes/item %6.1f (header formula %.1f) + %d for vectors if copied\n", "polopt",
                t_build, bytes / (double)P, formula, 4 * L);
         if (n_methods == 2)
@@ -213,6 +262,12 @@ int main(int argc, char **argv)
                     (unsigned long)P, best256, (unsigned long)P, 1e3 * t_exact_single, (unsigned long)P,
                     ((double)P * L * 4 / t_exact_single * 1e-9) / copy_gbs);
             strcat(keys, line);
+            sprintf(line, " P%lu_exact_batch32_ms=%.1f", (unsigned long)P, ms_b32);
+            strcat(keys, line);
+            if (ms_b32_cblas > 0) {
+                sprintf(line, " P%lu_exact_batch32_ratio_vs_cblas=%.2f", (unsigned long)P, ms_b32_cblas / ms_b32);
+                strcat(keys, line);
+            }
             if (n_methods == 2) {
                 const double theirs = qps_at(rec10[1], qps10[1], N10, 0.95);
                 printf("  at recall@10 = 0.95: polopt %.0f qps, hnswlib %.0f qps (ratio %.2f); build time ratio %.2f\n",

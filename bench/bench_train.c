@@ -197,8 +197,8 @@ int main(int argc, char **argv)
         n_L = 1, budget = 5.0;
     }
     setvbuf(stdout, NULL, _IOLBF, 0); /* each line as soon as it is known */
-    printf("bench_train: batch 32, K = 256, S = 1000, one training thread; %d training users, synthetic catalogue\n",
-           N_TRAIN);
+    printf("bench_train: batch 32, K = 256, S = 1000, one training thread; %d training users, synthetic catalogue; "
+           "built-in kernel: %s\n", N_TRAIN, polopt_isa_name(polopt_isa_detect()));
 #ifndef BENCH_HAVE_CBLAS
     printf("REINFORCE (CBLAS): skipped (no cblas.h / OpenBLAS: apt-get install libopenblas-dev)\n");
 #endif
@@ -224,11 +224,18 @@ int main(int argc, char **argv)
                        best / t[1]);
             }
             if (s.P == 1000000 && s.L == 32) {
-                sprintf(line, " speedup_eps08_P1e6_L32=%.1f speedup_eps08_cold_P1e6_L32=%.1f speedup_eps1_P1e6_L32=%.1f "
-                              "speedup_adaptive_P1e6_L32=%.1f reinforce_ms_P1e6_L32=%.1f eps08_ms_P1e6_L32=%.2f",
-                        best / ms[li][pi][M_EPS08_WARM][1], best / ms[li][pi][M_EPS08][1], best / ms[li][pi][M_EPS1][1],
-                        best / ms[li][pi][M_ADAPTIVE][1], best, ms[li][pi][M_EPS08_WARM][1]);
+                sprintf(line, " kernel=%s speedup_eps08_P1e6_L32=%.1f speedup_eps08_cold_P1e6_L32=%.1f "
+                              "speedup_eps1_P1e6_L32=%.1f speedup_adaptive_P1e6_L32=%.1f reinforce_ms_P1e6_L32=%.1f "
+                              "eps08_ms_P1e6_L32=%.2f",
+                        polopt_isa_name(polopt_isa_detect()), best / ms[li][pi][M_EPS08_WARM][1],
+                        best / ms[li][pi][M_EPS08][1], best / ms[li][pi][M_EPS1][1], best / ms[li][pi][M_ADAPTIVE][1],
+                        best, ms[li][pi][M_EPS08_WARM][1]);
                 strcat(keys, line);
+                if (ms[li][pi][M_REINFORCE_CBLAS][1] > 0) { /* the built-in kernels against OpenBLAS, same code around */
+                    sprintf(line, " reinforce_builtin_over_cblas_P1e6_L32=%.2f",
+                            ms[li][pi][M_REINFORCE][1] / ms[li][pi][M_REINFORCE_CBLAS][1]);
+                    strcat(keys, line);
+                }
             }
             if (li == 0 && pi == n_P - 1 && s.L == 32) { /* the wall-time budget: the largest catalogue, L = 32 */
                 static const int ms_budget[4] = {M_REINFORCE, M_EPS1, M_EPS08_WARM, M_ADAPTIVE};
