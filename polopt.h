@@ -22,14 +22,16 @@
        polopt_topk(sc.n_items, scores, 5, top, NULL);          // the 5 best items, best first, no full sort
        polopt_synth_free(&cat);
 
-   Compile with optimisation and, for speed, for your CPU:  cc -O3 -march=native app.c -lm
+   Compile with optimisation:  cc -O2 app.c -lm   (no -march flag is needed: on x86-64 the AVX2 or AVX-512
+   kernels are chosen at run time, on aarch64 the NEON ones; see polopt_isa)
 
    TABLE OF CONTENTS  (search for ">>name" to jump to a section; declarations and implementation share anchors)
    -----------------
      >>config     compile-time options and linkage
      >>errors     result codes, polopt_strerror, per-object error messages, the log callback
      >>rng        xoshiro256** generator, streams, uniform/normal/Gumbel, categorical, alias tables, sampling k of n
-     >>linalg     dot, axpy, scale, nrm2, gemv, gemm on row-major float arrays (built in, or CBLAS)
+     >>linalg     dot, axpy, scale, nrm2, gemv, gemm on row-major float arrays (built in, or CBLAS); the kernels
+                  for each instruction set (portable C, AVX2, AVX-512, NEON) and their choice at run time
      >>numerics   log-sum-exp, softmax, log-softmax (with temperature), top-k selection, argmax, finiteness
      >>mips       maximum inner product search: exact and HNSW behind one interface, save and load
      >>files      (implementation) checksums, little-endian fields, atomic writes shared by every saved file
@@ -85,6 +87,8 @@
      take a const object may be called on the same object from several threads at once.  Every random choice
      takes an explicit polopt_rng; the same seed gives the same integers and uniforms on every platform, and
      the same normals/Gumbels wherever libm's log and sqrt are correctly rounded (glibc, musl, macOS).
+     Floating-point results also depend on the kernel that runs (polopt_isa_detect(): AVX2, AVX-512 and NEON
+     add in different orders): the same kernel gives the same results, different ones agree up to rounding.
 */
 
 #ifndef POLOPT_H
@@ -1002,6 +1006,17 @@ typedef struct polopt_synth_task {
 } polopt_synth_task;
 POLOPT_DEF polopt_result polopt_synth_reward(void *user, uint32_t context, size_t n, const uint32_t *items,
                                              float *out_rewards);
+
+/* The sparse-reward task, the setting of Sakhi, Rohde & Gilotte (2023, Section 5): of a million items only a handful
+   are right for a user.  Y_u is the k items with the largest taste score t_u^T beta_a, that is the k items the ground
+   truth r(a, u) rates highest, so a policy that learns the user's taste from the context can find them; with the set
+   reward polopt_sets_reward, r_hat(u, a) = 1[a in Y_u] is zero almost everywhere.  Uniform draws almost never hit
+   Y_u (S = 1000 of P = 10^6 items: a chance of about S k / P), which is what the MIPS half of the paper's proposal is
+   for.  items: the P x L catalogue (e.g. an index's vectors); tastes: n_users x L (from polopt_synth_user).  One
+   exact search over the catalogue per 32 users: O(n_users P L).  out_sets is initialised here (free it with
+   polopt_sets_free); its hooks are the catalogue's. */
+POLOPT_DEF polopt_result polopt_synth_relevant(const polopt_synth *synth, const float *items, size_t n_users,
+                                               const float *tastes, size_t k, polopt_sets *out_sets);
 
 #ifdef __cplusplus
 }
@@ -7396,6 +7411,40 @@ POLOPT_DEF polopt_result polopt_synth_reward(void *user, uint32_t context, size_
                                   : polopt__expf((float)z) / (1.0f + polopt__expf((float)z));
     }
     return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_synth_relevant(const polopt_synth *s, const float *items, size_t n_users,
+                                               const float *tastes, size_t k, polopt_sets *out_sets)
+{
+    static const char *fn = "polopt_synth_relevant";
+    polopt_result rc = polopt__synth_ready(s, fn);
+    polopt_mips exact;
+    polopt_mips_scratch scratch;
+    uint32_t *ids = NULL;
+    size_t *offsets = NULL, u;
+    if (rc != POLOPT_OK) return rc;
+    if (!items || !tastes || !out_sets || n_users == 0 || k == 0 || k > s->config.n_items)
+        return polopt__fail(NULL, &s->config.hooks, POLOPT_ERR_INVALID_ARG,
+                            "%s: items, tastes or out_sets is NULL, n_users = 0, or k = %lu is not in [1, P]", fn,
+                            (unsigned long)k);
+    memset(out_sets, 0, sizeof *out_sets);
+    memset(&exact, 0, sizeof exact);
+    memset(&scratch, 0, sizeof scratch);
+    rc = polopt_mips_init_exact(&exact, s->config.n_items, s->config.dim, items, 0, &s->config.hooks);
+    if (rc == POLOPT_OK) rc = polopt_mips_scratch_init(&scratch, &exact, k, &s->config.hooks);
+    if (rc == POLOPT_OK) ids = (uint32_t *)polopt__alloc(&s->config.hooks, n_users, k * sizeof *ids, &rc);
+    if (rc == POLOPT_OK) offsets = (size_t *)polopt__alloc(&s->config.hooks, n_users + 1, sizeof *offsets, &rc);
+    if (rc == POLOPT_OK) rc = polopt_mips_search_batch(&exact, &scratch, n_users, tastes, s->config.dim, k, 0, ids, NULL);
+    if (rc == POLOPT_OK) {
+        for (u = 0; u <= n_users; ++u) offsets[u] = u * k;
+        rc = polopt_sets_init(out_sets, n_users, offsets, ids, &s->config.hooks);
+    }
+    if (rc != POLOPT_OK) polopt__fail(NULL, &s->config.hooks, rc, "%s: %s", fn, polopt_strerror(rc));
+    polopt__dealloc(&s->config.hooks, offsets);
+    polopt__dealloc(&s->config.hooks, ids);
+    polopt_mips_scratch_free(&scratch);
+    polopt_mips_free(&exact);
+    return rc;
 }
 
 #endif /* POLOPT__IMPLEMENTATION_DONE */

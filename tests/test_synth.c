@@ -287,7 +287,59 @@ static void synth_bad_input(void)
     CHECK_RC(polopt_synth_items(&s, 0, 1, buf), POLOPT_ERR_INVALID_ARG); /* after free */
 }
 
+/* The sparse task: Y_u must be the k items with the largest t_u^T beta_a, found here by sorting all P scores in
+   double; the set reward is 1 exactly on Y_u. */
+static void synth_relevant_sets_are_the_top_by_taste(void)
+{
+    const size_t P = 2000, L = 16, U = 40, k = 5;
+    polopt_synth s = make(P, L, 3);
+    float *items = (float *)malloc(P * L * sizeof *items), *T = (float *)malloc(U * L * sizeof *T), x[16], r[2];
+    double *score = (double *)malloc(P * sizeof *score);
+    polopt_sets sets;
+    size_t u, a, j, wrong = 0;
+    CHECK_OK(polopt_synth_items(&s, 0, P, items));
+    for (u = 0; u < U; ++u) CHECK_OK(polopt_synth_user(&s, 100 + u, x, T + u * L));
+    CHECK_OK(polopt_synth_relevant(&s, items, U, T, k, &sets));
+    CHECK(sets.n == U);
+    for (u = 0; u < U; ++u) {
+        double kth;
+        size_t above = 0;
+        for (a = 0; a < P; ++a) {
+            score[a] = 0;
+            for (j = 0; j < L; ++j) score[a] += (double)T[u * L + j] * items[a * L + j];
+        }
+        /* the k-th largest score, by counting: an item is in Y_u iff fewer than k items score above it */
+        for (a = 0, kth = -INFINITY; a < P; ++a) {
+            size_t higher = 0, b;
+            for (b = 0; b < P; ++b) higher += score[b] > score[a];
+            if (higher < k) {
+                ++above;
+                kth = kth == -INFINITY || score[a] < kth ? score[a] : kth;
+            }
+        }
+        wrong += above != k || sets.offsets[u + 1] - sets.offsets[u] != k;
+        for (j = sets.offsets[u]; j < sets.offsets[u + 1]; ++j) wrong += !(score[sets.items[j]] >= kth);
+        { /* the set reward: 1 on a member, 0 on the lowest id that is not one */
+            uint32_t two[2];
+            int member = 1;
+            two[0] = sets.items[sets.offsets[u]];
+            for (two[1] = 0; member; two[1] += member)
+                for (member = 0, j = sets.offsets[u]; j < sets.offsets[u + 1]; ++j) member |= sets.items[j] == two[1];
+            CHECK_OK(polopt_sets_reward(&sets, (uint32_t)u, 2, two, r));
+            wrong += r[0] != 1.0f || r[1] != 0.0f;
+        }
+    }
+    CHECK(wrong == 0);
+    polopt_sets_free(&sets);
+    CHECK_RC(polopt_synth_relevant(&s, items, U, T, P + 1, &sets), POLOPT_ERR_INVALID_ARG);
+    CHECK_RC(polopt_synth_relevant(&s, NULL, U, T, k, &sets), POLOPT_ERR_INVALID_ARG);
+    free(items);
+    free(T);
+    free(score);
+    polopt_synth_free(&s);
+}
+
 const th_test th_suite_synth[] = {TH(synth_deterministic_and_streamable), TH(synth_clusters_norms_and_spectrum),
                                   TH(synth_users_and_ground_truth), TH(synth_user_item_distribution),
-                                  TH(synth_context_mixing_and_dimension),
+                                  TH(synth_context_mixing_and_dimension), TH(synth_relevant_sets_are_the_top_by_taste),
                                   TH(synth_bad_input), TH_END};
