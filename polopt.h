@@ -1555,7 +1555,8 @@ POLOPT_DEF void polopt_alias_free(polopt_alias *table)
    sum_a w_a beta_a), dot and axpy (HNSW distances, sampled gradients), and the max and sum of exponentials of
    the softmax over P.  Each loop is written once in plain C (the portable kernel: the reference, and the
    fallback) and once per instruction set with intrinsics, so that its speed does not depend on what a compiler's
-   auto-vectoriser makes of it (gcc -O3 once made the AVX2 gemm 15 times slower than gcc -O2):
+   auto-vectoriser makes of it (version 0.1 left its gemm to the vectoriser: compiled by gcc -O3 for AVX2 it ran at
+   a twentieth of OpenBLAS's speed):
        AVX2 + FMA   x86-64, 16 registers of 8 floats
        AVX-512F     x86-64, 32 registers of 16 floats
        NEON         aarch64, 32 registers of 4 floats
@@ -1880,33 +1881,44 @@ POLOPT__AVX2 static void polopt__axpy_avx2(size_t n, float alpha, const float *x
     for (; i < n; ++i) y[i] += alpha * x[i];
 }
 
-/* y = alpha A x + beta y, eight rows at a time: x is loaded once for eight rows, each row keeps one vector of
-   partial sums, and hsum8 reduces the eight vectors to the eight results with a handful of shuffles. */
+/* One row's dot product with x, left as a vector of 8 partial sums (the caller reduces eight rows at once); the
+   last n mod 8 products go to *tail. */
+POLOPT__AVX2 static __m256 polopt__row_dot_avx2(size_t n, const float *a, const float *x, float *tail)
+{
+    __m256 c = _mm256_setzero_ps(), d = _mm256_setzero_ps();
+    float t = 0.0f;
+    size_t p = 0;
+    for (; p + 16 <= n; p += 16) {
+        c = _mm256_fmadd_ps(_mm256_loadu_ps(a + p), _mm256_loadu_ps(x + p), c);
+        d = _mm256_fmadd_ps(_mm256_loadu_ps(a + p + 8), _mm256_loadu_ps(x + p + 8), d);
+    }
+    for (; p + 8 <= n; p += 8) c = _mm256_fmadd_ps(_mm256_loadu_ps(a + p), _mm256_loadu_ps(x + p), c);
+    for (; p < n; ++p) t += a[p] * x[p];
+    *tail = t;
+    return _mm256_add_ps(c, d);
+}
+
+/* y = alpha A x + beta y, eight rows at a time: each row's dot product runs along its contiguous floats, so the
+   matrix is read in memory order (reading the eight rows in step, a line of each per step, was 20% slower at
+   L = 64: the prefetchers follow one stream better than eight), and hsum8 reduces the eight vectors of partial
+   sums to the eight results with a handful of shuffles. */
 POLOPT__AVX2 static void polopt__gemv_n_avx2(size_t m, size_t n, float alpha, const float *A, size_t lda,
                                              const float *x, float beta, float *y)
 {
-    size_t i = 0, p, r;
+    size_t i = 0;
     for (; i + 8 <= m; i += 8) {
         const float *a = A + i * lda;
-        __m256 c0 = _mm256_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0, d;
         float tail[8];
+        __m256 c0, c1, c2, c3, c4, c5, c6, c7, d;
         if (i + 24 <= m) polopt__prefetch_rows(a + 16 * lda, 8, lda);
-        for (p = 0; p + 8 <= n; p += 8) {
-            const __m256 xv = _mm256_loadu_ps(x + p);
-            c0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + p), xv, c0);
-            c1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + lda + p), xv, c1);
-            c2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 2 * lda + p), xv, c2);
-            c3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 3 * lda + p), xv, c3);
-            c4 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 4 * lda + p), xv, c4);
-            c5 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 5 * lda + p), xv, c5);
-            c6 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 6 * lda + p), xv, c6);
-            c7 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 7 * lda + p), xv, c7);
-        }
-        for (r = 0; r < 8; ++r) { /* the last n mod 8 columns */
-            size_t q;
-            tail[r] = 0.0f;
-            for (q = p; q < n; ++q) tail[r] += a[r * lda + q] * x[q];
-        }
+        c0 = polopt__row_dot_avx2(n, a, x, tail);
+        c1 = polopt__row_dot_avx2(n, a + lda, x, tail + 1);
+        c2 = polopt__row_dot_avx2(n, a + 2 * lda, x, tail + 2);
+        c3 = polopt__row_dot_avx2(n, a + 3 * lda, x, tail + 3);
+        c4 = polopt__row_dot_avx2(n, a + 4 * lda, x, tail + 4);
+        c5 = polopt__row_dot_avx2(n, a + 5 * lda, x, tail + 5);
+        c6 = polopt__row_dot_avx2(n, a + 6 * lda, x, tail + 6);
+        c7 = polopt__row_dot_avx2(n, a + 7 * lda, x, tail + 7);
         d = _mm256_add_ps(polopt__hsum8_avx2(c0, c1, c2, c3, c4, c5, c6, c7), _mm256_loadu_ps(tail));
         d = _mm256_mul_ps(_mm256_set1_ps(alpha), d);
         if (beta != 0.0f) d = _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(y + i), d);
@@ -2148,33 +2160,35 @@ POLOPT__AVX512 static void polopt__axpy_avx512(size_t n, float alpha, const floa
     polopt__axpy_avx2(n - i, alpha, x + i, y + i);
 }
 
-/* Eight rows at a time as in AVX2, with 16-float steps; each row's vector is folded to 8 lanes for hsum8. */
+/* One row's dot product with x, as 8 partial sums: 16 floats a step, the rest through the AVX2 row kernel. */
+POLOPT__AVX512 static __m256 polopt__row_dot_avx512(size_t n, const float *a, const float *x, float *tail)
+{
+    __m512 c = _mm512_setzero_ps();
+    size_t p = 0;
+    for (; p + 16 <= n; p += 16) c = _mm512_fmadd_ps(_mm512_loadu_ps(a + p), _mm512_loadu_ps(x + p), c);
+    return _mm256_add_ps(polopt__fold_avx512(c), polopt__row_dot_avx2(n - p, a + p, x + p, tail));
+}
+
+/* Eight rows at a time, each along its contiguous floats, as in AVX2. */
 POLOPT__AVX512 static void polopt__gemv_n_avx512(size_t m, size_t n, float alpha, const float *A, size_t lda,
                                                  const float *x, float beta, float *y)
 {
-    size_t i = 0, p, r;
+    size_t i = 0;
     for (; i + 8 <= m; i += 8) {
         const float *a = A + i * lda;
-        __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0, c6 = c0, c7 = c0;
-        __m256 d;
         float tail[8];
+        __m256 c0, c1, c2, c3, c4, c5, c6, c7, d;
         if (i + 24 <= m) polopt__prefetch_rows(a + 16 * lda, 8, lda);
-        for (p = 0; p + 16 <= n; p += 16) {
-            const __m512 xv = _mm512_loadu_ps(x + p);
-            c0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + p), xv, c0);
-            c1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + lda + p), xv, c1);
-            c2 = _mm512_fmadd_ps(_mm512_loadu_ps(a + 2 * lda + p), xv, c2);
-            c3 = _mm512_fmadd_ps(_mm512_loadu_ps(a + 3 * lda + p), xv, c3);
-            c4 = _mm512_fmadd_ps(_mm512_loadu_ps(a + 4 * lda + p), xv, c4);
-            c5 = _mm512_fmadd_ps(_mm512_loadu_ps(a + 5 * lda + p), xv, c5);
-            c6 = _mm512_fmadd_ps(_mm512_loadu_ps(a + 6 * lda + p), xv, c6);
-            c7 = _mm512_fmadd_ps(_mm512_loadu_ps(a + 7 * lda + p), xv, c7);
-        }
-        for (r = 0; r < 8; ++r) tail[r] = polopt__dot_avx2(n - p, a + r * lda + p, x + p);
-        d = polopt__hsum8_avx2(polopt__fold_avx512(c0), polopt__fold_avx512(c1), polopt__fold_avx512(c2),
-                               polopt__fold_avx512(c3), polopt__fold_avx512(c4), polopt__fold_avx512(c5),
-                               polopt__fold_avx512(c6), polopt__fold_avx512(c7));
-        d = _mm256_mul_ps(_mm256_set1_ps(alpha), _mm256_add_ps(d, _mm256_loadu_ps(tail)));
+        c0 = polopt__row_dot_avx512(n, a, x, tail);
+        c1 = polopt__row_dot_avx512(n, a + lda, x, tail + 1);
+        c2 = polopt__row_dot_avx512(n, a + 2 * lda, x, tail + 2);
+        c3 = polopt__row_dot_avx512(n, a + 3 * lda, x, tail + 3);
+        c4 = polopt__row_dot_avx512(n, a + 4 * lda, x, tail + 4);
+        c5 = polopt__row_dot_avx512(n, a + 5 * lda, x, tail + 5);
+        c6 = polopt__row_dot_avx512(n, a + 6 * lda, x, tail + 6);
+        c7 = polopt__row_dot_avx512(n, a + 7 * lda, x, tail + 7);
+        d = _mm256_add_ps(polopt__hsum8_avx2(c0, c1, c2, c3, c4, c5, c6, c7), _mm256_loadu_ps(tail));
+        d = _mm256_mul_ps(_mm256_set1_ps(alpha), d);
         if (beta != 0.0f) d = _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(y + i), d);
         _mm256_storeu_ps(y + i, d);
     }
@@ -2367,28 +2381,37 @@ static void polopt__axpy_neon(size_t n, float alpha, const float *x, float *y)
     for (; i < n; ++i) y[i] += alpha * x[i];
 }
 
-/* Four rows at a time; pairwise adds reduce the four row vectors to the four results. */
+/* One row's dot product with x, as 4 partial sums; the last n mod 4 products go to *tail. */
+static float32x4_t polopt__row_dot_neon(size_t n, const float *a, const float *x, float *tail)
+{
+    float32x4_t c = vdupq_n_f32(0.0f), d = c;
+    float t = 0.0f;
+    size_t p = 0;
+    for (; p + 8 <= n; p += 8) {
+        c = vfmaq_f32(c, vld1q_f32(a + p), vld1q_f32(x + p));
+        d = vfmaq_f32(d, vld1q_f32(a + p + 4), vld1q_f32(x + p + 4));
+    }
+    for (; p + 4 <= n; p += 4) c = vfmaq_f32(c, vld1q_f32(a + p), vld1q_f32(x + p));
+    for (; p < n; ++p) t += a[p] * x[p];
+    *tail = t;
+    return vaddq_f32(c, d);
+}
+
+/* Four rows at a time, each along its contiguous floats; pairwise adds reduce the four row vectors to the four
+   results. */
 static void polopt__gemv_n_neon(size_t m, size_t n, float alpha, const float *A, size_t lda, const float *x,
                                 float beta, float *y)
 {
-    size_t i = 0, p, r;
+    size_t i = 0;
     for (; i + 4 <= m; i += 4) {
         const float *a = A + i * lda;
-        float32x4_t c0 = vdupq_n_f32(0.0f), c1 = c0, c2 = c0, c3 = c0, d;
         float tail[4];
+        float32x4_t c0, c1, c2, c3, d;
         if (i + 12 <= m) polopt__prefetch_rows(a + 8 * lda, 4, lda);
-        for (p = 0; p + 4 <= n; p += 4) {
-            const float32x4_t xv = vld1q_f32(x + p);
-            c0 = vfmaq_f32(c0, vld1q_f32(a + p), xv);
-            c1 = vfmaq_f32(c1, vld1q_f32(a + lda + p), xv);
-            c2 = vfmaq_f32(c2, vld1q_f32(a + 2 * lda + p), xv);
-            c3 = vfmaq_f32(c3, vld1q_f32(a + 3 * lda + p), xv);
-        }
-        for (r = 0; r < 4; ++r) {
-            size_t q;
-            tail[r] = 0.0f;
-            for (q = p; q < n; ++q) tail[r] += a[r * lda + q] * x[q];
-        }
+        c0 = polopt__row_dot_neon(n, a, x, tail);
+        c1 = polopt__row_dot_neon(n, a + lda, x, tail + 1);
+        c2 = polopt__row_dot_neon(n, a + 2 * lda, x, tail + 2);
+        c3 = polopt__row_dot_neon(n, a + 3 * lda, x, tail + 3);
         d = vaddq_f32(vpaddq_f32(vpaddq_f32(c0, c1), vpaddq_f32(c2, c3)), vld1q_f32(tail));
         d = vmulq_n_f32(d, alpha);
         if (beta != 0.0f) d = vfmaq_n_f32(d, vld1q_f32(y + i), beta);
@@ -2677,7 +2700,7 @@ POLOPT_DEF const char *polopt_isa_name(polopt_isa isa)
    once, and beta streams from memory exactly once, each panel of NR items transposed in registers on its way to
    the kernel.  A block of 32 rows (MC) covers a batch, so B is packed once; a larger m packs B once per MC rows,
    which costs 1/MC of the arithmetic.  Partial tiles at the edges go through a small buffer.  Scratch lives on the
-   stack (33 KiB): nothing is allocated. */
+   stack (65 KiB): nothing is allocated. */
 #define POLOPT__KC 256
 #define POLOPT__MC 32 /* a multiple of every MR */
 
