@@ -1882,19 +1882,21 @@ POLOPT__AVX2 static void polopt__axpy_avx2(size_t n, float alpha, const float *x
 }
 
 /* One row's dot product with x, left as a vector of 8 partial sums (the caller reduces eight rows at once); the
-   last n mod 8 products go to *tail. */
-POLOPT__AVX2 static __m256 polopt__row_dot_avx2(size_t n, const float *a, const float *x, float *tail)
+   last n mod 8 products are added to the first lane. */
+POLOPT__AVX2 static __m256 polopt__row_dot_avx2(size_t n, const float *a, const float *x)
 {
     __m256 c = _mm256_setzero_ps(), d = _mm256_setzero_ps();
-    float t = 0.0f;
     size_t p = 0;
     for (; p + 16 <= n; p += 16) {
         c = _mm256_fmadd_ps(_mm256_loadu_ps(a + p), _mm256_loadu_ps(x + p), c);
         d = _mm256_fmadd_ps(_mm256_loadu_ps(a + p + 8), _mm256_loadu_ps(x + p + 8), d);
     }
     for (; p + 8 <= n; p += 8) c = _mm256_fmadd_ps(_mm256_loadu_ps(a + p), _mm256_loadu_ps(x + p), c);
-    for (; p < n; ++p) t += a[p] * x[p];
-    *tail = t;
+    if (p < n) {
+        float t = 0.0f;
+        for (; p < n; ++p) t += a[p] * x[p];
+        c = _mm256_add_ps(c, _mm256_set_ps(0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, t));
+    }
     return _mm256_add_ps(c, d);
 }
 
@@ -1908,18 +1910,17 @@ POLOPT__AVX2 static void polopt__gemv_n_avx2(size_t m, size_t n, float alpha, co
     size_t i = 0;
     for (; i + 8 <= m; i += 8) {
         const float *a = A + i * lda;
-        float tail[8];
         __m256 c0, c1, c2, c3, c4, c5, c6, c7, d;
         if (i + 24 <= m) polopt__prefetch_rows(a + 16 * lda, 8, lda);
-        c0 = polopt__row_dot_avx2(n, a, x, tail);
-        c1 = polopt__row_dot_avx2(n, a + lda, x, tail + 1);
-        c2 = polopt__row_dot_avx2(n, a + 2 * lda, x, tail + 2);
-        c3 = polopt__row_dot_avx2(n, a + 3 * lda, x, tail + 3);
-        c4 = polopt__row_dot_avx2(n, a + 4 * lda, x, tail + 4);
-        c5 = polopt__row_dot_avx2(n, a + 5 * lda, x, tail + 5);
-        c6 = polopt__row_dot_avx2(n, a + 6 * lda, x, tail + 6);
-        c7 = polopt__row_dot_avx2(n, a + 7 * lda, x, tail + 7);
-        d = _mm256_add_ps(polopt__hsum8_avx2(c0, c1, c2, c3, c4, c5, c6, c7), _mm256_loadu_ps(tail));
+        c0 = polopt__row_dot_avx2(n, a, x);
+        c1 = polopt__row_dot_avx2(n, a + lda, x);
+        c2 = polopt__row_dot_avx2(n, a + 2 * lda, x);
+        c3 = polopt__row_dot_avx2(n, a + 3 * lda, x);
+        c4 = polopt__row_dot_avx2(n, a + 4 * lda, x);
+        c5 = polopt__row_dot_avx2(n, a + 5 * lda, x);
+        c6 = polopt__row_dot_avx2(n, a + 6 * lda, x);
+        c7 = polopt__row_dot_avx2(n, a + 7 * lda, x);
+        d = polopt__hsum8_avx2(c0, c1, c2, c3, c4, c5, c6, c7);
         d = _mm256_mul_ps(_mm256_set1_ps(alpha), d);
         if (beta != 0.0f) d = _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(y + i), d);
         _mm256_storeu_ps(y + i, d);
@@ -2188,12 +2189,12 @@ POLOPT__AVX512 static void polopt__axpy_avx512(size_t n, float alpha, const floa
 }
 
 /* One row's dot product with x, as 8 partial sums: 16 floats a step, the rest through the AVX2 row kernel. */
-POLOPT__AVX512 static __m256 polopt__row_dot_avx512(size_t n, const float *a, const float *x, float *tail)
+POLOPT__AVX512 static __m256 polopt__row_dot_avx512(size_t n, const float *a, const float *x)
 {
     __m512 c = _mm512_setzero_ps();
     size_t p = 0;
     for (; p + 16 <= n; p += 16) c = _mm512_fmadd_ps(_mm512_loadu_ps(a + p), _mm512_loadu_ps(x + p), c);
-    return _mm256_add_ps(polopt__fold_avx512(c), polopt__row_dot_avx2(n - p, a + p, x + p, tail));
+    return _mm256_add_ps(polopt__fold_avx512(c), polopt__row_dot_avx2(n - p, a + p, x + p));
 }
 
 /* Eight rows at a time, each along its contiguous floats, as in AVX2. */
@@ -2203,18 +2204,17 @@ POLOPT__AVX512 static void polopt__gemv_n_avx512(size_t m, size_t n, float alpha
     size_t i = 0;
     for (; i + 8 <= m; i += 8) {
         const float *a = A + i * lda;
-        float tail[8];
         __m256 c0, c1, c2, c3, c4, c5, c6, c7, d;
         if (i + 24 <= m) polopt__prefetch_rows(a + 16 * lda, 8, lda);
-        c0 = polopt__row_dot_avx512(n, a, x, tail);
-        c1 = polopt__row_dot_avx512(n, a + lda, x, tail + 1);
-        c2 = polopt__row_dot_avx512(n, a + 2 * lda, x, tail + 2);
-        c3 = polopt__row_dot_avx512(n, a + 3 * lda, x, tail + 3);
-        c4 = polopt__row_dot_avx512(n, a + 4 * lda, x, tail + 4);
-        c5 = polopt__row_dot_avx512(n, a + 5 * lda, x, tail + 5);
-        c6 = polopt__row_dot_avx512(n, a + 6 * lda, x, tail + 6);
-        c7 = polopt__row_dot_avx512(n, a + 7 * lda, x, tail + 7);
-        d = _mm256_add_ps(polopt__hsum8_avx2(c0, c1, c2, c3, c4, c5, c6, c7), _mm256_loadu_ps(tail));
+        c0 = polopt__row_dot_avx512(n, a, x);
+        c1 = polopt__row_dot_avx512(n, a + lda, x);
+        c2 = polopt__row_dot_avx512(n, a + 2 * lda, x);
+        c3 = polopt__row_dot_avx512(n, a + 3 * lda, x);
+        c4 = polopt__row_dot_avx512(n, a + 4 * lda, x);
+        c5 = polopt__row_dot_avx512(n, a + 5 * lda, x);
+        c6 = polopt__row_dot_avx512(n, a + 6 * lda, x);
+        c7 = polopt__row_dot_avx512(n, a + 7 * lda, x);
+        d = polopt__hsum8_avx2(c0, c1, c2, c3, c4, c5, c6, c7);
         d = _mm256_mul_ps(_mm256_set1_ps(alpha), d);
         if (beta != 0.0f) d = _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(y + i), d);
         _mm256_storeu_ps(y + i, d);
@@ -2434,19 +2434,21 @@ static void polopt__axpy_neon(size_t n, float alpha, const float *x, float *y)
     for (; i < n; ++i) y[i] += alpha * x[i];
 }
 
-/* One row's dot product with x, as 4 partial sums; the last n mod 4 products go to *tail. */
-static float32x4_t polopt__row_dot_neon(size_t n, const float *a, const float *x, float *tail)
+/* One row's dot product with x, as 4 partial sums; the last n mod 4 products are added to the first lane. */
+static float32x4_t polopt__row_dot_neon(size_t n, const float *a, const float *x)
 {
     float32x4_t c = vdupq_n_f32(0.0f), d = c;
-    float t = 0.0f;
     size_t p = 0;
     for (; p + 8 <= n; p += 8) {
         c = vfmaq_f32(c, vld1q_f32(a + p), vld1q_f32(x + p));
         d = vfmaq_f32(d, vld1q_f32(a + p + 4), vld1q_f32(x + p + 4));
     }
     for (; p + 4 <= n; p += 4) c = vfmaq_f32(c, vld1q_f32(a + p), vld1q_f32(x + p));
-    for (; p < n; ++p) t += a[p] * x[p];
-    *tail = t;
+    if (p < n) {
+        float t = 0.0f;
+        for (; p < n; ++p) t += a[p] * x[p];
+        c = vaddq_f32(c, vsetq_lane_f32(t, vdupq_n_f32(0.0f), 0));
+    }
     return vaddq_f32(c, d);
 }
 
@@ -2458,14 +2460,13 @@ static void polopt__gemv_n_neon(size_t m, size_t n, float alpha, const float *A,
     size_t i = 0;
     for (; i + 4 <= m; i += 4) {
         const float *a = A + i * lda;
-        float tail[4];
         float32x4_t c0, c1, c2, c3, d;
         if (i + 12 <= m) polopt__prefetch_rows(a + 8 * lda, 4, lda);
-        c0 = polopt__row_dot_neon(n, a, x, tail);
-        c1 = polopt__row_dot_neon(n, a + lda, x, tail + 1);
-        c2 = polopt__row_dot_neon(n, a + 2 * lda, x, tail + 2);
-        c3 = polopt__row_dot_neon(n, a + 3 * lda, x, tail + 3);
-        d = vaddq_f32(vpaddq_f32(vpaddq_f32(c0, c1), vpaddq_f32(c2, c3)), vld1q_f32(tail));
+        c0 = polopt__row_dot_neon(n, a, x);
+        c1 = polopt__row_dot_neon(n, a + lda, x);
+        c2 = polopt__row_dot_neon(n, a + 2 * lda, x);
+        c3 = polopt__row_dot_neon(n, a + 3 * lda, x);
+        d = vpaddq_f32(vpaddq_f32(c0, c1), vpaddq_f32(c2, c3));
         d = vmulq_n_f32(d, alpha);
         if (beta != 0.0f) d = vfmaq_n_f32(d, vld1q_f32(y + i), beta);
         vst1q_f32(y + i, d);
