@@ -1881,29 +1881,31 @@ POLOPT__AVX2 static void polopt__axpy_avx2(size_t n, float alpha, const float *x
     for (; i < n; ++i) y[i] += alpha * x[i];
 }
 
-/* One row's dot product with x, left as a vector of 8 partial sums (the caller reduces eight rows at once); the
-   last n mod 8 products are added to the first lane. */
-POLOPT__AVX2 static __m256 polopt__row_dot_avx2(size_t n, const float *a, const float *x)
+/* Two rows' dot products with x, each left as a vector of 8 partial sums (the caller reduces eight rows at once);
+   the last n mod 8 products are added to the first lane. */
+POLOPT__AVX2 static void polopt__rows_dot_avx2(size_t n, const float *a, const float *b, const float *x, __m256 *out_a,
+                                               __m256 *out_b)
 {
     __m256 c = _mm256_setzero_ps(), d = _mm256_setzero_ps();
     size_t p = 0;
-    for (; p + 16 <= n; p += 16) {
-        c = _mm256_fmadd_ps(_mm256_loadu_ps(a + p), _mm256_loadu_ps(x + p), c);
-        d = _mm256_fmadd_ps(_mm256_loadu_ps(a + p + 8), _mm256_loadu_ps(x + p + 8), d);
+    for (; p + 8 <= n; p += 8) {
+        const __m256 xv = _mm256_loadu_ps(x + p);
+        c = _mm256_fmadd_ps(_mm256_loadu_ps(a + p), xv, c);
+        d = _mm256_fmadd_ps(_mm256_loadu_ps(b + p), xv, d);
     }
-    for (; p + 8 <= n; p += 8) c = _mm256_fmadd_ps(_mm256_loadu_ps(a + p), _mm256_loadu_ps(x + p), c);
     if (p < n) {
-        float t = 0.0f;
-        for (; p < n; ++p) t += a[p] * x[p];
-        c = _mm256_add_ps(c, _mm256_set_ps(0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, t));
+        float s = 0.0f, t = 0.0f;
+        for (; p < n; ++p) s += a[p] * x[p], t += b[p] * x[p];
+        c = _mm256_add_ps(c, _mm256_set_ps(0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, s));
+        d = _mm256_add_ps(d, _mm256_set_ps(0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f, t));
     }
-    return _mm256_add_ps(c, d);
+    *out_a = c, *out_b = d;
 }
 
-/* y = alpha A x + beta y, eight rows at a time: each row's dot product runs along its contiguous floats, so the
-   matrix is read in memory order (reading the eight rows in step, a line of each per step, was 20% slower at
-   L = 64: the prefetchers follow one stream better than eight), and hsum8 reduces the eight vectors of partial
-   sums to the eight results with a handful of shuffles. */
+/* y = alpha A x + beta y, eight rows at a time, in pairs: the dot products of two rows run together along their
+   contiguous floats, two streams from memory (eight rows in step, a line of each per step, was 20% slower at
+   L = 64, and one row at a time about 8%: the prefetchers keep up with a few streams, not with eight), and hsum8
+   reduces the eight vectors of partial sums to the eight results with a handful of shuffles. */
 POLOPT__AVX2 static void polopt__gemv_n_avx2(size_t m, size_t n, float alpha, const float *A, size_t lda,
                                              const float *x, float beta, float *y)
 {
@@ -1912,14 +1914,10 @@ POLOPT__AVX2 static void polopt__gemv_n_avx2(size_t m, size_t n, float alpha, co
         const float *a = A + i * lda;
         __m256 c0, c1, c2, c3, c4, c5, c6, c7, d;
         if (i + 24 <= m) polopt__prefetch_rows(a + 16 * lda, 8, lda);
-        c0 = polopt__row_dot_avx2(n, a, x);
-        c1 = polopt__row_dot_avx2(n, a + lda, x);
-        c2 = polopt__row_dot_avx2(n, a + 2 * lda, x);
-        c3 = polopt__row_dot_avx2(n, a + 3 * lda, x);
-        c4 = polopt__row_dot_avx2(n, a + 4 * lda, x);
-        c5 = polopt__row_dot_avx2(n, a + 5 * lda, x);
-        c6 = polopt__row_dot_avx2(n, a + 6 * lda, x);
-        c7 = polopt__row_dot_avx2(n, a + 7 * lda, x);
+        polopt__rows_dot_avx2(n, a, a + lda, x, &c0, &c1);
+        polopt__rows_dot_avx2(n, a + 2 * lda, a + 3 * lda, x, &c2, &c3);
+        polopt__rows_dot_avx2(n, a + 4 * lda, a + 5 * lda, x, &c4, &c5);
+        polopt__rows_dot_avx2(n, a + 6 * lda, a + 7 * lda, x, &c6, &c7);
         d = polopt__hsum8_avx2(c0, c1, c2, c3, c4, c5, c6, c7);
         d = _mm256_mul_ps(_mm256_set1_ps(alpha), d);
         if (beta != 0.0f) d = _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(y + i), d);
@@ -2198,16 +2196,24 @@ POLOPT__AVX512 static void polopt__axpy_avx512(size_t n, float alpha, const floa
     polopt__axpy_avx2(n - i, alpha, x + i, y + i);
 }
 
-/* One row's dot product with x, as 8 partial sums: 16 floats a step, the rest through the AVX2 row kernel. */
-POLOPT__AVX512 static __m256 polopt__row_dot_avx512(size_t n, const float *a, const float *x)
+/* Two rows' dot products with x, each as 8 partial sums: 16 floats a step, the rest through the AVX2 kernel. */
+POLOPT__AVX512 static void polopt__rows_dot_avx512(size_t n, const float *a, const float *b, const float *x,
+                                                   __m256 *out_a, __m256 *out_b)
 {
-    __m512 c = _mm512_setzero_ps();
+    __m512 c = _mm512_setzero_ps(), d = _mm512_setzero_ps();
+    __m256 ca, cb;
     size_t p = 0;
-    for (; p + 16 <= n; p += 16) c = _mm512_fmadd_ps(_mm512_loadu_ps(a + p), _mm512_loadu_ps(x + p), c);
-    return _mm256_add_ps(polopt__fold_avx512(c), polopt__row_dot_avx2(n - p, a + p, x + p));
+    for (; p + 16 <= n; p += 16) {
+        const __m512 xv = _mm512_loadu_ps(x + p);
+        c = _mm512_fmadd_ps(_mm512_loadu_ps(a + p), xv, c);
+        d = _mm512_fmadd_ps(_mm512_loadu_ps(b + p), xv, d);
+    }
+    polopt__rows_dot_avx2(n - p, a + p, b + p, x + p, &ca, &cb);
+    *out_a = _mm256_add_ps(polopt__fold_avx512(c), ca);
+    *out_b = _mm256_add_ps(polopt__fold_avx512(d), cb);
 }
 
-/* Eight rows at a time, each along its contiguous floats, as in AVX2. */
+/* Eight rows at a time, in pairs, as in AVX2. */
 POLOPT__AVX512 static void polopt__gemv_n_avx512(size_t m, size_t n, float alpha, const float *A, size_t lda,
                                                  const float *x, float beta, float *y)
 {
@@ -2216,14 +2222,10 @@ POLOPT__AVX512 static void polopt__gemv_n_avx512(size_t m, size_t n, float alpha
         const float *a = A + i * lda;
         __m256 c0, c1, c2, c3, c4, c5, c6, c7, d;
         if (i + 24 <= m) polopt__prefetch_rows(a + 16 * lda, 8, lda);
-        c0 = polopt__row_dot_avx512(n, a, x);
-        c1 = polopt__row_dot_avx512(n, a + lda, x);
-        c2 = polopt__row_dot_avx512(n, a + 2 * lda, x);
-        c3 = polopt__row_dot_avx512(n, a + 3 * lda, x);
-        c4 = polopt__row_dot_avx512(n, a + 4 * lda, x);
-        c5 = polopt__row_dot_avx512(n, a + 5 * lda, x);
-        c6 = polopt__row_dot_avx512(n, a + 6 * lda, x);
-        c7 = polopt__row_dot_avx512(n, a + 7 * lda, x);
+        polopt__rows_dot_avx512(n, a, a + lda, x, &c0, &c1);
+        polopt__rows_dot_avx512(n, a + 2 * lda, a + 3 * lda, x, &c2, &c3);
+        polopt__rows_dot_avx512(n, a + 4 * lda, a + 5 * lda, x, &c4, &c5);
+        polopt__rows_dot_avx512(n, a + 6 * lda, a + 7 * lda, x, &c6, &c7);
         d = polopt__hsum8_avx2(c0, c1, c2, c3, c4, c5, c6, c7);
         d = _mm256_mul_ps(_mm256_set1_ps(alpha), d);
         if (beta != 0.0f) d = _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(y + i), d);
@@ -2444,26 +2446,27 @@ static void polopt__axpy_neon(size_t n, float alpha, const float *x, float *y)
     for (; i < n; ++i) y[i] += alpha * x[i];
 }
 
-/* One row's dot product with x, as 4 partial sums; the last n mod 4 products are added to the first lane. */
-static float32x4_t polopt__row_dot_neon(size_t n, const float *a, const float *x)
+/* Two rows' dot products with x, each as 4 partial sums; the last n mod 4 products join the first lane. */
+static void polopt__rows_dot_neon(size_t n, const float *a, const float *b, const float *x, float32x4_t *out_a,
+                                  float32x4_t *out_b)
 {
     float32x4_t c = vdupq_n_f32(0.0f), d = c;
     size_t p = 0;
-    for (; p + 8 <= n; p += 8) {
-        c = vfmaq_f32(c, vld1q_f32(a + p), vld1q_f32(x + p));
-        d = vfmaq_f32(d, vld1q_f32(a + p + 4), vld1q_f32(x + p + 4));
+    for (; p + 4 <= n; p += 4) {
+        const float32x4_t xv = vld1q_f32(x + p);
+        c = vfmaq_f32(c, vld1q_f32(a + p), xv);
+        d = vfmaq_f32(d, vld1q_f32(b + p), xv);
     }
-    for (; p + 4 <= n; p += 4) c = vfmaq_f32(c, vld1q_f32(a + p), vld1q_f32(x + p));
     if (p < n) {
-        float t = 0.0f;
-        for (; p < n; ++p) t += a[p] * x[p];
-        c = vaddq_f32(c, vsetq_lane_f32(t, vdupq_n_f32(0.0f), 0));
+        float s = 0.0f, t = 0.0f;
+        for (; p < n; ++p) s += a[p] * x[p], t += b[p] * x[p];
+        c = vaddq_f32(c, vsetq_lane_f32(s, vdupq_n_f32(0.0f), 0));
+        d = vaddq_f32(d, vsetq_lane_f32(t, vdupq_n_f32(0.0f), 0));
     }
-    return vaddq_f32(c, d);
+    *out_a = c, *out_b = d;
 }
 
-/* Four rows at a time, each along its contiguous floats; pairwise adds reduce the four row vectors to the four
-   results. */
+/* Four rows at a time, in pairs as in AVX2; pairwise adds reduce the four row vectors to the four results. */
 static void polopt__gemv_n_neon(size_t m, size_t n, float alpha, const float *A, size_t lda, const float *x,
                                 float beta, float *y)
 {
@@ -2472,10 +2475,8 @@ static void polopt__gemv_n_neon(size_t m, size_t n, float alpha, const float *A,
         const float *a = A + i * lda;
         float32x4_t c0, c1, c2, c3, d;
         if (i + 12 <= m) polopt__prefetch_rows(a + 8 * lda, 4, lda);
-        c0 = polopt__row_dot_neon(n, a, x);
-        c1 = polopt__row_dot_neon(n, a + lda, x);
-        c2 = polopt__row_dot_neon(n, a + 2 * lda, x);
-        c3 = polopt__row_dot_neon(n, a + 3 * lda, x);
+        polopt__rows_dot_neon(n, a, a + lda, x, &c0, &c1);
+        polopt__rows_dot_neon(n, a + 2 * lda, a + 3 * lda, x, &c2, &c3);
         d = vpaddq_f32(vpaddq_f32(c0, c1), vpaddq_f32(c2, c3));
         d = vmulq_n_f32(d, alpha);
         if (beta != 0.0f) d = vfmaq_n_f32(d, vld1q_f32(y + i), beta);
