@@ -417,9 +417,9 @@ POLOPT_DEF polopt_result polopt_mips_search_from(const polopt_mips *index, polop
    checks everything (sizes, checksum, every link in range) before it trusts anything, and answers a truncated,
    corrupted or foreign input with an error and a message.  polopt_mips_save writes a temporary file next to path
    and renames it over path only when complete, so a failed save never replaces a good file. */
-POLOPT_DEF polopt_result polopt_mips_save(const polopt_mips *index, const char *path);
+POLOPT_DEF polopt_result polopt_mips_save(polopt_mips *index, const char *path);
 /* Bytes needed: call with buffer NULL to get *out_size, then again with a buffer of that size. */
-POLOPT_DEF polopt_result polopt_mips_save_buffer(const polopt_mips *index, void *buffer, size_t buffer_size,
+POLOPT_DEF polopt_result polopt_mips_save_buffer(polopt_mips *index, void *buffer, size_t buffer_size,
                                                  size_t *out_size);
 /* The loaded index owns its vectors.  hooks may be NULL. */
 POLOPT_DEF polopt_result polopt_mips_load(polopt_mips *index, const char *path, const polopt_hooks *hooks);
@@ -518,8 +518,8 @@ POLOPT_DEF polopt_result polopt_policy_topk(const polopt_policy *policy, const p
                                             uint32_t *out_ids, float *out_scores);
 /* Files and buffers with the index's discipline: magic "POLOPTPL", version, sizes, checksums, validated load,
    atomic save.  A loaded policy has its own theta. */
-POLOPT_DEF polopt_result polopt_policy_save(const polopt_policy *policy, const char *path);
-POLOPT_DEF polopt_result polopt_policy_save_buffer(const polopt_policy *policy, void *buffer, size_t buffer_size,
+POLOPT_DEF polopt_result polopt_policy_save(polopt_policy *policy, const char *path);
+POLOPT_DEF polopt_result polopt_policy_save_buffer(polopt_policy *policy, void *buffer, size_t buffer_size,
                                                    size_t *out_size);
 POLOPT_DEF polopt_result polopt_policy_load(polopt_policy *policy, const char *path, const polopt_hooks *hooks);
 POLOPT_DEF polopt_result polopt_policy_load_buffer(polopt_policy *policy, const void *buffer, size_t size,
@@ -1120,7 +1120,24 @@ static void polopt__clear_error(polopt_error *err)
     err->message[0] = '\0';
 }
 
+/* The object discipline: an object is zeroed or fully initialised.  *_free zeroes it (every byte); a failed *_init
+   or load frees what it made and zeroes the object too, keeping only the message that says why.  Every call checks
+   its object's marker of initialisation and answers POLOPT_ERR_INVALID_ARG on a zeroed one. */
+#define POLOPT__ZERO_KEEPING_ERROR(obj, free_fn) \
+    do {                                         \
+        const polopt_error saved_ = (obj)->err;  \
+        free_fn(obj);                            \
+        (obj)->err = saved_;                     \
+    } while (0)
+
 static const polopt_hooks polopt__no_hooks = {NULL, NULL, NULL};
+
+/* The answer of every call on a zeroed object. */
+static polopt_result polopt__not_ready(polopt_error *err, const polopt_hooks *hooks, const char *fn, const char *what)
+{
+    return polopt__fail(err, hooks, POLOPT_ERR_INVALID_ARG,
+                        "%s: the %s is not initialised (never set up, freed, or its initialisation failed)", fn, what);
+}
 
 /* count * size without overflow, or 0 (and *ok = 0) when it does not fit in size_t. */
 static size_t polopt__mul_size(size_t count, size_t size, int *ok)
@@ -1465,7 +1482,7 @@ POLOPT_DEF polopt_result polopt_rng_shuffle(polopt_rng *rng, size_t n, uint32_t 
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_alias_init(polopt_alias *table, size_t n, const float *weights,
+static polopt_result polopt__alias_init_impl(polopt_alias *table, size_t n, const float *weights,
                                            const polopt_hooks *hooks)
 {
     static const char *fn = "polopt_alias_init";
@@ -1494,7 +1511,6 @@ POLOPT_DEF polopt_result polopt_alias_init(polopt_alias *table, size_t n, const 
     if (scaled) stack = (uint32_t *)polopt__alloc(&table->hooks, n, sizeof(uint32_t), &rc);
     if (!stack) {
         polopt__dealloc(&table->hooks, scaled);
-        polopt_alias_free(table);
         return polopt__fail(&table->err, &table->hooks, rc, "%s: cannot allocate tables for n = %lu", fn,
                             (unsigned long)n);
     }
@@ -1532,9 +1548,19 @@ POLOPT_DEF polopt_result polopt_alias_init(polopt_alias *table, size_t n, const 
     return POLOPT_OK;
 }
 
+POLOPT_DEF polopt_result polopt_alias_init(polopt_alias *table, size_t n, const float *weights,
+                                           const polopt_hooks *hooks)
+{
+    const polopt_result rc = polopt__alias_init_impl(table, n, weights, hooks);
+    if (rc != POLOPT_OK && table) POLOPT__ZERO_KEEPING_ERROR(table, polopt_alias_free);
+    return rc;
+}
+
 POLOPT_DEF uint32_t polopt_alias_draw(const polopt_alias *table, polopt_rng *rng)
 {
-    const uint32_t i = (uint32_t)polopt__rng_below(rng, table->n);
+    uint32_t i;
+    if (!table || !table->prob || !rng) return POLOPT_NO_ITEM;
+    i = (uint32_t)polopt__rng_below(rng, table->n);
     return polopt_rng_uniformf(rng) < table->prob[i] ? i : table->alias[i];
 }
 
@@ -1543,9 +1569,7 @@ POLOPT_DEF void polopt_alias_free(polopt_alias *table)
     if (!table) return;
     polopt__dealloc(&table->hooks, table->prob);
     polopt__dealloc(&table->hooks, table->alias);
-    table->prob = NULL;
-    table->alias = NULL;
-    table->n = 0;
+    memset(table, 0, sizeof *table);
 }
 
 /* >>linalg ------------------------------------------------------------------------------------------------ */
@@ -3234,6 +3258,14 @@ static uint64_t polopt__get_u64(const unsigned char *p)
     return (uint64_t)polopt__get_u32(p) | (uint64_t)polopt__get_u32(p + 4) << 32;
 }
 
+static int polopt__all_zero(const unsigned char *p, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; ++i)
+        if (p[i]) return 0;
+    return 1;
+}
+
 /* Streaming checksum: four lanes of 64-bit words mixed by multiply-rotate, then a splitmix avalanche of the
    lanes, the tail and the length.  Words are read little-endian, so every host computes the same value. */
 typedef struct polopt__checksum {
@@ -3904,11 +3936,7 @@ POLOPT_DEF void polopt_mips_free(polopt_mips *ix)
     polopt__dealloc(&h, ix->links0);
     polopt__dealloc(&h, ix->upper_offset);
     polopt__dealloc(&h, ix->upper);
-    ix->owned_vectors = ix->sqnorms = NULL;
-    ix->levels = NULL;
-    ix->links0 = ix->upper_offset = ix->upper = NULL;
-    ix->vectors = NULL;
-    ix->n = ix->capacity = ix->upper_size = ix->upper_capacity = 0;
+    memset(ix, 0, sizeof *ix);
 }
 
 /* Check the vectors (finite) and the sizes shared by both kinds. */
@@ -4089,7 +4117,7 @@ static polopt_result polopt__mips_init_common(polopt_mips *ix, polopt_mips_kind 
     return polopt__mips_check_input(ix, fn, n, dim, vectors);
 }
 
-POLOPT_DEF polopt_result polopt_mips_init_exact(polopt_mips *ix, size_t n, size_t dim, const float *vectors,
+static polopt_result polopt__mips_init_exact_impl(polopt_mips *ix, size_t n, size_t dim, const float *vectors,
                                                 int copy, const polopt_hooks *hooks)
 {
     static const char *fn = "polopt_mips_init_exact";
@@ -4100,7 +4128,6 @@ POLOPT_DEF polopt_result polopt_mips_init_exact(polopt_mips *ix, size_t n, size_
     if (copy) {
         rc = polopt__mips_reserve(ix, n, 1);
         if (rc != POLOPT_OK) {
-            polopt_mips_free(ix);
             return polopt__fail(&ix->err, &ix->hooks, rc, "%s: cannot allocate a copy of %lu x %lu floats", fn,
                                 (unsigned long)n, (unsigned long)dim);
         }
@@ -4115,7 +4142,15 @@ POLOPT_DEF polopt_result polopt_mips_init_exact(polopt_mips *ix, size_t n, size_
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_mips_init_hnsw(polopt_mips *ix, size_t n, size_t dim, const float *vectors,
+POLOPT_DEF polopt_result polopt_mips_init_exact(polopt_mips *ix, size_t n, size_t dim, const float *vectors,
+                                                int copy, const polopt_hooks *hooks)
+{
+    const polopt_result rc = polopt__mips_init_exact_impl(ix, n, dim, vectors, copy, hooks);
+    if (rc != POLOPT_OK && ix) POLOPT__ZERO_KEEPING_ERROR(ix, polopt_mips_free);
+    return rc;
+}
+
+static polopt_result polopt__mips_init_hnsw_impl(polopt_mips *ix, size_t n, size_t dim, const float *vectors,
                                                int copy, const polopt_hnsw_config *config)
 {
     static const char *fn = "polopt_mips_init_hnsw";
@@ -4148,12 +4183,19 @@ POLOPT_DEF polopt_result polopt_mips_init_hnsw(polopt_mips *ix, size_t n, size_t
     }
     if (rc == POLOPT_OK) rc = polopt__mips_insert_range(ix, 0, c.n_threads);
     if (rc != POLOPT_OK) {
-        polopt_mips_free(ix);
         return polopt__fail(&ix->err, &ix->hooks, rc, "%s: cannot allocate an index of %lu items", fn,
                             (unsigned long)n);
     }
     polopt__clear_error(&ix->err);
     return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_mips_init_hnsw(polopt_mips *ix, size_t n, size_t dim, const float *vectors,
+                                               int copy, const polopt_hnsw_config *config)
+{
+    const polopt_result rc = polopt__mips_init_hnsw_impl(ix, n, dim, vectors, copy, config);
+    if (rc != POLOPT_OK && ix) POLOPT__ZERO_KEEPING_ERROR(ix, polopt_mips_free);
+    return rc;
 }
 
 POLOPT_DEF polopt_result polopt_mips_add(polopt_mips *ix, size_t n_new, const float *vectors)
@@ -4162,7 +4204,8 @@ POLOPT_DEF polopt_result polopt_mips_add(polopt_mips *ix, size_t n_new, const fl
     polopt_result rc;
     size_t old_n, cap;
     polopt_mips probe;
-    if (!ix || !ix->vectors) return POLOPT_ERR_INVALID_ARG;
+    if (!ix) return POLOPT_ERR_INVALID_ARG;
+    if (!ix->vectors) return polopt__not_ready(&ix->err, &ix->hooks, fn, "index");
     if (!ix->owned_vectors)
         return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_INVALID_ARG,
                             "%s: the index borrows its vectors and cannot grow; build it with copy = 1", fn);
@@ -4206,7 +4249,7 @@ POLOPT_DEF polopt_result polopt_mips_add(polopt_mips *ix, size_t n_new, const fl
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_mips_scratch_init(polopt_mips_scratch *sc, const polopt_mips *ix, size_t max_ef,
+static polopt_result polopt__mips_scratch_init_impl(polopt_mips_scratch *sc, const polopt_mips *ix, size_t max_ef,
                                                   const polopt_hooks *hooks)
 {
     static const char *fn = "polopt_mips_scratch_init";
@@ -4235,11 +4278,18 @@ POLOPT_DEF polopt_result polopt_mips_scratch_init(polopt_mips_scratch *sc, const
             sc->tile = (float *)polopt__alloc(&sc->hooks, POLOPT__EXACT_QUERIES * POLOPT__EXACT_BLOCK, sizeof(float), &rc);
     }
     if (rc != POLOPT_OK) {
-        polopt_mips_scratch_free(sc);
         return polopt__fail(&sc->err, &sc->hooks, rc, "%s: cannot allocate scratch for max_ef = %lu", fn,
                             (unsigned long)max_ef);
     }
     return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_mips_scratch_init(polopt_mips_scratch *sc, const polopt_mips *ix, size_t max_ef,
+                                                  const polopt_hooks *hooks)
+{
+    const polopt_result rc = polopt__mips_scratch_init_impl(sc, ix, max_ef, hooks);
+    if (rc != POLOPT_OK && sc) POLOPT__ZERO_KEEPING_ERROR(sc, polopt_mips_scratch_free);
+    return rc;
 }
 
 POLOPT_DEF void polopt_mips_scratch_free(polopt_mips_scratch *sc)
@@ -4249,10 +4299,7 @@ POLOPT_DEF void polopt_mips_scratch_free(polopt_mips_scratch *sc)
     polopt__dealloc(&sc->hooks, sc->heap_a);
     polopt__dealloc(&sc->hooks, sc->heap_b);
     polopt__dealloc(&sc->hooks, sc->tile);
-    sc->visited = NULL;
-    sc->heap_a = sc->heap_b = NULL;
-    sc->tile = NULL;
-    sc->capacity = sc->max_ef = 0;
+    memset(sc, 0, sizeof *sc);
 }
 
 /* The exact search's heaps order by "worse": a lower score, or an equal score and a higher id (ties go to the
@@ -4472,6 +4519,27 @@ static size_t polopt__mips_payload_bytes(int kind, size_t n, size_t dim, size_t 
     return ok ? bytes : 0;
 }
 
+/* n link lists of stride words each ([count, ids...]) with the unused slots written as zeros: the file is a
+   function of the graph alone, never of what a slot held before (a pruned link, or a fresh allocation). */
+static polopt_result polopt__write_link_lists(polopt__io *w, const uint32_t *lists, size_t n, size_t stride)
+{
+    uint32_t tmp[1024]; /* stride <= 1 + 2 * POLOPT__MIPS_MAX_M = 511 */
+    const size_t per_chunk = sizeof tmp / sizeof tmp[0] / stride;
+    size_t i, j;
+    polopt_result rc = POLOPT_OK;
+    for (i = 0; i < n && rc == POLOPT_OK; i += per_chunk) {
+        const size_t m = n - i < per_chunk ? n - i : per_chunk;
+        memcpy(tmp, lists + i * stride, m * stride * sizeof(uint32_t));
+        for (j = 0; j < m; ++j) {
+            uint32_t *list = tmp + j * stride;
+            const size_t used = list[0] < stride ? 1 + (size_t)list[0] : stride;
+            memset(list + used, 0, (stride - used) * sizeof(uint32_t));
+        }
+        rc = polopt__write_words(w, tmp, m * stride);
+    }
+    return rc;
+}
+
 static polopt_result polopt__mips_emit_payload(const polopt_mips *ix, polopt__io *w)
 {
     static const unsigned char zeros[4] = {0, 0, 0, 0};
@@ -4479,9 +4547,10 @@ static polopt_result polopt__mips_emit_payload(const polopt_mips *ix, polopt__io
     if (ix->kind != POLOPT_MIPS_HNSW || rc != POLOPT_OK) return rc;
     if ((rc = polopt__write_bytes(w, ix->levels, ix->n)) != POLOPT_OK) return rc;
     if ((rc = polopt__write_bytes(w, zeros, (4 - ix->n % 4) % 4)) != POLOPT_OK) return rc;
-    if ((rc = polopt__write_words(w, ix->links0, ix->n * (1 + 2 * ix->M))) != POLOPT_OK) return rc;
+    if ((rc = polopt__write_link_lists(w, ix->links0, ix->n, 1 + 2 * ix->M)) != POLOPT_OK) return rc;
     if ((rc = polopt__write_words(w, ix->upper_offset, ix->n)) != POLOPT_OK) return rc;
-    return polopt__write_words(w, ix->upper, ix->upper_size);
+    /* the upper pool is the nodes' blocks of 1 + M words, one after another (see polopt__mips_check_graph) */
+    return polopt__write_link_lists(w, ix->upper, ix->upper_size / (1 + ix->M), 1 + ix->M);
 }
 
 /* Header and payload: a first pass over the payload computes its checksum, the second writes it. */
@@ -4510,23 +4579,29 @@ static polopt_result polopt__mips_emit(const void *ctx, polopt__io *w)
     return polopt__mips_emit_payload(ix, w);
 }
 
-POLOPT_DEF polopt_result polopt_mips_save(const polopt_mips *ix, const char *path)
+POLOPT_DEF polopt_result polopt_mips_save(polopt_mips *ix, const char *path)
 {
-    if (!ix || !ix->vectors || !path) return POLOPT_ERR_INVALID_ARG;
-    return polopt__save_atomic(path, &ix->hooks, NULL, "polopt_mips_save", polopt__mips_emit, ix);
+    static const char *fn = "polopt_mips_save";
+    if (!ix) return POLOPT_ERR_INVALID_ARG;
+    if (!ix->vectors) return polopt__not_ready(&ix->err, &ix->hooks, fn, "index");
+    if (!path) return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_INVALID_ARG, "%s: path is NULL", fn);
+    return polopt__save_atomic(path, &ix->hooks, &ix->err, fn, polopt__mips_emit, ix);
 }
 
-POLOPT_DEF polopt_result polopt_mips_save_buffer(const polopt_mips *ix, void *buffer, size_t buffer_size,
+POLOPT_DEF polopt_result polopt_mips_save_buffer(polopt_mips *ix, void *buffer, size_t buffer_size,
                                                  size_t *out_size)
 {
     polopt__io w;
     size_t need;
-    if (!ix || !ix->vectors || !out_size) return POLOPT_ERR_INVALID_ARG;
+    if (!ix) return POLOPT_ERR_INVALID_ARG;
+    if (!ix->vectors) return polopt__not_ready(&ix->err, &ix->hooks, "polopt_mips_save_buffer", "index");
+    if (!out_size)
+        return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_INVALID_ARG, "polopt_mips_save_buffer: out_size is NULL");
     need = POLOPT__HEADER_BYTES + polopt__mips_payload_bytes(ix->kind, ix->n, ix->dim, ix->M, ix->upper_size);
     *out_size = need;
     if (!buffer) return POLOPT_OK;
     if (buffer_size < need)
-        return polopt__fail(NULL, &ix->hooks, POLOPT_ERR_INVALID_ARG,
+        return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_INVALID_ARG,
                             "polopt_mips_save_buffer: the buffer has %lu bytes, the index needs %lu",
                             (unsigned long)buffer_size, (unsigned long)need);
     memset(&w, 0, sizeof w);
@@ -4535,12 +4610,19 @@ POLOPT_DEF polopt_result polopt_mips_save_buffer(const polopt_mips *ix, void *bu
     return polopt__mips_emit(ix, &w);
 }
 
-/* Every structural fact a search relies on, so that a file that passed its checksums but was made by something
-   else cannot make a search read out of bounds. */
+/* Proof that a loaded graph has exactly the layout polopt's own writer produces, so that a file that passed its
+   checksums but was made by something else can make neither a search nor a later polopt_mips_add read or write
+   out of bounds:
+     - the entry node is on the top level, and no node is above it;
+     - the upper-level blocks are laid out as polopt__mips_prepare_nodes lays them out: node by node, in id order,
+       level blocks of 1 + M words each, with no gap and no overlap, filling the pool exactly (so no write into
+       one node's list can reach another's count);
+     - each list holds at most M (2M on level 0) links, each to a node that exists on that level, and its unused
+       slots are zero (as the writer writes them). */
 static polopt_result polopt__mips_check_graph(polopt_mips *ix, const char *fn)
 {
     const size_t M = ix->M, block = 1 + M;
-    size_t a;
+    size_t a, words = 0;
     uint32_t i;
     int l;
     if (ix->levels[ix->entry] != ix->max_level)
@@ -4548,17 +4630,20 @@ static polopt_result polopt__mips_check_graph(polopt_mips *ix, const char *fn)
                             fn, (unsigned long)ix->entry);
     for (a = 0; a < ix->n; ++a) {
         const int level = ix->levels[a];
-        const uint32_t *links = ix->links0 + a * (1 + 2 * M);
         if (level > ix->max_level)
             return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_FORMAT, "%s: node %lu has level %d above the top level %d",
                                 fn, (unsigned long)a, level, ix->max_level);
         if (level == 0 ? ix->upper_offset[a] != POLOPT_NO_ITEM
-                       : (ix->upper_offset[a] > ix->upper_size || (ix->upper_size - ix->upper_offset[a]) / block < (size_t)level))
-            return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_FORMAT, "%s: node %lu has a bad upper-level offset", fn,
-                                (unsigned long)a);
+                       : (ix->upper_offset[a] != words || (ix->upper_size - words) / block < (size_t)level))
+            return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_FORMAT,
+                                "%s: node %lu: its upper-level links are not where the writer puts them (offset %lu, "
+                                "expected %lu)", fn, (unsigned long)a, (unsigned long)ix->upper_offset[a],
+                                (unsigned long)(level ? words : POLOPT_NO_ITEM));
+        words += (size_t)level * block;
         for (l = 0; l <= level; ++l) {
-            if (l) links = polopt__links(ix, (uint32_t)a, l);
-            if (links[0] > (l ? M : 2 * M))
+            const uint32_t *links = polopt__links(ix, (uint32_t)a, l);
+            const size_t max = l ? M : 2 * M;
+            if (links[0] > max)
                 return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_FORMAT, "%s: node %lu has %u links on level %d", fn,
                                     (unsigned long)a, links[0], l);
             for (i = 1; i <= links[0]; ++i)
@@ -4566,8 +4651,17 @@ static polopt_result polopt__mips_check_graph(polopt_mips *ix, const char *fn)
                     return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_FORMAT,
                                         "%s: node %lu links to %u on level %d, which is not a node of that level", fn,
                                         (unsigned long)a, links[i], l);
+            for (; i <= max; ++i)
+                if (links[i] != 0)
+                    return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_FORMAT,
+                                        "%s: node %lu has a non-zero unused link slot on level %d", fn,
+                                        (unsigned long)a, l);
         }
     }
+    if (words != ix->upper_size)
+        return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_FORMAT,
+                            "%s: the upper-level pool has %lu words; the nodes' levels need %lu", fn,
+                            (unsigned long)ix->upper_size, (unsigned long)words);
     return POLOPT_OK;
 }
 
@@ -4593,6 +4687,14 @@ static polopt_result polopt__mips_read(polopt_mips *ix, polopt__io *r, size_t av
         return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_FORMAT,
                             "%s: %s: impossible sizes (kind %u, n %llu, dim %llu, M %u)", fn, source, kind,
                             (unsigned long long)n64, (unsigned long long)dim64, M);
+    if (kind == POLOPT_MIPS_EXACT ? (M | polopt__get_u32(h + 56) | polopt__get_u32(h + 60)) != 0 || efc64 != 0 ||
+                                        upper64 != 0 || !polopt__all_zero(h + 88, 32)
+                                  : polopt__all_zero(h + 88, 32))
+        return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_FORMAT,
+                            kind == POLOPT_MIPS_EXACT
+                                ? "%s: %s: an exact index with graph fields that are not zero (M, entry, level, "
+                                  "ef_construction, upper words, generator)"
+                                : "%s: %s: an HNSW index whose generator state is all zero", fn, source);
     payload = polopt__mips_payload_bytes((int)kind, (size_t)n64, (size_t)dim64, M, (size_t)upper64);
     rc = polopt__payload_size_check(available, payload, payload64, &ix->err, &ix->hooks, fn, source);
     if (rc != POLOPT_OK) return rc;
@@ -4620,10 +4722,13 @@ static polopt_result polopt__mips_read(polopt_mips *ix, polopt__io *r, size_t av
         unsigned char pad[4];
         rc = polopt__read_bytes(r, ix->levels, ix->n);
         if (rc == POLOPT_OK) rc = polopt__read_bytes(r, pad, (4 - ix->n % 4) % 4);
+        if (rc == POLOPT_OK && !polopt__all_zero(pad, (4 - ix->n % 4) % 4)) rc = POLOPT_ERR_FORMAT;
         if (rc == POLOPT_OK) rc = polopt__read_words(r, ix->links0, ix->n * (1 + 2 * ix->M));
         if (rc == POLOPT_OK) rc = polopt__read_words(r, ix->upper_offset, ix->n);
         if (rc == POLOPT_OK) rc = polopt__read_words(r, ix->upper, ix->upper_size);
     }
+    if (rc == POLOPT_ERR_FORMAT)
+        return polopt__fail(&ix->err, &ix->hooks, rc, "%s: %s: the padding after the levels is not zero", fn, source);
     if (rc != POLOPT_OK)
         return polopt__fail(&ix->err, &ix->hooks, rc, "%s: %s ends after %lu of %lu bytes", fn, source,
                             (unsigned long)r->pos, (unsigned long)(POLOPT__HEADER_BYTES + payload));
@@ -4656,7 +4761,7 @@ static polopt_result polopt__mips_load_io(void *obj, polopt__io *r, size_t avail
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_mips_load_buffer(polopt_mips *ix, const void *buffer, size_t size,
+static polopt_result polopt__mips_load_buffer_impl(polopt_mips *ix, const void *buffer, size_t size,
                                                  const polopt_hooks *hooks)
 {
     if (!ix) return POLOPT_ERR_INVALID_ARG;
@@ -4665,13 +4770,28 @@ POLOPT_DEF polopt_result polopt_mips_load_buffer(polopt_mips *ix, const void *bu
     return polopt__load(NULL, buffer, size, polopt__mips_load_io, ix, &ix->err, &ix->hooks, "polopt_mips_load_buffer");
 }
 
-POLOPT_DEF polopt_result polopt_mips_load(polopt_mips *ix, const char *path, const polopt_hooks *hooks)
+POLOPT_DEF polopt_result polopt_mips_load_buffer(polopt_mips *ix, const void *buffer, size_t size,
+                                                 const polopt_hooks *hooks)
+{
+    const polopt_result rc = polopt__mips_load_buffer_impl(ix, buffer, size, hooks);
+    if (rc != POLOPT_OK && ix) POLOPT__ZERO_KEEPING_ERROR(ix, polopt_mips_free);
+    return rc;
+}
+
+static polopt_result polopt__mips_load_impl(polopt_mips *ix, const char *path, const polopt_hooks *hooks)
 {
     if (!ix) return POLOPT_ERR_INVALID_ARG;
     memset(ix, 0, sizeof *ix);
     ix->hooks = hooks ? *hooks : polopt__no_hooks;
     if (!path) return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_INVALID_ARG, "polopt_mips_load: path is NULL");
     return polopt__load(path, NULL, 0, polopt__mips_load_io, ix, &ix->err, &ix->hooks, "polopt_mips_load");
+}
+
+POLOPT_DEF polopt_result polopt_mips_load(polopt_mips *ix, const char *path, const polopt_hooks *hooks)
+{
+    const polopt_result rc = polopt__mips_load_impl(ix, path, hooks);
+    if (rc != POLOPT_OK && ix) POLOPT__ZERO_KEEPING_ERROR(ix, polopt_mips_free);
+    return rc;
 }
 
 /* >>optim ------------------------------------------------------------------------------------------------- */
@@ -4717,7 +4837,7 @@ POLOPT_DEF polopt_adam_config polopt_adam_config_default(void)
     return c;
 }
 
-POLOPT_DEF polopt_result polopt_adam_init(polopt_adam *opt, size_t n, const polopt_adam_config *config)
+static polopt_result polopt__adam_init_impl(polopt_adam *opt, size_t n, const polopt_adam_config *config)
 {
     static const char *fn = "polopt_adam_init";
     polopt_result rc = POLOPT_OK;
@@ -4735,7 +4855,6 @@ POLOPT_DEF polopt_result polopt_adam_init(polopt_adam *opt, size_t n, const polo
     opt->m = (float *)polopt__alloc(&c.hooks, n, sizeof(float), &rc);
     if (opt->m) opt->v = (float *)polopt__alloc(&c.hooks, n, sizeof(float), &rc);
     if (!opt->v) {
-        polopt_adam_free(opt);
         return polopt__fail(&opt->err, &c.hooks, rc, "%s: cannot allocate moments for n = %lu", fn,
                             (unsigned long)n);
     }
@@ -4745,6 +4864,13 @@ POLOPT_DEF polopt_result polopt_adam_init(polopt_adam *opt, size_t n, const polo
     return POLOPT_OK;
 }
 
+POLOPT_DEF polopt_result polopt_adam_init(polopt_adam *opt, size_t n, const polopt_adam_config *config)
+{
+    const polopt_result rc = polopt__adam_init_impl(opt, n, config);
+    if (rc != POLOPT_OK && opt) POLOPT__ZERO_KEEPING_ERROR(opt, polopt_adam_free);
+    return rc;
+}
+
 POLOPT_DEF polopt_result polopt_adam_step(polopt_adam *opt, float *params, const float *grad)
 {
     const polopt_adam_config *c;
@@ -4752,7 +4878,8 @@ POLOPT_DEF polopt_result polopt_adam_step(polopt_adam *opt, float *params, const
     float step, inv_sqrt_bc2, decay, sign;
     size_t i;
     polopt_result rc;
-    if (!opt || !opt->m) return POLOPT_ERR_INVALID_ARG;
+    if (!opt) return POLOPT_ERR_INVALID_ARG;
+    if (!opt->m) return polopt__not_ready(&opt->err, &opt->config.hooks, "polopt_adam_step", "optimiser");
     c = &opt->config;
     rc = polopt__check_step(&opt->err, &c->hooks, "polopt_adam_step", opt->n, params, grad);
     if (rc != POLOPT_OK) return rc;
@@ -4779,8 +4906,7 @@ POLOPT_DEF void polopt_adam_free(polopt_adam *opt)
     if (!opt) return;
     polopt__dealloc(&opt->config.hooks, opt->m);
     polopt__dealloc(&opt->config.hooks, opt->v);
-    opt->m = opt->v = NULL;
-    opt->n = 0;
+    memset(opt, 0, sizeof *opt);
 }
 
 POLOPT_DEF polopt_sgd_config polopt_sgd_config_default(void)
@@ -4791,7 +4917,7 @@ POLOPT_DEF polopt_sgd_config polopt_sgd_config_default(void)
     return c;
 }
 
-POLOPT_DEF polopt_result polopt_sgd_init(polopt_sgd *opt, size_t n, const polopt_sgd_config *config)
+static polopt_result polopt__sgd_init_impl(polopt_sgd *opt, size_t n, const polopt_sgd_config *config)
 {
     static const char *fn = "polopt_sgd_init";
     polopt_result rc = POLOPT_OK;
@@ -4814,13 +4940,21 @@ POLOPT_DEF polopt_result polopt_sgd_init(polopt_sgd *opt, size_t n, const polopt
     return POLOPT_OK;
 }
 
+POLOPT_DEF polopt_result polopt_sgd_init(polopt_sgd *opt, size_t n, const polopt_sgd_config *config)
+{
+    const polopt_result rc = polopt__sgd_init_impl(opt, n, config);
+    if (rc != POLOPT_OK && opt) POLOPT__ZERO_KEEPING_ERROR(opt, polopt_sgd_free);
+    return rc;
+}
+
 POLOPT_DEF polopt_result polopt_sgd_step(polopt_sgd *opt, float *params, const float *grad)
 {
     const polopt_sgd_config *c;
     float sign;
     size_t i;
     polopt_result rc;
-    if (!opt || opt->n == 0) return POLOPT_ERR_INVALID_ARG;
+    if (!opt) return POLOPT_ERR_INVALID_ARG;
+    if (opt->n == 0) return polopt__not_ready(&opt->err, &opt->config.hooks, "polopt_sgd_step", "optimiser");
     c = &opt->config;
     rc = polopt__check_step(&opt->err, &c->hooks, "polopt_sgd_step", opt->n, params, grad);
     if (rc != POLOPT_OK) return rc;
@@ -4841,8 +4975,7 @@ POLOPT_DEF void polopt_sgd_free(polopt_sgd *opt)
 {
     if (!opt) return;
     polopt__dealloc(&opt->config.hooks, opt->buf);
-    opt->buf = NULL;
-    opt->n = 0;
+    memset(opt, 0, sizeof *opt);
 }
 
 /* >>policy ------------------------------------------------------------------------------------------------ */
@@ -4878,7 +5011,7 @@ static polopt_result polopt__policy_alloc(polopt_policy *p, size_t D, size_t L, 
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_policy_init(polopt_policy *p, const polopt_policy_config *config)
+static polopt_result polopt__policy_init_impl(polopt_policy *p, const polopt_policy_config *config)
 {
     static const char *fn = "polopt_policy_init";
     polopt_policy_config c;
@@ -4918,12 +5051,18 @@ POLOPT_DEF polopt_result polopt_policy_init(polopt_policy *p, const polopt_polic
     return POLOPT_OK;
 }
 
+POLOPT_DEF polopt_result polopt_policy_init(polopt_policy *p, const polopt_policy_config *config)
+{
+    const polopt_result rc = polopt__policy_init_impl(p, config);
+    if (rc != POLOPT_OK && p) POLOPT__ZERO_KEEPING_ERROR(p, polopt_policy_free);
+    return rc;
+}
+
 POLOPT_DEF void polopt_policy_free(polopt_policy *p)
 {
     if (!p) return;
     polopt__dealloc(&p->hooks, p->theta);
-    p->theta = NULL;
-    p->D = p->L = 0;
+    memset(p, 0, sizeof *p);
 }
 
 POLOPT_DEF polopt_result polopt_policy_embed(const polopt_policy *p, size_t n, const float *X, size_t ldx, float *out_H)
@@ -4986,21 +5125,27 @@ static polopt_result polopt__policy_emit(const void *ctx, polopt__io *w)
     return polopt__write_words(w, p->theta, p->D * p->L);
 }
 
-POLOPT_DEF polopt_result polopt_policy_save(const polopt_policy *p, const char *path)
+POLOPT_DEF polopt_result polopt_policy_save(polopt_policy *p, const char *path)
 {
-    if (!p || !p->theta || !path) return POLOPT_ERR_INVALID_ARG;
-    return polopt__save_atomic(path, &p->hooks, NULL, "polopt_policy_save", polopt__policy_emit, p);
+    static const char *fn = "polopt_policy_save";
+    if (!p) return POLOPT_ERR_INVALID_ARG;
+    if (!p->theta) return polopt__not_ready(&p->err, &p->hooks, fn, "policy");
+    if (!path) return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG, "%s: path is NULL", fn);
+    return polopt__save_atomic(path, &p->hooks, &p->err, fn, polopt__policy_emit, p);
 }
 
-POLOPT_DEF polopt_result polopt_policy_save_buffer(const polopt_policy *p, void *buffer, size_t buffer_size,
+POLOPT_DEF polopt_result polopt_policy_save_buffer(polopt_policy *p, void *buffer, size_t buffer_size,
                                                    size_t *out_size)
 {
     polopt__io w;
-    if (!p || !p->theta || !out_size) return POLOPT_ERR_INVALID_ARG;
+    if (!p) return POLOPT_ERR_INVALID_ARG;
+    if (!p->theta) return polopt__not_ready(&p->err, &p->hooks, "polopt_policy_save_buffer", "policy");
+    if (!out_size)
+        return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG, "polopt_policy_save_buffer: out_size is NULL");
     *out_size = POLOPT__HEADER_BYTES + p->D * p->L * 4;
     if (!buffer) return POLOPT_OK;
     if (buffer_size < *out_size)
-        return polopt__fail(NULL, &p->hooks, POLOPT_ERR_INVALID_ARG,
+        return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG,
                             "polopt_policy_save_buffer: the buffer has %lu bytes, the policy needs %lu",
                             (unsigned long)buffer_size, (unsigned long)*out_size);
     memset(&w, 0, sizeof w);
@@ -5056,7 +5201,7 @@ static polopt_result polopt__policy_load_io(void *obj, polopt__io *r, size_t ava
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_policy_load_buffer(polopt_policy *p, const void *buffer, size_t size,
+static polopt_result polopt__policy_load_buffer_impl(polopt_policy *p, const void *buffer, size_t size,
                                                    const polopt_hooks *hooks)
 {
     if (!p) return POLOPT_ERR_INVALID_ARG;
@@ -5065,13 +5210,28 @@ POLOPT_DEF polopt_result polopt_policy_load_buffer(polopt_policy *p, const void 
     return polopt__load(NULL, buffer, size, polopt__policy_load_io, p, &p->err, &p->hooks, "polopt_policy_load_buffer");
 }
 
-POLOPT_DEF polopt_result polopt_policy_load(polopt_policy *p, const char *path, const polopt_hooks *hooks)
+POLOPT_DEF polopt_result polopt_policy_load_buffer(polopt_policy *p, const void *buffer, size_t size,
+                                                   const polopt_hooks *hooks)
+{
+    const polopt_result rc = polopt__policy_load_buffer_impl(p, buffer, size, hooks);
+    if (rc != POLOPT_OK && p) POLOPT__ZERO_KEEPING_ERROR(p, polopt_policy_free);
+    return rc;
+}
+
+static polopt_result polopt__policy_load_impl(polopt_policy *p, const char *path, const polopt_hooks *hooks)
 {
     if (!p) return POLOPT_ERR_INVALID_ARG;
     memset(p, 0, sizeof *p);
     p->hooks = hooks ? *hooks : polopt__no_hooks;
     if (!path) return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG, "polopt_policy_load: path is NULL");
     return polopt__load(path, NULL, 0, polopt__policy_load_io, p, &p->err, &p->hooks, "polopt_policy_load");
+}
+
+POLOPT_DEF polopt_result polopt_policy_load(polopt_policy *p, const char *path, const polopt_hooks *hooks)
+{
+    const polopt_result rc = polopt__policy_load_impl(p, path, hooks);
+    if (rc != POLOPT_OK && p) POLOPT__ZERO_KEEPING_ERROR(p, polopt_policy_free);
+    return rc;
 }
 
 /* >>proposal ---------------------------------------------------------------------------------------------- */
@@ -5092,7 +5252,7 @@ static long polopt__proposal_find(const polopt_proposal *q, uint32_t id)
     }
 }
 
-POLOPT_DEF polopt_result polopt_proposal_init(polopt_proposal *q, size_t P, size_t max_K, const polopt_hooks *hooks)
+static polopt_result polopt__proposal_init_impl(polopt_proposal *q, size_t P, size_t max_K, const polopt_hooks *hooks)
 {
     static const char *fn = "polopt_proposal_init";
     polopt_result rc = POLOPT_OK;
@@ -5111,7 +5271,6 @@ POLOPT_DEF polopt_result polopt_proposal_init(polopt_proposal *q, size_t P, size
     if (q->log_q) q->cdf = (double *)polopt__alloc(&q->hooks, max_K, sizeof(double), &rc);
     if (q->cdf) q->table = (uint32_t *)polopt__alloc(&q->hooks, size, sizeof(uint32_t), &rc);
     if (!q->table) {
-        polopt_proposal_free(q);
         return polopt__fail(&q->err, &q->hooks, rc, "%s: cannot allocate for max_K = %lu", fn, (unsigned long)max_K);
     }
     memset(q->table, 0, size * sizeof(uint32_t));
@@ -5122,6 +5281,13 @@ POLOPT_DEF polopt_result polopt_proposal_init(polopt_proposal *q, size_t P, size
     return POLOPT_OK;
 }
 
+POLOPT_DEF polopt_result polopt_proposal_init(polopt_proposal *q, size_t P, size_t max_K, const polopt_hooks *hooks)
+{
+    const polopt_result rc = polopt__proposal_init_impl(q, P, max_K, hooks);
+    if (rc != POLOPT_OK && q) POLOPT__ZERO_KEEPING_ERROR(q, polopt_proposal_free);
+    return rc;
+}
+
 POLOPT_DEF void polopt_proposal_free(polopt_proposal *q)
 {
     if (!q) return;
@@ -5130,10 +5296,7 @@ POLOPT_DEF void polopt_proposal_free(polopt_proposal *q)
     polopt__dealloc(&q->hooks, q->log_q);
     polopt__dealloc(&q->hooks, q->cdf);
     polopt__dealloc(&q->hooks, q->table);
-    q->ids = q->table = NULL;
-    q->log_kappa = q->log_q = NULL;
-    q->cdf = NULL;
-    q->K = q->max_K = 0;
+    memset(q, 0, sizeof *q);
 }
 
 /* Empty the hash table of the current members: O(K), not O(table). */
@@ -5157,7 +5320,8 @@ POLOPT_DEF polopt_result polopt_proposal_set(polopt_proposal *q, float epsilon, 
     double z = 0.0, log_z;
     size_t i, bad = 0;
     float mx;
-    if (!q || !q->table) return POLOPT_ERR_INVALID_ARG;
+    if (!q) return POLOPT_ERR_INVALID_ARG;
+    if (!q->table) return polopt__not_ready(&q->err, &q->hooks, fn, "proposal");
     if (!(epsilon >= 0.0f && epsilon <= 1.0f))
         return polopt__fail(&q->err, &q->hooks, POLOPT_ERR_INVALID_ARG, "%s: epsilon = %g is outside [0, 1]", fn,
                             (double)epsilon);
@@ -5231,7 +5395,10 @@ static void polopt__proposal_draw(const polopt_proposal *q, polopt_rng *rng, siz
 POLOPT_DEF polopt_result polopt_proposal_sample(polopt_proposal *q, polopt_rng *rng, size_t n, uint32_t *out_ids,
                                                 float *out_log_q)
 {
-    if (!q || !rng || (n && !out_ids)) return POLOPT_ERR_INVALID_ARG;
+    if (!q) return POLOPT_ERR_INVALID_ARG;
+    if (!q->table) return polopt__not_ready(&q->err, &q->hooks, "polopt_proposal_sample", "proposal");
+    if (!rng || (n && !out_ids))
+        return polopt__fail(&q->err, &q->hooks, POLOPT_ERR_INVALID_ARG, "polopt_proposal_sample: rng or out_ids is NULL");
     if (q->K == 0)
         return polopt__fail(&q->err, &q->hooks, POLOPT_ERR_INVALID_ARG,
                             "polopt_proposal_sample: no top-K set yet (call polopt_proposal_set)");
@@ -5272,7 +5439,7 @@ static int polopt__sorted_contains(const uint32_t *items, size_t n, uint32_t a)
     return lo < n && items[lo] == a;
 }
 
-POLOPT_DEF polopt_result polopt_sets_init(polopt_sets *sets, size_t n, const size_t *offsets, const uint32_t *items,
+static polopt_result polopt__sets_init_impl(polopt_sets *sets, size_t n, const size_t *offsets, const uint32_t *items,
                                           const polopt_hooks *hooks)
 {
     static const char *fn = "polopt_sets_init";
@@ -5291,7 +5458,6 @@ POLOPT_DEF polopt_result polopt_sets_init(polopt_sets *sets, size_t n, const siz
     sets->offsets = (size_t *)polopt__alloc(&sets->hooks, n + 1, sizeof(size_t), &rc);
     if (sets->offsets) sets->items = (uint32_t *)polopt__alloc(&sets->hooks, total, sizeof(uint32_t), &rc);
     if (!sets->items) {
-        polopt_sets_free(sets);
         return polopt__fail(&sets->err, &sets->hooks, rc, "%s: cannot allocate %lu items", fn, (unsigned long)total);
     }
     sets->offsets[0] = 0;
@@ -5309,14 +5475,20 @@ POLOPT_DEF polopt_result polopt_sets_init(polopt_sets *sets, size_t n, const siz
     return POLOPT_OK;
 }
 
+POLOPT_DEF polopt_result polopt_sets_init(polopt_sets *sets, size_t n, const size_t *offsets, const uint32_t *items,
+                                          const polopt_hooks *hooks)
+{
+    const polopt_result rc = polopt__sets_init_impl(sets, n, offsets, items, hooks);
+    if (rc != POLOPT_OK && sets) POLOPT__ZERO_KEEPING_ERROR(sets, polopt_sets_free);
+    return rc;
+}
+
 POLOPT_DEF void polopt_sets_free(polopt_sets *sets)
 {
     if (!sets) return;
     polopt__dealloc(&sets->hooks, sets->offsets);
     polopt__dealloc(&sets->hooks, sets->items);
-    sets->offsets = NULL;
-    sets->items = NULL;
-    sets->n = 0;
+    memset(sets, 0, sizeof *sets);
 }
 
 POLOPT_DEF polopt_result polopt_sets_reward(void *user, uint32_t context, size_t n, const uint32_t *items,
@@ -5748,18 +5920,10 @@ POLOPT_DEF void polopt_trainer_free(polopt_trainer *tr)
     polopt__dealloc(&h, tr->scores);
     polopt__dealloc(&h, tr->block_sums);
     polopt__dealloc(&h, tr->cache);
-    tr->cache = NULL;
-    tr->cache_key = NULL;
-    tr->cache_n = 0;
-    tr->order = tr->topk = tr->draws = NULL;
-    tr->xb = tr->hb = tr->gb = tr->grad = tr->topk_scores = tr->f = tr->log_q = tr->log_kappa = tr->rewards = NULL;
-    tr->beta_bar = NULL;
-    tr->scores = NULL;
-    tr->block_sums = NULL;
-    tr->order_n = 0;
+    memset(tr, 0, sizeof *tr);
 }
 
-POLOPT_DEF polopt_result polopt_trainer_init(polopt_trainer *tr, polopt_policy *policy, const polopt_mips *index,
+static polopt_result polopt__trainer_init_impl(polopt_trainer *tr, polopt_policy *policy, const polopt_mips *index,
                                              const polopt_train_config *config)
 {
     static const char *fn = "polopt_trainer_init";
@@ -5826,11 +5990,18 @@ POLOPT_DEF polopt_result polopt_trainer_init(polopt_trainer *tr, polopt_policy *
         }
     }
     if (rc != POLOPT_OK) {
-        polopt_trainer_free(tr);
         return polopt__fail(&tr->err, &c.hooks, rc, "%s: cannot allocate the training buffers (P = %lu, batch = %lu)", fn,
                             (unsigned long)P, (unsigned long)B);
     }
     return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_trainer_init(polopt_trainer *tr, polopt_policy *policy, const polopt_mips *index,
+                                             const polopt_train_config *config)
+{
+    const polopt_result rc = polopt__trainer_init_impl(tr, policy, index, config);
+    if (rc != POLOPT_OK && tr) POLOPT__ZERO_KEEPING_ERROR(tr, polopt_trainer_free);
+    return rc;
 }
 
 /* Check a dataset and, with warm_start, give it a top-K cache (once per dataset: never inside a step). */
@@ -5895,7 +6066,8 @@ POLOPT_DEF polopt_result polopt_trainer_epoch(polopt_trainer *tr, const polopt_d
     const double t0 = polopt__seconds();
     size_t i, done = 0;
     polopt_result rc;
-    if (!tr || !tr->policy) return POLOPT_ERR_INVALID_ARG;
+    if (!tr) return POLOPT_ERR_INVALID_ARG;
+    if (!tr->policy) return polopt__not_ready(&tr->err, &tr->config.hooks, fn, "trainer");
     if ((rc = polopt__check_dataset(tr, d, fn)) != POLOPT_OK) return rc;
     if (tr->order_n != d->n) { /* the shuffled order: allocated once per dataset size, outside the steps */
         void *p = POLOPT_REALLOC(tr->order, d->n * sizeof(uint32_t), tr->config.hooks.alloc_ctx);
@@ -5947,7 +6119,8 @@ POLOPT_DEF polopt_result polopt_trainer_embedding_gradient(polopt_trainer *tr, c
     const double t0 = polopt__seconds();
     size_t bad = 0;
     polopt_result rc;
-    if (!tr || !tr->policy) return POLOPT_ERR_INVALID_ARG;
+    if (!tr) return POLOPT_ERR_INVALID_ARG;
+    if (!tr->policy) return polopt__not_ready(&tr->err, &tr->config.hooks, fn, "trainer");
     if ((rc = polopt__check_dataset(tr, d, fn)) != POLOPT_OK) return rc;
     if (n && (!contexts || !H || !out_G))
         return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: contexts, H or out_G is NULL", fn);
@@ -5995,15 +6168,19 @@ POLOPT_DEF polopt_result polopt_trainer_gradient_fidelity(polopt_trainer *tr, co
                                                           double *out_rel_error)
 {
     static const char *fn = "polopt_trainer_gradient_fidelity";
-    const size_t P = tr ? tr->index->n : 0, L = tr ? tr->index->dim : 0;
+    size_t P, L;
     polopt__full_scratch fs;
     polopt_train_stats st;
     double cos_sum = 0.0, rel_sum = 0.0, r_bar;
     float *h = NULL, *g = NULL;
     size_t i, j;
     polopt_result rc;
-    if (!tr || !tr->policy || !out_cosine || !out_rel_error) return POLOPT_ERR_INVALID_ARG;
+    if (!tr) return POLOPT_ERR_INVALID_ARG;
+    if (!tr->policy) return polopt__not_ready(&tr->err, &tr->config.hooks, fn, "trainer");
+    if (!out_cosine || !out_rel_error)
+        return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: an output is NULL", fn);
     if ((rc = polopt__check_dataset(tr, d, fn)) != POLOPT_OK) return rc;
+    P = tr->index->n, L = tr->index->dim;
     if (n == 0 || !contexts)
         return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: no contexts given", fn);
     rc = polopt__full_scratch_init(&fs, &tr->config.hooks, P, L);
@@ -6153,9 +6330,7 @@ POLOPT_DEF void polopt_logged_free(polopt_logged *d)
     polopt__dealloc(&d->hooks, d->position);
     polopt__dealloc(&d->hooks, d->propensity);
     polopt__dealloc(&d->hooks, d->reward);
-    d->X = d->propensity = d->reward = NULL;
-    d->action = d->position = NULL;
-    d->n = d->capacity = 0;
+    memset(d, 0, sizeof *d);
 }
 
 POLOPT_DEF void polopt_csv_close(polopt_csv_reader *r)
@@ -6170,10 +6345,7 @@ POLOPT_DEF void polopt_csv_close(polopt_csv_reader *r)
     polopt__dealloc(&h, r->field_at);
     polopt__dealloc(&h, r->levels);
     polopt__dealloc(&h, r->n_levels);
-    r->file = NULL;
-    r->line = r->block = r->levels = NULL;
-    r->columns = NULL;
-    r->field_at = r->n_levels = NULL;
+    memset(r, 0, sizeof *r);
 }
 
 /* The next line of the file into r->line, without its line break; *eof at the end.  Lines of any length.  The file
@@ -6261,7 +6433,7 @@ static long polopt__csv_split(char *line, size_t *at, size_t max_fields)
     }
 }
 
-POLOPT_DEF polopt_result polopt_csv_open(polopt_csv_reader *r, const char *path, const polopt_csv_config *config)
+static polopt_result polopt__csv_open_impl(polopt_csv_reader *r, const char *path, const polopt_csv_config *config)
 {
     static const char *fn = "polopt_csv_open";
     const char *names[POLOPT__COL_FEATURES];
@@ -6286,12 +6458,12 @@ POLOPT_DEF polopt_result polopt_csv_open(polopt_csv_reader *r, const char *path,
     r->file = fopen(path, "rb");
     if (!r->file) {
         rc = polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_IO, "%s: cannot open %s", fn, path);
-        goto fail;
+        return rc;
     }
-    if ((rc = polopt__csv_getline(r, &eof, fn)) != POLOPT_OK) goto fail;
+    if ((rc = polopt__csv_getline(r, &eof, fn)) != POLOPT_OK) return rc;
     if (eof) {
         rc = polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s is empty: no header line", fn, path);
-        goto fail;
+        return rc;
     }
     { /* room for the header's fields: at most one more than its commas */
         const char *p = r->line;
@@ -6310,13 +6482,13 @@ POLOPT_DEF polopt_result polopt_csv_open(polopt_csv_reader *r, const char *path,
     }
     if (rc != POLOPT_OK) {
         rc = polopt__fail(&r->err, &r->config.hooks, rc, "%s: out of memory", fn);
-        goto fail;
+        return rc;
     }
     /* the header split into its names, and every wanted column looked up by name */
     fields = polopt__csv_split(r->line, r->field_at, r->n_columns);
     if (fields < 0) {
         rc = polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s, line 1: unterminated quote", fn, path);
-        goto fail;
+        return rc;
     }
     r->n_columns = (size_t)fields;
     names[POLOPT__COL_ACTION] = config->action, names[POLOPT__COL_PROPENSITY] = config->propensity;
@@ -6333,20 +6505,24 @@ POLOPT_DEF polopt_result polopt_csv_open(polopt_csv_reader *r, const char *path,
                               (unsigned long)(k < POLOPT__COL_FEATURES + config->n_numeric
                                                   ? k - POLOPT__COL_FEATURES
                                                   : k - POLOPT__COL_FEATURES - config->n_numeric));
-            goto fail;
+            return rc;
         }
         for (c = 0; c < r->n_columns && r->columns[k] < 0; ++c)
             if (strcmp(r->line + r->field_at[c], name) == 0) r->columns[k] = (long)c;
         if (r->columns[k] < 0) {
             rc = polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s has no column named '%s'", fn, path,
                               name);
-            goto fail;
+            return rc;
         }
     }
     r->dim = config->n_numeric + config->n_categorical * config->max_levels;
     return POLOPT_OK;
-fail:
-    polopt_csv_close(r);
+}
+
+POLOPT_DEF polopt_result polopt_csv_open(polopt_csv_reader *r, const char *path, const polopt_csv_config *config)
+{
+    const polopt_result rc = polopt__csv_open_impl(r, path, config);
+    if (rc != POLOPT_OK && r) POLOPT__ZERO_KEEPING_ERROR(r, polopt_csv_close);
     return rc;
 }
 
@@ -6409,7 +6585,9 @@ POLOPT_DEF polopt_result polopt_csv_read(polopt_csv_reader *r, polopt_logged *d,
     size_t got = 0, k;
     polopt_result rc = POLOPT_OK;
     if (out_rows) *out_rows = 0;
-    if (!r || !r->file || !d || !out_rows) return POLOPT_ERR_INVALID_ARG;
+    if (!r) return POLOPT_ERR_INVALID_ARG;
+    if (!r->file) return polopt__not_ready(&r->err, &r->config.hooks, fn, "reader");
+    if (!d || !out_rows) return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: data or out_rows is NULL", fn);
     c = &r->config;
     if (d->capacity == 0 && d->n == 0) { /* a fresh data set: it takes the reader's shape */
         memset(d, 0, sizeof *d);
@@ -6511,7 +6689,7 @@ POLOPT_DEF polopt_result polopt_csv_read(polopt_csv_reader *r, polopt_logged *d,
     return rc;
 }
 
-POLOPT_DEF polopt_result polopt_logged_load_csv(polopt_logged *d, const char *path, const polopt_csv_config *config)
+static polopt_result polopt__logged_load_csv_impl(polopt_logged *d, const char *path, const polopt_csv_config *config)
 {
     polopt_csv_reader r;
     polopt_result rc;
@@ -6535,6 +6713,13 @@ POLOPT_DEF polopt_result polopt_logged_load_csv(polopt_logged *d, const char *pa
         polopt_logged_free(d);
         d->err = e;
     }
+    return rc;
+}
+
+POLOPT_DEF polopt_result polopt_logged_load_csv(polopt_logged *d, const char *path, const polopt_csv_config *config)
+{
+    const polopt_result rc = polopt__logged_load_csv_impl(d, path, config);
+    if (rc != POLOPT_OK && d) POLOPT__ZERO_KEEPING_ERROR(d, polopt_logged_free);
     return rc;
 }
 
@@ -6573,7 +6758,7 @@ POLOPT_DEF polopt_ope_config polopt_ope_config_default(void)
     return c;
 }
 
-POLOPT_DEF polopt_result polopt_ope_acc_init(polopt_ope_acc *acc, const polopt_ope_config *config)
+static polopt_result polopt__ope_acc_init_impl(polopt_ope_acc *acc, const polopt_ope_config *config)
 {
     static const char *fn = "polopt_ope_acc_init";
     polopt_result rc = POLOPT_OK;
@@ -6598,11 +6783,18 @@ POLOPT_DEF polopt_result polopt_ope_acc_init(polopt_ope_acc *acc, const polopt_o
     return POLOPT_OK;
 }
 
+POLOPT_DEF polopt_result polopt_ope_acc_init(polopt_ope_acc *acc, const polopt_ope_config *config)
+{
+    const polopt_result rc = polopt__ope_acc_init_impl(acc, config);
+    if (rc != POLOPT_OK && acc) POLOPT__ZERO_KEEPING_ERROR(acc, polopt_ope_acc_free);
+    return rc;
+}
+
 POLOPT_DEF void polopt_ope_acc_free(polopt_ope_acc *acc)
 {
     if (!acc) return;
     polopt__dealloc(&acc->config.hooks, acc->boot);
-    acc->boot = NULL;
+    memset(acc, 0, sizeof *acc);
 }
 
 /* A Poisson(1) count by inversion: P(k) = e^-1 / k!. */
@@ -6625,6 +6817,8 @@ POLOPT_DEF polopt_result polopt_ope_acc_add(polopt_ope_acc *acc, size_t n, const
     const double clip = acc ? acc->config.clip : 0, sw = acc ? acc->config.switch_level : 0;
     size_t i, b;
     if (!acc) return POLOPT_ERR_INVALID_ARG;
+    if (!(acc->config.confidence > 0.0)) /* validated in (0, 1]: zero only in a zeroed accumulator */
+        return polopt__not_ready(&acc->err, &acc->config.hooks, fn, "accumulator");
     if (n && (!w || !r))
         return polopt__fail(&acc->err, &acc->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: w or r is NULL", fn);
     if (!q != !dm || (acc->has_model >= 0 && acc->has_model != (q != NULL)))
@@ -6926,8 +7120,7 @@ POLOPT_DEF void polopt_reward_model_free(polopt_reward_model *m)
 {
     if (!m) return;
     polopt__dealloc(&m->hooks, m->weights);
-    m->weights = NULL;
-    m->n_actions = m->dim = 0;
+    memset(m, 0, sizeof *m);
 }
 
 /* Solve G x = b in place (G symmetric positive definite, n x n, doubles) by Cholesky: G = U^T U, x in b. */
@@ -6959,7 +7152,7 @@ static int polopt__cholesky_solve(double *G, double *b, size_t n)
     return 1;
 }
 
-POLOPT_DEF polopt_result polopt_reward_model_fit(polopt_reward_model *m, const polopt_logged *d, const uint32_t *rows,
+static polopt_result polopt__reward_model_fit_impl(polopt_reward_model *m, const polopt_logged *d, const uint32_t *rows,
                                                  size_t n_rows, const polopt_model_config *config)
 {
     static const char *fn = "polopt_reward_model_fit";
@@ -7091,6 +7284,14 @@ done:
     } else {
         polopt__clear_error(&m->err);
     }
+    return rc;
+}
+
+POLOPT_DEF polopt_result polopt_reward_model_fit(polopt_reward_model *m, const polopt_logged *d, const uint32_t *rows,
+                                                 size_t n_rows, const polopt_model_config *config)
+{
+    const polopt_result rc = polopt__reward_model_fit_impl(m, d, rows, n_rows, config);
+    if (rc != POLOPT_OK && m) POLOPT__ZERO_KEEPING_ERROR(m, polopt_reward_model_free);
     return rc;
 }
 
@@ -7265,7 +7466,7 @@ static void polopt__synth_draw_rng(const polopt_synth *s, uint64_t user, uint32_
     polopt__rng_keyed(rng, s->config.seed, POLOPT__TAG_DRAW, polopt__splitmix64(&k) ^ set);
 }
 
-POLOPT_DEF polopt_result polopt_synth_init(polopt_synth *s, const polopt_synth_config *config)
+static polopt_result polopt__synth_init_impl(polopt_synth *s, const polopt_synth_config *config)
 {
     static const char *fn = "polopt_synth_init";
     polopt_result rc = POLOPT_OK;
@@ -7309,7 +7510,6 @@ POLOPT_DEF polopt_result polopt_synth_init(polopt_synth *s, const polopt_synth_c
     if (s->directions) s->cluster_first = (uint32_t *)polopt__alloc(&c.hooks, C + 1, sizeof(uint32_t), &rc);
     if (s->cluster_first) s->mixing = (float *)polopt__alloc(&c.hooks, s->context_dim, L * sizeof(float), &rc);
     if (!s->mixing) {
-        polopt_synth_free(s);
         return polopt__fail(&s->err, &c.hooks, rc, "%s: cannot allocate %lu clusters of dimension %lu", fn,
                             (unsigned long)C, (unsigned long)L);
     }
@@ -7350,6 +7550,13 @@ POLOPT_DEF polopt_result polopt_synth_init(polopt_synth *s, const polopt_synth_c
     return POLOPT_OK;
 }
 
+POLOPT_DEF polopt_result polopt_synth_init(polopt_synth *s, const polopt_synth_config *config)
+{
+    const polopt_result rc = polopt__synth_init_impl(s, config);
+    if (rc != POLOPT_OK && s) POLOPT__ZERO_KEEPING_ERROR(s, polopt_synth_free);
+    return rc;
+}
+
 POLOPT_DEF void polopt_synth_free(polopt_synth *s)
 {
     if (!s) return;
@@ -7357,9 +7564,7 @@ POLOPT_DEF void polopt_synth_free(polopt_synth *s)
     polopt__dealloc(&s->config.hooks, s->directions);
     polopt__dealloc(&s->config.hooks, s->cluster_first);
     polopt__dealloc(&s->config.hooks, s->mixing);
-    s->spectrum = s->directions = s->mixing = NULL;
-    s->cluster_first = NULL;
-    s->n_clusters = 0;
+    memset(s, 0, sizeof *s);
 }
 
 /* The const synth functions cannot store a message in the object; they send it to the log callback. */
