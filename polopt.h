@@ -3331,9 +3331,64 @@ POLOPT_DEF polopt_result polopt_checksum64(const void *data, size_t size, uint64
     return POLOPT_OK;
 }
 
+/* POSIX file descriptors, for saving (see polopt__save_atomic). */
+#if defined(__unix__) || defined(__APPLE__)
+#define POLOPT__POSIX_FILES 1
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#ifndef O_NOFOLLOW
+#define O_NOFOLLOW 0
+#endif
+#ifndef O_CLOEXEC
+#define O_CLOEXEC 0
+#endif
+
+static int polopt__write_fd(int fd, const void *data, size_t n)
+{
+    const char *p = (const char *)data;
+    while (n > 0) {
+        const ssize_t got = write(fd, p, n);
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) return -1;
+        p += got, n -= (size_t)got;
+    }
+    return 0;
+}
+
+/* Flush the directory that holds path, so that a rename into it is on the disk. */
+static int polopt__sync_dir(const char *path, char *scratch)
+{
+    const char *slash = strrchr(path, '/');
+    int fd, rc;
+    if (!slash) {
+        strcpy(scratch, ".");
+    } else {
+        const size_t len = slash == path ? 1 : (size_t)(slash - path);
+        memcpy(scratch, path, len);
+        scratch[len] = '\0';
+    }
+    fd = open(scratch, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    rc = fsync(fd);
+    /* some file systems cannot flush a directory (EINVAL): the rename is then as durable as they allow */
+    if (rc != 0 && (errno == EINVAL || errno == EBADF)) rc = 0;
+    close(fd);
+    return rc;
+}
+#else
+static int polopt__write_fd(int fd, const void *data, size_t n)
+{
+    (void)fd, (void)data, (void)n;
+    return -1;
+}
+#endif
+
 /* Where bytes go (a FILE, a buffer, or nowhere: counting and checksumming only) and where they come from. */
 typedef struct polopt__io {
     FILE *file;
+    int fd, has_fd;    /* writer: a POSIX file descriptor (polopt__save_atomic) */
     unsigned char *buf; /* writer: the output buffer; reader: the input */
     const unsigned char *in;
     size_t size, pos; /* buffer size, bytes moved so far */
@@ -3342,7 +3397,9 @@ typedef struct polopt__io {
 
 static polopt_result polopt__write(polopt__io *w, const void *data, size_t n)
 {
-    if (w->file) {
+    if (w->has_fd) {
+        if (polopt__write_fd(w->fd, data, n) != 0) return POLOPT_ERR_IO;
+    } else if (w->file) {
         if (n && fwrite(data, 1, n, w->file) != n) return POLOPT_ERR_IO;
     } else if (w->buf) {
         if (n > w->size - w->pos) return POLOPT_ERR_TRUNCATED;
@@ -3410,20 +3467,51 @@ static polopt_result polopt__read_words(polopt__io *r, void *words, size_t n)
     return rc;
 }
 
-/* Write a file through a temporary "<path>.tmp" renamed over path once complete and closed: a failure at any
-   point leaves the old file as it was.  emit(ctx, io) writes the content. */
+/* Saving a file safely.  The content goes to a temporary file beside path with a name no other writer uses,
+   created exclusively (an existing file or a planted link under that name is never opened), flushed to the disk
+   (fsync), given the mode of the file it replaces, and renamed over path only when complete; then the directory is
+   flushed too, so the rename survives a power loss.  A failure at any point leaves path as it was.  On systems
+   without POSIX files, a plain fopen/rename does the same minus the exclusive creation and the flushes. */
 static polopt_result polopt__save_atomic(const char *path, const polopt_hooks *hooks, polopt_error *err,
                                          const char *fn, polopt_result (*emit)(const void *, polopt__io *),
                                          const void *ctx)
 {
     polopt_result rc = POLOPT_OK;
     const size_t len = strlen(path);
-    char *tmp = (char *)polopt__alloc(hooks, len + 5, 1, &rc);
+    char *tmp = (char *)polopt__alloc(hooks, len + 40, 1, &rc); /* path + ".<16 hex digits>.tmp" */
     polopt__io w;
+    const char *step = "write";
     if (!tmp) return polopt__fail(err, hooks, rc, "%s: cannot allocate a file name", fn);
-    memcpy(tmp, path, len);
-    memcpy(tmp + len, ".tmp", 5);
     memset(&w, 0, sizeof w);
+#ifdef POLOPT__POSIX_FILES
+    {
+        /* a name of 64 random-looking bits from the process, the time, the stack and the path; O_EXCL makes a
+           collision (or anything planted under the name) a retry, never a shared or followed file */
+        uint64_t h = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ (uint64_t)clock() ^ (uint64_t)(uintptr_t)&w;
+        struct stat st;
+        int attempt, fd = -1, have_mode = stat(path, &st) == 0 && S_ISREG(st.st_mode);
+        for (attempt = 0; attempt < 64 && fd < 0; ++attempt) {
+            h += (uint64_t)(uintptr_t)tmp + (uint64_t)len + (uint64_t)attempt;
+            sprintf(tmp, "%s.%016llx.tmp", path, (unsigned long long)polopt__splitmix64(&h));
+            fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
+            if (fd < 0 && errno != EEXIST) break;
+        }
+        if (fd < 0) {
+            rc = polopt__fail(err, hooks, POLOPT_ERR_IO, "%s: cannot create a temporary file beside %s", fn, path);
+            polopt__dealloc(hooks, tmp);
+            return rc;
+        }
+        w.fd = fd, w.has_fd = 1;
+        rc = emit(ctx, &w);
+        if (rc == POLOPT_OK && have_mode && chmod(tmp, st.st_mode & 07777) != 0) rc = POLOPT_ERR_IO, step = "chmod";
+        if (rc == POLOPT_OK && fsync(fd) != 0) rc = POLOPT_ERR_IO, step = "fsync";
+        if (close(fd) != 0 && rc == POLOPT_OK) rc = POLOPT_ERR_IO, step = "close";
+        if (rc == POLOPT_OK && rename(tmp, path) != 0) rc = POLOPT_ERR_IO, step = "rename";
+        if (rc != POLOPT_OK) unlink(tmp);
+        else if (polopt__sync_dir(path, tmp) != 0) rc = POLOPT_ERR_IO, step = "fsync of the directory";
+    }
+#else
+    sprintf(tmp, "%s.tmp", path);
     w.file = fopen(tmp, "wb");
     if (!w.file) {
         rc = polopt__fail(err, hooks, POLOPT_ERR_IO, "%s: cannot create %s", fn, tmp);
@@ -3432,12 +3520,12 @@ static polopt_result polopt__save_atomic(const char *path, const polopt_hooks *h
     }
     rc = emit(ctx, &w);
     if (fclose(w.file) != 0 && rc == POLOPT_OK) rc = POLOPT_ERR_IO;
-    if (rc == POLOPT_OK && rename(tmp, path) != 0) rc = POLOPT_ERR_IO;
-    if (rc != POLOPT_OK) {
-        remove(tmp);
-        rc = polopt__fail(err, hooks, rc, "%s: writing %s failed (%s); the previous file, if any, is unchanged", fn,
-                          path, polopt_strerror(rc));
-    }
+    if (rc == POLOPT_OK && rename(tmp, path) != 0) rc = POLOPT_ERR_IO, step = "rename";
+    if (rc != POLOPT_OK) remove(tmp);
+#endif
+    if (rc != POLOPT_OK)
+        rc = polopt__fail(err, hooks, rc, "%s: writing %s failed at the %s (%s); the previous file, if any, is unchanged",
+                          fn, path, step, polopt_strerror(rc));
     polopt__dealloc(hooks, tmp);
     return rc;
 }

@@ -357,30 +357,261 @@ static void mips_damaged_inputs_are_rejected(void)
     free(buf), free(bad), free(v);
 }
 
-/* A failed save never replaces a good file: with a directory squatting on "<path>.tmp" the save to path fails,
-   and path still holds the old index, whole. */
-static void mips_failed_save_keeps_the_old_file(void)
+static uint32_t get32(const unsigned char *p)
 {
-#if TH_HAVE_THREADS /* POSIX: mkdir */
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void put32(unsigned char *p, uint32_t v)
+{
+    p[0] = (unsigned char)v, p[1] = (unsigned char)(v >> 8), p[2] = (unsigned char)(v >> 16), p[3] = (unsigned char)(v >> 24);
+}
+
+/* Files whose checksums are right but whose layout polopt's writer never makes: each is refused at load (before the
+   fix, the first one loaded, and polopt_mips_add then wrote out of bounds). */
+static void mips_crafted_layouts_are_rejected(void)
+{
+    const size_t P = 300, L = 16;
+    float *v = synth_items(P, L, 5);
+    polopt_mips hn, ex, back;
+    unsigned char *buf, *bad;
+    size_t size = 0, a, b, i;
+    const size_t levels_at = 128 + P * L * 4, links0_at = levels_at + (P + 3) / 4 * 4;
+    size_t offsets_at, upper_at;
+    CHECK_OK(build_small(&hn, P, NULL, v, 1));
+    offsets_at = links0_at + P * (1 + 2 * hn.M) * 4, upper_at = offsets_at + P * 4;
+    polopt_mips_save_buffer(&hn, NULL, 0, &size);
+    buf = (unsigned char *)malloc(size), bad = (unsigned char *)malloc(size);
+    CHECK_OK(polopt_mips_save_buffer(&hn, buf, size, &size));
+    /* two nodes a < b of level >= 1, where a's level-1 list has room: b's block is moved onto a's unused slots */
+    for (a = 0; a < P && !(hn.levels[a] >= 1 && get32(buf + upper_at + 4 * get32(buf + offsets_at + 4 * a)) < hn.M); ++a) {
+    }
+    for (b = a + 1; b < P && hn.levels[b] < 1; ++b) {
+    }
+    CHECK(a < P && b < P);
+    if (a < P && b < P) {
+        const uint32_t off_a = get32(buf + offsets_at + 4 * a), count_a = get32(buf + upper_at + 4 * off_a);
+        memcpy(bad, buf, size);
+        put32(bad + offsets_at + 4 * b, off_a + 1 + count_a); /* b's count is a's first unused slot (0) */
+        reseal(bad, size);
+        CHECK_RC(polopt_mips_load_buffer(&back, bad, size, NULL), POLOPT_ERR_FORMAT);
+        CHECK(strstr(back.err.message, "not where the writer puts them") != NULL);
+        CHECK(back.vectors == NULL);
+        /* a non-zero unused slot of a's level-1 list */
+        memcpy(bad, buf, size);
+        put32(bad + upper_at + 4 * (off_a + 1 + count_a), 1);
+        reseal(bad, size);
+        CHECK_RC(polopt_mips_load_buffer(&back, bad, size, NULL), POLOPT_ERR_FORMAT);
+        CHECK(strstr(back.err.message, "unused link slot") != NULL);
+    }
+    /* a non-zero unused slot on level 0 */
+    for (i = 0; i < P && get32(buf + links0_at + 4 * i * (1 + 2 * hn.M)) >= 2 * hn.M; ++i) {
+    }
+    CHECK(i < P);
+    memcpy(bad, buf, size);
+    put32(bad + links0_at + 4 * (i * (1 + 2 * hn.M) + 2 * hn.M), 3);
+    reseal(bad, size);
+    CHECK_RC(polopt_mips_load_buffer(&back, bad, size, NULL), POLOPT_ERR_FORMAT);
+    /* non-zero padding after the levels (P = 300 is a multiple of 4: use an index of 301) */
+    {
+        polopt_mips odd;
+        unsigned char *ob;
+        size_t osize = 0;
+        CHECK_OK(build_small(&odd, 301, NULL, v, 1));
+        polopt_mips_save_buffer(&odd, NULL, 0, &osize);
+        ob = (unsigned char *)malloc(osize);
+        CHECK_OK(polopt_mips_save_buffer(&odd, ob, osize, &osize));
+        ob[128 + 301 * L * 4 + 301] = 1;
+        reseal(ob, osize);
+        CHECK_RC(polopt_mips_load_buffer(&back, ob, osize, NULL), POLOPT_ERR_FORMAT);
+        CHECK(strstr(back.err.message, "padding") != NULL);
+        polopt_mips_free(&odd);
+        free(ob);
+    }
+    /* an HNSW index whose generator state is all zero (it would draw level 0 for ever) */
+    memcpy(bad, buf, size);
+    memset(bad + 88, 0, 32);
+    reseal(bad, size);
+    CHECK_RC(polopt_mips_load_buffer(&back, bad, size, NULL), POLOPT_ERR_FORMAT);
+    /* an exact index with a graph field set (M, entry, level, ef_construction, upper words, generator) */
+    {
+        static const size_t field[6] = {28, 48, 56, 60, 64, 100};
+        unsigned char *eb;
+        size_t esize = 0, f;
+        CHECK_OK(polopt_mips_init_exact(&ex, 20, L, v, 1, NULL));
+        polopt_mips_save_buffer(&ex, NULL, 0, &esize);
+        eb = (unsigned char *)malloc(esize);
+        for (f = 0; f < 6; ++f) {
+            CHECK_OK(polopt_mips_save_buffer(&ex, eb, esize, &esize));
+            eb[field[f]] = 2;
+            reseal(eb, esize);
+            CHECK_RC(polopt_mips_load_buffer(&back, eb, esize, NULL), POLOPT_ERR_FORMAT);
+        }
+        CHECK_OK(polopt_mips_save_buffer(&ex, eb, esize, &esize)); /* and the untouched file loads */
+        CHECK_OK(polopt_mips_load_buffer(&back, eb, esize, NULL));
+        polopt_mips_free(&back);
+        polopt_mips_free(&ex);
+        free(eb);
+    }
+    polopt_mips_free(&hn);
+    free(buf), free(bad), free(v);
+}
+
+/* A saved file is a function of the index alone: the same build twice gives the same bytes (before the fix, unused
+   link slots carried whatever the allocator left there), and save -> load -> add -> save matches add -> save. */
+static void mips_files_are_a_function_of_the_index(void)
+{
+    const size_t P = 400, L = 16;
+    float *v = synth_items(P + 50, L, 9);
+    polopt_mips x, y, back;
+    unsigned char *bx, *by;
+    size_t sx = 0, sy = 0;
+    int round;
+    for (round = 0; round < 2; ++round) {
+        CHECK_OK(build_small(&x, P, NULL, v, 1));
+        /* dirty the allocator between the builds, so fresh blocks hold old bytes */
+        {
+            unsigned char *junk[32];
+            int j;
+            for (j = 0; j < 32; ++j) {
+                junk[j] = (unsigned char *)malloc((size_t)(j + 1) * 4000);
+                if (junk[j]) memset(junk[j], 0xab, (size_t)(j + 1) * 4000);
+            }
+            for (j = 0; j < 32; ++j) free(junk[j]);
+        }
+        CHECK_OK(build_small(&y, P, NULL, v, 1));
+        if (round == 1) { /* grow both: x directly, y through a save and a load */
+            CHECK_OK(polopt_mips_save_buffer(&y, NULL, 0, &sy));
+            by = (unsigned char *)malloc(sy);
+            CHECK_OK(polopt_mips_save_buffer(&y, by, sy, &sy));
+            polopt_mips_free(&y);
+            CHECK_OK(polopt_mips_load_buffer(&y, by, sy, NULL));
+            free(by);
+            CHECK_OK(polopt_mips_add(&x, 50, v + P * L));
+            CHECK_OK(polopt_mips_add(&y, 50, v + P * L));
+        }
+        CHECK_OK(polopt_mips_save_buffer(&x, NULL, 0, &sx));
+        CHECK_OK(polopt_mips_save_buffer(&y, NULL, 0, &sy));
+        CHECK(sx == sy);
+        bx = (unsigned char *)malloc(sx), by = (unsigned char *)malloc(sy);
+        CHECK_OK(polopt_mips_save_buffer(&x, bx, sx, &sx));
+        CHECK_OK(polopt_mips_save_buffer(&y, by, sy, &sy));
+        if (sx == sy && memcmp(bx, by, sx) != 0) {
+            size_t i, differ = 0;
+            for (i = 0; i < sx; ++i) differ += bx[i] != by[i];
+            th_fail(__FILE__, __LINE__, "round %d: two saves of the same index differ in %lu bytes", round,
+                    (unsigned long)differ);
+        }
+        /* and a reloaded file saves back to itself */
+        CHECK_OK(polopt_mips_load_buffer(&back, bx, sx, NULL));
+        CHECK_OK(polopt_mips_save_buffer(&back, by, sy, &sy));
+        CHECK(memcmp(bx, by, sx) == 0);
+        polopt_mips_free(&back);
+        free(bx), free(by);
+        polopt_mips_free(&x), polopt_mips_free(&y);
+    }
+    free(v);
+}
+
+/* Saving is safe: a failed save leaves the old file and no temporary behind; a link planted where a fixed temporary
+   name would be is not followed; the replaced file keeps its mode; two writers that save to the same path at once
+   never leave a broken file, and a reader between them always loads a whole index. */
+#if TH_HAVE_THREADS
+typedef struct save_job {
+    polopt_mips *ix;
+    const char *path;
+    int loads, failures;
+} save_job;
+
+static void *save_thread(void *arg)
+{
+    save_job *job = (save_job *)arg;
+    int i;
+    for (i = 0; i < 20; ++i) job->failures += polopt_mips_save(job->ix, job->path) != POLOPT_OK;
+    return NULL;
+}
+
+static void *load_thread(void *arg)
+{
+    save_job *job = (save_job *)arg;
+    int i;
+    for (i = 0; i < 40; ++i) {
+        polopt_mips back;
+        const polopt_result rc = polopt_mips_load(&back, job->path, NULL);
+        job->failures += rc != POLOPT_OK || (back.n != 200 && back.n != 100);
+        job->loads += 1;
+        polopt_mips_free(&back);
+    }
+    return NULL;
+}
+
+/* Files in build/ whose name starts with prefix (temporaries left behind). */
+static int count_files(const char *prefix)
+{
+    char cmd[256];
+    FILE *p;
+    int n = -1;
+    snprintf(cmd, sizeof cmd, "ls -a build | grep -c '^%s' 2>/dev/null", prefix);
+    p = popen(cmd, "r");
+    if (!p) return -1;
+    if (fscanf(p, "%d", &n) != 1) n = -1;
+    pclose(p);
+    return n;
+}
+#endif
+
+static void mips_saving_is_safe(void)
+{
+#if TH_HAVE_THREADS
     const size_t P = 200;
     float *v = synth_items(P, 16, 6), *q = synth_queries(5, P, 16, 6);
     polopt_mips a, b, back;
     const char *path = "build/test_keep.bin";
+    struct stat st;
+    FILE *f;
+    char text[16] = {0};
+    pthread_t th[3];
+    save_job jobs[3];
+    int t;
     CHECK_OK(build_small(&a, P, NULL, v, 0));
     CHECK_OK(build_small(&b, 100, NULL, v, 0));
+    remove(path), remove("build/test_victim.txt"), remove("build/test_keep.bin.tmp");
     CHECK_OK(polopt_mips_save(&a, path));
-    CHECK(mkdir("build/test_keep.bin.tmp", 0700) == 0);
-    CHECK_RC(polopt_mips_save(&b, path), POLOPT_ERR_IO);
+    /* a failed save (the path is a directory): an error with a message, the directory untouched, no temporary */
+    CHECK(mkdir("build/test_dir.bin", 0700) == 0);
+    CHECK_RC(polopt_mips_save(&b, "build/test_dir.bin"), POLOPT_ERR_IO);
+    CHECK(strstr(b.err.message, "unchanged") != NULL);
+    CHECK(stat("build/test_dir.bin", &st) == 0 && S_ISDIR(st.st_mode));
+    CHECK(count_files("test_dir.bin.") == 0);
+    rmdir("build/test_dir.bin");
+    CHECK_RC(polopt_mips_save(&b, "build/no_such_dir/x.bin"), POLOPT_ERR_IO);
     CHECK_OK(polopt_mips_load(&back, path, NULL));
     CHECK(back.n == P && same_results(&a, &back, q, 5, 5, 20));
     polopt_mips_free(&back);
-    rmdir("build/test_keep.bin.tmp");
-    /* once the way is clear, saving over the file replaces it whole */
+    /* a link planted at "<path>.tmp" towards a victim file: the victim is not written */
+    f = fopen("build/test_victim.txt", "w");
+    fputs("victim", f);
+    fclose(f);
+    CHECK(symlink("test_victim.txt", "build/test_keep.bin.tmp") == 0);
     CHECK_OK(polopt_mips_save(&b, path));
+    f = fopen("build/test_victim.txt", "r");
+    CHECK(f && fgets(text, sizeof text, f) && strcmp(text, "victim") == 0);
+    if (f) fclose(f);
+    remove("build/test_keep.bin.tmp"), remove("build/test_victim.txt");
+    /* the mode of the replaced file is kept */
+    CHECK(chmod(path, 0600) == 0);
+    CHECK_OK(polopt_mips_save(&a, path));
+    CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    /* two writers and a reader on one path */
+    jobs[0].ix = &a, jobs[1].ix = &b, jobs[2].ix = NULL;
+    for (t = 0; t < 3; ++t) jobs[t].path = path, jobs[t].loads = jobs[t].failures = 0;
+    for (t = 0; t < 3; ++t) CHECK(pthread_create(&th[t], NULL, t < 2 ? save_thread : load_thread, &jobs[t]) == 0);
+    for (t = 0; t < 3; ++t) pthread_join(th[t], NULL);
+    CHECK(jobs[0].failures == 0 && jobs[1].failures == 0 && jobs[2].failures == 0 && jobs[2].loads == 40);
     CHECK_OK(polopt_mips_load(&back, path, NULL));
-    CHECK(back.n == 100);
+    CHECK(back.n == 100 || back.n == P);
     polopt_mips_free(&back);
-    CHECK_RC(polopt_mips_save(&b, "build/no_such_dir/x.bin"), POLOPT_ERR_IO);
+    CHECK(count_files("test_keep.bin.") == 0);
     remove(path);
     polopt_mips_free(&a), polopt_mips_free(&b);
     free(v), free(q);
@@ -611,7 +842,9 @@ const th_test th_suite_mips[] = {TH(mips_exact_matches_naive_loop),
                                  TH(mips_hnsw_recall_on_synthetic_catalogue),
                                  TH(mips_save_load_round_trip),
                                  TH(mips_damaged_inputs_are_rejected),
-                                 TH(mips_failed_save_keeps_the_old_file),
+                                 TH(mips_saving_is_safe),
+                                 TH(mips_crafted_layouts_are_rejected),
+                                 TH(mips_files_are_a_function_of_the_index),
                                  TH(mips_concurrent_searches_equal_serial),
                                  TH(mips_add_and_threaded_build),
                                  TH(mips_search_from_seeds_and_budget),
