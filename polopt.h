@@ -291,7 +291,7 @@ POLOPT_DEF polopt_result polopt_softmax_isa(polopt_isa isa, size_t n, const floa
 /* out_i = x_i / T - logsumexp(x / T), exact even where exp underflows.  out may be x. */
 POLOPT_DEF polopt_result polopt_log_softmax(size_t n, const float *x, float temperature, float *out);
 /* The k largest entries, best first, in O(n log k) with a k-entry heap held in out_index (no full sort,
-   no allocation).  Ties go to the lower index.  out_value may be NULL.  +-inf allowed, NaN rejected. */
+   no allocation).  1 <= k <= n.  Ties go to the lower index.  out_value may be NULL.  +-inf allowed, NaN rejected. */
 POLOPT_DEF polopt_result polopt_topk(size_t n, const float *x, size_t k, uint32_t *out_index, float *out_value);
 /* Index of the largest entry (the first of equals).  n >= 1; NaN rejected. */
 POLOPT_DEF polopt_result polopt_argmax(size_t n, const float *x, uint32_t *out_index);
@@ -1177,6 +1177,22 @@ static void *polopt__alloc(const polopt_hooks *hooks, size_t count, size_t size,
     return p;
 }
 
+/* The one growth path: p resized to count elements of size bytes, overflow-checked.  Returns the new block, or NULL
+   with *rc set (POLOPT_ERR_OVERFLOW or POLOPT_ERR_NO_MEMORY) and p still valid and unchanged. */
+static void *polopt__realloc_array(const polopt_hooks *hooks, void *p, size_t count, size_t size, polopt_result *rc)
+{
+    int ok = 1;
+    const size_t bytes = polopt__mul_size(count, size, &ok);
+    void *q;
+    if (!ok) {
+        *rc = POLOPT_ERR_OVERFLOW;
+        return NULL;
+    }
+    q = POLOPT_REALLOC(p, bytes ? bytes : 1, hooks->alloc_ctx);
+    if (!q) *rc = POLOPT_ERR_NO_MEMORY;
+    return q;
+}
+
 static void polopt__dealloc(const polopt_hooks *hooks, void *p)
 {
     if (p) POLOPT_FREE(p, hooks->alloc_ctx);
@@ -1729,7 +1745,8 @@ static void polopt__gemv_t_c(size_t m, size_t n, float alpha, const float *A, si
    larger magnitude is a larger unsigned pattern, so the clamp at -87.3 is an unsigned minimum and the flush to 0 an
    AND with a comparison mask; that keeps this scalar code free of branches.  n is rounded by converting to an
    integer, not by the "add 1.5 * 2^23" trick, which fails where float expressions are evaluated in more precision
-   (x87 on 32-bit x86). */
+   (x87 on 32-bit x86).  Every input is defined behaviour: x >= 0 gives 1 (x is clamped to the domain first, so no
+   conversion to int can overflow), a NaN gives a NaN. */
 #define POLOPT__EXP_LOWEST (-87.3f)
 #define POLOPT__EXP_LOG2E 1.44269504088896341f
 #define POLOPT__EXP_LN2_HI 0.693359375f
@@ -1747,8 +1764,11 @@ static POLOPT__INLINE float polopt__expf(float x)
     uint32_t xb, lb, keep, rb;
     float xc, kf, r, p = POLOPT__EXP_P0, scale, result;
     int32_t n, bits;
+    uint32_t nan;
     memcpy(&xb, &x, 4);
     memcpy(&lb, &lowest, 4);
+    nan = 0u - (uint32_t)((xb & 0x7fffffffu) > 0x7f800000u); /* all ones where x is NaN */
+    xb &= 0u - (xb >> 31);            /* x >= +0 (outside the domain, or a positive NaN) becomes +0 */
     keep = 0u - (uint32_t)(xb <= lb); /* all ones where x >= -87.3 (x <= 0: compare the patterns; +0 is 0) */
     xb = xb < lb ? xb : lb;           /* max(x, -87.3): an unsigned minimum of the patterns */
     memcpy(&xc, &xb, 4);
@@ -1765,7 +1785,7 @@ static POLOPT__INLINE float polopt__expf(float x)
     memcpy(&scale, &bits, sizeof scale);
     result = p * scale;
     memcpy(&rb, &result, 4);
-    rb &= keep; /* below -87.3: +0 */
+    rb = (rb & keep) | (nan & 0x7fc00000u); /* below -87.3: +0; NaN in, NaN out */
     memcpy(&result, &rb, 4);
     return result;
 }
@@ -3175,10 +3195,9 @@ POLOPT_DEF polopt_result polopt_topk(size_t n, const float *x, size_t k, uint32_
 {
     size_t i;
     int bad = 0;
-    if (!x || k > n || !polopt__ids_fit(n) || (k && !out_index)) return POLOPT_ERR_INVALID_ARG;
+    if (!x || k == 0 || k > n || !polopt__ids_fit(n) || !out_index) return POLOPT_ERR_INVALID_ARG;
     for (i = 0; i < n; ++i) bad |= x[i] != x[i];
     if (bad) return POLOPT_ERR_NONFINITE;
-    if (k == 0) return POLOPT_OK;
     for (i = 0; i < k; ++i) out_index[i] = (uint32_t)i;
     for (i = k / 2; i-- > 0;) polopt__sift_down(x, out_index, k, i);
     /* Later indices lose ties, so a newcomer must be strictly greater than the weakest kept. */
@@ -3613,14 +3632,32 @@ static polopt_result polopt__payload_end_check(polopt__io *r, const unsigned cha
 /* Open path for reading with its size when the system tells it (so truncation is found before any allocation). */
 static FILE *polopt__open_read(const char *path, size_t *out_available)
 {
-    FILE *f = fopen(path, "rb");
+    FILE *f;
     long end;
     *out_available = (size_t)-1;
+#ifdef POLOPT__POSIX_FILES
+    {
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return NULL; /* fopen opens a directory; reading fails */
+    }
+#endif
+    f = fopen(path, "rb");
     if (!f) return NULL;
     end = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
     if (fseek(f, 0, SEEK_SET) != 0) end = -1;
     if (end >= POLOPT__HEADER_BYTES) *out_available = (size_t)end;
     return f;
+}
+
+static int polopt__is_directory(const char *path)
+{
+#ifdef POLOPT__POSIX_FILES
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+#else
+    (void)path;
+    return 0;
+#endif
 }
 
 /* Read an object from a file (path) or a memory buffer with the given reader, which checks everything and leaves
@@ -3637,7 +3674,9 @@ static polopt_result polopt__load(const char *path, const void *buffer, size_t s
     polopt__ck_init(&r.ck);
     if (path) {
         r.file = polopt__open_read(path, &available);
-        if (!r.file) return polopt__fail(err, hooks, POLOPT_ERR_IO, "%s: cannot open %s", fn, path);
+        if (!r.file)
+            return polopt__fail(err, hooks, POLOPT_ERR_IO, "%s: cannot open %s%s", fn, path,
+                                polopt__is_directory(path) ? " (it is a directory)" : "");
     } else {
         if (!buffer) return polopt__fail(err, hooks, POLOPT_ERR_INVALID_ARG, "%s: buffer is NULL", fn);
         r.in = (const unsigned char *)buffer;
@@ -4058,11 +4097,10 @@ static polopt_result polopt__mips_reserve(polopt_mips *ix, size_t capacity, int 
     const size_t links = 1 + 2 * ix->M;
 #define POLOPT__GROW(field, type, count)                                                             \
     if (rc == POLOPT_OK) {                                                                           \
-        const size_t bytes_ = polopt__mul_size((count), sizeof(type), &ok);                          \
-        void *p_ = ok ? POLOPT_REALLOC(ix->field, bytes_ ? bytes_ : 1, ix->hooks.alloc_ctx) : NULL;  \
+        const size_t count_ = (count);                                                               \
+        void *p_ = ok ? polopt__realloc_array(&ix->hooks, ix->field, count_, sizeof(type), &rc) : NULL; \
         if (!ok) rc = POLOPT_ERR_OVERFLOW;                                                           \
-        else if (!p_) rc = POLOPT_ERR_NO_MEMORY;                                                     \
-        else ix->field = (type *)p_, polopt__advise_huge(p_, bytes_);                                \
+        else if (p_) ix->field = (type *)p_, polopt__advise_huge(p_, count_ * sizeof(type));         \
     }
     if (own_vectors) {
         POLOPT__GROW(owned_vectors, float, polopt__mul_size(capacity, ix->dim, &ok));
@@ -4102,9 +4140,10 @@ static polopt_result polopt__mips_prepare_nodes(polopt_mips *ix, size_t first)
         if (words >= POLOPT_NO_ITEM) return POLOPT_ERR_OVERFLOW;
     }
     if (words > ix->upper_capacity) {
-        const size_t cap = words + words / 2 + block;
-        void *p = POLOPT_REALLOC(ix->upper, cap * sizeof(uint32_t), ix->hooks.alloc_ctx);
-        if (!p) return POLOPT_ERR_NO_MEMORY;
+        const size_t cap = words + words / 2 + block; /* words < 2^32: no overflow in size_t of 64 bits */
+        polopt_result rc = POLOPT_OK;
+        void *p = polopt__realloc_array(&ix->hooks, ix->upper, cap, sizeof(uint32_t), &rc);
+        if (!p) return rc;
         polopt__advise_huge(p, cap * sizeof(uint32_t));
         ix->upper = (uint32_t *)p;
         ix->upper_capacity = cap;
@@ -5258,8 +5297,15 @@ static polopt_result polopt__policy_read(polopt_policy *p, polopt__io *r, size_t
     if (D < 1 || D > POLOPT__MAX_DIM || L < 1 || L > POLOPT__MAX_DIM || !(temperature > 0.0f && temperature <= FLT_MAX))
         return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_FORMAT, "%s: %s: impossible sizes (D %llu, L %llu, T %g)",
                             fn, source, (unsigned long long)D, (unsigned long long)L, (double)temperature);
-    rc = polopt__payload_size_check(available, (size_t)(D * L * 4), polopt__get_u64(h + 72), &p->err, &p->hooks, fn,
-                                    source);
+    if (!polopt__all_zero(h + 44, 72 - 44) || !polopt__all_zero(h + 88, 120 - 88))
+        return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_FORMAT, "%s: %s: reserved header bytes are not zero", fn,
+                            source);
+    {
+        int ok = 1;
+        const size_t payload = polopt__mul_size(polopt__mul_size((size_t)D, (size_t)L, &ok), 4, &ok);
+        rc = polopt__payload_size_check(available, ok ? payload : 0, polopt__get_u64(h + 72), &p->err, &p->hooks, fn,
+                                        source);
+    }
     if (rc != POLOPT_OK) return rc;
     if ((rc = polopt__policy_alloc(p, (size_t)D, (size_t)L, fn)) != POLOPT_OK) return rc;
     p->temperature = temperature;
@@ -5740,13 +5786,14 @@ static double polopt__softmax_blocks(float *row, size_t P, float inv_t, double *
     float mx;
     size_t b, nb = (P + POLOPT__BLOCK - 1) / POLOPT__BLOCK, bad = 0;
     double cum = 0.0;
-    polopt__max_checked(P, row, &mx, &bad);
+    /* scores that overflowed (h^T beta beyond FLT_MAX: NaN or +-inf) have no softmax: 0 says so */
+    if (polopt__max_checked(P, row, &mx, &bad) != POLOPT_OK || !(mx >= -FLT_MAX)) return 0.0;
     for (b = 0; b < nb; ++b) {
         const size_t first = b * POLOPT__BLOCK, len = P - first < POLOPT__BLOCK ? P - first : POLOPT__BLOCK;
         cum += polopt__sum_exp(len, row + first, mx, inv_t, row + first); /* the exponentials replace the scores */
         block_cum[b] = cum;
     }
-    return cum;
+    return cum; /* >= 1: the maximum contributes e^0 */
 }
 
 /* REINFORCE (SPEC §3, baselines): S exact draws from pi by inverting the cumulative distribution: a binary search
@@ -5761,6 +5808,10 @@ static polopt_result polopt__reinforce_context(polopt_trainer *tr, const polopt_
     const size_t nb = (P + POLOPT__BLOCK - 1) / POLOPT__BLOCK;
     size_t s;
     polopt_result rc;
+    if (!(Z >= 1.0 && Z <= DBL_MAX))
+        return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_NONFINITE,
+                            "the scores h^T beta / T of context %lu are not finite (they overflow float)",
+                            (unsigned long)ctx);
     for (s = 0; s < S; ++s) {
         const double u = polopt__rng_uniform(&tr->rng) * Z;
         size_t lo = 0, hi = nb - 1, j, end;
@@ -5799,8 +5850,12 @@ static polopt_result polopt__exact_context(const polopt_mips *ix, float inv_t, c
     const size_t P = ix->n, L = ix->dim;
     const double Z = polopt__softmax_blocks(row, P, inv_t, block_cum);
     double acc = 0.0;
-    size_t a, i;
+    size_t a, i, bad = 0;
     polopt_result rc;
+    if (!(Z >= 1.0 && Z <= DBL_MAX))
+        return polopt__fail(err, hooks, POLOPT_ERR_NONFINITE,
+                            "the scores h^T beta / T of context %lu are not finite (they overflow float)",
+                            (unsigned long)ctx);
     for (a = 0; a < P; a += POLOPT__ID_CHUNK) {
         const size_t n = P - a < POLOPT__ID_CHUNK ? P - a : POLOPT__ID_CHUNK;
         for (i = 0; i < n; ++i) ids[i] = (uint32_t)(a + i);
@@ -5816,9 +5871,15 @@ static polopt_result polopt__exact_context(const polopt_mips *ix, float inv_t, c
         acc += (double)row[a] * rewards[a];
     }
     *r_bar = acc;
+    if (!(fabs(acc) <= DBL_MAX))
+        return polopt__fail(err, hooks, POLOPT_ERR_NONFINITE, "the expected reward of context %lu is not finite",
+                            (unsigned long)ctx);
     if (g) {
         for (a = 0; a < P; ++a) row[a] *= (float)((double)rewards[a] - acc);
         polopt__gemv(POLOPT_TRANS, P, L, inv_t, ix->vectors, L, row, 0.0f, g);
+        if (polopt_check_finite(L, g, &bad) != POLOPT_OK)
+            return polopt__fail(err, hooks, POLOPT_ERR_NONFINITE, "the exact gradient of context %lu is not finite",
+                                (unsigned long)ctx);
     }
     return POLOPT_OK;
 }
@@ -6158,8 +6219,8 @@ POLOPT_DEF polopt_result polopt_trainer_epoch(polopt_trainer *tr, const polopt_d
     if (!tr->policy) return polopt__not_ready(&tr->err, &tr->config.hooks, fn, "trainer");
     if ((rc = polopt__check_dataset(tr, d, fn)) != POLOPT_OK) return rc;
     if (tr->order_n != d->n) { /* the shuffled order: allocated once per dataset size, outside the steps */
-        void *p = POLOPT_REALLOC(tr->order, d->n * sizeof(uint32_t), tr->config.hooks.alloc_ctx);
-        if (!p) return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_NO_MEMORY, "%s: cannot allocate the order", fn);
+        void *p = polopt__realloc_array(&tr->config.hooks, tr->order, d->n, sizeof(uint32_t), &rc);
+        if (!p) return polopt__fail(&tr->err, &tr->config.hooks, rc, "%s: cannot allocate the order", fn);
         tr->order = (uint32_t *)p;
         tr->order_n = d->n;
     }
@@ -6217,6 +6278,9 @@ POLOPT_DEF polopt_result polopt_trainer_embedding_gradient(polopt_trainer *tr, c
                             (unsigned long)(bad / tr->index->dim), (unsigned long)(bad % tr->index->dim));
     memset(&st, 0, sizeof st);
     rc = polopt__embedding_gradients(tr, d, n, contexts, H, out_G, &st);
+    if (rc == POLOPT_OK && polopt_check_finite(n * tr->index->dim, out_G, &bad) != POLOPT_OK)
+        rc = polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_NONFINITE, "%s: G[%lu][%lu] is not finite", fn,
+                          (unsigned long)(bad / tr->index->dim), (unsigned long)(bad % tr->index->dim));
     polopt__stats_finish(&st, n);
     st.seconds = polopt__seconds() - t0;
     if (out_stats) *out_stats = st;
@@ -6464,13 +6528,15 @@ static polopt_result polopt__csv_getline(polopt_csv_reader *r, int *eof, const c
         take = nl ? (size_t)(nl - start) : r->block_len - r->block_at;
         if (len + take + 1 > r->line_cap) {
             size_t cap = r->line_cap ? r->line_cap : 4096;
+            polopt_result grow_rc = POLOPT_OK;
             void *p;
             while (cap < len + take + 1) cap *= 2;
             if (cap > POLOPT__MAX_LINE)
                 return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s, line %lu: longer than 64 MiB",
                                     fn, r->path, (unsigned long)(r->line_no + 1));
-            p = POLOPT_REALLOC(r->line, cap, r->config.hooks.alloc_ctx);
-            if (!p) return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_NO_MEMORY, "%s: out of memory", fn);
+            p = polopt__realloc_array(&r->config.hooks, r->line, cap, 1, &grow_rc);
+            if (!p) return polopt__fail(&r->err, &r->config.hooks, grow_rc, "%s: no memory for a line of %lu bytes", fn,
+                                        (unsigned long)cap);
             r->line = (char *)p;
             r->line_cap = cap;
         }
@@ -6542,7 +6608,7 @@ static polopt_result polopt__csv_open_impl(polopt_csv_reader *r, const char *pat
         return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_INVALID_ARG,
                             "%s: config.max_levels = %lu must be in [1, 4096]", fn, (unsigned long)config->max_levels);
     r->block = (char *)polopt__alloc(&r->config.hooks, POLOPT__CSV_BLOCK, 1, &rc);
-    if (!r->block) return polopt__fail(&r->err, &r->config.hooks, rc, "%s: out of memory", fn);
+    if (!r->block) return polopt__fail(&r->err, &r->config.hooks, rc, "%s: cannot allocate the read buffer", fn);
     r->file = fopen(path, "rb");
     if (!r->file) {
         rc = polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_IO, "%s: cannot open %s", fn, path);
@@ -6553,6 +6619,8 @@ static polopt_result polopt__csv_open_impl(polopt_csv_reader *r, const char *pat
         rc = polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s is empty: no header line", fn, path);
         return rc;
     }
+    if ((unsigned char)r->line[0] == 0xef && (unsigned char)r->line[1] == 0xbb && (unsigned char)r->line[2] == 0xbf)
+        memmove(r->line, r->line + 3, strlen(r->line + 3) + 1); /* a UTF-8 byte order mark (spreadsheet exports) */
     { /* room for the header's fields: at most one more than its commas */
         const char *p = r->line;
         size_t commas = 0;
@@ -6569,7 +6637,8 @@ static polopt_result polopt__csv_open_impl(polopt_csv_reader *r, const char *pat
         if (r->n_levels) memset(r->n_levels, 0, config->n_categorical * sizeof(size_t));
     }
     if (rc != POLOPT_OK) {
-        rc = polopt__fail(&r->err, &r->config.hooks, rc, "%s: out of memory", fn);
+        rc = polopt__fail(&r->err, &r->config.hooks, rc, "%s: cannot allocate the reader's tables (%s)", fn,
+                          polopt_strerror(rc));
         return rc;
     }
     /* the header split into its names, and every wanted column looked up by name */
@@ -6595,8 +6664,14 @@ static polopt_result polopt__csv_open_impl(polopt_csv_reader *r, const char *pat
                                                   : k - POLOPT__COL_FEATURES - config->n_numeric));
             return rc;
         }
-        for (c = 0; c < r->n_columns && r->columns[k] < 0; ++c)
-            if (strcmp(r->line + r->field_at[c], name) == 0) r->columns[k] = (long)c;
+        for (c = 0; c < r->n_columns; ++c)
+            if (strcmp(r->line + r->field_at[c], name) == 0) {
+                if (r->columns[k] >= 0)
+                    return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT,
+                                        "%s: %s has two columns named '%s' (%ld and %lu)", fn, path, name,
+                                        r->columns[k] + 1, (unsigned long)c + 1);
+                r->columns[k] = (long)c;
+            }
         if (r->columns[k] < 0) {
             rc = polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s has no column named '%s'", fn, path,
                               name);
@@ -6628,6 +6703,22 @@ static int polopt__parse_double(const char *s, double *out)
     return 1;
 }
 
+/* A field as a plain decimal integer: an optional minus sign and 1 to 18 digits, spaces around allowed; no sign
+   of +, no exponent, no fraction, no hexadecimal (strtod would read "0x0E" and "1.4e1" as 14). */
+static int polopt__parse_integer(const char *s, double *out)
+{
+    long long v = 0;
+    int digits = 0, neg = 0;
+    while (*s == ' ') ++s;
+    if (*s == '-') neg = 1, ++s;
+    for (; *s >= '0' && *s <= '9'; ++s)
+        if (++digits <= 18) v = v * 10 + (*s - '0');
+    while (*s == ' ') ++s;
+    if (*s != '\0' || digits == 0 || digits > 18) return 0;
+    *out = (double)(neg ? -v : v);
+    return 1;
+}
+
 /* The name of wanted column k (action, propensity, reward, position, then the features), from the config. */
 static const char *polopt__col_name(const polopt_csv_reader *r, size_t k)
 {
@@ -6647,14 +6738,14 @@ static polopt_result polopt__logged_reserve(polopt_logged *d, size_t need)
     polopt_result rc = POLOPT_OK;
     int ok = 1;
     if (need <= d->capacity) return POLOPT_OK;
-    while (cap < need) cap *= 2;
-#define POLOPT__LOGGED_GROW(field, type, per_row)                                                          \
-    if (rc == POLOPT_OK) {                                                                                \
-        const size_t bytes_ = polopt__mul_size(polopt__mul_size(cap, per_row, &ok), sizeof(type), &ok);  \
-        void *p_ = ok ? POLOPT_REALLOC(d->field, bytes_ ? bytes_ : 1, d->hooks.alloc_ctx) : NULL;         \
-        if (!ok) rc = POLOPT_ERR_OVERFLOW;                                                                \
-        else if (!p_) rc = POLOPT_ERR_NO_MEMORY;                                                          \
-        else d->field = (type *)p_;                                                                       \
+    while (cap < need && cap <= SIZE_MAX / 2) cap *= 2;
+    if (cap < need) return POLOPT_ERR_OVERFLOW;
+#define POLOPT__LOGGED_GROW(field, type, per_row)                                                            \
+    if (rc == POLOPT_OK) {                                                                                  \
+        const size_t count_ = polopt__mul_size(cap, per_row, &ok);                                          \
+        void *p_ = ok ? polopt__realloc_array(&d->hooks, d->field, count_, sizeof(type), &rc) : NULL;        \
+        if (!ok) rc = POLOPT_ERR_OVERFLOW;                                                                  \
+        else if (p_) d->field = (type *)p_;                                                                 \
     }
     POLOPT__LOGGED_GROW(X, float, d->dim)
     POLOPT__LOGGED_GROW(action, uint32_t, 1)
@@ -6720,8 +6811,8 @@ POLOPT_DEF polopt_result polopt_csv_read(polopt_csv_reader *r, polopt_logged *d,
         break;                                                                                                     \
     }
         field = POLOPT__FIELD(POLOPT__COL_ACTION);
-        if (!polopt__parse_double(field, &v) || v != floor(v) || v < 0 || v >= (double)POLOPT_NO_ITEM)
-            POLOPT__BAD(POLOPT__COL_ACTION, "is not an action id (an integer >= 0)")
+        if (!polopt__parse_integer(field, &v) || v < 0 || v >= (double)POLOPT_NO_ITEM)
+            POLOPT__BAD(POLOPT__COL_ACTION, "is not an action id (a decimal integer >= 0)")
         if (c->n_actions && v >= (double)c->n_actions) POLOPT__BAD(POLOPT__COL_ACTION, "is an unknown action")
         d->action[i] = (uint32_t)v;
         field = POLOPT__FIELD(POLOPT__COL_PROPENSITY);
@@ -6734,9 +6825,9 @@ POLOPT_DEF polopt_result polopt_csv_read(polopt_csv_reader *r, polopt_logged *d,
         d->position[i] = 0;
         if (r->columns[POLOPT__COL_POSITION] >= 0) {
             field = POLOPT__FIELD(POLOPT__COL_POSITION);
-            if (!polopt__parse_double(field, &v) || v != floor(v) || v - (double)c->position_base < 0 ||
+            if (!polopt__parse_integer(field, &v) || v - (double)c->position_base < 0 ||
                 v - (double)c->position_base >= (double)POLOPT_NO_ITEM)
-                POLOPT__BAD(POLOPT__COL_POSITION, "is not a slot (an integer >= position_base)")
+                POLOPT__BAD(POLOPT__COL_POSITION, "is not a slot (a decimal integer >= position_base)")
             if (c->n_positions && v - (double)c->position_base >= (double)c->n_positions)
                 POLOPT__BAD(POLOPT__COL_POSITION, "is beyond the last slot")
             d->position[i] = (uint32_t)(v - (double)c->position_base);

@@ -29,6 +29,7 @@ extern const th_test th_suite_optim[];
 extern const th_test th_suite_synth[];
 extern const th_test th_suite_api[];
 extern const th_test th_suite_objects[];
+extern const th_test th_suite_hardening[];
 
 /* Failed checks in the current test. */
 extern int th_failures;

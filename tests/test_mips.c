@@ -372,7 +372,7 @@ static void put32(unsigned char *p, uint32_t v)
 static void mips_crafted_layouts_are_rejected(void)
 {
     const size_t P = 300, L = 16;
-    float *v = synth_items(P, L, 5);
+    float *v = synth_items(P + 1, L, 5); /* one more row for the odd-sized index */
     polopt_mips hn, ex, back;
     unsigned char *buf, *bad;
     size_t size = 0, a, b, i;

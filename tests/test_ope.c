@@ -282,6 +282,10 @@ static void ope_csv_messages(void)
         {"a,p,r,x,g\n1,0.5,1,abc,u\n", "column 'x': 'abc' is not a finite number", POLOPT_ERR_FORMAT},
         {"a,p,r,x,g\n-1,0.5,1,0.1,u\n", "column 'a': '-1' is not an action id", POLOPT_ERR_FORMAT},
         {"a,p,r,x,g\n1.5,0.5,1,0.1,u\n", "column 'a': '1.5' is not an action id", POLOPT_ERR_FORMAT},
+        {"a,p,r,x,g\n0x0E,0.5,1,0.1,u\n", "column 'a': '0x0E' is not an action id", POLOPT_ERR_FORMAT},
+        {"a,p,r,x,g\n1.4e1,0.5,1,0.1,u\n", "column 'a': '1.4e1' is not an action id", POLOPT_ERR_FORMAT},
+        {"a,p,r,x,g\n+1,0.5,1,0.1,u\n", "column 'a': '+1' is not an action id", POLOPT_ERR_FORMAT},
+        {"a,p,r,x,g,a\n1,0.5,1,0.1,u,2\n", "has two columns named 'a' (1 and 6)", POLOPT_ERR_FORMAT},
         {"a,p,r,x\n1,0.5,1,0.1\n", "has no column named 'g'", POLOPT_ERR_FORMAT},
         {"a,p,r,x,g\n1,0.5,1,0.1,u\n1,0.5,1\n", "line 3 has 3 fields; the header has 5", POLOPT_ERR_FORMAT},
         {"a,p,r,x,g\n1,0.5,1,0.1,\"u\n", "line 2: unterminated quote", POLOPT_ERR_FORMAT},
@@ -303,6 +307,16 @@ static void ope_csv_messages(void)
         CHECK(d.n == 0 && d.X == NULL); /* nothing half-loaded */
     }
     CHECK_RC(polopt_logged_load_csv(&d, "build/no_such_log.csv", &c), POLOPT_ERR_IO);
+    /* a UTF-8 byte order mark before the header (spreadsheet exports) is skipped */
+    CHECK_OK(load_text("\xEF\xBB\xBF" "a,p,r,x,g\n3,0.5,1,0.1,u\n", &c, &d));
+    CHECK(d.n == 1 && d.action[0] == 3);
+    polopt_logged_free(&d);
+    { /* sizes that overflow are called so, not "out of memory" */
+        polopt_csv_config huge = c;
+        huge.n_numeric = SIZE_MAX / 4; /* the column table cannot be sized */
+        CHECK_RC(load_text("a,p,r,x,g\n3,0.5,1,0.1,u\n", &huge, &d), POLOPT_ERR_OVERFLOW);
+        CHECK(strstr(d.err.message, "size too large") != NULL);
+    }
     { /* a NUL byte (a binary or UTF-16 file), with the line named */
         static const char text[] = "a,p,r,x,g\n1,0.5,1,0.1,u\n1,0.5,\0\n1,0.1,u\n";
         FILE *f = fopen("build/test_log.csv", "wb");
