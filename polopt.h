@@ -44,6 +44,28 @@
      >>synth      deterministic synthetic catalogue: clustered item embeddings, users, ground-truth rewards
      >>license
 
+   REFERENCES  (cited in the text by author and year)
+   ----------
+     Sakhi, Rohde & Gilotte 2023   Fast Offline Policy Optimization for Large Scale Recommendation.  AAAI 2023.  The
+                                   softmax policy over MIPS (§2), the covariance form of the gradient (Eq. 9), the
+                                   eps-mixture proposal and SNIS (§4, Algorithm 1), the experiments (§5).
+     Williams 1992                 Simple statistical gradient-following algorithms for connectionist reinforcement
+                                   learning.  Machine Learning 8.  (REINFORCE)
+     Malkov & Yashunin 2018        Efficient and robust approximate nearest neighbor search using Hierarchical
+                                   Navigable Small World graphs.  IEEE TPAMI.  (HNSW, Algorithms 1-4)
+     Zhou et al. 2019              Moebius Transformation for Fast Inner Product Search on Graph.  NeurIPS 2019.
+     Kingma & Ba 2015              Adam: A Method for Stochastic Optimization.  ICLR 2015.  (with the decoupled weight
+                                   decay of Loshchilov & Hutter, Decoupled Weight Decay Regularization, ICLR 2019)
+     Horvitz & Thompson 1952       A generalization of sampling without replacement from a finite universe.  JASA.
+     Strehl et al. 2010            Learning from Logged Implicit Exploration Data.  NeurIPS 2010.  (clipped weights)
+     Swaminathan & Joachims 2015   The Self-Normalized Estimator for Counterfactual Learning.  NeurIPS 2015.
+     Beygelzimer & Langford 2009   The Offset Tree for Learning with Partial Labels.  KDD 2009.  (the direct method)
+     Dudik, Langford & Li 2011     Doubly Robust Policy Evaluation and Learning.  ICML 2011.
+     Wang, Agarwal & Dudik 2017    Optimal and Adaptive Off-policy Evaluation in Contextual Bandits.  ICML 2017.
+     Saito et al. 2021             Open Bandit Dataset and Pipeline: Towards Realistic and Reproducible Off-Policy
+                                   Evaluation.  NeurIPS 2021 Datasets and Benchmarks.  (obp, the reference for >>ope)
+     Walker 1977; Vose 1991        alias tables.      Blackman & Vigna 2021   xoshiro256** (ACM TOMS).
+
    GLOSSARY
    --------
      context x         what we know about the user when we recommend (here a vector in R^D).
@@ -483,7 +505,7 @@ POLOPT_DEF void polopt_sgd_free(polopt_sgd *opt);
 
 /* >>policy ------------------------------------------------------------------------------------------------ */
 
-/* The softmax policy of the paper (SPEC §1): f(a, x) = h(x)^T beta_a / T, pi(a | x) = exp f(a, x) / Z(x), with the
+/* The softmax policy of Sakhi, Rohde & Gilotte (2023, §2): f(a, x) = h(x)^T beta_a / T, pi(a | x) = exp f(a, x) / Z(x), with the
    built-in linear user model h_theta(x) = theta^T x, theta in R^{D x L}.  The item embeddings beta (P x L) are
    fixed and live in a polopt_mips index, which also serves the greedy action and the top-k. */
 typedef enum polopt_init { POLOPT_INIT_IDENTITY = 0, POLOPT_INIT_RANDOM = 1 } polopt_init;
@@ -527,7 +549,7 @@ POLOPT_DEF polopt_result polopt_policy_load_buffer(polopt_policy *policy, const 
 
 /* >>proposal ---------------------------------------------------------------------------------------------- */
 
-/* The epsilon-mixture proposal (seed 000 §4; SPEC §3, step 2) built from the top-K items alpha_K of a context:
+/* The epsilon-mixture proposal (Sakhi et al. 2023, §4) built from the top-K items alpha_K of a context:
        q(a) = eps / P + (1 - eps) kappa(a)   if a is in alpha_K,        q(a) = eps / P   otherwise,
        kappa(a) = exp f(a) / sum_{b in alpha_K} exp f(b).
    Sampling: with probability eps a uniform item, else an item of alpha_K drawn from kappa.  log q(a) tests the
@@ -564,14 +586,14 @@ POLOPT_DEF void polopt_proposal_free(polopt_proposal *q);
 
 /* >>learn ------------------------------------------------------------------------------------------------- */
 
-/* The reward estimator r_hat(i, a) of SPEC §4, asked for n items of context i at once.  It returns POLOPT_OK or an
+/* The reward estimator r_hat(i, a) of the training objective (Sakhi et al. 2023, Eq. 6), asked for n items of context i at once.  It returns POLOPT_OK or an
    error that stops the computation; rewards must be finite. */
 typedef polopt_result (*polopt_reward_fn)(void *user, uint32_t context, size_t n, const uint32_t *items,
                                           float *out_rewards);
 
 /* Sets Y_i of items per context, in compressed rows: the items of context i are items[offsets[i] ..
    offsets[i+1]), sorted and distinct (polopt_sets_init sorts a copy).  They give the set reward
-   r_hat(i, a) = 1[a in Y_i] (session completion, SPEC §4) with membership by binary search, and the relevant
+   r_hat(i, a) = 1[a in Y_i] (session completion, Sakhi et al. 2023, §5) with membership by binary search, and the relevant
    items of hit-rate@k and nDCG@k. */
 typedef struct polopt_sets {
     size_t n;
@@ -589,7 +611,7 @@ POLOPT_DEF void polopt_sets_free(polopt_sets *sets);
 POLOPT_DEF polopt_result polopt_sets_reward(void *user, uint32_t context, size_t n, const uint32_t *items,
                                             float *out_rewards);
 
-/* Logged bandit feedback as the reward estimator of training (SPEC §4): context i was logged with action a_i,
+/* Logged bandit feedback as the reward estimator of training (Dudik, Langford & Li 2011): context i was logged with action a_i,
    propensity p_i and reward r_i, and
        r_hat(i, a) = r_M(a, x_i) + 1[a = a_i] (r_i - r_M(a_i, x_i)) / max(tau, p_i)
    is clipped DR with the dataset's reward callback as the model r_M, or clipped IPS when there is no callback
@@ -616,7 +638,7 @@ typedef struct polopt_dataset {
     const polopt_feedback *feedback;   /* optional: logged feedback, making r_hat clipped IPS or clipped DR */
 } polopt_dataset;
 
-/* The covariance gradient of one context (SPEC §2; seed 000, Algorithm 1, steps 4-5), from S items drawn from a
+/* The covariance gradient of one context (Sakhi et al. 2023, Eq. 9 and Algorithm 1, steps 4-5), from S items drawn from a
    proposal q with their scores f(a_s) and log q(a_s):
        log w_s = f_s - log q_s  ->  w_bar = softmax(log w)   (self-normalised in log space)
        r_bar = sum_s w_bar_s r_s,     g = scale * sum_s w_bar_s (r_s - r_bar) beta_{a_s}
@@ -713,7 +735,7 @@ POLOPT_DEF polopt_result polopt_trainer_gradient_fidelity(polopt_trainer *traine
                                                           size_t n, const uint32_t *contexts, double *out_cosine,
                                                           double *out_rel_error);
 
-/* Evaluation (seed 000 §5) of the greedy policy served by MIPS: R_test = mean r_hat(j, argmax_a f(a, x_j)), which
+/* Evaluation (Sakhi et al. 2023, §5) of the greedy policy served by MIPS: R_test = mean r_hat(j, argmax_a f(a, x_j)), which
    with the set reward is (1/N) sum_j 1[argmax in Y_j]; and, when data->relevant is set, hit-rate@k (a relevant
    item among the top k) and nDCG@k (gains 1/log2(rank + 1), normalised by the ideal ordering). */
 typedef struct polopt_eval {
@@ -732,7 +754,7 @@ POLOPT_DEF polopt_result polopt_policy_value(const polopt_policy *policy, const 
 
 /* >>logged ------------------------------------------------------------------------------------------------ */
 
-/* Logged bandit feedback (SPEC §4): rounds i with context features x_i, the action a_i the logging policy took,
+/* Logged bandit feedback: rounds i with context features x_i, the action a_i the logging policy took,
    its propensity p_i (the logging probability of a_i, at the row's slot), the reward r_i and, with slates, the
    slot.  Slates follow the Open Bandit Pipeline: one row per (impression, slot), every estimate a mean over rows. */
 typedef struct polopt_logged {
@@ -797,17 +819,18 @@ POLOPT_DEF polopt_result polopt_logged_load_csv(polopt_logged *data, const char 
 
 /* >>ope --------------------------------------------------------------------------------------------------- */
 
-/* Off-policy evaluation: the value of a target policy pi from data logged by another policy (SPEC §4).  Per row,
+/* Off-policy evaluation: the value of a target policy pi from data logged by another policy.  Per row,
    with w_i = pi(a_i | x_i) / p_i (the weight at the row's own slot), a reward model r_M, q_i = r_M(a_i, x_i) and
    dm_i = sum_a pi(a | x_i) r_M(a, x_i):
-       IPS            (1/n) sum w_i r_i
-       clipped IPS    (1/n) sum min(w_i, clip) r_i
-       SNIPS          sum w_i r_i / sum w_i
-       DM             (1/n) sum dm_i
-       DR             (1/n) sum [dm_i + w_i (r_i - q_i)]
+       IPS            (1/n) sum w_i r_i                                     [Horvitz & Thompson 1952]
+       clipped IPS    (1/n) sum min(w_i, clip) r_i                          [Strehl et al. 2010]
+       SNIPS          sum w_i r_i / sum w_i                                 [Swaminathan & Joachims 2015]
+       DM             (1/n) sum dm_i                                        [Beygelzimer & Langford 2009]
+       DR             (1/n) sum [dm_i + w_i (r_i - q_i)]                    [Dudik, Langford & Li 2011, Eq. 3]
        clipped DR     (1/n) sum [dm_i + min(w_i, clip) (r_i - q_i)]
        SNDR           (1/n) sum dm_i + sum w_i (r_i - q_i) / sum w_i
-       Switch-DR      (1/n) sum [dm_i + 1[w_i <= switch] w_i (r_i - q_i)]   (the Open Bandit Pipeline's form)
+       Switch-DR      (1/n) sum [dm_i + 1[w_i <= switch] w_i (r_i - q_i)]   [Wang, Agarwal & Dudik 2017], in the
+                                                                            Open Bandit Pipeline's form [Saito et al. 2021]
    Each comes with a standard error (the sample standard deviation over sqrt n; the delta method for the two
    self-normalised ones), a bootstrap confidence interval and the effective sample size (sum w)^2 / sum w^2 of the
    weights it uses.  The bootstrap is Poisson: each row enters each of B resamples with a Poisson(1) count, which
@@ -942,11 +965,11 @@ POLOPT_DEF polopt_result polopt_reward_model_crossfit(const polopt_logged *data,
        context x_u = G m_u in R^D, G = I_{D x L} + context_mixing * Z / sqrt(L), Z ~ N(0, 1) fixed by the seed:
        the context comes in its own coordinates (another model's features), so h(x) = x is a poor policy and a
        learned linear h_theta(x) = theta^T x has real work to do.  context_mixing = 0 and D = L give x_u = m_u,
-       the setting of the paper (SPEC §8), where theta = identity is already a good start.
+       the setting of the paper (Sakhi et al. 2023, §5), where theta = identity is already a good start.
      ground truth: the expected reward of recommending a to u is r(a, u) = sigmoid(reward_bias + reward_scale *
        t_u^T beta_a).  The value of a policy pi is (1/N) sum_u sum_a pi(a | x_u) r(a, u): exact for small P,
        estimated by sampling for large P.
-   Held-out items (another draw from the same interests) give a set reward 1[a in Y_u], as in SPEC §8. */
+   Held-out items (another draw from the same interests) give a set reward 1[a in Y_u], as in Sakhi et al. (2023, §5). */
 typedef struct polopt_synth_config {
     uint64_t seed;           /* 1 */
     size_t n_items;          /* P (required), 1 .. 2^32 - 1 */
@@ -5638,7 +5661,7 @@ POLOPT_DEF polopt_result polopt_sets_reward(void *user, uint32_t context, size_t
     return POLOPT_OK;
 }
 
-/* The covariance gradient (SPEC §2) from the log-weights log w_s = f_s - log q_s: w_bar = softmax(log w),
+/* The covariance gradient (Sakhi et al. 2023, Eq. 9) from the log-weights log w_s = f_s - log q_s: w_bar = softmax(log w),
    r_bar = sum w_bar r, g = scale sum w_bar (r - r_bar) beta_a.  Three passes over the draws instead of a buffer of
    weights, so it needs no memory of its own.  REINFORCE passes log q = f: equal weights. */
 static void polopt__cov_gradient(size_t S, const uint32_t *ids, const float *f, const float *log_q, const float *r,
@@ -5744,7 +5767,7 @@ static polopt_result polopt__model_rewards(const polopt_dataset *d, uint32_t ctx
 }
 
 /* With logged feedback, the coefficient of the logged action's exact term: c = (r_i - r_M(a_i, x_i)) / max(tau, p_i)
-   (SPEC §4); *out_c = 0 without feedback. */
+  ; *out_c = 0 without feedback. */
 static polopt_result polopt__feedback_c(const polopt_dataset *d, uint32_t ctx, size_t P, double *out_c,
                                         polopt_error *err, const polopt_hooks *hooks)
 {
@@ -5767,7 +5790,7 @@ static polopt_result polopt__feedback_c(const polopt_dataset *d, uint32_t ctx, s
     return POLOPT_OK;
 }
 
-/* Add the logged action's exact term to a gradient g and estimate r_bar (SPEC §4): c pi(a_i) (beta_{a_i} - beta_bar)
+/* Add the logged action's exact term to a gradient g and estimate r_bar: c pi(a_i) (beta_{a_i} - beta_bar)
    / T and c pi(a_i). */
 static void polopt__feedback_term(const polopt_mips *ix, uint32_t a, double c, double pi_a, const float *beta_bar,
                                   float inv_t, float *g, double *r_bar)
@@ -5796,7 +5819,7 @@ static double polopt__softmax_blocks(float *row, size_t P, float inv_t, double *
     return cum; /* >= 1: the maximum contributes e^0 */
 }
 
-/* REINFORCE (SPEC §3, baselines): S exact draws from pi by inverting the cumulative distribution: a binary search
+/* REINFORCE (Williams 1992; the baseline of Sakhi et al. 2023, §5): S exact draws from pi by inverting the cumulative distribution: a binary search
    over the block sums, then a scan inside the block.  Equal weights; scale S/(S-1) makes the covariance estimate
    unbiased (the sample mean r_bar uses one degree of freedom). */
 static polopt_result polopt__reinforce_context(polopt_trainer *tr, const polopt_dataset *d, uint32_t ctx, float *row,
@@ -5842,7 +5865,7 @@ static polopt_result polopt__reinforce_context(polopt_trainer *tr, const polopt_
 }
 
 /* The exact expectation over all P items: pi in row (replacing the scores), rewards of every item in rewards,
-   r_bar = sum pi r.  With want_g, also g = (1/T) beta^T (pi * (r - r_bar)) (SPEC §3, exact gradient).  O(P L). */
+   r_bar = sum pi r.  With want_g, also g = (1/T) beta^T (pi * (r - r_bar)) (Sakhi et al. 2023, Eq. 9, summed over every item).  O(P L). */
 static polopt_result polopt__exact_context(const polopt_mips *ix, float inv_t, const polopt_dataset *d, uint32_t ctx,
                                            float *row, float *rewards, uint32_t *ids, double *block_cum, float *g,
                                            double *r_bar, polopt_error *err, const polopt_hooks *hooks)
@@ -5937,7 +5960,7 @@ static polopt_result polopt__context_topk(polopt_trainer *tr, uint32_t ctx, cons
     return POLOPT_OK;
 }
 
-/* The paper's estimator for one context (seed 000, Algorithm 1): MIPS top-K of h, the eps-mixture around it,
+/* The paper's estimator for one context (Sakhi et al. 2023, Algorithm 1): MIPS top-K of h, the eps-mixture around it,
    S draws, SNIS weights, covariance gradient.  O(MIPS + S L). */
 static polopt_result polopt__snis_context(polopt_trainer *tr, const polopt_dataset *d, uint32_t ctx, const float *h,
                                           float *g, double *r_bar, double *ess, double *eps_score)
@@ -5946,7 +5969,7 @@ static polopt_result polopt__snis_context(polopt_trainer *tr, const polopt_datas
     const float inv_t = 1.0f / tr->policy->temperature;
     size_t K = tr->config.K, s;
     polopt_result rc;
-    if (tr->epsilon >= 1.0f && !eps_score) { /* the uniform proposal: no MIPS at all (the fastest, SPEC §3) */
+    if (tr->epsilon >= 1.0f && !eps_score) { /* the uniform proposal: no MIPS at all (the fastest) */
         const float log_q = -(float)log((double)P);
         for (s = 0; s < S; ++s) {
             tr->draws[s] = (uint32_t)polopt__rng_below(&tr->rng, P);
