@@ -4075,18 +4075,18 @@ POLOPT_DEF polopt_hnsw_config polopt_hnsw_config_default(void)
     return c;
 }
 
-POLOPT_DEF void polopt_mips_free(polopt_mips *ix)
+POLOPT_DEF void polopt_mips_free(polopt_mips *index)
 {
     polopt_hooks h;
-    if (!ix) return;
-    h = ix->hooks;
-    polopt__dealloc(&h, ix->owned_vectors);
-    polopt__dealloc(&h, ix->sqnorms);
-    polopt__dealloc(&h, ix->levels);
-    polopt__dealloc(&h, ix->links0);
-    polopt__dealloc(&h, ix->upper_offset);
-    polopt__dealloc(&h, ix->upper);
-    memset(ix, 0, sizeof *ix);
+    if (!index) return;
+    h = index->hooks;
+    polopt__dealloc(&h, index->owned_vectors);
+    polopt__dealloc(&h, index->sqnorms);
+    polopt__dealloc(&h, index->levels);
+    polopt__dealloc(&h, index->links0);
+    polopt__dealloc(&h, index->upper_offset);
+    polopt__dealloc(&h, index->upper);
+    memset(index, 0, sizeof *index);
 }
 
 /* Check the vectors (finite) and the sizes shared by both kinds. */
@@ -4292,11 +4292,11 @@ static polopt_result polopt__mips_init_exact_impl(polopt_mips *ix, size_t n, siz
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_mips_init_exact(polopt_mips *ix, size_t n, size_t dim, const float *vectors,
+POLOPT_DEF polopt_result polopt_mips_init_exact(polopt_mips *index, size_t n, size_t dim, const float *vectors,
                                                 int copy, const polopt_hooks *hooks)
 {
-    const polopt_result rc = polopt__mips_init_exact_impl(ix, n, dim, vectors, copy, hooks);
-    if (rc != POLOPT_OK && ix) POLOPT__ZERO_KEEPING_ERROR(ix, polopt_mips_free);
+    const polopt_result rc = polopt__mips_init_exact_impl(index, n, dim, vectors, copy, hooks);
+    if (rc != POLOPT_OK && index) POLOPT__ZERO_KEEPING_ERROR(index, polopt_mips_free);
     return rc;
 }
 
@@ -4340,62 +4340,62 @@ static polopt_result polopt__mips_init_hnsw_impl(polopt_mips *ix, size_t n, size
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_mips_init_hnsw(polopt_mips *ix, size_t n, size_t dim, const float *vectors,
+POLOPT_DEF polopt_result polopt_mips_init_hnsw(polopt_mips *index, size_t n, size_t dim, const float *vectors,
                                                int copy, const polopt_hnsw_config *config)
 {
-    const polopt_result rc = polopt__mips_init_hnsw_impl(ix, n, dim, vectors, copy, config);
-    if (rc != POLOPT_OK && ix) POLOPT__ZERO_KEEPING_ERROR(ix, polopt_mips_free);
+    const polopt_result rc = polopt__mips_init_hnsw_impl(index, n, dim, vectors, copy, config);
+    if (rc != POLOPT_OK && index) POLOPT__ZERO_KEEPING_ERROR(index, polopt_mips_free);
     return rc;
 }
 
-POLOPT_DEF polopt_result polopt_mips_add(polopt_mips *ix, size_t n_new, const float *vectors)
+POLOPT_DEF polopt_result polopt_mips_add(polopt_mips *index, size_t n_new, const float *vectors)
 {
     static const char *fn = "polopt_mips_add";
     polopt_result rc;
     size_t old_n, cap;
     polopt_mips probe;
-    if (!ix) return POLOPT_ERR_INVALID_ARG;
-    if (!ix->vectors) return polopt__not_ready(&ix->err, &ix->hooks, fn, "index");
-    if (!ix->owned_vectors)
-        return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_INVALID_ARG,
+    if (!index) return POLOPT_ERR_INVALID_ARG;
+    if (!index->vectors) return polopt__not_ready(&index->err, &index->hooks, fn, "index");
+    if (!index->owned_vectors)
+        return polopt__fail(&index->err, &index->hooks, POLOPT_ERR_INVALID_ARG,
                             "%s: the index borrows its vectors and cannot grow; build it with copy = 1", fn);
     if (n_new == 0) return POLOPT_OK;
-    if (n_new >= POLOPT_NO_ITEM - ix->n)
-        return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_INVALID_ARG, "%s: %lu + %lu items exceed 2^32 - 2", fn,
-                            (unsigned long)ix->n, (unsigned long)n_new);
+    if (n_new >= POLOPT_NO_ITEM - index->n)
+        return polopt__fail(&index->err, &index->hooks, POLOPT_ERR_INVALID_ARG, "%s: %lu + %lu items exceed 2^32 - 2", fn,
+                            (unsigned long)index->n, (unsigned long)n_new);
     /* validate the new rows with the same checks as a build, without touching ix */
     memset(&probe, 0, sizeof probe);
-    probe.hooks = ix->hooks;
-    rc = polopt__mips_check_input(&probe, fn, n_new, ix->dim, vectors);
+    probe.hooks = index->hooks;
+    rc = polopt__mips_check_input(&probe, fn, n_new, index->dim, vectors);
     if (rc != POLOPT_OK) {
-        ix->err = probe.err;
+        index->err = probe.err;
         return rc;
     }
-    old_n = ix->n;
-    if (old_n + n_new > ix->capacity) {
+    old_n = index->n;
+    if (old_n + n_new > index->capacity) {
         cap = old_n + n_new + (old_n + n_new) / 2;
         if (cap >= POLOPT_NO_ITEM) cap = POLOPT_NO_ITEM - 1;
-        rc = polopt__mips_reserve(ix, cap, 1);
-        ix->vectors = ix->owned_vectors;
+        rc = polopt__mips_reserve(index, cap, 1);
+        index->vectors = index->owned_vectors;
         if (rc != POLOPT_OK)
-            return polopt__fail(&ix->err, &ix->hooks, rc, "%s: cannot grow the index to %lu items", fn,
+            return polopt__fail(&index->err, &index->hooks, rc, "%s: cannot grow the index to %lu items", fn,
                                 (unsigned long)cap);
     }
-    memcpy(ix->owned_vectors + old_n * ix->dim, vectors, n_new * ix->dim * sizeof(float));
-    if (ix->kind == POLOPT_MIPS_HNSW) {
-        const size_t upper_before = ix->upper_size;
-        ix->n = old_n + n_new;
-        rc = polopt__mips_prepare_nodes(ix, old_n);
-        if (rc == POLOPT_OK) rc = polopt__mips_insert_range(ix, old_n, 1);
+    memcpy(index->owned_vectors + old_n * index->dim, vectors, n_new * index->dim * sizeof(float));
+    if (index->kind == POLOPT_MIPS_HNSW) {
+        const size_t upper_before = index->upper_size;
+        index->n = old_n + n_new;
+        rc = polopt__mips_prepare_nodes(index, old_n);
+        if (rc == POLOPT_OK) rc = polopt__mips_insert_range(index, old_n, 1);
         if (rc != POLOPT_OK) { /* nothing was linked yet if the scratch failed: roll back */
-            ix->n = old_n;
-            ix->upper_size = upper_before;
-            return polopt__fail(&ix->err, &ix->hooks, rc, "%s: cannot allocate for %lu new items", fn,
+            index->n = old_n;
+            index->upper_size = upper_before;
+            return polopt__fail(&index->err, &index->hooks, rc, "%s: cannot allocate for %lu new items", fn,
                                 (unsigned long)n_new);
         }
     }
-    ix->n = old_n + n_new;
-    polopt__clear_error(&ix->err);
+    index->n = old_n + n_new;
+    polopt__clear_error(&index->err);
     return POLOPT_OK;
 }
 
@@ -4434,22 +4434,22 @@ static polopt_result polopt__mips_scratch_init_impl(polopt_mips_scratch *sc, con
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_mips_scratch_init(polopt_mips_scratch *sc, const polopt_mips *ix, size_t max_ef,
+POLOPT_DEF polopt_result polopt_mips_scratch_init(polopt_mips_scratch *scratch, const polopt_mips *index, size_t max_ef,
                                                   const polopt_hooks *hooks)
 {
-    const polopt_result rc = polopt__mips_scratch_init_impl(sc, ix, max_ef, hooks);
-    if (rc != POLOPT_OK && sc) POLOPT__ZERO_KEEPING_ERROR(sc, polopt_mips_scratch_free);
+    const polopt_result rc = polopt__mips_scratch_init_impl(scratch, index, max_ef, hooks);
+    if (rc != POLOPT_OK && scratch) POLOPT__ZERO_KEEPING_ERROR(scratch, polopt_mips_scratch_free);
     return rc;
 }
 
-POLOPT_DEF void polopt_mips_scratch_free(polopt_mips_scratch *sc)
+POLOPT_DEF void polopt_mips_scratch_free(polopt_mips_scratch *scratch)
 {
-    if (!sc) return;
-    polopt__dealloc(&sc->hooks, sc->visited);
-    polopt__dealloc(&sc->hooks, sc->heap_a);
-    polopt__dealloc(&sc->hooks, sc->heap_b);
-    polopt__dealloc(&sc->hooks, sc->tile);
-    memset(sc, 0, sizeof *sc);
+    if (!scratch) return;
+    polopt__dealloc(&scratch->hooks, scratch->visited);
+    polopt__dealloc(&scratch->hooks, scratch->heap_a);
+    polopt__dealloc(&scratch->hooks, scratch->heap_b);
+    polopt__dealloc(&scratch->hooks, scratch->tile);
+    memset(scratch, 0, sizeof *scratch);
 }
 
 /* The exact search's heaps order by "worse": a lower score, or an equal score and a higher id (ties go to the
@@ -4600,45 +4600,45 @@ static polopt_result polopt__search_check(const polopt_mips *ix, polopt_mips_scr
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_mips_search_batch(const polopt_mips *ix, polopt_mips_scratch *sc, size_t n_queries,
+POLOPT_DEF polopt_result polopt_mips_search_batch(const polopt_mips *index, polopt_mips_scratch *scratch, size_t n_queries,
                                                   const float *queries, size_t ldq, size_t k, size_t ef,
                                                   uint32_t *out_ids, float *out_scores)
 {
     size_t i;
-    const polopt_result rc = polopt__search_check(ix, sc, n_queries, queries, ldq, k, &ef, out_ids);
+    const polopt_result rc = polopt__search_check(index, scratch, n_queries, queries, ldq, k, &ef, out_ids);
     if (rc != POLOPT_OK || n_queries == 0) return rc;
-    if (ix->kind == POLOPT_MIPS_EXACT) {
+    if (index->kind == POLOPT_MIPS_EXACT) {
         for (i = 0; i < n_queries; i += POLOPT__EXACT_QUERIES) {
             const size_t nq = n_queries - i < POLOPT__EXACT_QUERIES ? n_queries - i : POLOPT__EXACT_QUERIES;
-            polopt__exact_batch(ix, sc, nq, queries + i * ldq, ldq, k, out_ids + i * k, out_scores ? out_scores + i * k : NULL);
+            polopt__exact_batch(index, scratch, nq, queries + i * ldq, ldq, k, out_ids + i * k, out_scores ? out_scores + i * k : NULL);
         }
     } else {
         for (i = 0; i < n_queries; ++i)
-            polopt__hnsw_search(ix, sc, queries + i * ldq, k, ef, NULL, 0, 0, out_ids + i * k,
+            polopt__hnsw_search(index, scratch, queries + i * ldq, k, ef, NULL, 0, 0, out_ids + i * k,
                                 out_scores ? out_scores + i * k : NULL);
     }
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_mips_search(const polopt_mips *ix, polopt_mips_scratch *sc, const float *query,
+POLOPT_DEF polopt_result polopt_mips_search(const polopt_mips *index, polopt_mips_scratch *scratch, const float *query,
                                             size_t k, size_t ef, uint32_t *out_ids, float *out_scores)
 {
-    return polopt_mips_search_batch(ix, sc, 1, query, ix ? ix->dim : 0, k, ef, out_ids, out_scores);
+    return polopt_mips_search_batch(index, scratch, 1, query, index ? index->dim : 0, k, ef, out_ids, out_scores);
 }
 
-POLOPT_DEF polopt_result polopt_mips_search_from(const polopt_mips *ix, polopt_mips_scratch *sc, const float *query,
+POLOPT_DEF polopt_result polopt_mips_search_from(const polopt_mips *index, polopt_mips_scratch *scratch, const float *query,
                                                  size_t k, size_t ef, const uint32_t *seeds, size_t n_seeds,
                                                  size_t max_expansions, uint32_t *out_ids, float *out_scores)
 {
     polopt_result rc;
     if (n_seeds && !seeds) return POLOPT_ERR_INVALID_ARG;
-    rc = polopt__search_check(ix, sc, 1, query, ix ? ix->dim : 0, k, &ef, out_ids);
+    rc = polopt__search_check(index, scratch, 1, query, index ? index->dim : 0, k, &ef, out_ids);
     if (rc != POLOPT_OK) return rc;
-    if (ix->kind == POLOPT_MIPS_EXACT) {
-        polopt__exact_batch(ix, sc, 1, query, ix->dim, k, out_ids, out_scores);
+    if (index->kind == POLOPT_MIPS_EXACT) {
+        polopt__exact_batch(index, scratch, 1, query, index->dim, k, out_ids, out_scores);
         return POLOPT_OK;
     }
-    polopt__hnsw_search(ix, sc, query, k, ef, seeds, n_seeds, max_expansions, out_ids, out_scores);
+    polopt__hnsw_search(index, scratch, query, k, ef, seeds, n_seeds, max_expansions, out_ids, out_scores);
     return POLOPT_OK;
 }
 
@@ -4729,35 +4729,35 @@ static polopt_result polopt__mips_emit(const void *ctx, polopt__io *w)
     return polopt__mips_emit_payload(ix, w);
 }
 
-POLOPT_DEF polopt_result polopt_mips_save(polopt_mips *ix, const char *path)
+POLOPT_DEF polopt_result polopt_mips_save(polopt_mips *index, const char *path)
 {
     static const char *fn = "polopt_mips_save";
-    if (!ix) return POLOPT_ERR_INVALID_ARG;
-    if (!ix->vectors) return polopt__not_ready(&ix->err, &ix->hooks, fn, "index");
-    if (!path) return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_INVALID_ARG, "%s: path is NULL", fn);
-    return polopt__save_atomic(path, &ix->hooks, &ix->err, fn, polopt__mips_emit, ix);
+    if (!index) return POLOPT_ERR_INVALID_ARG;
+    if (!index->vectors) return polopt__not_ready(&index->err, &index->hooks, fn, "index");
+    if (!path) return polopt__fail(&index->err, &index->hooks, POLOPT_ERR_INVALID_ARG, "%s: path is NULL", fn);
+    return polopt__save_atomic(path, &index->hooks, &index->err, fn, polopt__mips_emit, index);
 }
 
-POLOPT_DEF polopt_result polopt_mips_save_buffer(polopt_mips *ix, void *buffer, size_t buffer_size,
+POLOPT_DEF polopt_result polopt_mips_save_buffer(polopt_mips *index, void *buffer, size_t buffer_size,
                                                  size_t *out_size)
 {
     polopt__io w;
     size_t need;
-    if (!ix) return POLOPT_ERR_INVALID_ARG;
-    if (!ix->vectors) return polopt__not_ready(&ix->err, &ix->hooks, "polopt_mips_save_buffer", "index");
+    if (!index) return POLOPT_ERR_INVALID_ARG;
+    if (!index->vectors) return polopt__not_ready(&index->err, &index->hooks, "polopt_mips_save_buffer", "index");
     if (!out_size)
-        return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_INVALID_ARG, "polopt_mips_save_buffer: out_size is NULL");
-    need = POLOPT__HEADER_BYTES + polopt__mips_payload_bytes(ix->kind, ix->n, ix->dim, ix->M, ix->upper_size);
+        return polopt__fail(&index->err, &index->hooks, POLOPT_ERR_INVALID_ARG, "polopt_mips_save_buffer: out_size is NULL");
+    need = POLOPT__HEADER_BYTES + polopt__mips_payload_bytes(index->kind, index->n, index->dim, index->M, index->upper_size);
     *out_size = need;
     if (!buffer) return POLOPT_OK;
     if (buffer_size < need)
-        return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_INVALID_ARG,
+        return polopt__fail(&index->err, &index->hooks, POLOPT_ERR_INVALID_ARG,
                             "polopt_mips_save_buffer: the buffer has %lu bytes, the index needs %lu",
                             (unsigned long)buffer_size, (unsigned long)need);
     memset(&w, 0, sizeof w);
     w.buf = (unsigned char *)buffer;
     w.size = buffer_size;
-    return polopt__mips_emit(ix, &w);
+    return polopt__mips_emit(index, &w);
 }
 
 /* Proof that a loaded graph has exactly the layout polopt's own writer produces, so that a file that passed its
@@ -4920,11 +4920,11 @@ static polopt_result polopt__mips_load_buffer_impl(polopt_mips *ix, const void *
     return polopt__load(NULL, buffer, size, polopt__mips_load_io, ix, &ix->err, &ix->hooks, "polopt_mips_load_buffer");
 }
 
-POLOPT_DEF polopt_result polopt_mips_load_buffer(polopt_mips *ix, const void *buffer, size_t size,
+POLOPT_DEF polopt_result polopt_mips_load_buffer(polopt_mips *index, const void *buffer, size_t size,
                                                  const polopt_hooks *hooks)
 {
-    const polopt_result rc = polopt__mips_load_buffer_impl(ix, buffer, size, hooks);
-    if (rc != POLOPT_OK && ix) POLOPT__ZERO_KEEPING_ERROR(ix, polopt_mips_free);
+    const polopt_result rc = polopt__mips_load_buffer_impl(index, buffer, size, hooks);
+    if (rc != POLOPT_OK && index) POLOPT__ZERO_KEEPING_ERROR(index, polopt_mips_free);
     return rc;
 }
 
@@ -4937,10 +4937,10 @@ static polopt_result polopt__mips_load_impl(polopt_mips *ix, const char *path, c
     return polopt__load(path, NULL, 0, polopt__mips_load_io, ix, &ix->err, &ix->hooks, "polopt_mips_load");
 }
 
-POLOPT_DEF polopt_result polopt_mips_load(polopt_mips *ix, const char *path, const polopt_hooks *hooks)
+POLOPT_DEF polopt_result polopt_mips_load(polopt_mips *index, const char *path, const polopt_hooks *hooks)
 {
-    const polopt_result rc = polopt__mips_load_impl(ix, path, hooks);
-    if (rc != POLOPT_OK && ix) POLOPT__ZERO_KEEPING_ERROR(ix, polopt_mips_free);
+    const polopt_result rc = polopt__mips_load_impl(index, path, hooks);
+    if (rc != POLOPT_OK && index) POLOPT__ZERO_KEEPING_ERROR(index, polopt_mips_free);
     return rc;
 }
 
@@ -5201,56 +5201,56 @@ static polopt_result polopt__policy_init_impl(polopt_policy *p, const polopt_pol
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_policy_init(polopt_policy *p, const polopt_policy_config *config)
+POLOPT_DEF polopt_result polopt_policy_init(polopt_policy *policy, const polopt_policy_config *config)
 {
-    const polopt_result rc = polopt__policy_init_impl(p, config);
-    if (rc != POLOPT_OK && p) POLOPT__ZERO_KEEPING_ERROR(p, polopt_policy_free);
+    const polopt_result rc = polopt__policy_init_impl(policy, config);
+    if (rc != POLOPT_OK && policy) POLOPT__ZERO_KEEPING_ERROR(policy, polopt_policy_free);
     return rc;
 }
 
-POLOPT_DEF void polopt_policy_free(polopt_policy *p)
+POLOPT_DEF void polopt_policy_free(polopt_policy *policy)
 {
-    if (!p) return;
-    polopt__dealloc(&p->hooks, p->theta);
-    memset(p, 0, sizeof *p);
+    if (!policy) return;
+    polopt__dealloc(&policy->hooks, policy->theta);
+    memset(policy, 0, sizeof *policy);
 }
 
-POLOPT_DEF polopt_result polopt_policy_embed(const polopt_policy *p, size_t n, const float *X, size_t ldx, float *out_H)
+POLOPT_DEF polopt_result polopt_policy_embed(const polopt_policy *policy, size_t n, const float *X, size_t ldx, float *out_H)
 {
     static const char *fn = "polopt_policy_embed";
     size_t i, bad = 0;
-    if (!p || !p->theta) return POLOPT_ERR_INVALID_ARG;
+    if (!policy || !policy->theta) return POLOPT_ERR_INVALID_ARG;
     if (n == 0) return POLOPT_OK;
-    if (!X || !out_H || ldx < p->D)
-        return polopt__fail(NULL, &p->hooks, POLOPT_ERR_INVALID_ARG, "%s: X or out_H is NULL, or ldx < D", fn);
+    if (!X || !out_H || ldx < policy->D)
+        return polopt__fail(NULL, &policy->hooks, POLOPT_ERR_INVALID_ARG, "%s: X or out_H is NULL, or ldx < D", fn);
     for (i = 0; i < n; ++i)
-        if (polopt_check_finite(p->D, X + i * ldx, &bad) != POLOPT_OK)
-            return polopt__fail(NULL, &p->hooks, POLOPT_ERR_NONFINITE, "%s: X[%lu][%lu] is not finite", fn,
+        if (polopt_check_finite(policy->D, X + i * ldx, &bad) != POLOPT_OK)
+            return polopt__fail(NULL, &policy->hooks, POLOPT_ERR_NONFINITE, "%s: X[%lu][%lu] is not finite", fn,
                                 (unsigned long)i, (unsigned long)bad);
-    polopt__gemm(POLOPT_NO_TRANS, POLOPT_NO_TRANS, n, p->L, p->D, 1.0f, X, ldx, p->theta, p->L, 0.0f, out_H, p->L);
+    polopt__gemm(POLOPT_NO_TRANS, POLOPT_NO_TRANS, n, policy->L, policy->D, 1.0f, X, ldx, policy->theta, policy->L, 0.0f, out_H, policy->L);
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_policy_topk(const polopt_policy *p, const polopt_mips *index,
+POLOPT_DEF polopt_result polopt_policy_topk(const polopt_policy *policy, const polopt_mips *index,
                                             polopt_mips_scratch *scratch, const float *x, size_t k, size_t ef,
                                             uint32_t *out_ids, float *out_scores)
 {
     float stack_h[1024], *h = stack_h;
     polopt_result rc;
     size_t i;
-    if (!p || !p->theta || !index || !scratch) return POLOPT_ERR_INVALID_ARG;
-    if (index->dim != p->L)
-        return polopt__fail(NULL, &p->hooks, POLOPT_ERR_INVALID_ARG, "polopt_policy_topk: the index has dimension %lu, "
-                            "the policy L = %lu", (unsigned long)index->dim, (unsigned long)p->L);
-    if (p->L > sizeof stack_h / sizeof stack_h[0]) {
-        h = (float *)polopt__alloc(&p->hooks, p->L, sizeof(float), &rc);
+    if (!policy || !policy->theta || !index || !scratch) return POLOPT_ERR_INVALID_ARG;
+    if (index->dim != policy->L)
+        return polopt__fail(NULL, &policy->hooks, POLOPT_ERR_INVALID_ARG, "polopt_policy_topk: the index has dimension %lu, "
+                            "the policy L = %lu", (unsigned long)index->dim, (unsigned long)policy->L);
+    if (policy->L > sizeof stack_h / sizeof stack_h[0]) {
+        h = (float *)polopt__alloc(&policy->hooks, policy->L, sizeof(float), &rc);
         if (!h) return rc;
     }
-    rc = polopt_policy_embed(p, 1, x, p->D, h);
+    rc = polopt_policy_embed(policy, 1, x, policy->D, h);
     if (rc == POLOPT_OK) rc = polopt_mips_search(index, scratch, h, k, ef, out_ids, out_scores);
     if (rc == POLOPT_OK && out_scores)
-        for (i = 0; i < k; ++i) out_scores[i] /= p->temperature;
-    if (h != stack_h) polopt__dealloc(&p->hooks, h);
+        for (i = 0; i < k; ++i) out_scores[i] /= policy->temperature;
+    if (h != stack_h) polopt__dealloc(&policy->hooks, h);
     return rc;
 }
 
@@ -5275,33 +5275,33 @@ static polopt_result polopt__policy_emit(const void *ctx, polopt__io *w)
     return polopt__write_words(w, p->theta, p->D * p->L);
 }
 
-POLOPT_DEF polopt_result polopt_policy_save(polopt_policy *p, const char *path)
+POLOPT_DEF polopt_result polopt_policy_save(polopt_policy *policy, const char *path)
 {
     static const char *fn = "polopt_policy_save";
-    if (!p) return POLOPT_ERR_INVALID_ARG;
-    if (!p->theta) return polopt__not_ready(&p->err, &p->hooks, fn, "policy");
-    if (!path) return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG, "%s: path is NULL", fn);
-    return polopt__save_atomic(path, &p->hooks, &p->err, fn, polopt__policy_emit, p);
+    if (!policy) return POLOPT_ERR_INVALID_ARG;
+    if (!policy->theta) return polopt__not_ready(&policy->err, &policy->hooks, fn, "policy");
+    if (!path) return polopt__fail(&policy->err, &policy->hooks, POLOPT_ERR_INVALID_ARG, "%s: path is NULL", fn);
+    return polopt__save_atomic(path, &policy->hooks, &policy->err, fn, polopt__policy_emit, policy);
 }
 
-POLOPT_DEF polopt_result polopt_policy_save_buffer(polopt_policy *p, void *buffer, size_t buffer_size,
+POLOPT_DEF polopt_result polopt_policy_save_buffer(polopt_policy *policy, void *buffer, size_t buffer_size,
                                                    size_t *out_size)
 {
     polopt__io w;
-    if (!p) return POLOPT_ERR_INVALID_ARG;
-    if (!p->theta) return polopt__not_ready(&p->err, &p->hooks, "polopt_policy_save_buffer", "policy");
+    if (!policy) return POLOPT_ERR_INVALID_ARG;
+    if (!policy->theta) return polopt__not_ready(&policy->err, &policy->hooks, "polopt_policy_save_buffer", "policy");
     if (!out_size)
-        return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG, "polopt_policy_save_buffer: out_size is NULL");
-    *out_size = POLOPT__HEADER_BYTES + p->D * p->L * 4;
+        return polopt__fail(&policy->err, &policy->hooks, POLOPT_ERR_INVALID_ARG, "polopt_policy_save_buffer: out_size is NULL");
+    *out_size = POLOPT__HEADER_BYTES + policy->D * policy->L * 4;
     if (!buffer) return POLOPT_OK;
     if (buffer_size < *out_size)
-        return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG,
+        return polopt__fail(&policy->err, &policy->hooks, POLOPT_ERR_INVALID_ARG,
                             "polopt_policy_save_buffer: the buffer has %lu bytes, the policy needs %lu",
                             (unsigned long)buffer_size, (unsigned long)*out_size);
     memset(&w, 0, sizeof w);
     w.buf = (unsigned char *)buffer;
     w.size = buffer_size;
-    return polopt__policy_emit(p, &w);
+    return polopt__policy_emit(policy, &w);
 }
 
 static polopt_result polopt__policy_read(polopt_policy *p, polopt__io *r, size_t available, const char *fn,
@@ -5367,11 +5367,11 @@ static polopt_result polopt__policy_load_buffer_impl(polopt_policy *p, const voi
     return polopt__load(NULL, buffer, size, polopt__policy_load_io, p, &p->err, &p->hooks, "polopt_policy_load_buffer");
 }
 
-POLOPT_DEF polopt_result polopt_policy_load_buffer(polopt_policy *p, const void *buffer, size_t size,
+POLOPT_DEF polopt_result polopt_policy_load_buffer(polopt_policy *policy, const void *buffer, size_t size,
                                                    const polopt_hooks *hooks)
 {
-    const polopt_result rc = polopt__policy_load_buffer_impl(p, buffer, size, hooks);
-    if (rc != POLOPT_OK && p) POLOPT__ZERO_KEEPING_ERROR(p, polopt_policy_free);
+    const polopt_result rc = polopt__policy_load_buffer_impl(policy, buffer, size, hooks);
+    if (rc != POLOPT_OK && policy) POLOPT__ZERO_KEEPING_ERROR(policy, polopt_policy_free);
     return rc;
 }
 
@@ -5384,10 +5384,10 @@ static polopt_result polopt__policy_load_impl(polopt_policy *p, const char *path
     return polopt__load(path, NULL, 0, polopt__policy_load_io, p, &p->err, &p->hooks, "polopt_policy_load");
 }
 
-POLOPT_DEF polopt_result polopt_policy_load(polopt_policy *p, const char *path, const polopt_hooks *hooks)
+POLOPT_DEF polopt_result polopt_policy_load(polopt_policy *policy, const char *path, const polopt_hooks *hooks)
 {
-    const polopt_result rc = polopt__policy_load_impl(p, path, hooks);
-    if (rc != POLOPT_OK && p) POLOPT__ZERO_KEEPING_ERROR(p, polopt_policy_free);
+    const polopt_result rc = polopt__policy_load_impl(policy, path, hooks);
+    if (rc != POLOPT_OK && policy) POLOPT__ZERO_KEEPING_ERROR(policy, polopt_policy_free);
     return rc;
 }
 
@@ -6068,31 +6068,31 @@ static void polopt__stats_finish(polopt_train_stats *st, size_t n)
     st->epsilon /= (float)n;
 }
 
-POLOPT_DEF void polopt_trainer_free(polopt_trainer *tr)
+POLOPT_DEF void polopt_trainer_free(polopt_trainer *trainer)
 {
     polopt_hooks h;
-    if (!tr) return;
-    h = tr->config.hooks;
-    polopt_adam_free(&tr->adam);
-    polopt_mips_scratch_free(&tr->mips);
-    polopt_proposal_free(&tr->proposal);
-    polopt__dealloc(&h, tr->order);
-    polopt__dealloc(&h, tr->topk);
-    polopt__dealloc(&h, tr->draws);
-    polopt__dealloc(&h, tr->xb);
-    polopt__dealloc(&h, tr->hb);
-    polopt__dealloc(&h, tr->gb);
-    polopt__dealloc(&h, tr->grad);
-    polopt__dealloc(&h, tr->beta_bar);
-    polopt__dealloc(&h, tr->topk_scores);
-    polopt__dealloc(&h, tr->f);
-    polopt__dealloc(&h, tr->log_q);
-    polopt__dealloc(&h, tr->log_kappa);
-    polopt__dealloc(&h, tr->rewards);
-    polopt__dealloc(&h, tr->scores);
-    polopt__dealloc(&h, tr->block_sums);
-    polopt__dealloc(&h, tr->cache);
-    memset(tr, 0, sizeof *tr);
+    if (!trainer) return;
+    h = trainer->config.hooks;
+    polopt_adam_free(&trainer->adam);
+    polopt_mips_scratch_free(&trainer->mips);
+    polopt_proposal_free(&trainer->proposal);
+    polopt__dealloc(&h, trainer->order);
+    polopt__dealloc(&h, trainer->topk);
+    polopt__dealloc(&h, trainer->draws);
+    polopt__dealloc(&h, trainer->xb);
+    polopt__dealloc(&h, trainer->hb);
+    polopt__dealloc(&h, trainer->gb);
+    polopt__dealloc(&h, trainer->grad);
+    polopt__dealloc(&h, trainer->beta_bar);
+    polopt__dealloc(&h, trainer->topk_scores);
+    polopt__dealloc(&h, trainer->f);
+    polopt__dealloc(&h, trainer->log_q);
+    polopt__dealloc(&h, trainer->log_kappa);
+    polopt__dealloc(&h, trainer->rewards);
+    polopt__dealloc(&h, trainer->scores);
+    polopt__dealloc(&h, trainer->block_sums);
+    polopt__dealloc(&h, trainer->cache);
+    memset(trainer, 0, sizeof *trainer);
 }
 
 static polopt_result polopt__trainer_init_impl(polopt_trainer *tr, polopt_policy *policy, const polopt_mips *index,
@@ -6168,11 +6168,11 @@ static polopt_result polopt__trainer_init_impl(polopt_trainer *tr, polopt_policy
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_trainer_init(polopt_trainer *tr, polopt_policy *policy, const polopt_mips *index,
+POLOPT_DEF polopt_result polopt_trainer_init(polopt_trainer *trainer, polopt_policy *policy, const polopt_mips *index,
                                              const polopt_train_config *config)
 {
-    const polopt_result rc = polopt__trainer_init_impl(tr, policy, index, config);
-    if (rc != POLOPT_OK && tr) POLOPT__ZERO_KEEPING_ERROR(tr, polopt_trainer_free);
+    const polopt_result rc = polopt__trainer_init_impl(trainer, policy, index, config);
+    if (rc != POLOPT_OK && trainer) POLOPT__ZERO_KEEPING_ERROR(trainer, polopt_trainer_free);
     return rc;
 }
 
@@ -6230,7 +6230,7 @@ static polopt_result polopt__step(polopt_trainer *tr, const polopt_dataset *d, c
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_trainer_epoch(polopt_trainer *tr, const polopt_dataset *d, polopt_train_stats *out)
+POLOPT_DEF polopt_result polopt_trainer_epoch(polopt_trainer *trainer, const polopt_dataset *data, polopt_train_stats *out_stats)
 {
     static const char *fn = "polopt_trainer_epoch";
     polopt_train_stats st;
@@ -6238,51 +6238,51 @@ POLOPT_DEF polopt_result polopt_trainer_epoch(polopt_trainer *tr, const polopt_d
     const double t0 = polopt__seconds();
     size_t i, done = 0;
     polopt_result rc;
-    if (!tr) return POLOPT_ERR_INVALID_ARG;
-    if (!tr->policy) return polopt__not_ready(&tr->err, &tr->config.hooks, fn, "trainer");
-    if ((rc = polopt__check_dataset(tr, d, fn)) != POLOPT_OK) return rc;
-    if (tr->order_n != d->n) { /* the shuffled order: allocated once per dataset size, outside the steps */
-        void *p = polopt__realloc_array(&tr->config.hooks, tr->order, d->n, sizeof(uint32_t), &rc);
-        if (!p) return polopt__fail(&tr->err, &tr->config.hooks, rc, "%s: cannot allocate the order", fn);
-        tr->order = (uint32_t *)p;
-        tr->order_n = d->n;
+    if (!trainer) return POLOPT_ERR_INVALID_ARG;
+    if (!trainer->policy) return polopt__not_ready(&trainer->err, &trainer->config.hooks, fn, "trainer");
+    if ((rc = polopt__check_dataset(trainer, data, fn)) != POLOPT_OK) return rc;
+    if (trainer->order_n != data->n) { /* the shuffled order: allocated once per dataset size, outside the steps */
+        void *p = polopt__realloc_array(&trainer->config.hooks, trainer->order, data->n, sizeof(uint32_t), &rc);
+        if (!p) return polopt__fail(&trainer->err, &trainer->config.hooks, rc, "%s: cannot allocate the order", fn);
+        trainer->order = (uint32_t *)p;
+        trainer->order_n = data->n;
     }
-    for (i = 0; i < d->n; ++i) tr->order[i] = (uint32_t)i;
-    polopt_rng_shuffle(&tr->rng, d->n, tr->order);
+    for (i = 0; i < data->n; ++i) trainer->order[i] = (uint32_t)i;
+    polopt_rng_shuffle(&trainer->rng, data->n, trainer->order);
     memset(&st, 0, sizeof st);
     memset(&pr, 0, sizeof pr);
-    pr.epoch = tr->epoch;
-    pr.steps_per_epoch = (d->n + tr->config.batch - 1) / tr->config.batch;
-    for (i = 0; i < d->n; i += tr->config.batch) {
-        const size_t nb = d->n - i < tr->config.batch ? d->n - i : tr->config.batch;
+    pr.epoch = trainer->epoch;
+    pr.steps_per_epoch = (data->n + trainer->config.batch - 1) / trainer->config.batch;
+    for (i = 0; i < data->n; i += trainer->config.batch) {
+        const size_t nb = data->n - i < trainer->config.batch ? data->n - i : trainer->config.batch;
         const double ess_before = st.ess;
-        if ((rc = polopt__step(tr, d, tr->order + i, nb, &st)) != POLOPT_OK) {
-            if (out) {
+        if ((rc = polopt__step(trainer, data, trainer->order + i, nb, &st)) != POLOPT_OK) {
+            if (out_stats) {
                 polopt__stats_finish(&st, done);
                 st.seconds = polopt__seconds() - t0;
-                *out = st;
+                *out_stats = st;
             }
             return rc;
         }
         done += nb;
-        if (tr->config.progress) {
+        if (trainer->config.progress) {
             pr.step = st.steps;
             pr.reward = st.reward / (double)done;
             pr.ess = (st.ess - ess_before) / (double)nb;
-            pr.epsilon = tr->epsilon;
+            pr.epsilon = trainer->epsilon;
             pr.seconds = polopt__seconds() - t0;
-            tr->config.progress(tr->config.progress_user, &pr);
+            trainer->config.progress(trainer->config.progress_user, &pr);
         }
     }
     polopt__stats_finish(&st, done);
     st.seconds = polopt__seconds() - t0;
-    tr->epoch += 1;
-    if (out) *out = st;
-    polopt__clear_error(&tr->err);
+    trainer->epoch += 1;
+    if (out_stats) *out_stats = st;
+    polopt__clear_error(&trainer->err);
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_trainer_embedding_gradient(polopt_trainer *tr, const polopt_dataset *d, size_t n,
+POLOPT_DEF polopt_result polopt_trainer_embedding_gradient(polopt_trainer *trainer, const polopt_dataset *data, size_t n,
                                                            const uint32_t *contexts, const float *H, float *out_G,
                                                            polopt_train_stats *out_stats)
 {
@@ -6291,19 +6291,19 @@ POLOPT_DEF polopt_result polopt_trainer_embedding_gradient(polopt_trainer *tr, c
     const double t0 = polopt__seconds();
     size_t bad = 0;
     polopt_result rc;
-    if (!tr) return POLOPT_ERR_INVALID_ARG;
-    if (!tr->policy) return polopt__not_ready(&tr->err, &tr->config.hooks, fn, "trainer");
-    if ((rc = polopt__check_dataset(tr, d, fn)) != POLOPT_OK) return rc;
+    if (!trainer) return POLOPT_ERR_INVALID_ARG;
+    if (!trainer->policy) return polopt__not_ready(&trainer->err, &trainer->config.hooks, fn, "trainer");
+    if ((rc = polopt__check_dataset(trainer, data, fn)) != POLOPT_OK) return rc;
     if (n && (!contexts || !H || !out_G))
-        return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: contexts, H or out_G is NULL", fn);
-    if (polopt_check_finite(n * tr->index->dim, H, &bad) != POLOPT_OK)
-        return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_NONFINITE, "%s: H[%lu][%lu] is not finite", fn,
-                            (unsigned long)(bad / tr->index->dim), (unsigned long)(bad % tr->index->dim));
+        return polopt__fail(&trainer->err, &trainer->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: contexts, H or out_G is NULL", fn);
+    if (polopt_check_finite(n * trainer->index->dim, H, &bad) != POLOPT_OK)
+        return polopt__fail(&trainer->err, &trainer->config.hooks, POLOPT_ERR_NONFINITE, "%s: H[%lu][%lu] is not finite", fn,
+                            (unsigned long)(bad / trainer->index->dim), (unsigned long)(bad % trainer->index->dim));
     memset(&st, 0, sizeof st);
-    rc = polopt__embedding_gradients(tr, d, n, contexts, H, out_G, &st);
-    if (rc == POLOPT_OK && polopt_check_finite(n * tr->index->dim, out_G, &bad) != POLOPT_OK)
-        rc = polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_NONFINITE, "%s: G[%lu][%lu] is not finite", fn,
-                          (unsigned long)(bad / tr->index->dim), (unsigned long)(bad % tr->index->dim));
+    rc = polopt__embedding_gradients(trainer, data, n, contexts, H, out_G, &st);
+    if (rc == POLOPT_OK && polopt_check_finite(n * trainer->index->dim, out_G, &bad) != POLOPT_OK)
+        rc = polopt__fail(&trainer->err, &trainer->config.hooks, POLOPT_ERR_NONFINITE, "%s: G[%lu][%lu] is not finite", fn,
+                          (unsigned long)(bad / trainer->index->dim), (unsigned long)(bad % trainer->index->dim));
     polopt__stats_finish(&st, n);
     st.seconds = polopt__seconds() - t0;
     if (out_stats) *out_stats = st;
@@ -6338,7 +6338,7 @@ static void polopt__full_scratch_free(polopt__full_scratch *fs, const polopt_hoo
     polopt__dealloc(h, fs->block_cum);
 }
 
-POLOPT_DEF polopt_result polopt_trainer_gradient_fidelity(polopt_trainer *tr, const polopt_dataset *d, size_t n,
+POLOPT_DEF polopt_result polopt_trainer_gradient_fidelity(polopt_trainer *trainer, const polopt_dataset *data, size_t n,
                                                           const uint32_t *contexts, double *out_cosine,
                                                           double *out_rel_error)
 {
@@ -6350,33 +6350,33 @@ POLOPT_DEF polopt_result polopt_trainer_gradient_fidelity(polopt_trainer *tr, co
     float *h = NULL, *g = NULL;
     size_t i, j;
     polopt_result rc;
-    if (!tr) return POLOPT_ERR_INVALID_ARG;
-    if (!tr->policy) return polopt__not_ready(&tr->err, &tr->config.hooks, fn, "trainer");
+    if (!trainer) return POLOPT_ERR_INVALID_ARG;
+    if (!trainer->policy) return polopt__not_ready(&trainer->err, &trainer->config.hooks, fn, "trainer");
     if (!out_cosine || !out_rel_error)
-        return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: an output is NULL", fn);
-    if ((rc = polopt__check_dataset(tr, d, fn)) != POLOPT_OK) return rc;
-    P = tr->index->n, L = tr->index->dim;
+        return polopt__fail(&trainer->err, &trainer->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: an output is NULL", fn);
+    if ((rc = polopt__check_dataset(trainer, data, fn)) != POLOPT_OK) return rc;
+    P = trainer->index->n, L = trainer->index->dim;
     if (n == 0 || !contexts)
-        return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: no contexts given", fn);
-    rc = polopt__full_scratch_init(&fs, &tr->config.hooks, P, L);
-    if (rc == POLOPT_OK) h = (float *)polopt__alloc(&tr->config.hooks, L, sizeof(float), &rc);
-    if (h) g = (float *)polopt__alloc(&tr->config.hooks, L, sizeof(float), &rc);
+        return polopt__fail(&trainer->err, &trainer->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: no contexts given", fn);
+    rc = polopt__full_scratch_init(&fs, &trainer->config.hooks, P, L);
+    if (rc == POLOPT_OK) h = (float *)polopt__alloc(&trainer->config.hooks, L, sizeof(float), &rc);
+    if (h) g = (float *)polopt__alloc(&trainer->config.hooks, L, sizeof(float), &rc);
     for (i = 0; i < n && rc == POLOPT_OK; ++i) {
         double dot = 0.0, ne = 0.0, nm = 0.0, nd = 0.0;
-        if (contexts[i] >= d->n) {
-            rc = polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: context %u is not below n", fn,
+        if (contexts[i] >= data->n) {
+            rc = polopt__fail(&trainer->err, &trainer->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: context %u is not below n", fn,
                               contexts[i]);
             break;
         }
-        rc = polopt_policy_embed(tr->policy, 1, d->X + (size_t)contexts[i] * d->ldx, d->ldx, h);
+        rc = polopt_policy_embed(trainer->policy, 1, data->X + (size_t)contexts[i] * data->ldx, data->ldx, h);
         if (rc == POLOPT_OK) { /* the trainer's own estimate (it advances the trainer's generator) */
             memset(&st, 0, sizeof st);
-            rc = polopt__embedding_gradients(tr, d, 1, contexts + i, h, g, &st);
+            rc = polopt__embedding_gradients(trainer, data, 1, contexts + i, h, g, &st);
         }
         if (rc == POLOPT_OK) { /* the exact gradient */
-            polopt__gemv(POLOPT_NO_TRANS, P, L, 1.0f, tr->index->vectors, L, h, 0.0f, fs.row);
-            rc = polopt__exact_context(tr->index, 1.0f / tr->policy->temperature, d, contexts[i], fs.row, fs.rewards,
-                                       fs.ids, fs.block_cum, fs.g, &r_bar, &tr->err, &tr->config.hooks);
+            polopt__gemv(POLOPT_NO_TRANS, P, L, 1.0f, trainer->index->vectors, L, h, 0.0f, fs.row);
+            rc = polopt__exact_context(trainer->index, 1.0f / trainer->policy->temperature, data, contexts[i], fs.row, fs.rewards,
+                                       fs.ids, fs.block_cum, fs.g, &r_bar, &trainer->err, &trainer->config.hooks);
         }
         if (rc != POLOPT_OK) break;
         for (j = 0; j < L; ++j) {
@@ -6388,9 +6388,9 @@ POLOPT_DEF polopt_result polopt_trainer_gradient_fidelity(polopt_trainer *tr, co
         cos_sum += nm > 0.0 && ne > 0.0 ? dot / sqrt(nm * ne) : 0.0;
         rel_sum += ne > 0.0 ? sqrt(nd / ne) : 0.0;
     }
-    polopt__full_scratch_free(&fs, &tr->config.hooks);
-    polopt__dealloc(&tr->config.hooks, h);
-    polopt__dealloc(&tr->config.hooks, g);
+    polopt__full_scratch_free(&fs, &trainer->config.hooks);
+    polopt__dealloc(&trainer->config.hooks, h);
+    polopt__dealloc(&trainer->config.hooks, g);
     if (rc != POLOPT_OK) return rc;
     *out_cosine = cos_sum / (double)n;
     *out_rel_error = rel_sum / (double)n;
@@ -6404,7 +6404,7 @@ static double polopt__gain(size_t rank)
 }
 
 POLOPT_DEF polopt_result polopt_evaluate(const polopt_policy *policy, const polopt_mips *index,
-                                         polopt_mips_scratch *scratch, const polopt_dataset *d, size_t k, size_t ef,
+                                         polopt_mips_scratch *scratch, const polopt_dataset *data, size_t k, size_t ef,
                                          polopt_eval *out)
 {
     static const char *fn = "polopt_evaluate";
@@ -6414,15 +6414,15 @@ POLOPT_DEF polopt_result polopt_evaluate(const polopt_policy *policy, const polo
     size_t i, r;
     float r0;
     if (!policy || !policy->theta || !index || !scratch || !out) return POLOPT_ERR_INVALID_ARG;
-    if (!d || !d->X || !d->reward || d->n == 0 || d->ldx < policy->D || k < 1 || k > index->n ||
-        (d->relevant && d->relevant->n < d->n))
+    if (!data || !data->X || !data->reward || data->n == 0 || data->ldx < policy->D || k < 1 || k > index->n ||
+        (data->relevant && data->relevant->n < data->n))
         return polopt__fail(NULL, &policy->hooks, POLOPT_ERR_INVALID_ARG,
                             "%s: bad dataset (n, X, ldx, reward, relevant sets) or k = %lu", fn, (unsigned long)k);
     ids = (uint32_t *)polopt__alloc(&policy->hooks, k, sizeof(uint32_t), &rc);
     if (!ids) return rc;
-    for (i = 0; i < d->n && rc == POLOPT_OK; ++i) {
-        rc = polopt_policy_topk(policy, index, scratch, d->X + i * d->ldx, k, ef, ids, NULL);
-        if (rc == POLOPT_OK && ids[0] != POLOPT_NO_ITEM) rc = d->reward(d->reward_user, (uint32_t)i, 1, ids, &r0);
+    for (i = 0; i < data->n && rc == POLOPT_OK; ++i) {
+        rc = polopt_policy_topk(policy, index, scratch, data->X + i * data->ldx, k, ef, ids, NULL);
+        if (rc == POLOPT_OK && ids[0] != POLOPT_NO_ITEM) rc = data->reward(data->reward_user, (uint32_t)i, 1, ids, &r0);
         if (rc != POLOPT_OK) break;
         if (!(r0 >= -FLT_MAX && r0 <= FLT_MAX)) {
             rc = polopt__fail(NULL, &policy->hooks, POLOPT_ERR_NONFINITE, "%s: the reward of context %lu is not finite",
@@ -6430,9 +6430,9 @@ POLOPT_DEF polopt_result polopt_evaluate(const polopt_policy *policy, const polo
             break;
         }
         reward += ids[0] != POLOPT_NO_ITEM ? r0 : 0.0;
-        if (d->relevant) {
-            const uint32_t *row = d->relevant->items + d->relevant->offsets[i];
-            const size_t len = d->relevant->offsets[i + 1] - d->relevant->offsets[i];
+        if (data->relevant) {
+            const uint32_t *row = data->relevant->items + data->relevant->offsets[i];
+            const size_t len = data->relevant->offsets[i + 1] - data->relevant->offsets[i];
             double dcg = 0.0, ideal = 0.0;
             int hit = 0;
             for (r = 0; r < k; ++r)
@@ -6447,15 +6447,15 @@ POLOPT_DEF polopt_result polopt_evaluate(const polopt_policy *policy, const polo
     }
     polopt__dealloc(&policy->hooks, ids);
     if (rc != POLOPT_OK) return rc;
-    out->reward = reward / (double)d->n;
-    out->hit_rate = d->relevant ? hits / (double)d->n : 0.0;
-    out->ndcg = d->relevant ? ndcg / (double)d->n : 0.0;
+    out->reward = reward / (double)data->n;
+    out->hit_rate = data->relevant ? hits / (double)data->n : 0.0;
+    out->ndcg = data->relevant ? ndcg / (double)data->n : 0.0;
     out->k = k;
     return POLOPT_OK;
 }
 
 POLOPT_DEF polopt_result polopt_policy_value(const polopt_policy *policy, const polopt_mips *index,
-                                             const polopt_dataset *d, double *out_value)
+                                             const polopt_dataset *data, double *out_value)
 {
     static const char *fn = "polopt_policy_value";
     polopt__full_scratch fs;
@@ -6464,22 +6464,22 @@ POLOPT_DEF polopt_result polopt_policy_value(const polopt_policy *policy, const 
     double total = 0.0, r_bar = 0.0;
     size_t i;
     if (!policy || !policy->theta || !index || !out_value) return POLOPT_ERR_INVALID_ARG;
-    if (!d || !d->X || (!d->reward && !d->feedback) || d->n == 0 || d->ldx < policy->D || index->dim != policy->L)
+    if (!data || !data->X || (!data->reward && !data->feedback) || data->n == 0 || data->ldx < policy->D || index->dim != policy->L)
         return polopt__fail(NULL, &policy->hooks, POLOPT_ERR_INVALID_ARG, "%s: bad dataset or index", fn);
     rc = polopt__full_scratch_init(&fs, &policy->hooks, index->n, index->dim);
     if (rc == POLOPT_OK) h = (float *)polopt__alloc(&policy->hooks, policy->L, sizeof(float), &rc);
-    for (i = 0; i < d->n && rc == POLOPT_OK; ++i) {
-        rc = polopt_policy_embed(policy, 1, d->X + i * d->ldx, d->ldx, h);
+    for (i = 0; i < data->n && rc == POLOPT_OK; ++i) {
+        rc = polopt_policy_embed(policy, 1, data->X + i * data->ldx, data->ldx, h);
         if (rc != POLOPT_OK) break;
         polopt__gemv(POLOPT_NO_TRANS, index->n, index->dim, 1.0f, index->vectors, index->dim, h, 0.0f, fs.row);
-        rc = polopt__exact_context(index, 1.0f / policy->temperature, d, (uint32_t)i, fs.row, fs.rewards, fs.ids,
+        rc = polopt__exact_context(index, 1.0f / policy->temperature, data, (uint32_t)i, fs.row, fs.rewards, fs.ids,
                                    fs.block_cum, NULL, &r_bar, NULL, &policy->hooks);
         total += r_bar;
     }
     polopt__full_scratch_free(&fs, &policy->hooks);
     polopt__dealloc(&policy->hooks, h);
     if (rc != POLOPT_OK) return rc;
-    *out_value = total / (double)d->n;
+    *out_value = total / (double)data->n;
     return POLOPT_OK;
 }
 
@@ -6497,30 +6497,30 @@ POLOPT_DEF polopt_csv_config polopt_csv_config_default(void)
     return c;
 }
 
-POLOPT_DEF void polopt_logged_free(polopt_logged *d)
+POLOPT_DEF void polopt_logged_free(polopt_logged *data)
 {
-    if (!d) return;
-    polopt__dealloc(&d->hooks, d->X);
-    polopt__dealloc(&d->hooks, d->action);
-    polopt__dealloc(&d->hooks, d->position);
-    polopt__dealloc(&d->hooks, d->propensity);
-    polopt__dealloc(&d->hooks, d->reward);
-    memset(d, 0, sizeof *d);
+    if (!data) return;
+    polopt__dealloc(&data->hooks, data->X);
+    polopt__dealloc(&data->hooks, data->action);
+    polopt__dealloc(&data->hooks, data->position);
+    polopt__dealloc(&data->hooks, data->propensity);
+    polopt__dealloc(&data->hooks, data->reward);
+    memset(data, 0, sizeof *data);
 }
 
-POLOPT_DEF void polopt_csv_close(polopt_csv_reader *r)
+POLOPT_DEF void polopt_csv_close(polopt_csv_reader *reader)
 {
     polopt_hooks h;
-    if (!r) return;
-    h = r->config.hooks;
-    if (r->file) fclose((FILE *)r->file);
-    polopt__dealloc(&h, r->line);
-    polopt__dealloc(&h, r->block);
-    polopt__dealloc(&h, r->columns);
-    polopt__dealloc(&h, r->field_at);
-    polopt__dealloc(&h, r->levels);
-    polopt__dealloc(&h, r->n_levels);
-    memset(r, 0, sizeof *r);
+    if (!reader) return;
+    h = reader->config.hooks;
+    if (reader->file) fclose((FILE *)reader->file);
+    polopt__dealloc(&h, reader->line);
+    polopt__dealloc(&h, reader->block);
+    polopt__dealloc(&h, reader->columns);
+    polopt__dealloc(&h, reader->field_at);
+    polopt__dealloc(&h, reader->levels);
+    polopt__dealloc(&h, reader->n_levels);
+    memset(reader, 0, sizeof *reader);
 }
 
 /* The next line of the file into r->line, without its line break; *eof at the end.  Lines of any length.  The file
@@ -6705,10 +6705,10 @@ static polopt_result polopt__csv_open_impl(polopt_csv_reader *r, const char *pat
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_csv_open(polopt_csv_reader *r, const char *path, const polopt_csv_config *config)
+POLOPT_DEF polopt_result polopt_csv_open(polopt_csv_reader *reader, const char *path, const polopt_csv_config *config)
 {
-    const polopt_result rc = polopt__csv_open_impl(r, path, config);
-    if (rc != POLOPT_OK && r) POLOPT__ZERO_KEEPING_ERROR(r, polopt_csv_close);
+    const polopt_result rc = polopt__csv_open_impl(reader, path, config);
+    if (rc != POLOPT_OK && reader) POLOPT__ZERO_KEEPING_ERROR(reader, polopt_csv_close);
     return rc;
 }
 
@@ -6780,83 +6780,83 @@ static polopt_result polopt__logged_reserve(polopt_logged *d, size_t need)
     return rc;
 }
 
-POLOPT_DEF polopt_result polopt_csv_read(polopt_csv_reader *r, polopt_logged *d, size_t max_rows, size_t *out_rows)
+POLOPT_DEF polopt_result polopt_csv_read(polopt_csv_reader *reader, polopt_logged *data, size_t max_rows, size_t *out_rows)
 {
     static const char *fn = "polopt_csv_read";
     const polopt_csv_config *c;
     size_t got = 0, k;
     polopt_result rc = POLOPT_OK;
     if (out_rows) *out_rows = 0;
-    if (!r) return POLOPT_ERR_INVALID_ARG;
-    if (!r->file) return polopt__not_ready(&r->err, &r->config.hooks, fn, "reader");
-    if (!d || !out_rows) return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: data or out_rows is NULL", fn);
-    c = &r->config;
-    if (d->capacity == 0 && d->n == 0) { /* a fresh data set: it takes the reader's shape */
-        memset(d, 0, sizeof *d);
-        d->dim = r->dim;
-        d->hooks = c->hooks;
-        d->n_actions = c->n_actions;
-        d->n_positions = c->n_positions ? c->n_positions : 1;
-    } else if (d->dim != r->dim) {
-        return polopt__fail(&r->err, &c->hooks, POLOPT_ERR_INVALID_ARG, "%s: the data set has %lu features, the file %lu",
-                            fn, (unsigned long)d->dim, (unsigned long)r->dim);
+    if (!reader) return POLOPT_ERR_INVALID_ARG;
+    if (!reader->file) return polopt__not_ready(&reader->err, &reader->config.hooks, fn, "reader");
+    if (!data || !out_rows) return polopt__fail(&reader->err, &reader->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: data or out_rows is NULL", fn);
+    c = &reader->config;
+    if (data->capacity == 0 && data->n == 0) { /* a fresh data set: it takes the reader's shape */
+        memset(data, 0, sizeof *data);
+        data->dim = reader->dim;
+        data->hooks = c->hooks;
+        data->n_actions = c->n_actions;
+        data->n_positions = c->n_positions ? c->n_positions : 1;
+    } else if (data->dim != reader->dim) {
+        return polopt__fail(&reader->err, &c->hooks, POLOPT_ERR_INVALID_ARG, "%s: the data set has %lu features, the file %lu",
+                            fn, (unsigned long)data->dim, (unsigned long)reader->dim);
     }
     while (got < max_rows) {
         const char *field;
         double v;
         long fields;
         int eof;
-        size_t i = d->n;
+        size_t i = data->n;
         float *x;
-        if ((rc = polopt__csv_getline(r, &eof, fn)) != POLOPT_OK) break;
+        if ((rc = polopt__csv_getline(reader, &eof, fn)) != POLOPT_OK) break;
         if (eof) break;
-        if (r->line[0] == '\0') continue; /* blank lines are allowed */
-        fields = polopt__csv_split(r->line, r->field_at, r->n_columns);
+        if (reader->line[0] == '\0') continue; /* blank lines are allowed */
+        fields = polopt__csv_split(reader->line, reader->field_at, reader->n_columns);
         if (fields < 0) {
-            rc = polopt__fail(&r->err, &c->hooks, POLOPT_ERR_FORMAT, "%s: %s, line %lu: unterminated quote", fn, r->path,
-                              (unsigned long)r->line_no);
+            rc = polopt__fail(&reader->err, &c->hooks, POLOPT_ERR_FORMAT, "%s: %s, line %lu: unterminated quote", fn, reader->path,
+                              (unsigned long)reader->line_no);
             break;
         }
-        if ((size_t)fields != r->n_columns) {
-            rc = polopt__fail(&r->err, &c->hooks, POLOPT_ERR_FORMAT, "%s: %s, line %lu has %ld fields; the header has %lu",
-                              fn, r->path, (unsigned long)r->line_no, fields, (unsigned long)r->n_columns);
+        if ((size_t)fields != reader->n_columns) {
+            rc = polopt__fail(&reader->err, &c->hooks, POLOPT_ERR_FORMAT, "%s: %s, line %lu has %ld fields; the header has %lu",
+                              fn, reader->path, (unsigned long)reader->line_no, fields, (unsigned long)reader->n_columns);
             break;
         }
-        if ((rc = polopt__logged_reserve(d, i + 1)) != POLOPT_OK) {
-            rc = polopt__fail(&r->err, &c->hooks, rc, "%s: no memory for %lu rounds", fn, (unsigned long)(i + 1));
+        if ((rc = polopt__logged_reserve(data, i + 1)) != POLOPT_OK) {
+            rc = polopt__fail(&reader->err, &c->hooks, rc, "%s: no memory for %lu rounds", fn, (unsigned long)(i + 1));
             break;
         }
-#define POLOPT__FIELD(col) (r->line + r->field_at[r->columns[col]])
+#define POLOPT__FIELD(col) (reader->line + reader->field_at[reader->columns[col]])
 #define POLOPT__BAD(col, why)                                                                                      \
     {                                                                                                              \
-        rc = polopt__fail(&r->err, &c->hooks, POLOPT_ERR_FORMAT, "%s: %s, line %lu, column '%s': '%s' %s", fn,      \
-                          r->path, (unsigned long)r->line_no, polopt__col_name(r, col), POLOPT__FIELD(col), why);  \
+        rc = polopt__fail(&reader->err, &c->hooks, POLOPT_ERR_FORMAT, "%s: %s, line %lu, column '%s': '%s' %s", fn,      \
+                          reader->path, (unsigned long)reader->line_no, polopt__col_name(reader, col), POLOPT__FIELD(col), why);  \
         break;                                                                                                     \
     }
         field = POLOPT__FIELD(POLOPT__COL_ACTION);
         if (!polopt__parse_integer(field, &v) || v < 0 || v >= (double)POLOPT_NO_ITEM)
             POLOPT__BAD(POLOPT__COL_ACTION, "is not an action id (a decimal integer >= 0)")
         if (c->n_actions && v >= (double)c->n_actions) POLOPT__BAD(POLOPT__COL_ACTION, "is an unknown action")
-        d->action[i] = (uint32_t)v;
+        data->action[i] = (uint32_t)v;
         field = POLOPT__FIELD(POLOPT__COL_PROPENSITY);
         if (!polopt__parse_double(field, &v) || !(v > 0.0 && v <= 1.0 && (float)v > 0.0f)) /* > 0 as a float too */
             POLOPT__BAD(POLOPT__COL_PROPENSITY, "is not a propensity in (0, 1] (as a float)")
-        d->propensity[i] = (float)v;
+        data->propensity[i] = (float)v;
         field = POLOPT__FIELD(POLOPT__COL_REWARD);
         if (!polopt__parse_double(field, &v) || !(fabs(v) <= FLT_MAX)) POLOPT__BAD(POLOPT__COL_REWARD, "is not a finite number")
-        d->reward[i] = (float)v;
-        d->position[i] = 0;
-        if (r->columns[POLOPT__COL_POSITION] >= 0) {
+        data->reward[i] = (float)v;
+        data->position[i] = 0;
+        if (reader->columns[POLOPT__COL_POSITION] >= 0) {
             field = POLOPT__FIELD(POLOPT__COL_POSITION);
             if (!polopt__parse_integer(field, &v) || v - (double)c->position_base < 0 ||
                 v - (double)c->position_base >= (double)POLOPT_NO_ITEM)
                 POLOPT__BAD(POLOPT__COL_POSITION, "is not a slot (a decimal integer >= position_base)")
             if (c->n_positions && v - (double)c->position_base >= (double)c->n_positions)
                 POLOPT__BAD(POLOPT__COL_POSITION, "is beyond the last slot")
-            d->position[i] = (uint32_t)(v - (double)c->position_base);
+            data->position[i] = (uint32_t)(v - (double)c->position_base);
         }
-        x = d->X + i * d->dim;
-        memset(x, 0, d->dim * sizeof *x);
+        x = data->X + i * data->dim;
+        memset(x, 0, data->dim * sizeof *x);
         for (k = 0; k < c->n_numeric; ++k) {
             field = POLOPT__FIELD(POLOPT__COL_FEATURES + k);
             if (!polopt__parse_double(field, &v) || !(fabs(v) <= FLT_MAX))
@@ -6866,28 +6866,28 @@ POLOPT_DEF polopt_result polopt_csv_read(polopt_csv_reader *r, polopt_logged *d,
         if (rc != POLOPT_OK) break;
         for (k = 0; k < c->n_categorical; ++k) { /* one-hot: the level's index among the levels seen so far */
             const size_t col = POLOPT__COL_FEATURES + c->n_numeric + k;
-            char *names = r->levels + k * c->max_levels * POLOPT__LEVEL_BYTES;
+            char *names = reader->levels + k * c->max_levels * POLOPT__LEVEL_BYTES;
             size_t level;
             field = POLOPT__FIELD(col);
             if (strlen(field) >= POLOPT__LEVEL_BYTES) POLOPT__BAD(col, "is longer than 63 bytes")
-            for (level = 0; level < r->n_levels[k] && strcmp(names + level * POLOPT__LEVEL_BYTES, field) != 0; ++level) {}
-            if (level == r->n_levels[k]) {
+            for (level = 0; level < reader->n_levels[k] && strcmp(names + level * POLOPT__LEVEL_BYTES, field) != 0; ++level) {}
+            if (level == reader->n_levels[k]) {
                 if (level == c->max_levels) POLOPT__BAD(col, "is one level more than config.max_levels allows")
                 memcpy(names + level * POLOPT__LEVEL_BYTES, field, strlen(field) + 1);
-                r->n_levels[k] += 1;
+                reader->n_levels[k] += 1;
             }
             x[c->n_numeric + k * c->max_levels + level] = 1.0f;
         }
 #undef POLOPT__BAD
 #undef POLOPT__FIELD
         if (rc != POLOPT_OK) break;
-        if (!c->n_actions && d->action[i] >= d->n_actions) d->n_actions = d->action[i] + 1;
-        if (!c->n_positions && d->position[i] >= d->n_positions) d->n_positions = d->position[i] + 1;
-        d->n = i + 1; /* the row counts only now that all of it is valid */
+        if (!c->n_actions && data->action[i] >= data->n_actions) data->n_actions = data->action[i] + 1;
+        if (!c->n_positions && data->position[i] >= data->n_positions) data->n_positions = data->position[i] + 1;
+        data->n = i + 1; /* the row counts only now that all of it is valid */
         ++got;
     }
     *out_rows = got;
-    if (rc != POLOPT_OK) d->err = r->err;
+    if (rc != POLOPT_OK) data->err = reader->err;
     return rc;
 }
 
@@ -6918,10 +6918,10 @@ static polopt_result polopt__logged_load_csv_impl(polopt_logged *d, const char *
     return rc;
 }
 
-POLOPT_DEF polopt_result polopt_logged_load_csv(polopt_logged *d, const char *path, const polopt_csv_config *config)
+POLOPT_DEF polopt_result polopt_logged_load_csv(polopt_logged *data, const char *path, const polopt_csv_config *config)
 {
-    const polopt_result rc = polopt__logged_load_csv_impl(d, path, config);
-    if (rc != POLOPT_OK && d) POLOPT__ZERO_KEEPING_ERROR(d, polopt_logged_free);
+    const polopt_result rc = polopt__logged_load_csv_impl(data, path, config);
+    if (rc != POLOPT_OK && data) POLOPT__ZERO_KEEPING_ERROR(data, polopt_logged_free);
     return rc;
 }
 
@@ -6943,9 +6943,9 @@ enum { POLOPT__ESS_W2, POLOPT__ESS_CW, POLOPT__ESS_CW2, POLOPT__ESS_SW, POLOPT__
 static const char *const polopt__ope_names[POLOPT_OPE_COUNT] = {"IPS", "clipped IPS", "SNIPS", "DM", "DR",
                                                                 "clipped DR", "SNDR", "Switch-DR"};
 
-POLOPT_DEF const char *polopt_ope_name(polopt_ope_estimator e)
+POLOPT_DEF const char *polopt_ope_name(polopt_ope_estimator estimator)
 {
-    return (int)e >= 0 && e < POLOPT_OPE_COUNT ? polopt__ope_names[e] : "unknown estimator";
+    return (int)estimator >= 0 && estimator < POLOPT_OPE_COUNT ? polopt__ope_names[estimator] : "unknown estimator";
 }
 
 POLOPT_DEF polopt_ope_config polopt_ope_config_default(void)
@@ -7192,7 +7192,7 @@ POLOPT_DEF polopt_result polopt_ope_acc_finish(const polopt_ope_acc *acc, polopt
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_ope_evaluate_fn(const polopt_logged *d, polopt_ope_target_fn target, void *user,
+POLOPT_DEF polopt_result polopt_ope_evaluate_fn(const polopt_logged *data, polopt_ope_target_fn target, void *user,
                                                 int with_model, const polopt_ope_config *config,
                                                 polopt_ope_estimate out[POLOPT_OPE_COUNT])
 {
@@ -7204,14 +7204,14 @@ POLOPT_DEF polopt_result polopt_ope_evaluate_fn(const polopt_logged *d, polopt_o
     const polopt_hooks *hooks = config ? &config->hooks : &polopt__no_hooks;
     polopt_result rc;
     size_t i0, i;
-    if (!d || !d->action || !d->propensity || !d->reward || !target || !out)
+    if (!data || !data->action || !data->propensity || !data->reward || !target || !out)
         return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: data, its arrays, target and out are required",
                             fn);
-    if (d->n < 2) return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: fewer than 2 rounds", fn);
+    if (data->n < 2) return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: fewer than 2 rounds", fn);
     if ((rc = polopt_ope_acc_init(&acc, config)) != POLOPT_OK) return rc;
-    for (i0 = 0; i0 < d->n && rc == POLOPT_OK; i0 += POLOPT__OPE_CHUNK) {
-        const size_t m = d->n - i0 < POLOPT__OPE_CHUNK ? d->n - i0 : POLOPT__OPE_CHUNK;
-        if ((rc = target(user, d, i0, m, w, with_model ? q : NULL, with_model ? dm : NULL)) != POLOPT_OK) {
+    for (i0 = 0; i0 < data->n && rc == POLOPT_OK; i0 += POLOPT__OPE_CHUNK) {
+        const size_t m = data->n - i0 < POLOPT__OPE_CHUNK ? data->n - i0 : POLOPT__OPE_CHUNK;
+        if ((rc = target(user, data, i0, m, w, with_model ? q : NULL, with_model ? dm : NULL)) != POLOPT_OK) {
             polopt__fail(NULL, hooks, rc, "%s: the target callback failed on rounds %lu to %lu (%s)", fn,
                          (unsigned long)i0, (unsigned long)(i0 + m - 1), polopt_strerror(rc));
             break;
@@ -7222,15 +7222,15 @@ POLOPT_DEF polopt_result polopt_ope_evaluate_fn(const polopt_logged *d, polopt_o
                                   "not in [0, 1]", fn, (unsigned long)(i0 + i), w[i]);
                 break;
             }
-            if (!(d->propensity[i0 + i] > 0.0f && d->propensity[i0 + i] <= 1.0f)) {
+            if (!(data->propensity[i0 + i] > 0.0f && data->propensity[i0 + i] <= 1.0f)) {
                 rc = polopt__fail(NULL, hooks, POLOPT_ERR_DOMAIN, "%s: round %lu has propensity %g, outside (0, 1]",
-                                  fn, (unsigned long)(i0 + i), (double)d->propensity[i0 + i]);
+                                  fn, (unsigned long)(i0 + i), (double)data->propensity[i0 + i]);
                 break;
             }
-            w[i] /= (double)d->propensity[i0 + i];
+            w[i] /= (double)data->propensity[i0 + i];
         }
         if (rc == POLOPT_OK) {
-            rc = polopt_ope_acc_add(&acc, m, w, d->reward + i0, with_model ? q : NULL, with_model ? dm : NULL);
+            rc = polopt_ope_acc_add(&acc, m, w, data->reward + i0, with_model ? q : NULL, with_model ? dm : NULL);
             if (rc != POLOPT_OK) polopt__fail(NULL, hooks, rc, "%s: rounds %lu to %lu: %s", fn, (unsigned long)i0,
                                               (unsigned long)(i0 + m - 1), acc.err.message);
         }
@@ -7266,23 +7266,23 @@ static polopt_result polopt__dense_target_fn(void *user, const polopt_logged *d,
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_ope_evaluate(const polopt_logged *d, const float *target, const float *q_hat,
+POLOPT_DEF polopt_result polopt_ope_evaluate(const polopt_logged *data, const float *target, const float *q_hat,
                                              const polopt_ope_config *config, polopt_ope_estimate out[POLOPT_OPE_COUNT])
 {
     static const char *fn = "polopt_ope_evaluate";
     const polopt_hooks *hooks = config ? &config->hooks : &polopt__no_hooks;
     polopt__dense_target t;
     size_t i, a, bad, A;
-    if (!d || !d->action || !target || !out)
+    if (!data || !data->action || !target || !out)
         return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: data, its actions, target and out are required",
                             fn);
-    A = d->n_actions;
+    A = data->n_actions;
     if (A == 0) return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: the data has no actions", fn);
-    for (i = 0; i < d->n; ++i) { /* the target: a distribution in every row; the logged actions in range */
+    for (i = 0; i < data->n; ++i) { /* the target: a distribution in every row; the logged actions in range */
         double total = 0.0;
-        if (d->action[i] >= A)
+        if (data->action[i] >= A)
             return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: round %lu took action %lu of %lu", fn,
-                                (unsigned long)i, (unsigned long)d->action[i], (unsigned long)A);
+                                (unsigned long)i, (unsigned long)data->action[i], (unsigned long)A);
         if (polopt_check_finite(A, target + i * A, &bad) != POLOPT_OK)
             return polopt__fail(NULL, hooks, POLOPT_ERR_NONFINITE, "%s: target[%lu][%lu] is not finite", fn,
                                 (unsigned long)i, (unsigned long)bad);
@@ -7300,7 +7300,7 @@ POLOPT_DEF polopt_result polopt_ope_evaluate(const polopt_logged *d, const float
                                 (unsigned long)i, (unsigned long)bad);
     }
     t.target = target, t.q_hat = q_hat;
-    return polopt_ope_evaluate_fn(d, polopt__dense_target_fn, &t, q_hat != NULL, config, out);
+    return polopt_ope_evaluate_fn(data, polopt__dense_target_fn, &t, q_hat != NULL, config, out);
 }
 
 /* Reward models ------------------------------------------------------------------------------------------- */
@@ -7318,11 +7318,11 @@ POLOPT_DEF polopt_model_config polopt_model_config_default(void)
     return c;
 }
 
-POLOPT_DEF void polopt_reward_model_free(polopt_reward_model *m)
+POLOPT_DEF void polopt_reward_model_free(polopt_reward_model *model)
 {
-    if (!m) return;
-    polopt__dealloc(&m->hooks, m->weights);
-    memset(m, 0, sizeof *m);
+    if (!model) return;
+    polopt__dealloc(&model->hooks, model->weights);
+    memset(model, 0, sizeof *model);
 }
 
 /* Solve G x = b in place (G symmetric positive definite, n x n, doubles) by Cholesky: G = U^T U, x in b. */
@@ -7489,28 +7489,28 @@ done:
     return rc;
 }
 
-POLOPT_DEF polopt_result polopt_reward_model_fit(polopt_reward_model *m, const polopt_logged *d, const uint32_t *rows,
+POLOPT_DEF polopt_result polopt_reward_model_fit(polopt_reward_model *model, const polopt_logged *data, const uint32_t *rows,
                                                  size_t n_rows, const polopt_model_config *config)
 {
-    const polopt_result rc = polopt__reward_model_fit_impl(m, d, rows, n_rows, config);
-    if (rc != POLOPT_OK && m) POLOPT__ZERO_KEEPING_ERROR(m, polopt_reward_model_free);
+    const polopt_result rc = polopt__reward_model_fit_impl(model, data, rows, n_rows, config);
+    if (rc != POLOPT_OK && model) POLOPT__ZERO_KEEPING_ERROR(model, polopt_reward_model_free);
     return rc;
 }
 
-POLOPT_DEF polopt_result polopt_reward_model_predict(const polopt_reward_model *m, const float *x, float *out)
+POLOPT_DEF polopt_result polopt_reward_model_predict(const polopt_reward_model *model, const float *x, float *out)
 {
     size_t a, bad;
-    if (!m || !m->weights || (m->dim && !x) || !out) return POLOPT_ERR_INVALID_ARG;
-    if (polopt_check_finite(m->dim, x, &bad) != POLOPT_OK) return POLOPT_ERR_NONFINITE;
-    polopt__gemv(POLOPT_NO_TRANS, m->n_actions, m->dim, 1.0f, m->weights, m->dim + 1, x, 0.0f, out);
-    for (a = 0; a < m->n_actions; ++a) {
-        const float z = out[a] + m->weights[a * (m->dim + 1) + m->dim];
-        out[a] = m->kind == POLOPT_MODEL_LOGISTIC ? (float)(1.0 / (1.0 + exp(-(double)z))) : z;
+    if (!model || !model->weights || (model->dim && !x) || !out) return POLOPT_ERR_INVALID_ARG;
+    if (polopt_check_finite(model->dim, x, &bad) != POLOPT_OK) return POLOPT_ERR_NONFINITE;
+    polopt__gemv(POLOPT_NO_TRANS, model->n_actions, model->dim, 1.0f, model->weights, model->dim + 1, x, 0.0f, out);
+    for (a = 0; a < model->n_actions; ++a) {
+        const float z = out[a] + model->weights[a * (model->dim + 1) + model->dim];
+        out[a] = model->kind == POLOPT_MODEL_LOGISTIC ? (float)(1.0 / (1.0 + exp(-(double)z))) : z;
     }
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_reward_model_crossfit(const polopt_logged *d, const polopt_model_config *config,
+POLOPT_DEF polopt_result polopt_reward_model_crossfit(const polopt_logged *data, const polopt_model_config *config,
                                                       float *out_q_hat)
 {
     static const char *fn = "polopt_reward_model_crossfit";
@@ -7519,32 +7519,32 @@ POLOPT_DEF polopt_result polopt_reward_model_crossfit(const polopt_logged *d, co
     uint32_t *order, *train;
     polopt_rng rng;
     size_t f, i, n_train;
-    if (!d || !d->action || !out_q_hat) return POLOPT_ERR_INVALID_ARG;
-    if (c.folds < 1 || c.folds > d->n)
+    if (!data || !data->action || !out_q_hat) return POLOPT_ERR_INVALID_ARG;
+    if (c.folds < 1 || c.folds > data->n)
         return polopt__fail(NULL, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.folds = %lu must be in [1, n]", fn,
                             (unsigned long)c.folds);
-    if (d->n > (size_t)UINT32_MAX)
+    if (data->n > (size_t)UINT32_MAX)
         return polopt__fail(NULL, &c.hooks, POLOPT_ERR_OVERFLOW, "%s: %lu rounds: at most 2^32 - 1", fn,
-                            (unsigned long)d->n);
-    order = (uint32_t *)polopt__alloc(&c.hooks, d->n, 2 * sizeof(uint32_t), &rc);
+                            (unsigned long)data->n);
+    order = (uint32_t *)polopt__alloc(&c.hooks, data->n, 2 * sizeof(uint32_t), &rc);
     if (!order) return polopt__fail(NULL, &c.hooks, rc, "%s: out of memory", fn);
-    train = order + d->n;
-    for (i = 0; i < d->n; ++i) order[i] = (uint32_t)i;
+    train = order + data->n;
+    for (i = 0; i < data->n; ++i) order[i] = (uint32_t)i;
     polopt__rng_seed(&rng, c.seed);
-    rc = polopt_rng_shuffle(&rng, d->n, order);
+    rc = polopt_rng_shuffle(&rng, data->n, order);
     /* fold of round order[i] = i mod folds; with one fold, the model is fitted and evaluated on everything */
     for (f = 0; f < c.folds && rc == POLOPT_OK; ++f) {
         polopt_reward_model m;
-        for (n_train = 0, i = 0; i < d->n; ++i)
+        for (n_train = 0, i = 0; i < data->n; ++i)
             if (c.folds == 1 || i % c.folds != f) train[n_train++] = order[i];
-        rc = polopt_reward_model_fit(&m, d, train, n_train, &c);
+        rc = polopt_reward_model_fit(&m, data, train, n_train, &c);
         if (rc != POLOPT_OK) {
             polopt__fail(NULL, &c.hooks, rc, "%s: fold %lu: %s", fn, (unsigned long)f, m.err.message);
             break;
         }
-        for (i = f; i < d->n && rc == POLOPT_OK; i += c.folds)
-            if ((rc = polopt_reward_model_predict(&m, d->dim ? d->X + (size_t)order[i] * d->dim : NULL,
-                                                  out_q_hat + (size_t)order[i] * d->n_actions)) != POLOPT_OK)
+        for (i = f; i < data->n && rc == POLOPT_OK; i += c.folds)
+            if ((rc = polopt_reward_model_predict(&m, data->dim ? data->X + (size_t)order[i] * data->dim : NULL,
+                                                  out_q_hat + (size_t)order[i] * data->n_actions)) != POLOPT_OK)
                 polopt__fail(NULL, &c.hooks, rc, "%s: round %lu has a non-finite feature", fn,
                              (unsigned long)order[i]);
         polopt_reward_model_free(&m);
@@ -7752,21 +7752,21 @@ static polopt_result polopt__synth_init_impl(polopt_synth *s, const polopt_synth
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_synth_init(polopt_synth *s, const polopt_synth_config *config)
+POLOPT_DEF polopt_result polopt_synth_init(polopt_synth *synth, const polopt_synth_config *config)
 {
-    const polopt_result rc = polopt__synth_init_impl(s, config);
-    if (rc != POLOPT_OK && s) POLOPT__ZERO_KEEPING_ERROR(s, polopt_synth_free);
+    const polopt_result rc = polopt__synth_init_impl(synth, config);
+    if (rc != POLOPT_OK && synth) POLOPT__ZERO_KEEPING_ERROR(synth, polopt_synth_free);
     return rc;
 }
 
-POLOPT_DEF void polopt_synth_free(polopt_synth *s)
+POLOPT_DEF void polopt_synth_free(polopt_synth *synth)
 {
-    if (!s) return;
-    polopt__dealloc(&s->config.hooks, s->spectrum);
-    polopt__dealloc(&s->config.hooks, s->directions);
-    polopt__dealloc(&s->config.hooks, s->cluster_first);
-    polopt__dealloc(&s->config.hooks, s->mixing);
-    memset(s, 0, sizeof *s);
+    if (!synth) return;
+    polopt__dealloc(&synth->config.hooks, synth->spectrum);
+    polopt__dealloc(&synth->config.hooks, synth->directions);
+    polopt__dealloc(&synth->config.hooks, synth->cluster_first);
+    polopt__dealloc(&synth->config.hooks, synth->mixing);
+    memset(synth, 0, sizeof *synth);
 }
 
 /* The const synth functions cannot store a message in the object; they send it to the log callback. */
@@ -7778,110 +7778,110 @@ static polopt_result polopt__synth_ready(const polopt_synth *s, const char *fn)
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_synth_items(const polopt_synth *s, size_t first, size_t count, float *out)
+POLOPT_DEF polopt_result polopt_synth_items(const polopt_synth *synth, size_t first, size_t count, float *out)
 {
     static const char *fn = "polopt_synth_items";
-    polopt_result rc = polopt__synth_ready(s, fn);
+    polopt_result rc = polopt__synth_ready(synth, fn);
     size_t i;
     uint32_t cluster;
     float snorm;
     if (rc != POLOPT_OK) return rc;
-    if (first > s->config.n_items || count > s->config.n_items - first)
-        return polopt__fail(NULL, &s->config.hooks, POLOPT_ERR_INVALID_ARG,
+    if (first > synth->config.n_items || count > synth->config.n_items - first)
+        return polopt__fail(NULL, &synth->config.hooks, POLOPT_ERR_INVALID_ARG,
                             "%s: items [%lu, %lu + %lu) are outside the catalogue of %lu", fn, (unsigned long)first,
-                            (unsigned long)first, (unsigned long)count, (unsigned long)s->config.n_items);
-    if (count && !out) return polopt__fail(NULL, &s->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: out is NULL", fn);
+                            (unsigned long)first, (unsigned long)count, (unsigned long)synth->config.n_items);
+    if (count && !out) return polopt__fail(NULL, &synth->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: out is NULL", fn);
     if (count == 0) return POLOPT_OK;
-    snorm = polopt__synth_snorm(s);
-    cluster = polopt__synth_cluster_of(s, (uint32_t)first);
+    snorm = polopt__synth_snorm(synth);
+    cluster = polopt__synth_cluster_of(synth, (uint32_t)first);
     for (i = 0; i < count; ++i) {
         const uint32_t a = (uint32_t)(first + i);
-        while (a >= s->cluster_first[cluster + 1]) ++cluster;
-        polopt__synth_item(s, a, cluster, snorm, out + i * s->config.dim);
+        while (a >= synth->cluster_first[cluster + 1]) ++cluster;
+        polopt__synth_item(synth, a, cluster, snorm, out + i * synth->config.dim);
     }
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_synth_item_cluster(const polopt_synth *s, uint32_t item, uint32_t *out_cluster)
+POLOPT_DEF polopt_result polopt_synth_item_cluster(const polopt_synth *synth, uint32_t item, uint32_t *out_cluster)
 {
     static const char *fn = "polopt_synth_item_cluster";
-    polopt_result rc = polopt__synth_ready(s, fn);
+    polopt_result rc = polopt__synth_ready(synth, fn);
     if (rc != POLOPT_OK) return rc;
-    if (item >= s->config.n_items || !out_cluster)
-        return polopt__fail(NULL, &s->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: item %lu is outside [0, %lu)%s", fn,
-                            (unsigned long)item, (unsigned long)s->config.n_items,
+    if (item >= synth->config.n_items || !out_cluster)
+        return polopt__fail(NULL, &synth->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: item %lu is outside [0, %lu)%s", fn,
+                            (unsigned long)item, (unsigned long)synth->config.n_items,
                             out_cluster ? "" : " or out_cluster is NULL");
-    *out_cluster = polopt__synth_cluster_of(s, item);
+    *out_cluster = polopt__synth_cluster_of(synth, item);
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_synth_user_items(const polopt_synth *s, uint64_t user, uint32_t set, size_t n,
+POLOPT_DEF polopt_result polopt_synth_user_items(const polopt_synth *synth, uint64_t user, uint32_t set, size_t n,
                                                  uint32_t *out_items)
 {
     static const char *fn = "polopt_synth_user_items";
-    polopt_result rc = polopt__synth_ready(s, fn);
+    polopt_result rc = polopt__synth_ready(synth, fn);
     uint32_t clusters[POLOPT__SYNTH_MAX_INTERESTS];
     double weights[POLOPT__SYNTH_MAX_INTERESTS];
     polopt_rng rng;
     size_t m, i;
     if (rc != POLOPT_OK) return rc;
-    if (n && !out_items) return polopt__fail(NULL, &s->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: out_items is NULL", fn);
-    m = polopt__synth_interests(s, user, &rng, clusters, weights);
-    polopt__synth_draw_rng(s, user, set, &rng);
-    for (i = 0; i < n; ++i) out_items[i] = polopt__synth_draw_item(s, &rng, clusters, weights, m);
+    if (n && !out_items) return polopt__fail(NULL, &synth->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: out_items is NULL", fn);
+    m = polopt__synth_interests(synth, user, &rng, clusters, weights);
+    polopt__synth_draw_rng(synth, user, set, &rng);
+    for (i = 0; i < n; ++i) out_items[i] = polopt__synth_draw_item(synth, &rng, clusters, weights, m);
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_synth_user(const polopt_synth *s, uint64_t user, float *out_context,
+POLOPT_DEF polopt_result polopt_synth_user(const polopt_synth *synth, uint64_t user, float *out_context,
                                            float *out_taste)
 {
     static const char *fn = "polopt_synth_user";
-    polopt_result rc = polopt__synth_ready(s, fn);
+    polopt_result rc = polopt__synth_ready(synth, fn);
     uint32_t clusters[POLOPT__SYNTH_MAX_INTERESTS];
     double weights[POLOPT__SYNTH_MAX_INTERESTS];
     polopt_rng rng, draw;
     size_t m, i, j, L;
     float snorm, *item, *mean;
     if (rc != POLOPT_OK) return rc;
-    if (!out_context) return polopt__fail(NULL, &s->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: out_context is NULL", fn);
-    L = s->config.dim;
-    snorm = polopt__synth_snorm(s);
-    item = (float *)polopt__alloc(&s->config.hooks, 2 * L, sizeof(float), &rc); /* one item, and m_u */
-    if (!item) return polopt__fail(NULL, &s->config.hooks, rc, "%s: cannot allocate %lu floats", fn, (unsigned long)L);
+    if (!out_context) return polopt__fail(NULL, &synth->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: out_context is NULL", fn);
+    L = synth->config.dim;
+    snorm = polopt__synth_snorm(synth);
+    item = (float *)polopt__alloc(&synth->config.hooks, 2 * L, sizeof(float), &rc); /* one item, and m_u */
+    if (!item) return polopt__fail(NULL, &synth->config.hooks, rc, "%s: cannot allocate %lu floats", fn, (unsigned long)L);
     mean = item + L;
-    m = polopt__synth_interests(s, user, &rng, clusters, weights);
+    m = polopt__synth_interests(synth, user, &rng, clusters, weights);
     if (out_taste) { /* t_u = unit(sum_j w_j d_cj + taste_noise * s * zeta / ||s||) */
-        const float noise = (float)s->config.taste_noise / snorm;
+        const float noise = (float)synth->config.taste_noise / snorm;
         polopt__rng_normals(&rng, L, out_taste);
-        for (j = 0; j < L; ++j) out_taste[j] *= noise * s->spectrum[j];
-        for (i = 0; i < m; ++i) polopt__axpy(L, (float)weights[i], s->directions + (size_t)clusters[i] * L, out_taste);
+        for (j = 0; j < L; ++j) out_taste[j] *= noise * synth->spectrum[j];
+        for (i = 0; i < m; ++i) polopt__axpy(L, (float)weights[i], synth->directions + (size_t)clusters[i] * L, out_taste);
         polopt__normalise(L, out_taste);
     }
     memset(mean, 0, L * sizeof *mean);
-    polopt__synth_draw_rng(s, user, 0, &draw);
-    for (i = 0; i < s->config.context_items; ++i) {
-        const uint32_t a = polopt__synth_draw_item(s, &draw, clusters, weights, m);
-        polopt__synth_item(s, a, polopt__synth_cluster_of(s, a), snorm, item);
-        polopt__axpy(L, 1.0f / (float)s->config.context_items, item, mean);
+    polopt__synth_draw_rng(synth, user, 0, &draw);
+    for (i = 0; i < synth->config.context_items; ++i) {
+        const uint32_t a = polopt__synth_draw_item(synth, &draw, clusters, weights, m);
+        polopt__synth_item(synth, a, polopt__synth_cluster_of(synth, a), snorm, item);
+        polopt__axpy(L, 1.0f / (float)synth->config.context_items, item, mean);
     }
-    polopt__gemv(POLOPT_NO_TRANS, s->context_dim, L, 1.0f, s->mixing, L, mean, 0.0f, out_context); /* x_u = G m_u */
-    polopt__dealloc(&s->config.hooks, item);
+    polopt__gemv(POLOPT_NO_TRANS, synth->context_dim, L, 1.0f, synth->mixing, L, mean, 0.0f, out_context); /* x_u = G m_u */
+    polopt__dealloc(&synth->config.hooks, item);
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_synth_rewards(const polopt_synth *s, const float *taste, size_t count,
+POLOPT_DEF polopt_result polopt_synth_rewards(const polopt_synth *synth, const float *taste, size_t count,
                                               const float *items, float *out_reward)
 {
     static const char *fn = "polopt_synth_rewards";
-    polopt_result rc = polopt__synth_ready(s, fn);
+    polopt_result rc = polopt__synth_ready(synth, fn);
     size_t i, L;
     if (rc != POLOPT_OK) return rc;
     if (!taste || (count && (!items || !out_reward)))
-        return polopt__fail(NULL, &s->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: taste, items or out_reward is NULL",
+        return polopt__fail(NULL, &synth->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: taste, items or out_reward is NULL",
                             fn);
-    L = s->config.dim;
+    L = synth->config.dim;
     for (i = 0; i < count; ++i) {
-        const double z = s->config.reward_bias + s->config.reward_scale * polopt__dot(L, taste, items + i * L);
+        const double z = synth->config.reward_bias + synth->config.reward_scale * polopt__dot(L, taste, items + i * L);
         out_reward[i] = (float)(1.0 / (1.0 + exp(-z)));
     }
     return POLOPT_OK;
@@ -7908,35 +7908,35 @@ POLOPT_DEF polopt_result polopt_synth_reward(void *user, uint32_t context, size_
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_synth_relevant(const polopt_synth *s, const float *items, size_t n_users,
+POLOPT_DEF polopt_result polopt_synth_relevant(const polopt_synth *synth, const float *items, size_t n_users,
                                                const float *tastes, size_t k, polopt_sets *out_sets)
 {
     static const char *fn = "polopt_synth_relevant";
-    polopt_result rc = polopt__synth_ready(s, fn);
+    polopt_result rc = polopt__synth_ready(synth, fn);
     polopt_mips exact;
     polopt_mips_scratch scratch;
     uint32_t *ids = NULL;
     size_t *offsets = NULL, u;
     if (rc != POLOPT_OK) return rc;
-    if (!items || !tastes || !out_sets || n_users == 0 || k == 0 || k > s->config.n_items)
-        return polopt__fail(NULL, &s->config.hooks, POLOPT_ERR_INVALID_ARG,
+    if (!items || !tastes || !out_sets || n_users == 0 || k == 0 || k > synth->config.n_items)
+        return polopt__fail(NULL, &synth->config.hooks, POLOPT_ERR_INVALID_ARG,
                             "%s: items, tastes or out_sets is NULL, n_users = 0, or k = %lu is not in [1, P]", fn,
                             (unsigned long)k);
     memset(out_sets, 0, sizeof *out_sets);
     memset(&exact, 0, sizeof exact);
     memset(&scratch, 0, sizeof scratch);
-    rc = polopt_mips_init_exact(&exact, s->config.n_items, s->config.dim, items, 0, &s->config.hooks);
-    if (rc == POLOPT_OK) rc = polopt_mips_scratch_init(&scratch, &exact, k, &s->config.hooks);
-    if (rc == POLOPT_OK) ids = (uint32_t *)polopt__alloc(&s->config.hooks, n_users, k * sizeof *ids, &rc);
-    if (rc == POLOPT_OK) offsets = (size_t *)polopt__alloc(&s->config.hooks, n_users + 1, sizeof *offsets, &rc);
-    if (rc == POLOPT_OK) rc = polopt_mips_search_batch(&exact, &scratch, n_users, tastes, s->config.dim, k, 0, ids, NULL);
+    rc = polopt_mips_init_exact(&exact, synth->config.n_items, synth->config.dim, items, 0, &synth->config.hooks);
+    if (rc == POLOPT_OK) rc = polopt_mips_scratch_init(&scratch, &exact, k, &synth->config.hooks);
+    if (rc == POLOPT_OK) ids = (uint32_t *)polopt__alloc(&synth->config.hooks, n_users, k * sizeof *ids, &rc);
+    if (rc == POLOPT_OK) offsets = (size_t *)polopt__alloc(&synth->config.hooks, n_users + 1, sizeof *offsets, &rc);
+    if (rc == POLOPT_OK) rc = polopt_mips_search_batch(&exact, &scratch, n_users, tastes, synth->config.dim, k, 0, ids, NULL);
     if (rc == POLOPT_OK) {
         for (u = 0; u <= n_users; ++u) offsets[u] = u * k;
-        rc = polopt_sets_init(out_sets, n_users, offsets, ids, &s->config.hooks);
+        rc = polopt_sets_init(out_sets, n_users, offsets, ids, &synth->config.hooks);
     }
-    if (rc != POLOPT_OK) polopt__fail(NULL, &s->config.hooks, rc, "%s: %s", fn, polopt_strerror(rc));
-    polopt__dealloc(&s->config.hooks, offsets);
-    polopt__dealloc(&s->config.hooks, ids);
+    if (rc != POLOPT_OK) polopt__fail(NULL, &synth->config.hooks, rc, "%s: %s", fn, polopt_strerror(rc));
+    polopt__dealloc(&synth->config.hooks, offsets);
+    polopt__dealloc(&synth->config.hooks, ids);
     polopt_mips_scratch_free(&scratch);
     polopt_mips_free(&exact);
     return rc;
