@@ -1162,6 +1162,27 @@ static polopt_result polopt__not_ready(polopt_error *err, const polopt_hooks *ho
                         "%s: the %s is not initialised (never set up, freed, or its initialisation failed)", fn, what);
 }
 
+/* The one validation of the library.  POLOPT__CHECK: a condition on an argument or a config field, and its message.
+   polopt__check_range: a config field in an interval, each end open or closed, with a message that shows it. */
+#define POLOPT__CHECK(err, hooks, cond, ...) \
+    do {                                     \
+        if (!(cond)) return polopt__fail((err), (hooks), POLOPT_ERR_INVALID_ARG, __VA_ARGS__); \
+    } while (0)
+
+typedef enum polopt__end { POLOPT__CLOSED = 0, POLOPT__OPEN = 1 } polopt__end;
+
+static polopt_result polopt__check_range(polopt_error *err, const polopt_hooks *hooks, const char *fn, const char *name,
+                                         double v, double lo, polopt__end lo_end, double hi, polopt__end hi_end)
+{
+    const int ok = (lo_end == POLOPT__OPEN ? v > lo : v >= lo) && (hi_end == POLOPT__OPEN ? v < hi : v <= hi);
+    if (ok) return POLOPT_OK;
+    if (hi >= FLT_MAX)
+        return polopt__fail(err, hooks, POLOPT_ERR_INVALID_ARG, "%s: config.%s = %g must be %s %g", fn, name, v,
+                            lo_end == POLOPT__OPEN ? ">" : ">=", lo);
+    return polopt__fail(err, hooks, POLOPT_ERR_INVALID_ARG, "%s: config.%s = %g is outside %c%g, %g%c", fn, name, v,
+                        lo_end == POLOPT__OPEN ? '(' : '[', lo, hi, hi_end == POLOPT__OPEN ? ')' : ']');
+}
+
 /* count * size without overflow, or 0 (and *ok = 0) when it does not fit in size_t. */
 static size_t polopt__mul_size(size_t count, size_t size, int *ok)
 {
@@ -4964,17 +4985,6 @@ static polopt_result polopt__check_step(polopt_error *err, const polopt_hooks *h
 
 /* A configuration value that must be > lo (positive = 1) or >= lo, and below hi (open) or at most hi; hi = FLT_MAX
    means "finite".  POLOPT_OK, or the error with a message naming the field and the rule. */
-static polopt_result polopt__check_config(polopt_error *err, const polopt_hooks *hooks, const char *fn, const char *name,
-                                          double v, double lo, int positive, double hi, int hi_open)
-{
-    const int ok = (positive ? v > lo : v >= lo) && (hi_open ? v < hi : v <= hi);
-    if (ok) return POLOPT_OK;
-    if (hi >= FLT_MAX)
-        return polopt__fail(err, hooks, POLOPT_ERR_INVALID_ARG, "%s: config.%s = %g must be %s %g", fn, name, v,
-                            positive ? ">" : ">=", lo);
-    return polopt__fail(err, hooks, POLOPT_ERR_INVALID_ARG, "%s: config.%s = %g is outside %c%g, %g%c", fn, name, v,
-                        positive ? '(' : '[', lo, hi, hi_open ? ')' : ']');
-}
 
 POLOPT_DEF polopt_adam_config polopt_adam_config_default(void)
 {
@@ -4995,11 +5005,11 @@ static polopt_result polopt__adam_init_impl(polopt_adam *opt, size_t n, const po
     if (!opt) return POLOPT_ERR_INVALID_ARG;
     memset(opt, 0, sizeof *opt);
     opt->config = c;
-    if ((rc = polopt__check_config(&opt->err, &c.hooks, fn, "lr", c.lr, 0.0, 1, FLT_MAX, 0)) != POLOPT_OK ||
-        (rc = polopt__check_config(&opt->err, &c.hooks, fn, "beta1", c.beta1, 0.0, 0, 1.0, 1)) != POLOPT_OK ||
-        (rc = polopt__check_config(&opt->err, &c.hooks, fn, "beta2", c.beta2, 0.0, 0, 1.0, 1)) != POLOPT_OK ||
-        (rc = polopt__check_config(&opt->err, &c.hooks, fn, "eps", c.eps, 0.0, 1, FLT_MAX, 0)) != POLOPT_OK ||
-        (rc = polopt__check_config(&opt->err, &c.hooks, fn, "weight_decay", c.weight_decay, 0.0, 0, FLT_MAX, 0)))
+    if ((rc = polopt__check_range(&opt->err, &c.hooks, fn, "lr", c.lr, 0.0, POLOPT__OPEN, FLT_MAX, POLOPT__CLOSED)) != POLOPT_OK ||
+        (rc = polopt__check_range(&opt->err, &c.hooks, fn, "beta1", c.beta1, 0.0, POLOPT__CLOSED, 1.0, POLOPT__OPEN)) != POLOPT_OK ||
+        (rc = polopt__check_range(&opt->err, &c.hooks, fn, "beta2", c.beta2, 0.0, POLOPT__CLOSED, 1.0, POLOPT__OPEN)) != POLOPT_OK ||
+        (rc = polopt__check_range(&opt->err, &c.hooks, fn, "eps", c.eps, 0.0, POLOPT__OPEN, FLT_MAX, POLOPT__CLOSED)) != POLOPT_OK ||
+        (rc = polopt__check_range(&opt->err, &c.hooks, fn, "weight_decay", c.weight_decay, 0.0, POLOPT__CLOSED, FLT_MAX, POLOPT__CLOSED)))
         return rc;
     if (n == 0) return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: n = 0 parameters", fn);
     opt->m = (float *)polopt__alloc(&c.hooks, n, sizeof(float), &rc);
@@ -5075,9 +5085,9 @@ static polopt_result polopt__sgd_init_impl(polopt_sgd *opt, size_t n, const polo
     if (!opt) return POLOPT_ERR_INVALID_ARG;
     memset(opt, 0, sizeof *opt);
     opt->config = c;
-    if ((rc = polopt__check_config(&opt->err, &c.hooks, fn, "lr", c.lr, 0.0, 1, FLT_MAX, 0)) != POLOPT_OK ||
-        (rc = polopt__check_config(&opt->err, &c.hooks, fn, "momentum", c.momentum, 0.0, 0, 1.0, 1)) != POLOPT_OK ||
-        (rc = polopt__check_config(&opt->err, &c.hooks, fn, "weight_decay", c.weight_decay, 0.0, 0, FLT_MAX, 0)))
+    if ((rc = polopt__check_range(&opt->err, &c.hooks, fn, "lr", c.lr, 0.0, POLOPT__OPEN, FLT_MAX, POLOPT__CLOSED)) != POLOPT_OK ||
+        (rc = polopt__check_range(&opt->err, &c.hooks, fn, "momentum", c.momentum, 0.0, POLOPT__CLOSED, 1.0, POLOPT__OPEN)) != POLOPT_OK ||
+        (rc = polopt__check_range(&opt->err, &c.hooks, fn, "weight_decay", c.weight_decay, 0.0, POLOPT__CLOSED, FLT_MAX, POLOPT__CLOSED)))
         return rc;
     if (n == 0) return polopt__fail(&opt->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: n = 0 parameters", fn);
     if (c.momentum > 0.0f) {
@@ -6106,24 +6116,21 @@ static polopt_result polopt__trainer_init_impl(polopt_trainer *tr, polopt_policy
     memset(tr, 0, sizeof *tr);
     c = config ? *config : polopt_train_config_default();
     tr->config = c;
-#define POLOPT__TRAIN_CHECK(cond, ...) \
-    if (!(cond)) return polopt__fail(&tr->err, &c.hooks, POLOPT_ERR_INVALID_ARG, __VA_ARGS__)
-    POLOPT__TRAIN_CHECK(policy && policy->theta && index && index->vectors, "%s: policy or index is not initialised", fn);
+    POLOPT__CHECK(&tr->err, &c.hooks, policy && policy->theta && index && index->vectors, "%s: policy or index is not initialised", fn);
     P = index->n, L = index->dim, D = policy->D, S = c.S, K = c.K, B = c.batch;
-    POLOPT__TRAIN_CHECK(policy->L == L, "%s: the policy has L = %lu, the index dimension %lu", fn, (unsigned long)policy->L,
+    POLOPT__CHECK(&tr->err, &c.hooks, policy->L == L, "%s: the policy has L = %lu, the index dimension %lu", fn, (unsigned long)policy->L,
                         (unsigned long)L);
-    POLOPT__TRAIN_CHECK(c.method == POLOPT_METHOD_SNIS || c.method == POLOPT_METHOD_REINFORCE ||
+    POLOPT__CHECK(&tr->err, &c.hooks, c.method == POLOPT_METHOD_SNIS || c.method == POLOPT_METHOD_REINFORCE ||
                             c.method == POLOPT_METHOD_EXACT, "%s: config.method = %d is unknown", fn, (int)c.method);
-    POLOPT__TRAIN_CHECK(c.epsilon >= 0.0f && c.epsilon <= 1.0f, "%s: config.epsilon = %g is outside [0, 1]", fn,
+    POLOPT__CHECK(&tr->err, &c.hooks, c.epsilon >= 0.0f && c.epsilon <= 1.0f, "%s: config.epsilon = %g is outside [0, 1]", fn,
                         (double)c.epsilon);
-    POLOPT__TRAIN_CHECK(S >= 2 && S <= (1u << 24), "%s: config.S = %lu must be in [2, 2^24]", fn, (unsigned long)S);
-    POLOPT__TRAIN_CHECK(B >= 1 && B <= 4096, "%s: config.batch = %lu must be in [1, 4096]", fn, (unsigned long)B);
-    POLOPT__TRAIN_CHECK(c.method != POLOPT_METHOD_SNIS || (K >= 1 && K <= P && K <= (1u << 16)),
+    POLOPT__CHECK(&tr->err, &c.hooks, S >= 2 && S <= (1u << 24), "%s: config.S = %lu must be in [2, 2^24]", fn, (unsigned long)S);
+    POLOPT__CHECK(&tr->err, &c.hooks, B >= 1 && B <= 4096, "%s: config.batch = %lu must be in [1, 4096]", fn, (unsigned long)B);
+    POLOPT__CHECK(&tr->err, &c.hooks, c.method != POLOPT_METHOD_SNIS || (K >= 1 && K <= P && K <= (1u << 16)),
                         "%s: config.K = %lu must be in [1, min(P, 65536)]", fn, (unsigned long)K);
     if (c.ef == 0) c.ef = K;
-    POLOPT__TRAIN_CHECK(c.ef >= K && c.ef <= (1u << 20), "%s: config.ef = %lu must be in [K, 2^20]", fn,
+    POLOPT__CHECK(&tr->err, &c.hooks, c.ef >= K && c.ef <= (1u << 20), "%s: config.ef = %lu must be in [K, 2^20]", fn,
                         (unsigned long)c.ef);
-#undef POLOPT__TRAIN_CHECK
     tr->config = c;
     tr->policy = policy;
     tr->index = index;
@@ -6968,9 +6975,9 @@ static polopt_result polopt__ope_acc_init_impl(polopt_ope_acc *acc, const polopt
     if (!acc) return POLOPT_ERR_INVALID_ARG;
     memset(acc, 0, sizeof *acc);
     acc->config = c;
-    if ((rc = polopt__check_config(&acc->err, &c.hooks, fn, "clip", c.clip, 0, 1, FLT_MAX, 0)) != POLOPT_OK ||
-        (rc = polopt__check_config(&acc->err, &c.hooks, fn, "switch_level", c.switch_level, 0, 1, FLT_MAX, 0)) ||
-        (rc = polopt__check_config(&acc->err, &c.hooks, fn, "confidence", c.confidence, 0, 1, 1, 1)) != POLOPT_OK)
+    if ((rc = polopt__check_range(&acc->err, &c.hooks, fn, "clip", c.clip, 0, POLOPT__OPEN, FLT_MAX, POLOPT__CLOSED)) != POLOPT_OK ||
+        (rc = polopt__check_range(&acc->err, &c.hooks, fn, "switch_level", c.switch_level, 0, POLOPT__OPEN, FLT_MAX, POLOPT__CLOSED)) ||
+        (rc = polopt__check_range(&acc->err, &c.hooks, fn, "confidence", c.confidence, 0, POLOPT__OPEN, 1, POLOPT__OPEN)) != POLOPT_OK)
         return rc;
     if (c.bootstrap > 100000)
         return polopt__fail(&acc->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.bootstrap = %lu is above 100000", fn,
@@ -7371,9 +7378,9 @@ static polopt_result polopt__reward_model_fit_impl(polopt_reward_model *m, const
                             fn);
     if (c.kind != POLOPT_MODEL_RIDGE && c.kind != POLOPT_MODEL_LOGISTIC)
         return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_INVALID_ARG, "%s: config.kind = %d is unknown", fn, (int)c.kind);
-    if ((rc = polopt__check_config(&m->err, &m->hooks, fn, "lambda", c.lambda, 0, 1, FLT_MAX, 0)) != POLOPT_OK ||
+    if ((rc = polopt__check_range(&m->err, &m->hooks, fn, "lambda", c.lambda, 0, POLOPT__OPEN, FLT_MAX, POLOPT__CLOSED)) != POLOPT_OK ||
         (c.kind == POLOPT_MODEL_LOGISTIC &&
-         (rc = polopt__check_config(&m->err, &m->hooks, fn, "lr", c.lr, 0, 1, FLT_MAX, 0)) != POLOPT_OK))
+         (rc = polopt__check_range(&m->err, &m->hooks, fn, "lr", c.lr, 0, POLOPT__OPEN, FLT_MAX, POLOPT__CLOSED)) != POLOPT_OK))
         return rc;
     if (!rows) n_rows = d->n;
     if (n_rows == 0) return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_INVALID_ARG, "%s: no rows to fit", fn);
@@ -7679,30 +7686,27 @@ static polopt_result polopt__synth_init_impl(polopt_synth *s, const polopt_synth
     memset(s, 0, sizeof *s);
     if (!config) return polopt__fail(&s->err, NULL, POLOPT_ERR_INVALID_ARG, "%s: config is NULL", fn);
     c = s->config = *config;
-#define POLOPT__SYNTH_CHECK(cond, ...) \
-    if (!(cond)) return polopt__fail(&s->err, &c.hooks, POLOPT_ERR_INVALID_ARG, __VA_ARGS__)
-    POLOPT__SYNTH_CHECK(c.n_items >= 1 && c.n_items <= UINT32_MAX, "%s: config.n_items = %lu must be in [1, 2^32 - 1]",
+    POLOPT__CHECK(&s->err, &c.hooks, c.n_items >= 1 && c.n_items <= UINT32_MAX, "%s: config.n_items = %lu must be in [1, 2^32 - 1]",
                         fn, (unsigned long)c.n_items);
-    POLOPT__SYNTH_CHECK(c.dim >= 1 && c.dim <= (1u << 20), "%s: config.dim = %lu must be in [1, 2^20]", fn,
+    POLOPT__CHECK(&s->err, &c.hooks, c.dim >= 1 && c.dim <= (1u << 20), "%s: config.dim = %lu must be in [1, 2^20]", fn,
                         (unsigned long)c.dim);
-    POLOPT__SYNTH_CHECK(c.n_clusters <= c.n_items, "%s: config.n_clusters = %lu exceeds n_items = %lu", fn,
+    POLOPT__CHECK(&s->err, &c.hooks, c.n_clusters <= c.n_items, "%s: config.n_clusters = %lu exceeds n_items = %lu", fn,
                         (unsigned long)c.n_clusters, (unsigned long)c.n_items);
-    POLOPT__SYNTH_CHECK(c.user_interests >= 1 && c.user_interests <= POLOPT__SYNTH_MAX_INTERESTS,
+    POLOPT__CHECK(&s->err, &c.hooks, c.user_interests >= 1 && c.user_interests <= POLOPT__SYNTH_MAX_INTERESTS,
                         "%s: config.user_interests = %lu must be in [1, %d]", fn, (unsigned long)c.user_interests,
                         POLOPT__SYNTH_MAX_INTERESTS);
-    POLOPT__SYNTH_CHECK(c.context_items >= 1, "%s: config.context_items must be >= 1", fn);
-    POLOPT__SYNTH_CHECK(c.context_dim <= (1u << 20), "%s: config.context_dim = %lu must be at most 2^20", fn,
+    POLOPT__CHECK(&s->err, &c.hooks, c.context_items >= 1, "%s: config.context_items must be >= 1", fn);
+    POLOPT__CHECK(&s->err, &c.hooks, c.context_dim <= (1u << 20), "%s: config.context_dim = %lu must be at most 2^20", fn,
                         (unsigned long)c.context_dim);
-    if ((rc = polopt__check_config(&s->err, &c.hooks, fn, "cluster_zipf", c.cluster_zipf, 0, 0, 8, 0)) != POLOPT_OK ||
-        (rc = polopt__check_config(&s->err, &c.hooks, fn, "spectrum_decay", c.spectrum_decay, 0, 0, 4, 0)) != POLOPT_OK ||
-        (rc = polopt__check_config(&s->err, &c.hooks, fn, "item_spread", c.item_spread, 0, 0, 1e3, 0)) != POLOPT_OK ||
-        (rc = polopt__check_config(&s->err, &c.hooks, fn, "norm_sigma", c.norm_sigma, 0, 0, 4, 0)) != POLOPT_OK ||
-        (rc = polopt__check_config(&s->err, &c.hooks, fn, "taste_noise", c.taste_noise, 0, 0, 1e3, 0)) != POLOPT_OK ||
-        (rc = polopt__check_config(&s->err, &c.hooks, fn, "context_mixing", c.context_mixing, 0, 0, 1e3, 0)) != POLOPT_OK ||
-        (rc = polopt__check_config(&s->err, &c.hooks, fn, "reward_bias", c.reward_bias, -1e6, 0, 1e6, 0)) != POLOPT_OK ||
-        (rc = polopt__check_config(&s->err, &c.hooks, fn, "reward_scale", c.reward_scale, -1e6, 0, 1e6, 0)) != POLOPT_OK)
+    if ((rc = polopt__check_range(&s->err, &c.hooks, fn, "cluster_zipf", c.cluster_zipf, 0, POLOPT__CLOSED, 8, POLOPT__CLOSED)) != POLOPT_OK ||
+        (rc = polopt__check_range(&s->err, &c.hooks, fn, "spectrum_decay", c.spectrum_decay, 0, POLOPT__CLOSED, 4, POLOPT__CLOSED)) != POLOPT_OK ||
+        (rc = polopt__check_range(&s->err, &c.hooks, fn, "item_spread", c.item_spread, 0, POLOPT__CLOSED, 1e3, POLOPT__CLOSED)) != POLOPT_OK ||
+        (rc = polopt__check_range(&s->err, &c.hooks, fn, "norm_sigma", c.norm_sigma, 0, POLOPT__CLOSED, 4, POLOPT__CLOSED)) != POLOPT_OK ||
+        (rc = polopt__check_range(&s->err, &c.hooks, fn, "taste_noise", c.taste_noise, 0, POLOPT__CLOSED, 1e3, POLOPT__CLOSED)) != POLOPT_OK ||
+        (rc = polopt__check_range(&s->err, &c.hooks, fn, "context_mixing", c.context_mixing, 0, POLOPT__CLOSED, 1e3, POLOPT__CLOSED)) != POLOPT_OK ||
+        (rc = polopt__check_range(&s->err, &c.hooks, fn, "reward_bias", c.reward_bias, -1e6, POLOPT__CLOSED, 1e6, POLOPT__CLOSED)) != POLOPT_OK ||
+        (rc = polopt__check_range(&s->err, &c.hooks, fn, "reward_scale", c.reward_scale, -1e6, POLOPT__CLOSED, 1e6, POLOPT__CLOSED)) != POLOPT_OK)
         return rc;
-#undef POLOPT__SYNTH_CHECK
     L = c.dim;
     C = c.n_clusters ? c.n_clusters : (size_t)floor(sqrt((double)c.n_items) + 0.5);
     if (C < 1) C = 1;
