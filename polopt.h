@@ -98,6 +98,17 @@
        (a struct you own, set up by *_init and released by *_free) keep a precise message of their last
        failure in obj.err.message and pass every message to the log callback of their hooks, if set.
        On failure, outputs are unspecified and inputs are untouched.
+     - An object is in one of two states: zeroed (never set up, freed, or its *_init / *_load failed) or fully
+       initialised.  *_free brings it back to all zeroes (and may be called on a zeroed object, or twice); a failed
+       *_init leaves it zeroed except for err, which says why.  Any call on a zeroed object answers
+       POLOPT_ERR_INVALID_ARG instead of touching a buffer it does not have.
+     - Hooks (allocator context, log callback): an object with settings takes them in its config (config.hooks:
+       polopt_mips_hnsw_config, polopt_trainer_config, ...); an object without settings takes a
+       `const polopt_hooks *hooks` last argument (NULL: none).  Each config type is named after the object it makes:
+       polopt_<object>_config, with polopt_<object>_config_default().
+     - A call that only reads an object takes it const and may run on it from several threads at once; its message
+       goes to the log callback (and, for searches, into the scratch object it is given).  Saving writes the
+       object's err, so the save functions take the object non-const.
      - Functions that return a value instead of a result (the scalar random draws) cannot fail; their only
        precondition is an initialised generator.
      - Matrices are row-major float arrays with a leading dimension (the distance between rows, in floats).
@@ -349,13 +360,13 @@ POLOPT_DEF polopt_result polopt_check_finite(size_t n, const float *x, size_t *o
 
 typedef enum polopt_mips_kind { POLOPT_MIPS_EXACT = 1, POLOPT_MIPS_HNSW = 2 } polopt_mips_kind;
 
-typedef struct polopt_hnsw_config {
+typedef struct polopt_mips_hnsw_config {
     size_t M;               /* links per node and level (2M on level 0); 16 if unsure, 32 for recall@1000 */
     size_t ef_construction; /* candidates kept while linking a new item; 200 */
     uint64_t seed;          /* the levels of the nodes; 1 */
     size_t n_threads;       /* build threads (needs pthreads; see POLOPT_NO_THREADS); 1 */
     polopt_hooks hooks;
-} polopt_hnsw_config;
+} polopt_mips_hnsw_config;
 
 typedef struct polopt_mips {
     polopt_mips_kind kind;
@@ -388,14 +399,14 @@ typedef struct polopt_mips_scratch {
     polopt_error err;
 } polopt_mips_scratch;
 
-POLOPT_DEF polopt_hnsw_config polopt_hnsw_config_default(void);
+POLOPT_DEF polopt_mips_hnsw_config polopt_mips_hnsw_config_default(void);
 /* An exact index over n rows of vectors (n x dim).  copy = 0 borrows the array (it must outlive the index and stay
    unchanged), copy = 1 keeps a copy.  hooks may be NULL. */
 POLOPT_DEF polopt_result polopt_mips_init_exact(polopt_mips *index, size_t n, size_t dim, const float *vectors,
                                                 int copy, const polopt_hooks *hooks);
 /* An HNSW index over n rows (n >= 1).  O(n log n ef_construction L).  Vectors must be finite. */
 POLOPT_DEF polopt_result polopt_mips_init_hnsw(polopt_mips *index, size_t n, size_t dim, const float *vectors,
-                                               int copy, const polopt_hnsw_config *config);
+                                               int copy, const polopt_mips_hnsw_config *config);
 /* Append n_new rows (ids n, n+1, ...) to an index that owns its vectors (copy = 1, or loaded). */
 POLOPT_DEF polopt_result polopt_mips_add(polopt_mips *index, size_t n_new, const float *vectors);
 POLOPT_DEF void polopt_mips_free(polopt_mips *index);
@@ -665,7 +676,7 @@ typedef struct polopt_progress {
 } polopt_progress;
 typedef void (*polopt_progress_fn)(void *user, const polopt_progress *progress);
 
-typedef struct polopt_train_config {
+typedef struct polopt_trainer_config {
     polopt_method method;     /* SNIS */
     float epsilon;            /* 0.8: fixed mixture weight, or the start of the adaptive one */
     int adaptive_epsilon;     /* 0; 1: set eps each step to maximise the estimated effective sample size */
@@ -681,7 +692,7 @@ typedef struct polopt_train_config {
     polopt_progress_fn progress;
     void *progress_user;
     polopt_hooks hooks;
-} polopt_train_config;
+} polopt_trainer_config;
 
 /* What a trainer measured over one epoch (or one call of polopt_trainer_steps). */
 typedef struct polopt_train_stats {
@@ -693,7 +704,7 @@ typedef struct polopt_train_stats {
 } polopt_train_stats;
 
 typedef struct polopt_trainer {
-    polopt_train_config config;
+    polopt_trainer_config config;
     polopt_policy *policy;
     const polopt_mips *index; /* the item embeddings beta and the MIPS for the proposal */
     polopt_adam adam;
@@ -713,11 +724,11 @@ typedef struct polopt_trainer {
     polopt_error err;
 } polopt_trainer;
 
-POLOPT_DEF polopt_train_config polopt_train_config_default(void);
+POLOPT_DEF polopt_trainer_config polopt_trainer_config_default(void);
 /* A trainer for policy over the items of index.  The policy is updated in place; the index must outlive the
    trainer.  REINFORCE and EXACT allocate a batch x P score buffer. */
 POLOPT_DEF polopt_result polopt_trainer_init(polopt_trainer *trainer, polopt_policy *policy, const polopt_mips *index,
-                                             const polopt_train_config *config);
+                                             const polopt_trainer_config *config);
 POLOPT_DEF void polopt_trainer_free(polopt_trainer *trainer);
 /* One epoch: the contexts of data shuffled, in minibatches, one Adam step each.  A non-finite gradient or reward
    stops the epoch with POLOPT_ERR_NONFINITE and leaves the policy at its last good parameters. */
@@ -911,7 +922,7 @@ POLOPT_DEF polopt_result polopt_ope_evaluate_fn(const polopt_logged *data, polop
    model: the estimators only take its predictions. */
 typedef enum polopt_model_kind { POLOPT_MODEL_RIDGE = 1, POLOPT_MODEL_LOGISTIC = 2 } polopt_model_kind;
 
-typedef struct polopt_model_config {
+typedef struct polopt_reward_model_config {
     polopt_model_kind kind; /* RIDGE */
     float lambda;           /* L2 penalty; 1 */
     size_t epochs;          /* logistic: full-batch Adam steps; 300 */
@@ -919,7 +930,7 @@ typedef struct polopt_model_config {
     size_t folds;           /* cross-fitting: 2 (so no round is predicted by a model fitted on it) */
     uint64_t seed;          /* the folds; 1 */
     polopt_hooks hooks;
-} polopt_model_config;
+} polopt_reward_model_config;
 
 typedef struct polopt_reward_model {
     polopt_model_kind kind;
@@ -929,17 +940,17 @@ typedef struct polopt_reward_model {
     polopt_error err;
 } polopt_reward_model;
 
-POLOPT_DEF polopt_model_config polopt_model_config_default(void);
+POLOPT_DEF polopt_reward_model_config polopt_reward_model_config_default(void);
 /* Fit on the rounds listed in rows (n_rows of them), or on every round when rows is NULL. */
 POLOPT_DEF polopt_result polopt_reward_model_fit(polopt_reward_model *model, const polopt_logged *data,
                                                  const uint32_t *rows, size_t n_rows,
-                                                 const polopt_model_config *config);
+                                                 const polopt_reward_model_config *config);
 /* r_M(a, x) for every action a (out: n_actions floats); POLOPT_ERR_NONFINITE if x is not finite. */
 POLOPT_DEF polopt_result polopt_reward_model_predict(const polopt_reward_model *model, const float *x, float *out);
 POLOPT_DEF void polopt_reward_model_free(polopt_reward_model *model);
 /* Cross-fitting: the rounds split into config->folds folds at random; each fold predicted (for every action) by a
    model fitted on the other folds.  out_q_hat: n x n_actions. */
-POLOPT_DEF polopt_result polopt_reward_model_crossfit(const polopt_logged *data, const polopt_model_config *config,
+POLOPT_DEF polopt_result polopt_reward_model_crossfit(const polopt_logged *data, const polopt_reward_model_config *config,
                                                       float *out_q_hat);
 
 /* >>synth ------------------------------------------------------------------------------------------------- */
@@ -4085,9 +4096,9 @@ static void polopt__insert(polopt_mips *ix, polopt__locks *lk, polopt_mips_scrat
 #endif
 }
 
-POLOPT_DEF polopt_hnsw_config polopt_hnsw_config_default(void)
+POLOPT_DEF polopt_mips_hnsw_config polopt_mips_hnsw_config_default(void)
 {
-    polopt_hnsw_config c;
+    polopt_mips_hnsw_config c;
     memset(&c, 0, sizeof c);
     c.M = 16;
     c.ef_construction = 200;
@@ -4322,10 +4333,10 @@ POLOPT_DEF polopt_result polopt_mips_init_exact(polopt_mips *index, size_t n, si
 }
 
 static polopt_result polopt__mips_init_hnsw_impl(polopt_mips *ix, size_t n, size_t dim, const float *vectors,
-                                               int copy, const polopt_hnsw_config *config)
+                                               int copy, const polopt_mips_hnsw_config *config)
 {
     static const char *fn = "polopt_mips_init_hnsw";
-    const polopt_hnsw_config c = config ? *config : polopt_hnsw_config_default();
+    const polopt_mips_hnsw_config c = config ? *config : polopt_mips_hnsw_config_default();
     polopt_result rc;
     if (!ix) return POLOPT_ERR_INVALID_ARG;
     rc = polopt__mips_init_common(ix, POLOPT_MIPS_HNSW, n, dim, vectors, &c.hooks, fn);
@@ -4362,7 +4373,7 @@ static polopt_result polopt__mips_init_hnsw_impl(polopt_mips *ix, size_t n, size
 }
 
 POLOPT_DEF polopt_result polopt_mips_init_hnsw(polopt_mips *index, size_t n, size_t dim, const float *vectors,
-                                               int copy, const polopt_hnsw_config *config)
+                                               int copy, const polopt_mips_hnsw_config *config)
 {
     const polopt_result rc = polopt__mips_init_hnsw_impl(index, n, dim, vectors, copy, config);
     if (rc != POLOPT_OK && index) POLOPT__ZERO_KEEPING_ERROR(index, polopt_mips_free);
@@ -5734,9 +5745,9 @@ POLOPT_DEF polopt_result polopt_snis_gradient(size_t S, const uint32_t *ids, con
 #define POLOPT__EPS_PROBE 128  /* draws per context it looks at */
 static const float polopt__eps_grid[POLOPT__EPS_GRID] = {0.05f, 0.1f, 0.2f, 0.35f, 0.5f, 0.65f, 0.8f, 1.0f};
 
-POLOPT_DEF polopt_train_config polopt_train_config_default(void)
+POLOPT_DEF polopt_trainer_config polopt_trainer_config_default(void)
 {
-    polopt_train_config c;
+    polopt_trainer_config c;
     memset(&c, 0, sizeof c);
     c.method = POLOPT_METHOD_SNIS;
     c.epsilon = 0.8f;
@@ -6106,15 +6117,15 @@ POLOPT_DEF void polopt_trainer_free(polopt_trainer *trainer)
 }
 
 static polopt_result polopt__trainer_init_impl(polopt_trainer *tr, polopt_policy *policy, const polopt_mips *index,
-                                             const polopt_train_config *config)
+                                             const polopt_trainer_config *config)
 {
     static const char *fn = "polopt_trainer_init";
-    polopt_train_config c;
+    polopt_trainer_config c;
     polopt_result rc = POLOPT_OK;
     size_t P, L, D, S, K, B;
     if (!tr) return POLOPT_ERR_INVALID_ARG;
     memset(tr, 0, sizeof *tr);
-    c = config ? *config : polopt_train_config_default();
+    c = config ? *config : polopt_trainer_config_default();
     tr->config = c;
     POLOPT__CHECK(&tr->err, &c.hooks, policy && policy->theta && index && index->vectors, "%s: policy or index is not initialised", fn);
     P = index->n, L = index->dim, D = policy->D, S = c.S, K = c.K, B = c.batch;
@@ -6176,7 +6187,7 @@ static polopt_result polopt__trainer_init_impl(polopt_trainer *tr, polopt_policy
 }
 
 POLOPT_DEF polopt_result polopt_trainer_init(polopt_trainer *trainer, polopt_policy *policy, const polopt_mips *index,
-                                             const polopt_train_config *config)
+                                             const polopt_trainer_config *config)
 {
     const polopt_result rc = polopt__trainer_init_impl(trainer, policy, index, config);
     if (rc != POLOPT_OK && trainer) POLOPT__ZERO_KEEPING_ERROR(trainer, polopt_trainer_free);
@@ -7312,9 +7323,9 @@ POLOPT_DEF polopt_result polopt_ope_evaluate(const polopt_logged *data, const fl
 
 /* Reward models ------------------------------------------------------------------------------------------- */
 
-POLOPT_DEF polopt_model_config polopt_model_config_default(void)
+POLOPT_DEF polopt_reward_model_config polopt_reward_model_config_default(void)
 {
-    polopt_model_config c;
+    polopt_reward_model_config c;
     memset(&c, 0, sizeof c);
     c.kind = POLOPT_MODEL_RIDGE;
     c.lambda = 1.0f;
@@ -7362,10 +7373,10 @@ static int polopt__cholesky_solve(double *G, double *b, size_t n)
 }
 
 static polopt_result polopt__reward_model_fit_impl(polopt_reward_model *m, const polopt_logged *d, const uint32_t *rows,
-                                                 size_t n_rows, const polopt_model_config *config)
+                                                 size_t n_rows, const polopt_reward_model_config *config)
 {
     static const char *fn = "polopt_reward_model_fit";
-    const polopt_model_config c = config ? *config : polopt_model_config_default();
+    const polopt_reward_model_config c = config ? *config : polopt_reward_model_config_default();
     polopt_result rc = POLOPT_OK;
     size_t A, D, D1, i, a, k, n_a, bad;
     float *phi = NULL, *ra = NULL, *grad = NULL, *gram = NULL;
@@ -7497,7 +7508,7 @@ done:
 }
 
 POLOPT_DEF polopt_result polopt_reward_model_fit(polopt_reward_model *model, const polopt_logged *data, const uint32_t *rows,
-                                                 size_t n_rows, const polopt_model_config *config)
+                                                 size_t n_rows, const polopt_reward_model_config *config)
 {
     const polopt_result rc = polopt__reward_model_fit_impl(model, data, rows, n_rows, config);
     if (rc != POLOPT_OK && model) POLOPT__ZERO_KEEPING_ERROR(model, polopt_reward_model_free);
@@ -7517,11 +7528,11 @@ POLOPT_DEF polopt_result polopt_reward_model_predict(const polopt_reward_model *
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_reward_model_crossfit(const polopt_logged *data, const polopt_model_config *config,
+POLOPT_DEF polopt_result polopt_reward_model_crossfit(const polopt_logged *data, const polopt_reward_model_config *config,
                                                       float *out_q_hat)
 {
     static const char *fn = "polopt_reward_model_crossfit";
-    const polopt_model_config c = config ? *config : polopt_model_config_default();
+    const polopt_reward_model_config c = config ? *config : polopt_reward_model_config_default();
     polopt_result rc = POLOPT_OK;
     uint32_t *order, *train;
     polopt_rng rng;

@@ -13,19 +13,19 @@
 void openblas_set_num_threads(int n);
 
 double bench_cblas_reinforce_ms(const polopt_policy *start, const polopt_mips *index, const polopt_dataset *data,
-                                const polopt_train_config *config);
+                                const polopt_trainer_config *config);
 int bench_cblas_exact_open(size_t n, size_t dim, const float *vectors, size_t k);
 double bench_cblas_exact_search(size_t n_queries, const float *queries, size_t k, uint32_t *out_ids);
 void bench_cblas_exact_close(void);
 
 /* Wall milliseconds per REINFORCE step with CBLAS scoring, over one epoch of data (its contexts in minibatches). */
 double bench_cblas_reinforce_ms(const polopt_policy *start, const polopt_mips *index, const polopt_dataset *data,
-                                const polopt_train_config *config)
+                                const polopt_trainer_config *config)
 {
     polopt_policy policy;
     polopt_trainer tr;
     polopt_train_stats st = {0, 0, 0, 0, 0};
-    polopt_train_config c = *config;
+    polopt_trainer_config c = *config;
     size_t bytes = 0;
     unsigned char *buf;
     double t0, ms = -1.0;

@@ -165,7 +165,7 @@ int main(int argc, char **argv)
         const size_t P = sizes[si];
         polopt_synth_config sc = polopt_synth_config_default();
         polopt_synth cat;
-        polopt_hnsw_config hc = polopt_hnsw_config_default();
+        polopt_mips_hnsw_config hc = polopt_mips_hnsw_config_default();
         polopt_mips exact, hnsw;
         polopt_mips_scratch sx, sh;
         float *beta, *Q;

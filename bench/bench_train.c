@@ -25,7 +25,7 @@
 
 #ifdef BENCH_HAVE_CBLAS
 double bench_cblas_reinforce_ms(const polopt_policy *start, const polopt_mips *index, const polopt_dataset *data,
-                                const polopt_train_config *config);
+                                const polopt_trainer_config *config);
 #endif
 
 
@@ -49,7 +49,7 @@ typedef struct setup {
 static void setup_make(setup *s, size_t P, size_t L)
 {
     polopt_synth_config sc = polopt_synth_config_default();
-    polopt_hnsw_config hc = polopt_hnsw_config_default();
+    polopt_mips_hnsw_config hc = polopt_mips_hnsw_config_default();
     float *beta;
     size_t u;
     double t0;
@@ -92,9 +92,9 @@ enum { M_REINFORCE, M_REINFORCE_CBLAS, M_EPS1, M_EPS08, M_EPS08_WARM, M_ADAPTIVE
 static const char *method_names[N_METHODS] = {"REINFORCE", "REINFORCE (CBLAS)", "eps = 1", "eps = 0.8",
                                               "eps = 0.8, warm", "adaptive eps, warm"};
 
-static polopt_train_config method_config(int m)
+static polopt_trainer_config method_config(int m)
 {
-    polopt_train_config c = polopt_train_config_default();
+    polopt_trainer_config c = polopt_trainer_config_default();
     c.method = m <= M_REINFORCE_CBLAS ? POLOPT_METHOD_REINFORCE : POLOPT_METHOD_SNIS;
     c.epsilon = m == M_EPS1 ? 1.0f : 0.8f;
     c.warm_start = m >= M_EPS08_WARM;
@@ -115,7 +115,7 @@ static polopt_policy fresh_policy(size_t L)
 static void time_method(setup *s, int m, double *ms_first, double *ms_second)
 {
     polopt_policy pol = fresh_policy(s->L);
-    polopt_train_config c = method_config(m);
+    polopt_trainer_config c = method_config(m);
     polopt_dataset d = s->train;
     polopt_trainer tr;
     polopt_train_stats st;
@@ -162,7 +162,7 @@ static void train_for(setup *s, int m, double budget, double *out_greedy, double
                       double *out_seconds)
 {
     polopt_policy pol = fresh_policy(s->L);
-    polopt_train_config c = method_config(m);
+    polopt_trainer_config c = method_config(m);
     polopt_trainer tr;
     polopt_train_stats st;
     const double t0 = bench_now();

@@ -62,7 +62,7 @@ static void check(polopt_result rc, const char *what, const char *message)
 /* The training run of one method: its configuration and what it measured. */
 typedef struct run {
     const char *name;
-    polopt_train_config config;
+    polopt_trainer_config config;
     int epochs, n;                              /* epochs trained, points recorded */
     double time[MAX_POINTS], value[MAX_POINTS]; /* training seconds so far, E_pi[r] on held-out users */
     double greedy, hit10, seconds_per_epoch, ess;
@@ -153,7 +153,7 @@ int main(int argc, char **argv)
     const double budget = argc > 2 ? atof(argv[2]) : BUDGET, t_start = now();
     polopt_synth_config sc = polopt_synth_config_default();
     polopt_synth cat;
-    polopt_hnsw_config hc = polopt_hnsw_config_default();
+    polopt_mips_hnsw_config hc = polopt_mips_hnsw_config_default();
     polopt_mips index;
     polopt_mips_scratch scratch;
     polopt_sets Y_train, Y_test;
@@ -204,7 +204,7 @@ int main(int argc, char **argv)
 
     /* 4. Four methods from the same starting policy h(x) = x (theta = identity), the same Adam and the same data. */
     for (r = 0; r < N_METHODS; ++r) {
-        runs[r].config = polopt_train_config_default(); /* batch 32, K = 256, S = 1000, Adam */
+        runs[r].config = polopt_trainer_config_default(); /* batch 32, K = 256, S = 1000, Adam */
         runs[r].config.adam.lr = 0.02f;
         runs[r].config.progress = show_progress;
         runs[r].config.progress_user = &runs[r];

@@ -104,11 +104,11 @@ int main(void)
     polopt_synth cat;
     polopt_mips index;
     polopt_mips_scratch scratch;
-    polopt_hnsw_config hc = polopt_hnsw_config_default();
+    polopt_mips_hnsw_config hc = polopt_mips_hnsw_config_default();
     polopt_policy head; /* carries the softmax temperature */
     polopt_policy_config pc = polopt_policy_config_default(L, L);
     polopt_trainer trainer;
-    polopt_train_config tc = polopt_train_config_default();
+    polopt_trainer_config tc = polopt_trainer_config_default();
     polopt_adam adam;
     polopt_adam_config ac = polopt_adam_config_default();
     polopt_synth_task task, task_test;

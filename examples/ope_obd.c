@@ -79,7 +79,7 @@ int main(int argc, char **argv)
         float *uniform = (float *)malloc(n * A * sizeof(float)), *freq = (float *)malloc(n * A * sizeof(float));
         float *greedy = (float *)malloc(n * A * sizeof(float)), *q_hat = (float *)malloc(n * A * sizeof(float));
         double *count = (double *)calloc(S * A, sizeof(double)), clicks = 0.0, truth, truth_se, ctr = 0.0;
-        polopt_model_config mc = polopt_model_config_default();
+        polopt_reward_model_config mc = polopt_reward_model_config_default();
         polopt_ope_config oc = polopt_ope_config_default();
         polopt_ope_estimate est[POLOPT_OPE_COUNT];
         size_t i, a;

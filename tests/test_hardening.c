@@ -53,7 +53,7 @@ static void hardening_overflowing_scores_are_errors(void)
     CHECK_OK(polopt_policy_init(&start, &pc));
     for (m = 0; m < 3; ++m) {
         polopt_trainer tr;
-        polopt_train_config tc = polopt_train_config_default();
+        polopt_trainer_config tc = polopt_trainer_config_default();
         polopt_train_stats st;
         float G[HL * 2];
         const uint32_t ctx[2] = {0, 1};

@@ -188,7 +188,7 @@ static void learn_reinforce_is_unbiased(void)
 {
     problem pb;
     polopt_trainer tr;
-    polopt_train_config c = polopt_train_config_default();
+    polopt_trainer_config c = polopt_trainer_config_default();
     const size_t R = 6000;
     double g_ref[4], sum[4] = {0, 0, 0, 0}, sq[4] = {0, 0, 0, 0};
     float h[4], g[4];
@@ -233,7 +233,7 @@ static void learn_snis_converges_with_S(void)
     exact_ref(2000, 16, pb.beta, h, 1.0, pb.r, g_ref);
     for (si = 0; si < 4; ++si) {
         polopt_trainer tr;
-        polopt_train_config c = polopt_train_config_default();
+        polopt_trainer_config c = polopt_trainer_config_default();
         c.S = Ss[si];
         c.K = 64;
         c.epsilon = 0.5f;
@@ -293,7 +293,7 @@ static void learn_exact_gradient_matches_finite_differences(void)
     enum { L = 4, N = 5 };
     problem pb;
     polopt_trainer tr;
-    polopt_train_config c = polopt_train_config_default();
+    polopt_trainer_config c = polopt_trainer_config_default();
     float H[N * L], G[N * L];
     double theta[L * L], grad[L * L];
     uint32_t ctx[N] = {0, 1, 2, 3, 4};
@@ -335,7 +335,7 @@ typedef struct synth_task {
 static void synth_task_make(synth_task *s, size_t P, size_t L, size_t n)
 {
     polopt_synth_config c = polopt_synth_config_default();
-    polopt_hnsw_config hc = polopt_hnsw_config_default();
+    polopt_mips_hnsw_config hc = polopt_mips_hnsw_config_default();
     size_t u;
     c.n_items = P, c.dim = L, c.seed = 11;
     CHECK_OK(polopt_synth_init(&s->cat, &c));
@@ -377,7 +377,7 @@ static void learn_training_raises_true_value(void)
         polopt_policy pol;
         polopt_policy_config pc = polopt_policy_config_default(L, L);
         polopt_trainer tr;
-        polopt_train_config c = polopt_train_config_default();
+        polopt_trainer_config c = polopt_trainer_config_default();
         polopt_train_stats st;
         CHECK_OK(polopt_policy_init(&pol, &pc));
         if (r == 0) CHECK_OK(polopt_policy_value(&pol, &s.index, &s.data, &v0));
@@ -404,7 +404,7 @@ static void learn_adaptive_epsilon_follows_the_policy(void)
     polopt_policy pol;
     polopt_policy_config pc = polopt_policy_config_default(L, L);
     polopt_trainer tr;
-    polopt_train_config c = polopt_train_config_default();
+    polopt_trainer_config c = polopt_trainer_config_default();
     float *H = (float *)malloc(n * L * sizeof *H), *G = (float *)malloc(n * L * sizeof *G);
     uint32_t ctx[64];
     size_t i;
@@ -447,7 +447,7 @@ static void learn_nonfinite_reward_keeps_parameters(void)
 {
     problem pb;
     polopt_trainer tr;
-    polopt_train_config c = polopt_train_config_default();
+    polopt_trainer_config c = polopt_trainer_config_default();
     float *before;
     problem_make(&pb, 30, 4, 8, 5, 0);
     pb.data.reward = nan_reward;
@@ -585,13 +585,13 @@ static void learn_bad_configurations(void)
 {
     problem pb;
     polopt_trainer tr;
-    polopt_train_config c = polopt_train_config_default();
+    polopt_trainer_config c = polopt_trainer_config_default();
     polopt_dataset empty;
     problem_make(&pb, 50, 4, 4, 7, 0);
     c.K = 64; /* more than P */
     CHECK_RC(polopt_trainer_init(&tr, &pb.policy, &pb.index, &c), POLOPT_ERR_INVALID_ARG);
     CHECK(strstr(tr.err.message, "config.K") != NULL);
-    c = polopt_train_config_default();
+    c = polopt_trainer_config_default();
     c.K = 8, c.S = 1;
     CHECK_RC(polopt_trainer_init(&tr, &pb.policy, &pb.index, &c), POLOPT_ERR_INVALID_ARG);
     c.S = 10, c.epsilon = -0.1f;
@@ -628,7 +628,7 @@ static void learn_allocation_failures_are_clean(void)
             h.alloc_ctx = &a;
             if (stage <= 2) {
                 polopt_trainer tr;
-                polopt_train_config c = polopt_train_config_default();
+                polopt_trainer_config c = polopt_trainer_config_default();
                 c.method = (polopt_method)stage, c.K = 8, c.S = 20, c.hooks = h;
                 rc = polopt_trainer_init(&tr, &pb.policy, &pb.index, &c);
                 if (rc == POLOPT_OK) rc = polopt_trainer_epoch(&tr, &pb.data, NULL); /* allocates its order */
@@ -681,7 +681,7 @@ static void learn_feedback_estimators(void)
     CHECK_OK(polopt_policy_embed(&pb.policy, 1, pb.X, L, h));
     for (model = 0; model < 2; ++model) { /* IPS (no model), then DR with the reward table as r_M */
         const double c = (logged_r - (model ? pb.r[logged_action] : 0.0f)) / 0.1; /* max(tau, p) = 0.1 */
-        polopt_train_config tc = polopt_train_config_default();
+        polopt_trainer_config tc = polopt_trainer_config_default();
         polopt_trainer tr;
         double sum[L] = {0, 0, 0, 0}, sq[L] = {0, 0, 0, 0}, cosv, rel;
         int rep;
@@ -711,7 +711,7 @@ static void learn_feedback_estimators(void)
     }
     {
         const float bad_p = 0.0f; /* a propensity of 0 is refused, with the context named */
-        polopt_train_config tc = polopt_train_config_default();
+        polopt_trainer_config tc = polopt_trainer_config_default();
         polopt_trainer tr;
         fb.propensity = &bad_p;
         tc.method = POLOPT_METHOD_EXACT;
@@ -737,7 +737,7 @@ static void learn_training_from_logged_feedback(void)
     polopt_policy pol;
     polopt_policy_config pc = polopt_policy_config_default(L, L);
     polopt_trainer tr;
-    polopt_train_config tc = polopt_train_config_default();
+    polopt_trainer_config tc = polopt_trainer_config_default();
     polopt_feedback fb;
     polopt_dataset logged;
     uint32_t *act = (uint32_t *)malloc(n * sizeof *act);

@@ -182,7 +182,7 @@ static void mips_hnsw_recall_on_synthetic_catalogue(void)
 /* Build an HNSW index of the synthetic catalogue (P items, L = 16) with a given allocator context. */
 static polopt_result build_small(polopt_mips *ix, size_t P, void *alloc_ctx, const float *v, int copy)
 {
-    polopt_hnsw_config c = polopt_hnsw_config_default();
+    polopt_mips_hnsw_config c = polopt_mips_hnsw_config_default();
     c.M = 8;
     c.ef_construction = 40;
     c.hooks.alloc_ctx = alloc_ctx;
@@ -679,7 +679,7 @@ static void mips_add_and_threaded_build(void)
     uint32_t *truth = (uint32_t *)malloc(nq * 10 * sizeof *truth), *got = (uint32_t *)malloc(nq * 10 * sizeof *got);
     polopt_mips ex, grown, threaded, borrowed, back;
     polopt_mips_scratch se, sg;
-    polopt_hnsw_config c = polopt_hnsw_config_default();
+    polopt_mips_hnsw_config c = polopt_mips_hnsw_config_default();
     unsigned char *buf;
     size_t size;
     CHECK_OK(polopt_mips_init_exact(&ex, P, L, v, 0, NULL));
@@ -761,7 +761,7 @@ static void mips_bad_arguments(void)
     uint32_t ids[200];
     polopt_mips ix, ex;
     polopt_mips_scratch sc, se;
-    polopt_hnsw_config c = polopt_hnsw_config_default();
+    polopt_mips_hnsw_config c = polopt_mips_hnsw_config_default();
     memcpy(q, v, sizeof q);
     c.M = 1;
     CHECK_RC(polopt_mips_init_hnsw(&ix, P, L, v, 0, &c), POLOPT_ERR_INVALID_ARG);

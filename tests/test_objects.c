@@ -90,7 +90,7 @@ static void objects_mips_and_scratch(void)
         for (s = FRESH; s <= FAILED; ++s) {
             polopt_mips ix, good;
             polopt_mips_scratch sc;
-            polopt_hnsw_config hc = polopt_hnsw_config_default();
+            polopt_mips_hnsw_config hc = polopt_mips_hnsw_config_default();
             th_allocator a;
             polopt_hooks h = failing_hooks(&a);
             memset(&ix, 0, sizeof ix);
@@ -231,7 +231,7 @@ static void objects_trainer(void)
         polopt_policy p;
         polopt_mips ix;
         polopt_policy_config pc = polopt_policy_config_default(4, 4);
-        polopt_train_config tc = polopt_train_config_default();
+        polopt_trainer_config tc = polopt_trainer_config_default();
         polopt_synth syn;
         polopt_synth_config yc = polopt_synth_config_default();
         polopt_dataset d;
@@ -282,7 +282,7 @@ static void objects_logged_csv_ope_model(void)
         polopt_reward_model m;
         polopt_csv_config cc = polopt_csv_config_default();
         polopt_ope_config oc = polopt_ope_config_default();
-        polopt_model_config mc = polopt_model_config_default();
+        polopt_reward_model_config mc = polopt_reward_model_config_default();
         th_allocator a;
         memset(&rd, 0, sizeof rd), memset(&d, 0, sizeof d), memset(&acc, 0, sizeof acc), memset(&m, 0, sizeof m);
         memset(&read_into, 0, sizeof read_into);

@@ -454,7 +454,7 @@ static void ope_reward_models(void)
     enum { N = 600, A = 3, D = 2 };
     polopt_logged d;
     polopt_reward_model m;
-    polopt_model_config c = polopt_model_config_default();
+    polopt_reward_model_config c = polopt_reward_model_config_default();
     float out[A], q1[N * A], q2[N * A];
     polopt_rng rng;
     size_t i;
@@ -509,7 +509,7 @@ static void ope_reward_models(void)
         polopt_logged no_x = d;
         no_x.dim = 0, no_x.X = NULL;
         d.reward[3] = 1.0f;
-        c = polopt_model_config_default();
+        c = polopt_reward_model_config_default();
         c.lambda = 1e-3f;
         CHECK_OK(polopt_reward_model_fit(&m, &no_x, NULL, 0, &c));
         CHECK_OK(polopt_reward_model_predict(&m, NULL, out));
@@ -706,7 +706,7 @@ static void ope_allocation_failures_are_clean(void)
                 if (rc == POLOPT_OK) rc = polopt_ope_acc_finish(&acc, e);
                 polopt_ope_acc_free(&acc);
             } else {
-                polopt_model_config c = polopt_model_config_default();
+                polopt_reward_model_config c = polopt_reward_model_config_default();
                 polopt_csv_config cc = polopt_csv_config_default();
                 polopt_logged d;
                 float q[3 * 2];
