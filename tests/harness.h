@@ -100,6 +100,15 @@ typedef struct th_allocator {
     long live;    /* blocks allocated and not yet freed */
 } th_allocator;
 
+/* Every allocation failure of a scenario, in turn: run(&hooks, stage, user) is called with allocation k failing, for
+   k = 0, 1, ... until a run completes without reaching the failure point.  Every failed run must answer
+   POLOPT_ERR_NO_MEMORY and leak nothing (the scenario frees what it made, as a user would: every object must be
+   freeable after a failure); the complete run must answer POLOPT_OK.  The scenario builds its objects with hooks. */
+typedef polopt_result (*th_scenario)(const polopt_hooks *hooks, int stage, void *user);
+void th_each_allocation_failure(const char *file, int line, const char *name, th_scenario run, int stage, void *user);
+#define CHECK_EACH_ALLOCATION_FAILURE(run, stage, user) \
+    th_each_allocation_failure(__FILE__, __LINE__, #run, (run), (stage), (user))
+
 void *th_malloc(size_t size, void *ctx);
 void *th_realloc(void *p, size_t size, void *ctx);
 void th_free(void *p, void *ctx);

@@ -99,6 +99,30 @@ int main(int argc, char **argv)
     return failed ? 1 : 0;
 }
 
+void th_each_allocation_failure(const char *file, int line, const char *name, th_scenario run, int stage, void *user)
+{
+    long k;
+    for (k = 0; k < 100000; ++k) {
+        th_allocator a;
+        polopt_hooks h;
+        polopt_result rc;
+        a.fail_at = k, a.calls = 0, a.live = 0;
+        memset(&h, 0, sizeof h);
+        h.alloc_ctx = &a;
+        rc = run(&h, stage, user);
+        if (a.live != 0) th_fail(file, line, "%s, stage %d: %ld blocks leaked when allocation %ld failed", name, stage, a.live, k);
+        if (a.calls <= k) { /* the failure point was never reached: the scenario ran to its end */
+            if (rc != POLOPT_OK)
+                th_fail(file, line, "%s, stage %d: the complete run answered %s", name, stage, polopt_strerror(rc));
+            return;
+        }
+        if (rc != POLOPT_ERR_NO_MEMORY)
+            th_fail(file, line, "%s, stage %d: allocation %ld failed, the result was %s", name, stage, k,
+                    polopt_strerror(rc));
+    }
+    th_fail(file, line, "%s, stage %d: more than 100000 allocations", name, stage);
+}
+
 void *th_malloc(size_t size, void *ctx)
 {
     th_allocator *a = (th_allocator *)ctx;

@@ -57,87 +57,45 @@ static void api_log_callback_and_message(void)
 
 /* Run init/use/free with allocation number k failing, for k = 0, 1, ... until a run needs no failure.
    Every failing run must return POLOPT_ERR_NO_MEMORY and leave no block allocated. */
-typedef polopt_result (*alloc_scenario)(th_allocator *a);
-
-static polopt_result scen_alias(th_allocator *a)
+/* Constructors of the small objects: alias table, optimisers, synthetic catalogue. */
+static polopt_result api_alloc_scenario(const polopt_hooks *h, int stage, void *user)
 {
-    float w[5] = {1, 2, 3, 4, 5};
-    polopt_alias t;
-    polopt_hooks h;
+    float w[5] = {1, 2, 3, 4, 5}, x[8];
     polopt_result rc;
-    memset(&h, 0, sizeof h);
-    h.alloc_ctx = a;
-    rc = polopt_alias_init(&t, 5, w, &h);
-    polopt_alias_free(&t);
-    return rc;
-}
-
-static polopt_result scen_adam(th_allocator *a)
-{
-    polopt_adam_config c = polopt_adam_config_default();
-    polopt_adam opt;
-    polopt_result rc;
-    c.hooks.alloc_ctx = a;
-    rc = polopt_adam_init(&opt, 10, &c);
-    polopt_adam_free(&opt);
-    return rc;
-}
-
-static polopt_result scen_sgd(th_allocator *a)
-{
-    polopt_sgd_config c = polopt_sgd_config_default();
-    polopt_sgd opt;
-    polopt_result rc;
-    c.momentum = 0.5f;
-    c.hooks.alloc_ctx = a;
-    rc = polopt_sgd_init(&opt, 10, &c);
-    polopt_sgd_free(&opt);
-    return rc;
-}
-
-static polopt_result scen_synth(th_allocator *a)
-{
-    polopt_synth_config c = polopt_synth_config_default();
-    polopt_synth s;
-    polopt_result rc;
-    float x[8];
-    c.n_items = 100;
-    c.dim = 8;
-    c.hooks.alloc_ctx = a;
-    rc = polopt_synth_init(&s, &c);
-    if (rc == POLOPT_OK) rc = polopt_synth_user(&s, 3, x, NULL); /* allocates scratch */
-    polopt_synth_free(&s);
+    (void)user;
+    if (stage == 0) {
+        polopt_alias t;
+        rc = polopt_alias_init(&t, 5, w, h);
+        polopt_alias_free(&t);
+    } else if (stage == 1) {
+        polopt_adam_config c = polopt_adam_config_default();
+        polopt_adam opt;
+        c.hooks = *h;
+        rc = polopt_adam_init(&opt, 10, &c);
+        polopt_adam_free(&opt);
+    } else if (stage == 2) {
+        polopt_sgd_config c = polopt_sgd_config_default();
+        polopt_sgd opt;
+        c.momentum = 0.5f;
+        c.hooks = *h;
+        rc = polopt_sgd_init(&opt, 10, &c);
+        polopt_sgd_free(&opt);
+    } else {
+        polopt_synth_config c = polopt_synth_config_default();
+        polopt_synth s;
+        c.n_items = 100, c.dim = 8;
+        c.hooks = *h;
+        rc = polopt_synth_init(&s, &c);
+        if (rc == POLOPT_OK) rc = polopt_synth_user(&s, 3, x, NULL); /* allocates scratch */
+        polopt_synth_free(&s);
+    }
     return rc;
 }
 
 static void api_every_allocation_failure_is_clean(void)
 {
-    static const struct {
-        const char *name;
-        alloc_scenario run;
-    } scen[] = {{"alias", scen_alias}, {"adam", scen_adam}, {"sgd", scen_sgd}, {"synth", scen_synth}};
-    size_t s;
-    for (s = 0; s < sizeof scen / sizeof scen[0]; ++s) {
-        long k;
-        int finished = 0;
-        for (k = 0; k < 100 && !finished; ++k) {
-            th_allocator a;
-            polopt_result rc;
-            a.fail_at = k;
-            a.calls = 0;
-            a.live = 0;
-            rc = scen[s].run(&a);
-            if (a.live != 0) th_fail(__FILE__, __LINE__, "%s: %ld blocks leaked when allocation %ld failed", scen[s].name, a.live, k);
-            if (a.calls <= k) { /* the failure point was never reached: the scenario ran to the end */
-                CHECK_OK(rc);
-                finished = 1;
-            } else if (rc != POLOPT_ERR_NO_MEMORY) {
-                th_fail(__FILE__, __LINE__, "%s: allocation %ld failed but the result was %s", scen[s].name, k,
-                        polopt_strerror(rc));
-            }
-        }
-        CHECK(finished);
-    }
+    int stage;
+    for (stage = 0; stage < 4; ++stage) CHECK_EACH_ALLOCATION_FAILURE(api_alloc_scenario, stage, NULL);
 }
 
 const th_test th_suite_api[] = {TH(api_strerror_covers_every_code), TH(api_log_callback_and_message),

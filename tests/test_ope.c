@@ -673,57 +673,51 @@ static void ope_precision_and_overflow(void)
 }
 
 /* Every allocation of the CSV reader, the accumulator and the model fails in turn, cleanly. */
-static void ope_allocation_failures_are_clean(void)
+static polopt_result ope_alloc_scenario(const polopt_hooks *h, int stage, void *user)
 {
     const double w[3] = {1, 2, 0.5};
     const float r[3] = {1, 0, 1};
+    polopt_result rc;
+    (void)user;
+    if (stage == 0) {
+        static const char *const cat[1] = {"g"};
+        polopt_csv_config c = polopt_csv_config_default();
+        polopt_logged d;
+        c.action = "a", c.propensity = "p", c.reward = "r", c.categorical = cat, c.n_categorical = 1;
+        c.hooks = *h;
+        rc = polopt_logged_load_csv(&d, "build/test_alloc.csv", &c);
+        polopt_logged_free(&d);
+    } else if (stage == 1) {
+        polopt_ope_config c = polopt_ope_config_default();
+        polopt_ope_acc acc;
+        polopt_ope_estimate e[POLOPT_OPE_COUNT];
+        c.hooks = *h;
+        rc = polopt_ope_acc_init(&acc, &c);
+        if (rc == POLOPT_OK) rc = polopt_ope_acc_add(&acc, 3, w, r, NULL, NULL);
+        if (rc == POLOPT_OK) rc = polopt_ope_acc_finish(&acc, e);
+        polopt_ope_acc_free(&acc);
+    } else {
+        polopt_reward_model_config c = polopt_reward_model_config_default();
+        polopt_csv_config cc = polopt_csv_config_default();
+        polopt_logged d;
+        float q[3 * 2];
+        cc.action = "a", cc.propensity = "p", cc.reward = "r";
+        polopt_logged_load_csv(&d, "build/test_alloc.csv", &cc); /* with the default allocator */
+        c.hooks = *h;
+        c.kind = POLOPT_MODEL_LOGISTIC, c.epochs = 3;
+        rc = polopt_reward_model_crossfit(&d, &c, q);
+        polopt_logged_free(&d);
+    }
+    return rc;
+}
+
+static void ope_allocation_failures_are_clean(void)
+{
     FILE *f = fopen("build/test_alloc.csv", "wb");
     int stage;
     fputs("a,p,r,g\n0,0.5,1,x\n1,0.5,0,y\n1,0.5,1,x\n", f);
     fclose(f);
-    for (stage = 0; stage < 3; ++stage) {
-        long k;
-        int finished = 0;
-        for (k = 0; k < 100 && !finished; ++k) {
-            th_allocator al;
-            polopt_result rc;
-            al.fail_at = k, al.calls = 0, al.live = 0;
-            if (stage == 0) {
-                static const char *const cat[1] = {"g"};
-                polopt_csv_config c = polopt_csv_config_default();
-                polopt_logged d;
-                c.action = "a", c.propensity = "p", c.reward = "r", c.categorical = cat, c.n_categorical = 1;
-                c.hooks.alloc_ctx = &al;
-                rc = polopt_logged_load_csv(&d, "build/test_alloc.csv", &c);
-                polopt_logged_free(&d);
-            } else if (stage == 1) {
-                polopt_ope_config c = polopt_ope_config_default();
-                polopt_ope_acc acc;
-                polopt_ope_estimate e[POLOPT_OPE_COUNT];
-                c.hooks.alloc_ctx = &al;
-                rc = polopt_ope_acc_init(&acc, &c);
-                if (rc == POLOPT_OK) rc = polopt_ope_acc_add(&acc, 3, w, r, NULL, NULL);
-                if (rc == POLOPT_OK) rc = polopt_ope_acc_finish(&acc, e);
-                polopt_ope_acc_free(&acc);
-            } else {
-                polopt_reward_model_config c = polopt_reward_model_config_default();
-                polopt_csv_config cc = polopt_csv_config_default();
-                polopt_logged d;
-                float q[3 * 2];
-                cc.action = "a", cc.propensity = "p", cc.reward = "r";
-                polopt_logged_load_csv(&d, "build/test_alloc.csv", &cc); /* with the default allocator */
-                c.hooks.alloc_ctx = &al;
-                c.kind = POLOPT_MODEL_LOGISTIC, c.epochs = 3;
-                rc = polopt_reward_model_crossfit(&d, &c, q);
-                polopt_logged_free(&d);
-            }
-            if (al.live != 0) th_fail(__FILE__, __LINE__, "stage %d: %ld blocks leaked at failure %ld", stage, al.live, k);
-            if (al.calls <= k) finished = rc == POLOPT_OK;
-            else if (rc != POLOPT_ERR_NO_MEMORY)
-                th_fail(__FILE__, __LINE__, "stage %d: allocation %ld failed, result %s", stage, k, polopt_strerror(rc));
-        }
-        CHECK(finished);
-    }
+    for (stage = 0; stage < 3; ++stage) CHECK_EACH_ALLOCATION_FAILURE(ope_alloc_scenario, stage, NULL);
     remove("build/test_alloc.csv");
 }
 
