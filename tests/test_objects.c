@@ -359,6 +359,74 @@ static void objects_synth(void)
     }
 }
 
+/* The constructors, loaders and long-running calls not covered by the other suites' allocation tests: each fails
+   cleanly at every allocation (the object stays freeable), through the one helper of the harness. */
+static polopt_result objects_alloc_scenario(const polopt_hooks *h, int stage, void *user)
+{
+    const float *v = vectors();
+    float X[8 * 4];
+    polopt_result rc = POLOPT_OK;
+    size_t i;
+    (void)user;
+    for (i = 0; i < 8 * 4; ++i) X[i] = (float)(i % 5) * 0.25f - 0.5f;
+    if (stage == 0) {
+        polopt_proposal q;
+        rc = polopt_proposal_init(&q, 64, 8, h);
+        polopt_proposal_free(&q);
+    } else if (stage <= 2) { /* a policy, saved to a file (the temporary's name is allocated), or its value */
+        polopt_policy p;
+        polopt_policy_config pc = polopt_policy_config_default(4, 4);
+        pc.hooks = *h;
+        rc = polopt_policy_init(&p, &pc);
+        if (rc == POLOPT_OK && stage == 1) rc = polopt_policy_save(&p, "build/test_alloc.pol");
+        if (rc == POLOPT_OK && stage == 2) {
+            polopt_mips ix;
+            polopt_synth syn;
+            polopt_synth_config yc = polopt_synth_config_default();
+            polopt_synth_task task;
+            polopt_dataset d;
+            float tastes[8 * 4];
+            double value;
+            yc.n_items = 64, yc.dim = 4;
+            CHECK_OK(polopt_mips_init_exact(&ix, 64, 4, v, 0, NULL));
+            CHECK_OK(polopt_synth_init(&syn, &yc));
+            for (i = 0; i < 8; ++i) CHECK_OK(polopt_synth_user(&syn, i, X + 4 * i, tastes + 4 * i));
+            task.synth = &syn, task.items = v, task.tastes = tastes, task.n = 8;
+            memset(&d, 0, sizeof d);
+            d.n = 8, d.X = X, d.ldx = 4, d.reward = polopt_synth_reward, d.reward_user = &task;
+            rc = polopt_policy_value(&p, &ix, &d, &value);
+            polopt_synth_free(&syn);
+            polopt_mips_free(&ix);
+        }
+        polopt_policy_free(&p);
+    } else if (stage == 3) { /* an index saved to a file */
+        polopt_mips ix;
+        rc = polopt_mips_init_exact(&ix, 64, 4, v, 1, h);
+        if (rc == POLOPT_OK) rc = polopt_mips_save(&ix, "build/test_alloc.idx");
+        polopt_mips_free(&ix);
+    } else { /* the relevant sets of a synthetic task */
+        polopt_synth syn;
+        polopt_synth_config yc = polopt_synth_config_default();
+        polopt_sets sets;
+        float tastes[8 * 4];
+        yc.n_items = 64, yc.dim = 4, yc.hooks = *h;
+        rc = polopt_synth_init(&syn, &yc);
+        for (i = 0; i < 8 && rc == POLOPT_OK; ++i) rc = polopt_synth_user(&syn, i, X + 4 * i, tastes + 4 * i);
+        memset(&sets, 0, sizeof sets);
+        if (rc == POLOPT_OK) rc = polopt_synth_relevant(&syn, v, 8, tastes, 3, &sets);
+        polopt_sets_free(&sets);
+        polopt_synth_free(&syn);
+    }
+    return rc;
+}
+
+static void objects_allocation_failures_are_clean(void)
+{
+    int stage;
+    for (stage = 0; stage < 5; ++stage) CHECK_EACH_ALLOCATION_FAILURE(objects_alloc_scenario, stage, NULL);
+    remove("build/test_alloc.pol"), remove("build/test_alloc.idx");
+}
+
 const th_test th_suite_objects[] = {TH(objects_alias),
                                     TH(objects_mips_and_scratch),
                                     TH(objects_optimisers),
@@ -366,4 +434,5 @@ const th_test th_suite_objects[] = {TH(objects_alias),
                                     TH(objects_trainer),
                                     TH(objects_logged_csv_ope_model),
                                     TH(objects_synth),
+                                    TH(objects_allocation_failures_are_clean),
                                     TH_END};
