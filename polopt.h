@@ -4928,52 +4928,35 @@ static polopt_result polopt__mips_read(polopt_mips *ix, polopt__io *r, size_t av
     return POLOPT_OK;
 }
 
-/* polopt__mips_read, leaving the index empty (with its message) on failure. */
-static polopt_result polopt__mips_load_io(void *obj, polopt__io *r, size_t available, const char *fn, const char *source)
+/* Loading from a file or a buffer: the object ends fully loaded, or zeroed with its message. */
+static polopt_result polopt__mips_read_cb(void *obj, polopt__io *r, size_t available, const char *fn, const char *source)
 {
-    polopt_mips *ix = (polopt_mips *)obj;
-    const polopt_result rc = polopt__mips_read(ix, r, available, fn, source);
-    if (rc != POLOPT_OK) {
-        const polopt_error e = ix->err;
-        polopt_mips_free(ix);
-        ix->err = e;
-        return rc;
-    }
-    polopt__clear_error(&ix->err);
-    return POLOPT_OK;
+    return polopt__mips_read((polopt_mips *)obj, r, available, fn, source);
 }
 
-static polopt_result polopt__mips_load_buffer_impl(polopt_mips *ix, const void *buffer, size_t size,
-                                                 const polopt_hooks *hooks)
+static polopt_result polopt__mips_load_any(polopt_mips *x, int from_file, const char *path, const void *buffer,
+                                         size_t size, const polopt_hooks *hooks, const char *fn)
 {
-    if (!ix) return POLOPT_ERR_INVALID_ARG;
-    memset(ix, 0, sizeof *ix);
-    ix->hooks = hooks ? *hooks : polopt__no_hooks;
-    return polopt__load(NULL, buffer, size, polopt__mips_load_io, ix, &ix->err, &ix->hooks, "polopt_mips_load_buffer");
+    polopt_result rc;
+    if (!x) return POLOPT_ERR_INVALID_ARG;
+    memset(x, 0, sizeof *x);
+    x->hooks = hooks ? *hooks : polopt__no_hooks;
+    if (from_file && !path) rc = polopt__fail(&x->err, &x->hooks, POLOPT_ERR_INVALID_ARG, "%s: path is NULL", fn);
+    else rc = polopt__load(path, buffer, size, polopt__mips_read_cb, x, &x->err, &x->hooks, fn);
+    if (rc != POLOPT_OK) POLOPT__ZERO_KEEPING_ERROR(x, polopt_mips_free);
+    else polopt__clear_error(&x->err);
+    return rc;
 }
 
 POLOPT_DEF polopt_result polopt_mips_load_buffer(polopt_mips *index, const void *buffer, size_t size,
                                                  const polopt_hooks *hooks)
 {
-    const polopt_result rc = polopt__mips_load_buffer_impl(index, buffer, size, hooks);
-    if (rc != POLOPT_OK && index) POLOPT__ZERO_KEEPING_ERROR(index, polopt_mips_free);
-    return rc;
-}
-
-static polopt_result polopt__mips_load_impl(polopt_mips *ix, const char *path, const polopt_hooks *hooks)
-{
-    if (!ix) return POLOPT_ERR_INVALID_ARG;
-    memset(ix, 0, sizeof *ix);
-    ix->hooks = hooks ? *hooks : polopt__no_hooks;
-    if (!path) return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_INVALID_ARG, "polopt_mips_load: path is NULL");
-    return polopt__load(path, NULL, 0, polopt__mips_load_io, ix, &ix->err, &ix->hooks, "polopt_mips_load");
+    return polopt__mips_load_any(index, 0, NULL, buffer, size, hooks, "polopt_mips_load_buffer");
 }
 
 POLOPT_DEF polopt_result polopt_mips_load(polopt_mips *index, const char *path, const polopt_hooks *hooks)
 {
-    const polopt_result rc = polopt__mips_load_impl(index, path, hooks);
-    if (rc != POLOPT_OK && index) POLOPT__ZERO_KEEPING_ERROR(index, polopt_mips_free);
-    return rc;
+    return polopt__mips_load_any(index, 1, path, NULL, 0, hooks, "polopt_mips_load");
 }
 
 /* >>optim ------------------------------------------------------------------------------------------------- */
@@ -5363,53 +5346,35 @@ static polopt_result polopt__policy_read(polopt_policy *p, polopt__io *r, size_t
     return POLOPT_OK;
 }
 
-/* polopt__policy_read, leaving the policy empty (with its message) on failure. */
-static polopt_result polopt__policy_load_io(void *obj, polopt__io *r, size_t available, const char *fn,
-                                            const char *source)
+/* Loading from a file or a buffer: the object ends fully loaded, or zeroed with its message. */
+static polopt_result polopt__policy_read_cb(void *obj, polopt__io *r, size_t available, const char *fn, const char *source)
 {
-    polopt_policy *p = (polopt_policy *)obj;
-    const polopt_result rc = polopt__policy_read(p, r, available, fn, source);
-    if (rc != POLOPT_OK) {
-        const polopt_error e = p->err;
-        polopt_policy_free(p);
-        p->err = e;
-        return rc;
-    }
-    polopt__clear_error(&p->err);
-    return POLOPT_OK;
+    return polopt__policy_read((polopt_policy *)obj, r, available, fn, source);
 }
 
-static polopt_result polopt__policy_load_buffer_impl(polopt_policy *p, const void *buffer, size_t size,
-                                                   const polopt_hooks *hooks)
+static polopt_result polopt__policy_load_any(polopt_policy *x, int from_file, const char *path, const void *buffer,
+                                         size_t size, const polopt_hooks *hooks, const char *fn)
 {
-    if (!p) return POLOPT_ERR_INVALID_ARG;
-    memset(p, 0, sizeof *p);
-    p->hooks = hooks ? *hooks : polopt__no_hooks;
-    return polopt__load(NULL, buffer, size, polopt__policy_load_io, p, &p->err, &p->hooks, "polopt_policy_load_buffer");
-}
-
-POLOPT_DEF polopt_result polopt_policy_load_buffer(polopt_policy *policy, const void *buffer, size_t size,
-                                                   const polopt_hooks *hooks)
-{
-    const polopt_result rc = polopt__policy_load_buffer_impl(policy, buffer, size, hooks);
-    if (rc != POLOPT_OK && policy) POLOPT__ZERO_KEEPING_ERROR(policy, polopt_policy_free);
+    polopt_result rc;
+    if (!x) return POLOPT_ERR_INVALID_ARG;
+    memset(x, 0, sizeof *x);
+    x->hooks = hooks ? *hooks : polopt__no_hooks;
+    if (from_file && !path) rc = polopt__fail(&x->err, &x->hooks, POLOPT_ERR_INVALID_ARG, "%s: path is NULL", fn);
+    else rc = polopt__load(path, buffer, size, polopt__policy_read_cb, x, &x->err, &x->hooks, fn);
+    if (rc != POLOPT_OK) POLOPT__ZERO_KEEPING_ERROR(x, polopt_policy_free);
+    else polopt__clear_error(&x->err);
     return rc;
 }
 
-static polopt_result polopt__policy_load_impl(polopt_policy *p, const char *path, const polopt_hooks *hooks)
+POLOPT_DEF polopt_result polopt_policy_load_buffer(polopt_policy *policy, const void *buffer, size_t size,
+                                                 const polopt_hooks *hooks)
 {
-    if (!p) return POLOPT_ERR_INVALID_ARG;
-    memset(p, 0, sizeof *p);
-    p->hooks = hooks ? *hooks : polopt__no_hooks;
-    if (!path) return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG, "polopt_policy_load: path is NULL");
-    return polopt__load(path, NULL, 0, polopt__policy_load_io, p, &p->err, &p->hooks, "polopt_policy_load");
+    return polopt__policy_load_any(policy, 0, NULL, buffer, size, hooks, "polopt_policy_load_buffer");
 }
 
 POLOPT_DEF polopt_result polopt_policy_load(polopt_policy *policy, const char *path, const polopt_hooks *hooks)
 {
-    const polopt_result rc = polopt__policy_load_impl(policy, path, hooks);
-    if (rc != POLOPT_OK && policy) POLOPT__ZERO_KEEPING_ERROR(policy, polopt_policy_free);
-    return rc;
+    return polopt__policy_load_any(policy, 1, path, NULL, 0, hooks, "polopt_policy_load");
 }
 
 /* >>proposal ---------------------------------------------------------------------------------------------- */
