@@ -448,8 +448,10 @@ POLOPT_DEF polopt_result polopt_mips_search_from(const polopt_mips *index, polop
 /* Files and buffers: a 128-byte header (magic "POLOPTIX", format version, byte order, element size, kind and
    sizes, checksums of the header and of the payload), then the vectors and, for HNSW, the graph.  Loading
    checks everything (sizes, checksum, every link in range) before it trusts anything, and answers a truncated,
-   corrupted or foreign input with an error and a message.  polopt_mips_save writes a temporary file next to path
-   and renames it over path only when complete, so a failed save never replaces a good file. */
+   corrupted or foreign input with an error and a message, and proves that the graph has the exact layout this
+   writer produces.  polopt_mips_save writes a temporary file next to path under a fresh name (created exclusively,
+   never through a link), flushes it, keeps the replaced file's mode and renames it over path only when complete, so
+   a failed save never replaces a good file; a saved file is a function of the index alone. */
 POLOPT_DEF polopt_result polopt_mips_save(polopt_mips *index, const char *path);
 /* Bytes needed: call with buffer NULL to get *out_size, then again with a buffer of that size. */
 POLOPT_DEF polopt_result polopt_mips_save_buffer(polopt_mips *index, void *buffer, size_t buffer_size,
@@ -3224,7 +3226,8 @@ POLOPT_DEF polopt_result polopt_log_softmax(size_t n, const float *x, float temp
     return POLOPT_OK;
 }
 
-/* The heap behind polopt_topk: a min-heap of indices ordered by "worse" (smaller value, then larger index),
+/* The heap behind polopt_topk: a min-heap of indices ordered by "worse" (smaller value, then larger index: the order
+   of polopt__worse_cand, on indices into x, since topk keeps its heap in out_index and allocates nothing),
    so the root is the weakest of the k kept and a newcomer only has to beat the root. */
 static int polopt__worse(const float *x, uint32_t a, uint32_t b)
 {
@@ -3763,12 +3766,19 @@ typedef struct polopt__cand {
     uint32_t id;
 } polopt__cand;
 
-/* Binary heaps of candidates: a max-heap (best on top: the search frontier) and a min-heap (worst on top: the
-   results kept).  Written out for each order, as the search spends a fifth of its time in them. */
+/* The one order of candidates, used by every heap and by polopt_topk: a is worse than b when its score is lower,
+   or equal with a higher id (ties go to the lower id, so results do not depend on the order of a search). */
+static POLOPT__INLINE int polopt__worse_cand(polopt__cand a, polopt__cand b)
+{
+    return a.s < b.s || (a.s == b.s && a.id > b.id);
+}
+
+/* Binary heaps of candidates: a max-heap (best on top: the HNSW frontier) and a min-heap (worst on top: the results
+   kept, by HNSW and by exact search).  Written out for each order, as the search spends a fifth of its time here. */
 static void polopt__maxheap_push(polopt__cand *h, size_t *n, polopt__cand c)
 {
     size_t i = (*n)++;
-    while (i && h[(i - 1) / 2].s < c.s) {
+    while (i && polopt__worse_cand(h[(i - 1) / 2], c)) {
         h[i] = h[(i - 1) / 2];
         i = (i - 1) / 2;
     }
@@ -3778,7 +3788,7 @@ static void polopt__maxheap_push(polopt__cand *h, size_t *n, polopt__cand c)
 static void polopt__minheap_push(polopt__cand *h, size_t *n, polopt__cand c)
 {
     size_t i = (*n)++;
-    while (i && h[(i - 1) / 2].s > c.s) {
+    while (i && polopt__worse_cand(c, h[(i - 1) / 2])) {
         h[i] = h[(i - 1) / 2];
         i = (i - 1) / 2;
     }
@@ -3790,8 +3800,8 @@ static void polopt__maxheap_sift(polopt__cand *h, size_t n, polopt__cand c)
 {
     size_t i = 0, child;
     while ((child = 2 * i + 1) < n) {
-        if (child + 1 < n && h[child + 1].s > h[child].s) ++child;
-        if (!(h[child].s > c.s)) break;
+        if (child + 1 < n && polopt__worse_cand(h[child], h[child + 1])) ++child;
+        if (!polopt__worse_cand(c, h[child])) break;
         h[i] = h[child];
         i = child;
     }
@@ -3802,8 +3812,8 @@ static void polopt__minheap_sift(polopt__cand *h, size_t n, polopt__cand c)
 {
     size_t i = 0, child;
     while ((child = 2 * i + 1) < n) {
-        if (child + 1 < n && h[child + 1].s < h[child].s) ++child;
-        if (!(h[child].s < c.s)) break;
+        if (child + 1 < n && polopt__worse_cand(h[child + 1], h[child])) ++child;
+        if (!polopt__worse_cand(h[child], c)) break;
         h[i] = h[child];
         i = child;
     }
@@ -4484,27 +4494,6 @@ POLOPT_DEF void polopt_mips_scratch_free(polopt_mips_scratch *scratch)
     memset(scratch, 0, sizeof *scratch);
 }
 
-/* The exact search's heaps order by "worse": a lower score, or an equal score and a higher id (ties go to the
-   lower id, as in polopt_topk). */
-static int polopt__worse_cand(polopt__cand a, polopt__cand b)
-{
-    return a.s < b.s || (a.s == b.s && a.id > b.id);
-}
-
-static void polopt__exact_sift_down(polopt__cand *h, size_t n, size_t i, polopt__cand c)
-{
-    for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, w = i;
-        polopt__cand worst = c;
-        if (l < n && polopt__worse_cand(h[l], worst)) w = l, worst = h[l];
-        if (r < n && polopt__worse_cand(h[r], worst)) w = r;
-        if (w == i) break;
-        h[i] = h[w];
-        i = w;
-    }
-    h[i] = c;
-}
-
 /* Exact search for up to 32 queries: stream the items in tiles of 4096, score a tile against all queries with one
    gemm, and keep each query's k best in a min-heap ordered like polopt_topk (ties: lower id first).  O(nq P L). */
 static void polopt__exact_batch(const polopt_mips *ix, polopt_mips_scratch *sc, size_t nq, const float *Q,
@@ -4523,21 +4512,16 @@ static void polopt__exact_batch(const polopt_mips *ix, polopt_mips_scratch *sc, 
             const float *row = sc->tile + i * m;
             size_t n = fill[i];
             j = 0;
-            for (; j < m && n < k; ++j) { /* fill the heap (sift up) */
+            for (; j < m && n < k; ++j) { /* fill the heap */
                 polopt__cand c;
-                size_t at = n++;
                 c.s = row[j], c.id = (uint32_t)(a0 + j);
-                while (at && polopt__worse_cand(c, h[(at - 1) / 2])) {
-                    h[at] = h[(at - 1) / 2];
-                    at = (at - 1) / 2;
-                }
-                h[at] = c;
+                polopt__minheap_push(h, &n, c);
             }
             for (; j < m; ++j) /* later ids lose ties: a newcomer must be strictly better than the worst kept */
                 if (row[j] > h[0].s) {
                     polopt__cand c;
                     c.s = row[j], c.id = (uint32_t)(a0 + j);
-                    polopt__exact_sift_down(h, n, 0, c);
+                    polopt__minheap_sift(h, n, c);
                 }
             fill[i] = n;
         }
@@ -4548,7 +4532,7 @@ static void polopt__exact_batch(const polopt_mips *ix, polopt_mips_scratch *sc, 
         for (t = n; t > 1; --t) {
             const polopt__cand last = h[t - 1];
             h[t - 1] = h[0];
-            polopt__exact_sift_down(h, t - 1, 0, last);
+            polopt__minheap_sift(h, t - 1, last);
         }
         for (t = 0; t < k; ++t) {
             out_ids[i * k + t] = t < n ? h[t].id : POLOPT_NO_ITEM;
