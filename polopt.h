@@ -4783,8 +4783,9 @@ POLOPT_DEF polopt_result polopt_mips_save_buffer(polopt_mips *index, void *buffe
      - the upper-level blocks are laid out as polopt__mips_prepare_nodes lays them out: node by node, in id order,
        level blocks of 1 + M words each, with no gap and no overlap, filling the pool exactly (so no write into
        one node's list can reach another's count);
-     - each list holds at most M (2M on level 0) links, each to a node that exists on that level, and its unused
-       slots are zero (as the writer writes them). */
+     - each list holds at most M (2M on level 0) links, each to a node that exists on that level.
+   The unused slots of each list are set to zero, as the writer writes them (files of polopt 0.1.0 may hold stale
+   links there), so the loaded index saves back to the canonical bytes. */
 static polopt_result polopt__mips_check_graph(polopt_mips *ix, const char *fn)
 {
     const size_t M = ix->M, block = 1 + M;
@@ -4807,7 +4808,7 @@ static polopt_result polopt__mips_check_graph(polopt_mips *ix, const char *fn)
                                 (unsigned long)(level ? words : POLOPT_NO_ITEM));
         words += (size_t)level * block;
         for (l = 0; l <= level; ++l) {
-            const uint32_t *links = polopt__links(ix, (uint32_t)a, l);
+            uint32_t *links = polopt__links(ix, (uint32_t)a, l);
             const size_t max = l ? M : 2 * M;
             if (links[0] > max)
                 return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_FORMAT, "%s: node %lu has %u links on level %d", fn,
@@ -4817,11 +4818,7 @@ static polopt_result polopt__mips_check_graph(polopt_mips *ix, const char *fn)
                     return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_FORMAT,
                                         "%s: node %lu links to %u on level %d, which is not a node of that level", fn,
                                         (unsigned long)a, links[i], l);
-            for (; i <= max; ++i)
-                if (links[i] != 0)
-                    return polopt__fail(&ix->err, &ix->hooks, POLOPT_ERR_FORMAT,
-                                        "%s: node %lu has a non-zero unused link slot on level %d", fn,
-                                        (unsigned long)a, l);
+            for (; i <= max; ++i) links[i] = 0; /* files of polopt 0.1.0 left old links there: canonical now */
         }
     }
     if (words != ix->upper_size)
