@@ -451,11 +451,12 @@ POLOPT_DEF polopt_result polopt_mips_search_from(const polopt_mips *index, polop
    corrupted or foreign input with an error and a message, and proves that the graph has the exact layout this
    writer produces.  polopt_mips_save writes a temporary file next to path under a fresh name (created exclusively,
    never through a link), flushes it, keeps the replaced file's mode and renames it over path only when complete, so
-   a failed save never replaces a good file; a saved file is a function of the index alone. */
-POLOPT_DEF polopt_result polopt_mips_save(polopt_mips *index, const char *path);
+   a failed save never replaces a good file; a saved file is a function of the index alone.  Saving only reads the
+   index, so it takes it const; out_err (may be NULL) receives the message of a failure, e.g. &index.err. */
+POLOPT_DEF polopt_result polopt_mips_save(const polopt_mips *index, const char *path, polopt_error *out_err);
 /* Bytes needed: call with buffer NULL to get *out_size, then again with a buffer of that size. */
-POLOPT_DEF polopt_result polopt_mips_save_buffer(polopt_mips *index, void *buffer, size_t buffer_size,
-                                                 size_t *out_size);
+POLOPT_DEF polopt_result polopt_mips_save_buffer(const polopt_mips *index, void *buffer, size_t buffer_size,
+                                                 size_t *out_size, polopt_error *out_err);
 /* The loaded index owns its vectors.  hooks may be NULL. */
 POLOPT_DEF polopt_result polopt_mips_load(polopt_mips *index, const char *path, const polopt_hooks *hooks);
 POLOPT_DEF polopt_result polopt_mips_load_buffer(polopt_mips *index, const void *buffer, size_t size,
@@ -552,10 +553,10 @@ POLOPT_DEF polopt_result polopt_policy_topk(const polopt_policy *policy, const p
                                             polopt_mips_scratch *scratch, const float *x, size_t k, size_t ef,
                                             uint32_t *out_ids, float *out_scores);
 /* Files and buffers with the index's discipline: magic "POLOPTPL", version, sizes, checksums, validated load,
-   atomic save.  A loaded policy has its own theta. */
-POLOPT_DEF polopt_result polopt_policy_save(polopt_policy *policy, const char *path);
-POLOPT_DEF polopt_result polopt_policy_save_buffer(polopt_policy *policy, void *buffer, size_t buffer_size,
-                                                   size_t *out_size);
+   atomic save, out_err as for the index (may be NULL).  A loaded policy has its own theta. */
+POLOPT_DEF polopt_result polopt_policy_save(const polopt_policy *policy, const char *path, polopt_error *out_err);
+POLOPT_DEF polopt_result polopt_policy_save_buffer(const polopt_policy *policy, void *buffer, size_t buffer_size,
+                                                   size_t *out_size, polopt_error *out_err);
 POLOPT_DEF polopt_result polopt_policy_load(polopt_policy *policy, const char *path, const polopt_hooks *hooks);
 POLOPT_DEF polopt_result polopt_policy_load_buffer(polopt_policy *policy, const void *buffer, size_t size,
                                                    const polopt_hooks *hooks);
@@ -4745,29 +4746,29 @@ static polopt_result polopt__mips_emit(const void *ctx, polopt__io *w)
     return polopt__mips_emit_payload(ix, w);
 }
 
-POLOPT_DEF polopt_result polopt_mips_save(polopt_mips *index, const char *path)
+POLOPT_DEF polopt_result polopt_mips_save(const polopt_mips *index, const char *path, polopt_error *out_err)
 {
     static const char *fn = "polopt_mips_save";
     if (!index) return POLOPT_ERR_INVALID_ARG;
-    if (!index->vectors) return polopt__not_ready(&index->err, &index->hooks, fn, "index");
-    if (!path) return polopt__fail(&index->err, &index->hooks, POLOPT_ERR_INVALID_ARG, "%s: path is NULL", fn);
-    return polopt__save_atomic(path, &index->hooks, &index->err, fn, polopt__mips_emit, index);
+    if (!index->vectors) return polopt__not_ready(out_err, &index->hooks, fn, "index");
+    if (!path) return polopt__fail(out_err, &index->hooks, POLOPT_ERR_INVALID_ARG, "%s: path is NULL", fn);
+    return polopt__save_atomic(path, &index->hooks, out_err, fn, polopt__mips_emit, index);
 }
 
-POLOPT_DEF polopt_result polopt_mips_save_buffer(polopt_mips *index, void *buffer, size_t buffer_size,
-                                                 size_t *out_size)
+POLOPT_DEF polopt_result polopt_mips_save_buffer(const polopt_mips *index, void *buffer, size_t buffer_size,
+                                                 size_t *out_size, polopt_error *out_err)
 {
     polopt__io w;
     size_t need;
     if (!index) return POLOPT_ERR_INVALID_ARG;
-    if (!index->vectors) return polopt__not_ready(&index->err, &index->hooks, "polopt_mips_save_buffer", "index");
+    if (!index->vectors) return polopt__not_ready(out_err, &index->hooks, "polopt_mips_save_buffer", "index");
     if (!out_size)
-        return polopt__fail(&index->err, &index->hooks, POLOPT_ERR_INVALID_ARG, "polopt_mips_save_buffer: out_size is NULL");
+        return polopt__fail(out_err, &index->hooks, POLOPT_ERR_INVALID_ARG, "polopt_mips_save_buffer: out_size is NULL");
     need = POLOPT__HEADER_BYTES + polopt__mips_payload_bytes(index->kind, index->n, index->dim, index->M, index->upper_size);
     *out_size = need;
     if (!buffer) return POLOPT_OK;
     if (buffer_size < need)
-        return polopt__fail(&index->err, &index->hooks, POLOPT_ERR_INVALID_ARG,
+        return polopt__fail(out_err, &index->hooks, POLOPT_ERR_INVALID_ARG,
                             "polopt_mips_save_buffer: the buffer has %lu bytes, the index needs %lu",
                             (unsigned long)buffer_size, (unsigned long)need);
     memset(&w, 0, sizeof w);
@@ -5260,27 +5261,27 @@ static polopt_result polopt__policy_emit(const void *ctx, polopt__io *w)
     return polopt__write_words(w, p->theta, p->D * p->L);
 }
 
-POLOPT_DEF polopt_result polopt_policy_save(polopt_policy *policy, const char *path)
+POLOPT_DEF polopt_result polopt_policy_save(const polopt_policy *policy, const char *path, polopt_error *out_err)
 {
     static const char *fn = "polopt_policy_save";
     if (!policy) return POLOPT_ERR_INVALID_ARG;
-    if (!policy->theta) return polopt__not_ready(&policy->err, &policy->hooks, fn, "policy");
-    if (!path) return polopt__fail(&policy->err, &policy->hooks, POLOPT_ERR_INVALID_ARG, "%s: path is NULL", fn);
-    return polopt__save_atomic(path, &policy->hooks, &policy->err, fn, polopt__policy_emit, policy);
+    if (!policy->theta) return polopt__not_ready(out_err, &policy->hooks, fn, "policy");
+    if (!path) return polopt__fail(out_err, &policy->hooks, POLOPT_ERR_INVALID_ARG, "%s: path is NULL", fn);
+    return polopt__save_atomic(path, &policy->hooks, out_err, fn, polopt__policy_emit, policy);
 }
 
-POLOPT_DEF polopt_result polopt_policy_save_buffer(polopt_policy *policy, void *buffer, size_t buffer_size,
-                                                   size_t *out_size)
+POLOPT_DEF polopt_result polopt_policy_save_buffer(const polopt_policy *policy, void *buffer, size_t buffer_size,
+                                                   size_t *out_size, polopt_error *out_err)
 {
     polopt__io w;
     if (!policy) return POLOPT_ERR_INVALID_ARG;
-    if (!policy->theta) return polopt__not_ready(&policy->err, &policy->hooks, "polopt_policy_save_buffer", "policy");
+    if (!policy->theta) return polopt__not_ready(out_err, &policy->hooks, "polopt_policy_save_buffer", "policy");
     if (!out_size)
-        return polopt__fail(&policy->err, &policy->hooks, POLOPT_ERR_INVALID_ARG, "polopt_policy_save_buffer: out_size is NULL");
+        return polopt__fail(out_err, &policy->hooks, POLOPT_ERR_INVALID_ARG, "polopt_policy_save_buffer: out_size is NULL");
     *out_size = POLOPT__HEADER_BYTES + policy->D * policy->L * 4;
     if (!buffer) return POLOPT_OK;
     if (buffer_size < *out_size)
-        return polopt__fail(&policy->err, &policy->hooks, POLOPT_ERR_INVALID_ARG,
+        return polopt__fail(out_err, &policy->hooks, POLOPT_ERR_INVALID_ARG,
                             "polopt_policy_save_buffer: the buffer has %lu bytes, the policy needs %lu",
                             (unsigned long)buffer_size, (unsigned long)*out_size);
     memset(&w, 0, sizeof w);

@@ -31,9 +31,9 @@ double bench_cblas_reinforce_ms(const polopt_policy *start, const polopt_mips *i
     double t0, ms = -1.0;
     openblas_set_num_threads(1);
     /* a private copy of the starting policy, through a buffer (the two library copies share the file format) */
-    polopt_policy_save_buffer(start, NULL, 0, &bytes);
+    polopt_policy_save_buffer(start, NULL, 0, &bytes, NULL);
     buf = (unsigned char *)malloc(bytes);
-    if (!buf || polopt_policy_save_buffer(start, buf, bytes, &bytes) != POLOPT_OK ||
+    if (!buf || polopt_policy_save_buffer(start, buf, bytes, &bytes, NULL) != POLOPT_OK ||
         polopt_policy_load_buffer(&policy, buf, bytes, NULL) != POLOPT_OK) {
         free(buf);
         return -1.0;

@@ -130,12 +130,12 @@ static void hardening_policy_reserved_bytes(void)
     size_t size = 0, at;
     pc.init = POLOPT_INIT_RANDOM;
     CHECK_OK(polopt_policy_init(&p, &pc));
-    CHECK_OK(polopt_policy_save_buffer(&p, buf, sizeof buf, &size));
+    CHECK_OK(polopt_policy_save_buffer(&p, buf, sizeof buf, &size, &p.err));
     CHECK_OK(polopt_policy_load_buffer(&back, buf, size, NULL));
     polopt_policy_free(&back);
     for (at = 44; at < 120; ++at) {
         if (at >= 72 && at < 88) continue; /* payload size and checksum */
-        CHECK_OK(polopt_policy_save_buffer(&p, buf, sizeof buf, &size));
+        CHECK_OK(polopt_policy_save_buffer(&p, buf, sizeof buf, &size, &p.err));
         buf[at] = 1;
         reseal(buf, size);
         if (polopt_policy_load_buffer(&back, buf, size, NULL) != POLOPT_ERR_FORMAT)

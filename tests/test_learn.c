@@ -534,16 +534,16 @@ static void learn_policy_files(void)
     CHECK(c.init == POLOPT_INIT_RANDOM); /* D != L */
     c.temperature = 0.5f;
     CHECK_OK(polopt_policy_init(&p, &c));
-    CHECK_OK(polopt_policy_save(&p, "build/test_policy.bin"));
+    CHECK_OK(polopt_policy_save(&p, "build/test_policy.bin", &p.err));
     CHECK_OK(polopt_policy_load(&back, "build/test_policy.bin", NULL));
     CHECK(back.D == 6 && back.L == 4 && back.temperature == 0.5f && memcmp(back.theta, p.theta, 24 * 4) == 0);
     polopt_policy_free(&back);
     remove("build/test_policy.bin");
-    CHECK_OK(polopt_policy_save_buffer(&p, NULL, 0, &size));
+    CHECK_OK(polopt_policy_save_buffer(&p, NULL, 0, &size, &p.err));
     CHECK(size == 128 + 24 * 4);
     buf = (unsigned char *)malloc(size);
     bad = (unsigned char *)malloc(size);
-    CHECK_OK(polopt_policy_save_buffer(&p, buf, size, &size));
+    CHECK_OK(polopt_policy_save_buffer(&p, buf, size, &size, &p.err));
     for (i = 0; i < size; i += 7) { /* every truncation tried: each an error */
         fails += polopt_policy_load_buffer(&back, buf, i, NULL) != POLOPT_ERR_TRUNCATED;
     }
@@ -565,7 +565,7 @@ static void learn_policy_files(void)
         unsigned char ib[256];
         size_t isz;
         polopt_mips_init_exact(&ix, 2, 4, v, 0, NULL);
-        polopt_mips_save_buffer(&ix, ib, sizeof ib, &isz);
+        polopt_mips_save_buffer(&ix, ib, sizeof ib, &isz, &ix.err);
         CHECK_RC(polopt_policy_load_buffer(&back, ib, isz, NULL), POLOPT_ERR_FORMAT);
         polopt_mips_free(&ix);
     }
@@ -644,7 +644,7 @@ static void learn_allocation_failures_are_clean(void)
     static alloc_case ac;
     int stage;
     problem_make(&ac.pb, 50, 4, 4, 8, 0);
-    polopt_policy_save_buffer(&ac.pb.policy, ac.buf, sizeof ac.buf, &ac.size);
+    polopt_policy_save_buffer(&ac.pb.policy, ac.buf, sizeof ac.buf, &ac.size, &ac.pb.policy.err);
     for (stage = 0; stage < 5; ++stage) CHECK_EACH_ALLOCATION_FAILURE(learn_alloc_scenario, stage, &ac);
     problem_free(&ac.pb);
 }

@@ -217,16 +217,16 @@ static void mips_save_load_round_trip(void)
     CHECK_OK(build_small(&hn, P, NULL, v, 0));
     CHECK_OK(polopt_mips_init_exact(&ex, P, L, v, 0, NULL));
     /* file */
-    CHECK_OK(polopt_mips_save(&hn, path));
+    CHECK_OK(polopt_mips_save(&hn, path, &hn.err));
     CHECK_OK(polopt_mips_load(&back, path, NULL));
     CHECK(back.kind == POLOPT_MIPS_HNSW && back.n == P && back.dim == L && back.M == hn.M);
     CHECK(same_results(&hn, &back, q, 20, 10, 50));
     polopt_mips_free(&back);
     /* buffer, both kinds */
-    CHECK_OK(polopt_mips_save_buffer(&hn, NULL, 0, &size));
+    CHECK_OK(polopt_mips_save_buffer(&hn, NULL, 0, &size, &hn.err));
     buf = (unsigned char *)malloc(size);
-    CHECK_RC(polopt_mips_save_buffer(&hn, buf, size - 1, &size2), POLOPT_ERR_INVALID_ARG);
-    CHECK_OK(polopt_mips_save_buffer(&hn, buf, size, &size2));
+    CHECK_RC(polopt_mips_save_buffer(&hn, buf, size - 1, &size2, &hn.err), POLOPT_ERR_INVALID_ARG);
+    CHECK_OK(polopt_mips_save_buffer(&hn, buf, size, &size2, &hn.err));
     CHECK(size2 == size);
     CHECK_OK(polopt_mips_load_buffer(&back, buf, size, NULL));
     CHECK(same_results(&hn, &back, q, 20, 10, 50));
@@ -235,10 +235,10 @@ static void mips_save_load_round_trip(void)
     CHECK(back.n == P + 1);
     polopt_mips_free(&back);
     free(buf);
-    CHECK_OK(polopt_mips_save_buffer(&ex, NULL, 0, &size));
+    CHECK_OK(polopt_mips_save_buffer(&ex, NULL, 0, &size, &ex.err));
     CHECK(size == 128 + P * L * 4);
     buf = (unsigned char *)malloc(size);
-    CHECK_OK(polopt_mips_save_buffer(&ex, buf, size, &size));
+    CHECK_OK(polopt_mips_save_buffer(&ex, buf, size, &size, &ex.err));
     CHECK_OK(polopt_mips_load_buffer(&back, buf, size, NULL));
     CHECK(back.kind == POLOPT_MIPS_EXACT && same_results(&ex, &back, q, 20, 10, 0));
     polopt_mips_free(&back);
@@ -274,10 +274,10 @@ static void mips_damaged_inputs_are_rejected(void)
     size_t size = 0, cut, i, bounds[8], nb = 0, levels_bytes = (P + 3) / 4 * 4;
     int failures = 0;
     CHECK_OK(build_small(&hn, P, NULL, v, 1));
-    polopt_mips_save_buffer(&hn, NULL, 0, &size);
+    polopt_mips_save_buffer(&hn, NULL, 0, &size, &hn.err);
     buf = (unsigned char *)malloc(size);
     bad = (unsigned char *)malloc(size + 8);
-    CHECK_OK(polopt_mips_save_buffer(&hn, buf, size, &size));
+    CHECK_OK(polopt_mips_save_buffer(&hn, buf, size, &size, &hn.err));
     /* truncation at every section boundary and inside the header: TRUNCATED, nothing else */
     bounds[nb++] = 0, bounds[nb++] = 64, bounds[nb++] = 128;
     bounds[nb++] = 128 + P * L * 4;
@@ -380,9 +380,9 @@ static void mips_crafted_layouts_are_rejected(void)
     size_t offsets_at, upper_at;
     CHECK_OK(build_small(&hn, P, NULL, v, 1));
     offsets_at = links0_at + P * (1 + 2 * hn.M) * 4, upper_at = offsets_at + P * 4;
-    polopt_mips_save_buffer(&hn, NULL, 0, &size);
+    polopt_mips_save_buffer(&hn, NULL, 0, &size, &hn.err);
     buf = (unsigned char *)malloc(size), bad = (unsigned char *)malloc(size);
-    CHECK_OK(polopt_mips_save_buffer(&hn, buf, size, &size));
+    CHECK_OK(polopt_mips_save_buffer(&hn, buf, size, &size, &hn.err));
     /* two nodes a < b of level >= 1, where a's level-1 list has room: b's block is moved onto a's unused slots */
     for (a = 0; a < P && !(hn.levels[a] >= 1 && get32(buf + upper_at + 4 * get32(buf + offsets_at + 4 * a)) < hn.M); ++a) {
     }
@@ -403,7 +403,7 @@ static void mips_crafted_layouts_are_rejected(void)
         put32(bad + upper_at + 4 * (off_a + 1 + count_a), 1);
         reseal(bad, size);
         CHECK_OK(polopt_mips_load_buffer(&back, bad, size, NULL));
-        CHECK_OK(polopt_mips_save_buffer(&back, bad, size, &i));
+        CHECK_OK(polopt_mips_save_buffer(&back, bad, size, &i, &back.err));
         CHECK(i == size && memcmp(bad, buf, size) == 0);
         polopt_mips_free(&back);
     }
@@ -415,7 +415,7 @@ static void mips_crafted_layouts_are_rejected(void)
     put32(bad + links0_at + 4 * (i * (1 + 2 * hn.M) + 2 * hn.M), 3);
     reseal(bad, size);
     CHECK_OK(polopt_mips_load_buffer(&back, bad, size, NULL));
-    CHECK_OK(polopt_mips_save_buffer(&back, bad, size, &i));
+    CHECK_OK(polopt_mips_save_buffer(&back, bad, size, &i, &back.err));
     CHECK(i == size && memcmp(bad, buf, size) == 0);
     polopt_mips_free(&back);
     /* non-zero padding after the levels (P = 300 is a multiple of 4: use an index of 301) */
@@ -424,9 +424,9 @@ static void mips_crafted_layouts_are_rejected(void)
         unsigned char *ob;
         size_t osize = 0;
         CHECK_OK(build_small(&odd, 301, NULL, v, 1));
-        polopt_mips_save_buffer(&odd, NULL, 0, &osize);
+        polopt_mips_save_buffer(&odd, NULL, 0, &osize, &odd.err);
         ob = (unsigned char *)malloc(osize);
-        CHECK_OK(polopt_mips_save_buffer(&odd, ob, osize, &osize));
+        CHECK_OK(polopt_mips_save_buffer(&odd, ob, osize, &osize, &odd.err));
         ob[128 + 301 * L * 4 + 301] = 1;
         reseal(ob, osize);
         CHECK_RC(polopt_mips_load_buffer(&back, ob, osize, NULL), POLOPT_ERR_FORMAT);
@@ -445,15 +445,15 @@ static void mips_crafted_layouts_are_rejected(void)
         unsigned char *eb;
         size_t esize = 0, f;
         CHECK_OK(polopt_mips_init_exact(&ex, 20, L, v, 1, NULL));
-        polopt_mips_save_buffer(&ex, NULL, 0, &esize);
+        polopt_mips_save_buffer(&ex, NULL, 0, &esize, &ex.err);
         eb = (unsigned char *)malloc(esize);
         for (f = 0; f < 6; ++f) {
-            CHECK_OK(polopt_mips_save_buffer(&ex, eb, esize, &esize));
+            CHECK_OK(polopt_mips_save_buffer(&ex, eb, esize, &esize, &ex.err));
             eb[field[f]] = 2;
             reseal(eb, esize);
             CHECK_RC(polopt_mips_load_buffer(&back, eb, esize, NULL), POLOPT_ERR_FORMAT);
         }
-        CHECK_OK(polopt_mips_save_buffer(&ex, eb, esize, &esize)); /* and the untouched file loads */
+        CHECK_OK(polopt_mips_save_buffer(&ex, eb, esize, &esize, &ex.err)); /* and the untouched file loads */
         CHECK_OK(polopt_mips_load_buffer(&back, eb, esize, NULL));
         polopt_mips_free(&back);
         polopt_mips_free(&ex);
@@ -487,21 +487,21 @@ static void mips_files_are_a_function_of_the_index(void)
         }
         CHECK_OK(build_small(&y, P, NULL, v, 1));
         if (round == 1) { /* grow both: x directly, y through a save and a load */
-            CHECK_OK(polopt_mips_save_buffer(&y, NULL, 0, &sy));
+            CHECK_OK(polopt_mips_save_buffer(&y, NULL, 0, &sy, &y.err));
             by = (unsigned char *)malloc(sy);
-            CHECK_OK(polopt_mips_save_buffer(&y, by, sy, &sy));
+            CHECK_OK(polopt_mips_save_buffer(&y, by, sy, &sy, &y.err));
             polopt_mips_free(&y);
             CHECK_OK(polopt_mips_load_buffer(&y, by, sy, NULL));
             free(by);
             CHECK_OK(polopt_mips_add(&x, 50, v + P * L));
             CHECK_OK(polopt_mips_add(&y, 50, v + P * L));
         }
-        CHECK_OK(polopt_mips_save_buffer(&x, NULL, 0, &sx));
-        CHECK_OK(polopt_mips_save_buffer(&y, NULL, 0, &sy));
+        CHECK_OK(polopt_mips_save_buffer(&x, NULL, 0, &sx, &x.err));
+        CHECK_OK(polopt_mips_save_buffer(&y, NULL, 0, &sy, &y.err));
         CHECK(sx == sy);
         bx = (unsigned char *)malloc(sx), by = (unsigned char *)malloc(sy);
-        CHECK_OK(polopt_mips_save_buffer(&x, bx, sx, &sx));
-        CHECK_OK(polopt_mips_save_buffer(&y, by, sy, &sy));
+        CHECK_OK(polopt_mips_save_buffer(&x, bx, sx, &sx, &x.err));
+        CHECK_OK(polopt_mips_save_buffer(&y, by, sy, &sy, &y.err));
         if (sx == sy && memcmp(bx, by, sx) != 0) {
             size_t i, differ = 0;
             for (i = 0; i < sx; ++i) differ += bx[i] != by[i];
@@ -510,7 +510,7 @@ static void mips_files_are_a_function_of_the_index(void)
         }
         /* and a reloaded file saves back to itself */
         CHECK_OK(polopt_mips_load_buffer(&back, bx, sx, NULL));
-        CHECK_OK(polopt_mips_save_buffer(&back, by, sy, &sy));
+        CHECK_OK(polopt_mips_save_buffer(&back, by, sy, &sy, &back.err));
         CHECK(memcmp(bx, by, sx) == 0);
         polopt_mips_free(&back);
         free(bx), free(by);
@@ -533,7 +533,7 @@ static void *save_thread(void *arg)
 {
     save_job *job = (save_job *)arg;
     int i;
-    for (i = 0; i < 20; ++i) job->failures += polopt_mips_save(job->ix, job->path) != POLOPT_OK;
+    for (i = 0; i < 20; ++i) job->failures += polopt_mips_save(job->ix, job->path, NULL) != POLOPT_OK;
     return NULL;
 }
 
@@ -582,15 +582,15 @@ static void mips_saving_is_safe(void)
     CHECK_OK(build_small(&a, P, NULL, v, 0));
     CHECK_OK(build_small(&b, 100, NULL, v, 0));
     remove(path), remove("build/test_victim.txt"), remove("build/test_keep.bin.tmp");
-    CHECK_OK(polopt_mips_save(&a, path));
+    CHECK_OK(polopt_mips_save(&a, path, &a.err));
     /* a failed save (the path is a directory): an error with a message, the directory untouched, no temporary */
     CHECK(mkdir("build/test_dir.bin", 0700) == 0);
-    CHECK_RC(polopt_mips_save(&b, "build/test_dir.bin"), POLOPT_ERR_IO);
+    CHECK_RC(polopt_mips_save(&b, "build/test_dir.bin", &b.err), POLOPT_ERR_IO);
     CHECK(strstr(b.err.message, "unchanged") != NULL);
     CHECK(stat("build/test_dir.bin", &st) == 0 && S_ISDIR(st.st_mode));
     CHECK(count_files("test_dir.bin.") == 0);
     rmdir("build/test_dir.bin");
-    CHECK_RC(polopt_mips_save(&b, "build/no_such_dir/x.bin"), POLOPT_ERR_IO);
+    CHECK_RC(polopt_mips_save(&b, "build/no_such_dir/x.bin", &b.err), POLOPT_ERR_IO);
     CHECK_OK(polopt_mips_load(&back, path, NULL));
     CHECK(back.n == P && same_results(&a, &back, q, 5, 5, 20));
     polopt_mips_free(&back);
@@ -599,14 +599,14 @@ static void mips_saving_is_safe(void)
     fputs("victim", f);
     fclose(f);
     CHECK(symlink("test_victim.txt", "build/test_keep.bin.tmp") == 0);
-    CHECK_OK(polopt_mips_save(&b, path));
+    CHECK_OK(polopt_mips_save(&b, path, &b.err));
     f = fopen("build/test_victim.txt", "r");
     CHECK(f && fgets(text, sizeof text, f) && strcmp(text, "victim") == 0);
     if (f) fclose(f);
     remove("build/test_keep.bin.tmp"), remove("build/test_victim.txt");
     /* the mode of the replaced file is kept */
     CHECK(chmod(path, 0600) == 0);
-    CHECK_OK(polopt_mips_save(&a, path));
+    CHECK_OK(polopt_mips_save(&a, path, &a.err));
     CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
     /* two writers and a reader on one path */
     jobs[0].ix = &a, jobs[1].ix = &b, jobs[2].ix = NULL;
@@ -706,9 +706,9 @@ static void mips_add_and_threaded_build(void)
     CHECK_OK(polopt_mips_scratch_init(&sg, &threaded, 64, NULL));
     CHECK_OK(polopt_mips_search_batch(&threaded, &sg, nq, q, L, 10, 64, got, NULL));
     CHECK(recall(nq, 10, got, truth, 10) >= 0.95);
-    polopt_mips_save_buffer(&threaded, NULL, 0, &size);
+    polopt_mips_save_buffer(&threaded, NULL, 0, &size, &threaded.err);
     buf = (unsigned char *)malloc(size);
-    CHECK_OK(polopt_mips_save_buffer(&threaded, buf, size, &size));
+    CHECK_OK(polopt_mips_save_buffer(&threaded, buf, size, &size, &threaded.err));
     CHECK_OK(polopt_mips_load_buffer(&back, buf, size, NULL)); /* passes every structural check */
     polopt_mips_free(&back);
     free(buf);
@@ -831,9 +831,9 @@ static void mips_allocation_failures_are_clean(void)
     polopt_mips ref;
     int stage;
     CHECK_OK(build_small(&ref, 300, NULL, v, 1));
-    polopt_mips_save_buffer(&ref, NULL, 0, &mc.size);
+    polopt_mips_save_buffer(&ref, NULL, 0, &mc.size, &ref.err);
     buf = (unsigned char *)malloc(mc.size);
-    polopt_mips_save_buffer(&ref, buf, mc.size, &mc.size);
+    polopt_mips_save_buffer(&ref, buf, mc.size, &mc.size, &ref.err);
     mc.v = v, mc.buf = buf;
     for (stage = 0; stage < 3; ++stage) CHECK_EACH_ALLOCATION_FAILURE(mips_alloc_scenario, stage, &mc);
     polopt_mips_free(&ref);

@@ -107,8 +107,8 @@ static void objects_mips_and_scratch(void)
             }
             CHECK_ZEROED(ix, s);
             CHECK_UNUSABLE(polopt_mips_add(&ix, 1, v), ix);
-            CHECK_UNUSABLE(polopt_mips_save(&ix, "build/never-written.idx"), ix);
-            CHECK_UNUSABLE(polopt_mips_save_buffer(&ix, buf, sizeof buf, &size), ix);
+            CHECK_UNUSABLE(polopt_mips_save(&ix, "build/never-written.idx", &ix.err), ix);
+            CHECK_UNUSABLE(polopt_mips_save_buffer(&ix, buf, sizeof buf, &size, &ix.err), ix);
             CHECK_RC(polopt_mips_scratch_init(&sc, &ix, 4, NULL), POLOPT_ERR_INVALID_ARG);
             CHECK(sc.err.message[0] != '\0');
             CHECK_ZEROED(sc, FAILED);
@@ -206,8 +206,8 @@ static void objects_policy_proposal_sets(void)
         CHECK_RC(polopt_policy_topk(&p, &ix, &sc, x, 2, 4, out, lq), POLOPT_ERR_INVALID_ARG);
         polopt_mips_scratch_free(&sc);
         polopt_mips_free(&ix);
-        CHECK_UNUSABLE(polopt_policy_save(&p, "build/never-written.pol"), p);
-        CHECK_UNUSABLE(polopt_policy_save_buffer(&p, buf, sizeof buf, &size), p);
+        CHECK_UNUSABLE(polopt_policy_save(&p, "build/never-written.pol", &p.err), p);
+        CHECK_UNUSABLE(polopt_policy_save_buffer(&p, buf, sizeof buf, &size, &p.err), p);
         CHECK_UNUSABLE(polopt_proposal_set(&q, 0.5f, 2, ids, scores), q);
         polopt_rng_seed(&rng, 1);
         CHECK_UNUSABLE(polopt_proposal_sample(&q, &rng, 2, out, lq), q);
@@ -378,7 +378,7 @@ static polopt_result objects_alloc_scenario(const polopt_hooks *h, int stage, vo
         polopt_policy_config pc = polopt_policy_config_default(4, 4);
         pc.hooks = *h;
         rc = polopt_policy_init(&p, &pc);
-        if (rc == POLOPT_OK && stage == 1) rc = polopt_policy_save(&p, "build/test_alloc.pol");
+        if (rc == POLOPT_OK && stage == 1) rc = polopt_policy_save(&p, "build/test_alloc.pol", &p.err);
         if (rc == POLOPT_OK && stage == 2) {
             polopt_mips ix;
             polopt_synth syn;
@@ -402,7 +402,7 @@ static polopt_result objects_alloc_scenario(const polopt_hooks *h, int stage, vo
     } else if (stage == 3) { /* an index saved to a file */
         polopt_mips ix;
         rc = polopt_mips_init_exact(&ix, 64, 4, v, 1, h);
-        if (rc == POLOPT_OK) rc = polopt_mips_save(&ix, "build/test_alloc.idx");
+        if (rc == POLOPT_OK) rc = polopt_mips_save(&ix, "build/test_alloc.idx", &ix.err);
         polopt_mips_free(&ix);
     } else { /* the relevant sets of a synthetic task */
         polopt_synth syn;
