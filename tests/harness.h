@@ -88,6 +88,10 @@ double th_chi2_critical(size_t dof, double z);
    run each of them.  Returns how many were written to out (at most 8). */
 size_t th_isas(polopt_isa *out);
 
+/* Recompute the payload and header checksums of a saved polopt file after editing it, as a careful forger would
+   (payload checksum at byte 80 over the bytes after the 128-byte header, header checksum at 120 over bytes 0..119). */
+void th_reseal(unsigned char *buf, size_t size);
+
 /* Deterministic test data: uniform in [lo, hi) from a fixed seed. */
 void th_fill_uniform(polopt_rng *rng, size_t n, float *x, float lo, float hi);
 

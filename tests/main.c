@@ -59,6 +59,16 @@ size_t th_isas(polopt_isa *out)
     return n;
 }
 
+void th_reseal(unsigned char *buf, size_t size)
+{
+    uint64_t ck;
+    int i;
+    polopt_checksum64(buf + 128, size - 128, &ck);
+    for (i = 0; i < 8; ++i) buf[80 + i] = (unsigned char)(ck >> (8 * i));
+    polopt_checksum64(buf, 120, &ck);
+    for (i = 0; i < 8; ++i) buf[120 + i] = (unsigned char)(ck >> (8 * i));
+}
+
 void th_fill_uniform(polopt_rng *rng, size_t n, float *x, float lo, float hi)
 {
     size_t i;

@@ -111,16 +111,6 @@ static void hardening_directory_is_not_a_file(void)
 #endif
 }
 
-static void reseal(unsigned char *buf, size_t size)
-{
-    uint64_t ck;
-    int i;
-    polopt_checksum64(buf + 128, size - 128, &ck);
-    for (i = 0; i < 8; ++i) buf[80 + i] = (unsigned char)(ck >> (8 * i));
-    polopt_checksum64(buf, 120, &ck);
-    for (i = 0; i < 8; ++i) buf[120 + i] = (unsigned char)(ck >> (8 * i));
-}
-
 /* Every header byte a policy does not use must be zero (so a future version can give them a meaning). */
 static void hardening_policy_reserved_bytes(void)
 {
@@ -137,7 +127,7 @@ static void hardening_policy_reserved_bytes(void)
         if (at >= 72 && at < 88) continue; /* payload size and checksum */
         CHECK_OK(polopt_policy_save_buffer(&p, buf, sizeof buf, &size, &p.err));
         buf[at] = 1;
-        reseal(buf, size);
+        th_reseal(buf, size);
         if (polopt_policy_load_buffer(&back, buf, size, NULL) != POLOPT_ERR_FORMAT)
             th_fail(__FILE__, __LINE__, "a reserved byte at %lu was accepted", (unsigned long)at);
     }
