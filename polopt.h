@@ -3419,6 +3419,9 @@ POLOPT_DEF polopt_result polopt_checksum64(const void *data, size_t size, uint64
 #ifndef O_NOFOLLOW
 #define O_NOFOLLOW 0
 #endif
+#if !defined(__cplusplus)
+extern int fchmod(int fd, mode_t mode); /* POSIX; strict C99 headers hide it (C++ compilers show it) */
+#endif
 #ifndef O_CLOEXEC
 #define O_CLOEXEC 0
 #endif
@@ -3581,7 +3584,7 @@ static polopt_result polopt__save_atomic(const char *path, const polopt_hooks *h
         }
         w.fd = fd, w.has_fd = 1;
         rc = emit(ctx, &w);
-        if (rc == POLOPT_OK && have_mode && chmod(tmp, st.st_mode & 07777) != 0) rc = POLOPT_ERR_IO, step = "chmod";
+        if (rc == POLOPT_OK && have_mode && fchmod(fd, st.st_mode & 07777) != 0) rc = POLOPT_ERR_IO, step = "chmod";
         if (rc == POLOPT_OK && fsync(fd) != 0) rc = POLOPT_ERR_IO, step = "fsync";
         if (close(fd) != 0 && rc == POLOPT_OK) rc = POLOPT_ERR_IO, step = "close";
         if (rc == POLOPT_OK && rename(tmp, path) != 0) rc = POLOPT_ERR_IO, step = "rename";
