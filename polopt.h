@@ -4500,9 +4500,10 @@ POLOPT_DEF void polopt_mips_scratch_free(polopt_mips_scratch *scratch)
 
 /* Exact search for up to 32 queries: stream the items in tiles of 4096, score a tile against all queries with one
    gemm, and keep each query's k best in a min-heap ordered like polopt_topk (ties: lower id first).  O(nq P L). */
-static void polopt__exact_batch(const polopt_mips *ix, polopt_mips_scratch *sc, size_t nq, const float *Q,
-                                size_t ldq, size_t k, uint32_t *out_ids, float *out_scores)
+static size_t polopt__exact_batch(const polopt_mips *ix, polopt_mips_scratch *sc, size_t nq, const float *Q,
+                                  size_t ldq, size_t k, uint32_t *out_ids, float *out_scores)
 {
+    size_t nonfinite = 0;
     polopt__cand *heaps = (polopt__cand *)sc->heap_a;
     size_t fill[POLOPT__EXACT_QUERIES], a0, i, j;
     for (i = 0; i < nq; ++i) fill[i] = 0;
@@ -4541,18 +4542,20 @@ static void polopt__exact_batch(const polopt_mips *ix, polopt_mips_scratch *sc, 
         for (t = 0; t < k; ++t) {
             out_ids[i * k + t] = t < n ? h[t].id : POLOPT_NO_ITEM;
             if (out_scores) out_scores[i * k + t] = t < n ? h[t].s : -INFINITY;
+            nonfinite += t < n && !(fabsf(h[t].s) <= FLT_MAX);
         }
     }
+    return nonfinite; /* scores that overflowed float: the caller reports them */
 }
 
 /* HNSW search of one query: greedy descent by inner product (or the caller's seeds), then the beam on level 0. */
-static void polopt__hnsw_search(const polopt_mips *ix, polopt_mips_scratch *sc, const float *query, size_t k,
-                                size_t ef, const uint32_t *seeds, size_t n_seeds, size_t max_expansions,
-                                uint32_t *out_ids, float *out_scores)
+static size_t polopt__hnsw_search(const polopt_mips *ix, polopt_mips_scratch *sc, const float *query, size_t k,
+                                  size_t ef, const uint32_t *seeds, size_t n_seeds, size_t max_expansions,
+                                  uint32_t *out_ids, float *out_scores)
 {
     polopt__cand *W = (polopt__cand *)sc->heap_b, cur;
     polopt__query q;
-    size_t nw = 0, t;
+    size_t nw = 0, t, nonfinite = 0;
     q.q = query, q.q_sq = 0.0f, q.mobius = 0, q.dot = polopt__kern_auto()->dot;
     polopt__visit_reset(sc);
     for (t = 0; t < n_seeds; ++t) { /* the seeds, up to ef of them, as the first candidates */
@@ -4583,7 +4586,18 @@ static void polopt__hnsw_search(const polopt_mips *ix, polopt_mips_scratch *sc, 
         const polopt__cand c = polopt__minheap_pop(W, &nw);
         out_ids[at] = c.id;
         if (out_scores) out_scores[at] = c.s;
+        nonfinite += !(fabsf(c.s) <= FLT_MAX);
     }
+    return nonfinite;
+}
+
+/* Finite queries whose inner products overflow float have no meaningful top-k: an error, not inf or NaN scores. */
+static polopt_result polopt__search_result(polopt_mips_scratch *sc, size_t nonfinite, const char *fn)
+{
+    if (nonfinite == 0) return POLOPT_OK;
+    return polopt__fail(&sc->err, &sc->hooks, POLOPT_ERR_NONFINITE,
+                        "%s: %lu result scores overflow float (the query or the items are too large)", fn,
+                        (unsigned long)nonfinite);
 }
 
 /* The checks every search makes; ef is raised to k for HNSW. */
@@ -4624,20 +4638,21 @@ POLOPT_DEF polopt_result polopt_mips_search_batch(const polopt_mips *index, polo
                                                   const float *queries, size_t ldq, size_t k, size_t ef,
                                                   uint32_t *out_ids, float *out_scores)
 {
-    size_t i;
+    size_t i, nonfinite = 0;
     const polopt_result rc = polopt__search_check(index, scratch, n_queries, queries, ldq, k, &ef, out_ids);
     if (rc != POLOPT_OK || n_queries == 0) return rc;
     if (index->kind == POLOPT_MIPS_EXACT) {
         for (i = 0; i < n_queries; i += POLOPT__EXACT_QUERIES) {
             const size_t nq = n_queries - i < POLOPT__EXACT_QUERIES ? n_queries - i : POLOPT__EXACT_QUERIES;
-            polopt__exact_batch(index, scratch, nq, queries + i * ldq, ldq, k, out_ids + i * k, out_scores ? out_scores + i * k : NULL);
+            nonfinite += polopt__exact_batch(index, scratch, nq, queries + i * ldq, ldq, k, out_ids + i * k,
+                                             out_scores ? out_scores + i * k : NULL);
         }
     } else {
         for (i = 0; i < n_queries; ++i)
-            polopt__hnsw_search(index, scratch, queries + i * ldq, k, ef, NULL, 0, 0, out_ids + i * k,
-                                out_scores ? out_scores + i * k : NULL);
+            nonfinite += polopt__hnsw_search(index, scratch, queries + i * ldq, k, ef, NULL, 0, 0, out_ids + i * k,
+                                             out_scores ? out_scores + i * k : NULL);
     }
-    return POLOPT_OK;
+    return polopt__search_result(scratch, nonfinite, "polopt_mips_search");
 }
 
 POLOPT_DEF polopt_result polopt_mips_search(const polopt_mips *index, polopt_mips_scratch *scratch, const float *query,
@@ -4654,12 +4669,12 @@ POLOPT_DEF polopt_result polopt_mips_search_from(const polopt_mips *index, polop
     if (n_seeds && !seeds) return POLOPT_ERR_INVALID_ARG;
     rc = polopt__search_check(index, scratch, 1, query, index ? index->dim : 0, k, &ef, out_ids);
     if (rc != POLOPT_OK) return rc;
-    if (index->kind == POLOPT_MIPS_EXACT) {
-        polopt__exact_batch(index, scratch, 1, query, index->dim, k, out_ids, out_scores);
-        return POLOPT_OK;
-    }
-    polopt__hnsw_search(index, scratch, query, k, ef, seeds, n_seeds, max_expansions, out_ids, out_scores);
-    return POLOPT_OK;
+    return polopt__search_result(
+        scratch,
+        index->kind == POLOPT_MIPS_EXACT
+            ? polopt__exact_batch(index, scratch, 1, query, index->dim, k, out_ids, out_scores)
+            : polopt__hnsw_search(index, scratch, query, k, ef, seeds, n_seeds, max_expansions, out_ids, out_scores),
+        "polopt_mips_search_from");
 }
 
 
@@ -5217,6 +5232,9 @@ POLOPT_DEF polopt_result polopt_policy_embed(const polopt_policy *policy, size_t
             return polopt__fail(NULL, &policy->hooks, POLOPT_ERR_NONFINITE, "%s: X[%lu][%lu] is not finite", fn,
                                 (unsigned long)i, (unsigned long)bad);
     polopt__gemm(POLOPT_NO_TRANS, POLOPT_NO_TRANS, n, policy->L, policy->D, 1.0f, X, ldx, policy->theta, policy->L, 0.0f, out_H, policy->L);
+    if (polopt_check_finite(n * policy->L, out_H, &bad) != POLOPT_OK) /* finite x and theta, but x theta overflows */
+        return polopt__fail(NULL, &policy->hooks, POLOPT_ERR_NONFINITE, "%s: H[%lu][%lu] = x theta overflows float", fn,
+                            (unsigned long)(bad / policy->L), (unsigned long)(bad % policy->L));
     return POLOPT_OK;
 }
 
@@ -6183,7 +6201,8 @@ static polopt_result polopt__step(polopt_trainer *tr, const polopt_dataset *d, c
     polopt_result rc;
     for (c = 0; c < nb; ++c) memcpy(tr->xb + c * D, d->X + (size_t)ctx[c] * d->ldx, D * sizeof(float));
     if ((rc = polopt_policy_embed(tr->policy, nb, tr->xb, D, tr->hb)) != POLOPT_OK)
-        return polopt__fail(&tr->err, &tr->config.hooks, rc, "a context of the minibatch is not finite");
+        return polopt__fail(&tr->err, &tr->config.hooks, rc,
+                            "the embedding of a context of the minibatch is not finite (a context, or x theta, is)");
     if ((rc = polopt__embedding_gradients(tr, d, nb, ctx, tr->hb, tr->gb, st)) != POLOPT_OK) return rc;
     polopt__gemm(POLOPT_TRANS, POLOPT_NO_TRANS, D, L, nb, 1.0f / (float)nb, tr->xb, D, tr->gb, L, 0.0f, tr->grad, L);
     if (polopt_check_finite(D * L, tr->grad, &bad) != POLOPT_OK)

@@ -67,6 +67,30 @@ static void hardening_overflowing_scores_are_errors(void)
         polopt_trainer_free(&tr);
     }
     polopt_policy_free(&start);
+    { /* searches whose inner products overflow: an error, on both kinds of index, never inf or NaN scores */
+        polopt_mips hn;
+        polopt_mips_hnsw_config hc = polopt_mips_hnsw_config_default();
+        polopt_mips_scratch sc;
+        uint32_t ids[4];
+        float scores[4];
+        hc.M = 4;
+        CHECK_OK(polopt_mips_init_hnsw(&hn, HP, HL, beta, 0, &hc));
+        CHECK_OK(polopt_mips_scratch_init(&sc, &hn, 16, NULL));
+        CHECK_RC(polopt_mips_search(&hn, &sc, X, 4, 16, ids, scores), POLOPT_ERR_NONFINITE);
+        CHECK(strstr(sc.err.message, "overflow") != NULL);
+        CHECK_RC(polopt_mips_search_from(&hn, &sc, X, 4, 16, NULL, 0, 0, ids, NULL), POLOPT_ERR_NONFINITE);
+        polopt_mips_scratch_free(&sc);
+        CHECK_OK(polopt_mips_scratch_init(&sc, &ix, 16, NULL));
+        CHECK_RC(polopt_mips_search_batch(&ix, &sc, 2, X, HL, 4, 0, ids, NULL), POLOPT_ERR_NONFINITE);
+        polopt_mips_scratch_free(&sc);
+        polopt_mips_free(&hn);
+    }
+    { /* an embedding x theta that overflows, from finite x and theta */
+        float H[HL];
+        size_t i;
+        for (i = 0; i < (size_t)HL * HL; ++i) p.theta[i] = 3e38f;
+        CHECK_RC(polopt_policy_embed(&p, 1, X, HL, H), POLOPT_ERR_NONFINITE);
+    }
     polopt_policy_free(&p);
     polopt_mips_free(&ix);
 }
