@@ -528,7 +528,7 @@ typedef struct polopt_policy_config {
     size_t D, L;        /* context and embedding dimensions (required) */
     polopt_init init;   /* IDENTITY (D = L; theta = I, the paper's start) or RANDOM: N(0, scale^2 / D) entries */
     float init_scale;   /* 1 */
-    float temperature;  /* T > 0; 1 */
+    float temperature;  /* T in [1 / FLT_MAX, FLT_MAX] (1/T finite); 1 */
     uint64_t seed;      /* for RANDOM; 1 */
     polopt_hooks hooks;
 } polopt_policy_config;
@@ -5135,6 +5135,13 @@ POLOPT_DEF void polopt_sgd_free(polopt_sgd *opt)
 /* >>policy ------------------------------------------------------------------------------------------------ */
 
 #define POLOPT__POLICY_VERSION 1u
+
+/* A temperature the policy can divide by: 1/T must be a finite float too (T >= about 2.9e-39), as the softmax
+   functions require. */
+static int polopt__temperature_ok(float t)
+{
+    return t >= 1.0f / FLT_MAX && t <= FLT_MAX;
+}
 #define POLOPT__MAX_DIM (1u << 20)
 
 POLOPT_DEF polopt_policy_config polopt_policy_config_default(size_t D, size_t L)
@@ -5179,8 +5186,9 @@ static polopt_result polopt__policy_init_impl(polopt_policy *p, const polopt_pol
     if (c.D < 1 || c.D > POLOPT__MAX_DIM || c.L < 1 || c.L > POLOPT__MAX_DIM)
         return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG, "%s: D = %lu and L = %lu must be in [1, 2^20]",
                             fn, (unsigned long)c.D, (unsigned long)c.L);
-    if (!(c.temperature > 0.0f && c.temperature <= FLT_MAX))
-        return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG, "%s: config.temperature = %g must be > 0", fn,
+    if (!polopt__temperature_ok(c.temperature))
+        return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG,
+                            "%s: config.temperature = %g must be in [1 / FLT_MAX, FLT_MAX] (1/T must be a float)", fn,
                             (double)c.temperature);
     if (!(c.init_scale >= 0.0f && c.init_scale <= FLT_MAX))
         return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_INVALID_ARG, "%s: config.init_scale = %g must be >= 0", fn,
@@ -5256,7 +5264,10 @@ POLOPT_DEF polopt_result polopt_policy_topk(const polopt_policy *policy, const p
     rc = polopt_policy_embed(policy, 1, x, policy->D, h);
     if (rc == POLOPT_OK) rc = polopt_mips_search(index, scratch, h, k, ef, out_ids, out_scores);
     if (rc == POLOPT_OK && out_scores)
-        for (i = 0; i < k; ++i) out_scores[i] /= policy->temperature;
+        for (i = 0; i < k && rc == POLOPT_OK; ++i)
+            if (out_ids[i] != POLOPT_NO_ITEM && !(fabsf(out_scores[i] /= policy->temperature) <= FLT_MAX))
+                rc = polopt__fail(NULL, &policy->hooks, POLOPT_ERR_NONFINITE,
+                                  "polopt_policy_topk: the score f = h^T beta / T of item %u overflows float", out_ids[i]);
     if (h != stack_h) polopt__dealloc(&policy->hooks, h);
     return rc;
 }
@@ -5324,7 +5335,7 @@ static polopt_result polopt__policy_read(polopt_policy *p, polopt__io *r, size_t
     if (rc != POLOPT_OK) return rc;
     D = polopt__get_u64(h + 24), L = polopt__get_u64(h + 32), t = polopt__get_u32(h + 40);
     memcpy(&temperature, &t, 4);
-    if (D < 1 || D > POLOPT__MAX_DIM || L < 1 || L > POLOPT__MAX_DIM || !(temperature > 0.0f && temperature <= FLT_MAX))
+    if (D < 1 || D > POLOPT__MAX_DIM || L < 1 || L > POLOPT__MAX_DIM || !polopt__temperature_ok(temperature))
         return polopt__fail(&p->err, &p->hooks, POLOPT_ERR_FORMAT, "%s: %s: impossible sizes (D %llu, L %llu, T %g)",
                             fn, source, (unsigned long long)D, (unsigned long long)L, (double)temperature);
     if (!polopt__all_zero(h + 44, 72 - 44) || !polopt__all_zero(h + 88, 120 - 88))

@@ -91,6 +91,22 @@ static void hardening_overflowing_scores_are_errors(void)
         for (i = 0; i < (size_t)HL * HL; ++i) p.theta[i] = 3e38f;
         CHECK_RC(polopt_policy_embed(&p, 1, X, HL, H), POLOPT_ERR_NONFINITE);
     }
+    { /* temperatures: 1/T must be a float; a tiny T that makes f = h^T beta / T overflow is an error in top-k */
+        polopt_policy tiny;
+        polopt_policy_config tc = polopt_policy_config_default(HL, HL);
+        polopt_mips_scratch sc;
+        uint32_t ids[2];
+        float f[2], x[HL] = {1, 1, 1, 1};
+        tc.temperature = 1e-39f;
+        CHECK_RC(polopt_policy_init(&tiny, &tc), POLOPT_ERR_INVALID_ARG);
+        tc.temperature = 3e-39f;
+        CHECK_OK(polopt_policy_init(&tiny, &tc));
+        CHECK_OK(polopt_mips_scratch_init(&sc, &ix, 4, NULL));
+        CHECK_RC(polopt_policy_topk(&tiny, &ix, &sc, x, 2, 4, ids, f), POLOPT_ERR_NONFINITE);
+        CHECK_OK(polopt_policy_topk(&tiny, &ix, &sc, x, 2, 4, ids, NULL)); /* the ids alone are well defined */
+        polopt_mips_scratch_free(&sc);
+        polopt_policy_free(&tiny);
+    }
     polopt_policy_free(&p);
     polopt_mips_free(&ix);
 }
