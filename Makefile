@@ -136,15 +136,68 @@ $(B)/readme-%.c: README.md | $(B)
 $(B)/readme-%: $(B)/readme-%.c polopt.h
 	$(CC) $(C99) -O2 -I. $< -o $@ -lm -pthread
 
-.PHONY: all test test-quick demo bench examples bench-programs clean
+# ---- Fuzzing (tests/fuzz/): a libFuzzer driver per parser (the index and policy loaders, the CSV reader), each of
+# which also uses what it loaded and checks invariants (see the top of each driver).
+#   make test         replays the checked-in corpus and the regressions (tests/fuzz/{corpus,regressions}/NAME/)
+#                     through every driver built as a plain program (tests/fuzz/replay.c: one child process per
+#                     input), with the default compiler and, when available, with ASan + UBSan
+#   make fuzz         fuzzes each driver for FUZZ_SECONDS (clang -fsanitize=fuzzer,address,undefined) on a scratch
+#                     copy of its corpus in $(B)/fuzz/corpus-NAME; findings go to $(B)/fuzz/NAME-crash-* (etc.) and
+#                     fail it.  Minimise one with `$(B)/fuzz/fuzzer-NAME -minimize_crash=1 -runs=10000 FILE`, then
+#                     keep it as tests/fuzz/regressions/NAME/SHORT-NAME.
+#   make fuzz-corpus  regenerates the binary and CSV seeds (tests/fuzz/make_corpus.c) into tests/fuzz/corpus/
+FUZZ_DRIVERS  = index policy csv
+FUZZ_SECONDS ?= 60
+FUZZ_DEP      = tests/fuzz/fuzz.h polopt.h $(B)/fuzz/defs
+FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all
+# e.g. -DFUZZ_NO_SILENT_NAN=0, -DFUZZ_PURE_SAVE=0, -DFUZZ_CHECK_KNOWN_BUGS=0: leave out a check (see the drivers)
+FUZZ_DEFS    ?=
+FUZZ_INPUTS_index  = tests/fuzz/corpus/index $(wildcard tests/fuzz/regressions/index)
+FUZZ_INPUTS_policy = tests/fuzz/corpus/policy $(wildcard tests/fuzz/regressions/policy)
+FUZZ_INPUTS_csv    = tests/fuzz/corpus/csv $(wildcard tests/fuzz/regressions/csv)
+# libFuzzer's runtime (clang's libclang-rt-dev); the probe has no main, libFuzzer brings it
+HAVE_LIBFUZZER := $(shell command -v clang >/dev/null 2>&1 && echo 'int LLVMFuzzerTestOneInput(const char *d){return d == 0;}' \
+                    | clang -x c - -o /dev/null -fsanitize=fuzzer,address,undefined 2>/dev/null && echo 1)
+FUZZ_REPLAYS  = $(patsubst %,$(B)/fuzz/replay-%,$(FUZZ_DRIVERS)) \
+                $(if $(HAVE_ASAN),$(patsubst %,$(B)/fuzz/replay-asan-ubsan-%,$(FUZZ_DRIVERS)))
+FUZZERS       = $(patsubst %,$(B)/fuzz/fuzzer-%,$(FUZZ_DRIVERS))
+
+$(B)/fuzz/replay-asan-ubsan-%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(FUZZ_DEP) | $(B)/fuzz
+	clang $(C99) -O1 -g -fno-omit-frame-pointer $(FUZZ_SAN) -I. $(FUZZ_DEFS) -DFUZZ_NAME='"$*-asan-ubsan"' \
+	    tests/fuzz/fuzz_$*.c tests/fuzz/replay.c -o $@ -lm -pthread
+$(B)/fuzz/replay-%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(FUZZ_DEP) | $(B)/fuzz
+	$(CC) $(C99) -O1 -I. $(FUZZ_DEFS) -DFUZZ_NAME='"$*"' tests/fuzz/fuzz_$*.c tests/fuzz/replay.c -o $@ -lm -pthread
+$(B)/fuzz/fuzzer-%: tests/fuzz/fuzz_%.c $(FUZZ_DEP) | $(B)/fuzz
+	clang $(C99) -g -O1 -fsanitize=fuzzer $(FUZZ_SAN) -I. $(FUZZ_DEFS) $< -o $@ -lm -pthread
+$(B)/fuzz/make_corpus: tests/fuzz/make_corpus.c polopt.h | $(B)/fuzz
+	$(CC) $(C99) -O1 -I. $< -o $@ -lm -pthread
+
+$(B)/fuzz:
+	@mkdir -p $@
+# FUZZ_DEFS as last built with: a change rebuilds the drivers (the file only changes when they do)
+$(B)/fuzz/defs: FORCE | $(B)/fuzz
+	@echo '$(FUZZ_DEFS)' | cmp -s - $@ || echo '$(FUZZ_DEFS)' > $@
+FORCE:
+
+fuzz: $(if $(HAVE_LIBFUZZER),$(FUZZERS))
+	@$(if $(HAVE_LIBFUZZER),tests/fuzz/fuzz.sh $(FUZZ_SECONDS) $(B)/fuzz $(FUZZ_DRIVERS),echo "skipped: fuzz (needs clang, libclang-rt-dev)")
+
+fuzz-corpus: $(B)/fuzz/make_corpus
+	rm -rf tests/fuzz/corpus/index tests/fuzz/corpus/policy tests/fuzz/corpus/csv
+	mkdir -p tests/fuzz/corpus/index tests/fuzz/corpus/policy tests/fuzz/corpus/csv
+	$(B)/fuzz/make_corpus tests/fuzz/corpus
+
+.PHONY: all test test-quick demo bench examples bench-programs clean fuzz fuzz-corpus
 all: $(TEST_BINS) $(LINKS) $(README_EXAMPLES) examples bench-programs
 
-test: $(TEST_BINS) $(LINKS) $(LINK_OBJS) $(README_EXAMPLES)
+test: $(TEST_BINS) $(LINKS) $(LINK_OBJS) $(README_EXAMPLES) $(FUZZ_REPLAYS)
 	@tests/run.sh $(foreach v,$(RUNNABLE),"$(or $(RUN_$(v)),$(B)/test-$(v))") $(LINKS) \
 	    "tests/link/check_symbols.sh symbols $(LINK_OBJS)" \
 	    $(foreach e,$(README_EXAMPLES),"cd $(B) && ./$(notdir $(e)) $(ARGS_$(notdir $(e))) >/dev/null && echo '$(notdir $(e)): 1 passed, 0 failed'") \
+	    $(foreach r,$(FUZZ_REPLAYS),"$(r) $(FUZZ_INPUTS_$(lastword $(subst -, ,$(r))))") \
 	    $(foreach v,$(SKIPPED),"skip:$(v) (needs $(NEEDS_$(v)))") \
-	    $(if $(HAVE_GXX),,"skip:link tests in C++ (needs g++)")
+	    $(if $(HAVE_GXX),,"skip:link tests in C++ (needs g++)") \
+	    $(if $(HAVE_ASAN),,"skip:fuzz-replay-asan-ubsan (needs clang, libclang-rt-dev)")
 
 # One fast build only, for the edit-compile-test loop.
 test-quick: $(B)/test-cc-c99
