@@ -3770,29 +3770,31 @@ typedef struct polopt__cand {
     uint32_t id;
 } polopt__cand;
 
-/* The one order of candidates, used by every heap and by polopt_topk: a is worse than b when its score is lower,
-   or equal with a higher id (ties go to the lower id, so results do not depend on the order of a search). */
-static POLOPT__INLINE int polopt__worse_cand(polopt__cand a, polopt__cand b)
+/* Binary heaps of candidates, one implementation for every search: a max-heap (best on top: the HNSW frontier)
+   and a min-heap (worst on top: the results kept, by HNSW and by exact search).  The order is the score; with ties
+   = 1 an equal score goes to the lower id, as in polopt_topk, so exact results do not depend on the order of the
+   scan.  HNSW passes ties = 0: the id comparison costs its search about 8% and the graph search is approximate
+   anyway.  The functions are always inlined, so each call site compiles for its constant ties.  The search spends
+   a fifth of its time here. */
+static POLOPT__INLINE int polopt__worse_cand(polopt__cand a, polopt__cand b, int ties)
 {
-    return a.s < b.s || (a.s == b.s && a.id > b.id);
+    return a.s < b.s || (ties && a.s == b.s && a.id > b.id);
 }
 
-/* Binary heaps of candidates: a max-heap (best on top: the HNSW frontier) and a min-heap (worst on top: the results
-   kept, by HNSW and by exact search).  Written out for each order, as the search spends a fifth of its time here. */
-static void polopt__maxheap_push(polopt__cand *h, size_t *n, polopt__cand c)
+static POLOPT__INLINE void polopt__maxheap_push(polopt__cand *h, size_t *n, polopt__cand c)
 {
     size_t i = (*n)++;
-    while (i && polopt__worse_cand(h[(i - 1) / 2], c)) {
+    while (i && polopt__worse_cand(h[(i - 1) / 2], c, 0)) {
         h[i] = h[(i - 1) / 2];
         i = (i - 1) / 2;
     }
     h[i] = c;
 }
 
-static void polopt__minheap_push(polopt__cand *h, size_t *n, polopt__cand c)
+static POLOPT__INLINE void polopt__minheap_push(polopt__cand *h, size_t *n, polopt__cand c, int ties)
 {
     size_t i = (*n)++;
-    while (i && polopt__worse_cand(c, h[(i - 1) / 2])) {
+    while (i && polopt__worse_cand(c, h[(i - 1) / 2], ties)) {
         h[i] = h[(i - 1) / 2];
         i = (i - 1) / 2;
     }
@@ -3800,41 +3802,41 @@ static void polopt__minheap_push(polopt__cand *h, size_t *n, polopt__cand c)
 }
 
 /* Put c in place of the top of a heap of n and sift it down. */
-static void polopt__maxheap_sift(polopt__cand *h, size_t n, polopt__cand c)
+static POLOPT__INLINE void polopt__maxheap_sift(polopt__cand *h, size_t n, polopt__cand c)
 {
     size_t i = 0, child;
     while ((child = 2 * i + 1) < n) {
-        if (child + 1 < n && polopt__worse_cand(h[child], h[child + 1])) ++child;
-        if (!polopt__worse_cand(c, h[child])) break;
+        if (child + 1 < n && polopt__worse_cand(h[child], h[child + 1], 0)) ++child;
+        if (!polopt__worse_cand(c, h[child], 0)) break;
         h[i] = h[child];
         i = child;
     }
     h[i] = c;
 }
 
-static void polopt__minheap_sift(polopt__cand *h, size_t n, polopt__cand c)
+static POLOPT__INLINE void polopt__minheap_sift(polopt__cand *h, size_t n, polopt__cand c, int ties)
 {
     size_t i = 0, child;
     while ((child = 2 * i + 1) < n) {
-        if (child + 1 < n && polopt__worse_cand(h[child + 1], h[child])) ++child;
-        if (!polopt__worse_cand(h[child], c)) break;
+        if (child + 1 < n && polopt__worse_cand(h[child + 1], h[child], ties)) ++child;
+        if (!polopt__worse_cand(h[child], c, ties)) break;
         h[i] = h[child];
         i = child;
     }
     h[i] = c;
 }
 
-static polopt__cand polopt__maxheap_pop(polopt__cand *h, size_t *n)
+static POLOPT__INLINE polopt__cand polopt__maxheap_pop(polopt__cand *h, size_t *n)
 {
     const polopt__cand top = h[0];
     if (--*n) polopt__maxheap_sift(h, *n, h[*n]);
     return top;
 }
 
-static polopt__cand polopt__minheap_pop(polopt__cand *h, size_t *n)
+static POLOPT__INLINE polopt__cand polopt__minheap_pop(polopt__cand *h, size_t *n, int ties)
 {
     const polopt__cand top = h[0];
-    if (--*n) polopt__minheap_sift(h, *n, h[*n]);
+    if (--*n) polopt__minheap_sift(h, *n, h[*n], ties);
     return top;
 }
 
@@ -3975,9 +3977,9 @@ static void polopt__search_level(const polopt_mips *ix, polopt__locks *lk, polop
             ce.s = polopt__sim(ix, q, e);
             ce.id = e;
             if (*nw < ef) {
-                polopt__minheap_push(W, nw, ce);
+                polopt__minheap_push(W, nw, ce, 0);
             } else if (ce.s > W[0].s) {
-                polopt__minheap_sift(W, *nw, ce);
+                polopt__minheap_sift(W, *nw, ce, 0);
             } else {
                 continue;
             }
@@ -4001,7 +4003,7 @@ static void polopt__drain_sorted(polopt__cand *W, size_t nw, polopt__cand *out)
     size_t n = nw;
     while (n) {
         const size_t at = n - 1;
-        out[at] = polopt__minheap_pop(W, &n);
+        out[at] = polopt__minheap_pop(W, &n, 0);
     }
 }
 
@@ -4520,13 +4522,13 @@ static size_t polopt__exact_batch(const polopt_mips *ix, polopt_mips_scratch *sc
             for (; j < m && n < k; ++j) { /* fill the heap */
                 polopt__cand c;
                 c.s = row[j], c.id = (uint32_t)(a0 + j);
-                polopt__minheap_push(h, &n, c);
+                polopt__minheap_push(h, &n, c, 1);
             }
             for (; j < m; ++j) /* later ids lose ties: a newcomer must be strictly better than the worst kept */
                 if (row[j] > h[0].s) {
                     polopt__cand c;
                     c.s = row[j], c.id = (uint32_t)(a0 + j);
-                    polopt__minheap_sift(h, n, c);
+                    polopt__minheap_sift(h, n, c, 1);
                 }
             fill[i] = n;
         }
@@ -4537,7 +4539,7 @@ static size_t polopt__exact_batch(const polopt_mips *ix, polopt_mips_scratch *sc
         for (t = n; t > 1; --t) {
             const polopt__cand last = h[t - 1];
             h[t - 1] = h[0];
-            polopt__minheap_sift(h, t - 1, last);
+            polopt__minheap_sift(h, t - 1, last, 1);
         }
         for (t = 0; t < k; ++t) {
             out_ids[i * k + t] = t < n ? h[t].id : POLOPT_NO_ITEM;
@@ -4564,8 +4566,8 @@ static size_t polopt__hnsw_search(const polopt_mips *ix, polopt_mips_scratch *sc
         sc->visited[seeds[t]] = sc->epoch;
         cur.id = seeds[t];
         cur.s = polopt__sim(ix, &q, cur.id);
-        if (nw < ef) polopt__minheap_push(W, &nw, cur);
-        else if (cur.s > W[0].s) polopt__minheap_sift(W, nw, cur);
+        if (nw < ef) polopt__minheap_push(W, &nw, cur, 0);
+        else if (cur.s > W[0].s) polopt__minheap_sift(W, nw, cur, 0);
     }
     if (nw == 0) { /* no usable seed: descend from the entry point */
         cur.id = ix->entry;
@@ -4576,14 +4578,14 @@ static size_t polopt__hnsw_search(const polopt_mips *ix, polopt_mips_scratch *sc
         nw = 1;
     }
     polopt__search_level(ix, NULL, sc, &q, ef, 0, &nw, max_expansions);
-    while (nw > k) polopt__minheap_pop(W, &nw); /* drop the worst down to k */
+    while (nw > k) polopt__minheap_pop(W, &nw, 0); /* drop the worst down to k */
     for (t = k; t > nw; --t) { /* fewer than k reachable (a degenerate graph): empty slots at the end */
         out_ids[t - 1] = POLOPT_NO_ITEM;
         if (out_scores) out_scores[t - 1] = -INFINITY;
     }
     while (nw) { /* the worst comes off first: fill from the back */
         const size_t at = nw - 1;
-        const polopt__cand c = polopt__minheap_pop(W, &nw);
+        const polopt__cand c = polopt__minheap_pop(W, &nw, 0);
         out_ids[at] = c.id;
         if (out_scores) out_scores[at] = c.s;
         nonfinite += !(fabsf(c.s) <= FLT_MAX);
