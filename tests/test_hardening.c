@@ -71,7 +71,7 @@ static void hardening_overflowing_scores_are_errors(void)
         polopt_mips hn;
         polopt_mips_hnsw_config hc = polopt_mips_hnsw_config_default();
         polopt_mips_scratch sc;
-        uint32_t ids[4];
+        uint32_t ids[2 * 4]; /* two queries of the batch, k = 4 */
         float scores[4];
         hc.M = 4;
         CHECK_OK(polopt_mips_init_hnsw(&hn, HP, HL, beta, 0, &hc));
