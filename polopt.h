@@ -3692,25 +3692,6 @@ static polopt_result polopt__payload_end_check(polopt__io *r, const unsigned cha
 }
 
 /* Open path for reading with its size when the system tells it (so truncation is found before any allocation). */
-static FILE *polopt__open_read(const char *path, size_t *out_available)
-{
-    FILE *f;
-    long end;
-    *out_available = (size_t)-1;
-#ifdef POLOPT__POSIX_FILES
-    {
-        struct stat st;
-        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) return NULL; /* fopen opens a directory; reading fails */
-    }
-#endif
-    f = fopen(path, "rb");
-    if (!f) return NULL;
-    end = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
-    if (fseek(f, 0, SEEK_SET) != 0) end = -1;
-    if (end >= POLOPT__HEADER_BYTES) *out_available = (size_t)end;
-    return f;
-}
-
 static int polopt__is_directory(const char *path)
 {
 #ifdef POLOPT__POSIX_FILES
@@ -3720,6 +3701,20 @@ static int polopt__is_directory(const char *path)
     (void)path;
     return 0;
 #endif
+}
+
+static FILE *polopt__open_read(const char *path, size_t *out_available)
+{
+    FILE *f;
+    long end;
+    *out_available = (size_t)-1;
+    if (polopt__is_directory(path)) return NULL; /* fopen opens a directory, and reading it fails */
+    f = fopen(path, "rb");
+    if (!f) return NULL;
+    end = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (fseek(f, 0, SEEK_SET) != 0) end = -1;
+    if (end >= POLOPT__HEADER_BYTES) *out_available = (size_t)end;
+    return f;
 }
 
 /* Read an object from a file (path) or a memory buffer with the given reader, which checks everything and leaves
@@ -6910,12 +6905,7 @@ static polopt_result polopt__logged_load_csv_impl(polopt_logged *d, const char *
         rc = polopt__fail(&d->err, &r.config.hooks, POLOPT_ERR_FORMAT, "polopt_logged_load_csv: %s has no rows", path);
     }
     polopt_csv_close(&r);
-    if (rc != POLOPT_OK) {
-        const polopt_error e = d->err;
-        polopt_logged_free(d);
-        d->err = e;
-    }
-    return rc;
+    return rc; /* on failure the wrapper frees d, keeping its message */
 }
 
 POLOPT_DEF polopt_result polopt_logged_load_csv(polopt_logged *data, const char *path, const polopt_csv_config *config)
@@ -7479,13 +7469,7 @@ done:
     polopt__dealloc(&m->hooks, grad);
     polopt__dealloc(&m->hooks, gram);
     polopt__dealloc(&m->hooks, G);
-    if (rc != POLOPT_OK) {
-        const polopt_error e = m->err;
-        polopt_reward_model_free(m);
-        m->err = e;
-    } else {
-        polopt__clear_error(&m->err);
-    }
+    if (rc == POLOPT_OK) polopt__clear_error(&m->err); /* on failure the wrapper frees m, keeping its message */
     return rc;
 }
 
