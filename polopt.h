@@ -395,6 +395,7 @@ typedef struct polopt_mips_scratch {
     uint32_t *visited, epoch;
     void *heap_a, *heap_b; /* max_ef + 1 candidates each */
     float *tile;           /* exact search: a block of scores */
+    void *block;           /* the one allocation the arrays live in (NULL inside a preallocated estimator) */
     polopt_hooks hooks;
     polopt_error err;
 } polopt_mips_scratch;
@@ -581,6 +582,7 @@ typedef struct polopt_proposal {
     double *cdf;       /* cumulative kappa, for drawing */
     uint32_t *table;   /* open addressing: member id -> its slot + 1, 0 = empty */
     size_t table_mask;
+    void *block;       /* the one allocation the arrays live in (NULL inside a preallocated estimator) */
     polopt_hooks hooks;
     polopt_error err;
 } polopt_proposal;
@@ -1254,6 +1256,49 @@ static void *polopt__realloc_array(const polopt_hooks *hooks, void *p, size_t co
 static void polopt__dealloc(const polopt_hooks *hooks, void *p)
 {
     if (p) POLOPT_FREE(p, hooks->alloc_ctx);
+}
+
+/* Objects with several arrays take them from one block: a first pass with a NULL base only adds up the bytes (each
+   array 64-byte aligned), a second carves the same arrays out of a block of that size.  One allocation to make and
+   free, and a caller can hand in its own memory (polopt_estimator_init_preallocated). */
+#define POLOPT__ALIGN 64
+typedef struct polopt__arena {
+    unsigned char *base; /* NULL: count only */
+    size_t used;
+    int overflow;
+} polopt__arena;
+
+static void *polopt__carve(polopt__arena *a, size_t count, size_t size)
+{
+    int ok = 1;
+    const size_t bytes = polopt__mul_size(count, size, &ok);
+    const size_t at = (a->used + (POLOPT__ALIGN - 1)) & ~(size_t)(POLOPT__ALIGN - 1);
+    if (!ok || at < a->used || at + bytes < at) {
+        a->overflow = 1;
+        return NULL;
+    }
+    a->used = at + bytes;
+    return a->base ? a->base + at : NULL;
+}
+
+/* The block for a counted arena (used bytes plus room to align its start), or NULL with *rc set. */
+static void *polopt__arena_alloc(const polopt_hooks *hooks, polopt__arena *a, polopt_result *rc)
+{
+    void *block;
+    if (a->overflow || a->used > (size_t)-1 - POLOPT__ALIGN) {
+        *rc = POLOPT_ERR_OVERFLOW;
+        return NULL;
+    }
+    block = polopt__alloc(hooks, a->used + POLOPT__ALIGN, 1, rc);
+    return block;
+}
+
+/* Start carving at the first aligned address of block. */
+static void polopt__arena_begin(polopt__arena *a, void *block)
+{
+    a->base = (unsigned char *)(((uintptr_t)block + (POLOPT__ALIGN - 1)) & ~(uintptr_t)(POLOPT__ALIGN - 1));
+    a->used = 0;
+    a->overflow = 0;
 }
 
 /* Ask Linux to back a large array with 2 MiB pages.  The index, its search scratch and REINFORCE's scores are read at
@@ -4442,38 +4487,52 @@ POLOPT_DEF polopt_result polopt_mips_add(polopt_mips *index, size_t n_new, const
     return POLOPT_OK;
 }
 
+/* The scratch's arrays, carved from a (see polopt__arena); with a real base, visited starts at zero. */
+static void polopt__mips_scratch_layout(polopt_mips_scratch *sc, const polopt_mips *ix, size_t max_ef, polopt__arena *a)
+{
+    sc->max_ef = max_ef;
+    if (ix->kind == POLOPT_MIPS_HNSW) {
+        sc->capacity = ix->capacity;
+        sc->visited = (uint32_t *)polopt__carve(a, sc->capacity, sizeof(uint32_t));
+        sc->heap_a = polopt__carve(a, 2 * max_ef + 2, sizeof(polopt__cand));
+        sc->heap_b = polopt__carve(a, max_ef + 1, sizeof(polopt__cand));
+        if (sc->visited) {
+            polopt__advise_huge(sc->visited, sc->capacity * sizeof(uint32_t));
+            memset(sc->visited, 0, sc->capacity * sizeof(uint32_t));
+        }
+    } else {
+        sc->heap_a = polopt__carve(a, POLOPT__EXACT_QUERIES * max_ef, sizeof(polopt__cand));
+        sc->tile = (float *)polopt__carve(a, POLOPT__EXACT_QUERIES * POLOPT__EXACT_BLOCK, sizeof(float));
+    }
+}
+
+static polopt_result polopt__mips_scratch_check(const polopt_mips *ix, size_t max_ef, polopt_error *err,
+                                                const polopt_hooks *hooks, const char *fn)
+{
+    if (!ix || !ix->vectors) return polopt__fail(err, hooks, POLOPT_ERR_INVALID_ARG, "%s: the index is not initialised", fn);
+    if (max_ef < 1 || max_ef > (1u << 24))
+        return polopt__fail(err, hooks, POLOPT_ERR_INVALID_ARG, "%s: max_ef = %lu must be in [1, 2^24]", fn,
+                            (unsigned long)max_ef);
+    return POLOPT_OK;
+}
+
 static polopt_result polopt__mips_scratch_init_impl(polopt_mips_scratch *sc, const polopt_mips *ix, size_t max_ef,
                                                   const polopt_hooks *hooks)
 {
     static const char *fn = "polopt_mips_scratch_init";
     polopt_result rc = POLOPT_OK;
+    polopt__arena a = {NULL, 0, 0};
     if (!sc) return POLOPT_ERR_INVALID_ARG;
     memset(sc, 0, sizeof *sc);
     sc->hooks = hooks ? *hooks : polopt__no_hooks;
-    if (!ix || !ix->vectors)
-        return polopt__fail(&sc->err, &sc->hooks, POLOPT_ERR_INVALID_ARG, "%s: the index is not initialised", fn);
-    if (max_ef < 1 || max_ef > (1u << 24))
-        return polopt__fail(&sc->err, &sc->hooks, POLOPT_ERR_INVALID_ARG, "%s: max_ef = %lu must be in [1, 2^24]", fn,
-                            (unsigned long)max_ef);
-    sc->max_ef = max_ef;
-    if (ix->kind == POLOPT_MIPS_HNSW) {
-        sc->capacity = ix->capacity;
-        sc->visited = (uint32_t *)polopt__alloc(&sc->hooks, sc->capacity, sizeof(uint32_t), &rc);
-        if (sc->visited) sc->heap_a = polopt__alloc(&sc->hooks, 2 * max_ef + 2, sizeof(polopt__cand), &rc);
-        if (sc->heap_a) sc->heap_b = polopt__alloc(&sc->hooks, max_ef + 1, sizeof(polopt__cand), &rc);
-        if (sc->heap_b) {
-            polopt__advise_huge(sc->visited, sc->capacity * sizeof(uint32_t));
-            memset(sc->visited, 0, sc->capacity * sizeof(uint32_t));
-        }
-    } else {
-        sc->heap_a = polopt__alloc(&sc->hooks, POLOPT__EXACT_QUERIES * max_ef, sizeof(polopt__cand), &rc);
-        if (sc->heap_a)
-            sc->tile = (float *)polopt__alloc(&sc->hooks, POLOPT__EXACT_QUERIES * POLOPT__EXACT_BLOCK, sizeof(float), &rc);
-    }
-    if (rc != POLOPT_OK) {
+    if ((rc = polopt__mips_scratch_check(ix, max_ef, &sc->err, &sc->hooks, fn)) != POLOPT_OK) return rc;
+    polopt__mips_scratch_layout(sc, ix, max_ef, &a);
+    sc->block = polopt__arena_alloc(&sc->hooks, &a, &rc);
+    if (!sc->block)
         return polopt__fail(&sc->err, &sc->hooks, rc, "%s: cannot allocate scratch for max_ef = %lu", fn,
                             (unsigned long)max_ef);
-    }
+    polopt__arena_begin(&a, sc->block);
+    polopt__mips_scratch_layout(sc, ix, max_ef, &a);
     return POLOPT_OK;
 }
 
@@ -4488,10 +4547,7 @@ POLOPT_DEF polopt_result polopt_mips_scratch_init(polopt_mips_scratch *scratch, 
 POLOPT_DEF void polopt_mips_scratch_free(polopt_mips_scratch *scratch)
 {
     if (!scratch) return;
-    polopt__dealloc(&scratch->hooks, scratch->visited);
-    polopt__dealloc(&scratch->hooks, scratch->heap_a);
-    polopt__dealloc(&scratch->hooks, scratch->heap_b);
-    polopt__dealloc(&scratch->hooks, scratch->tile);
+    polopt__dealloc(&scratch->hooks, scratch->block);
     memset(scratch, 0, sizeof *scratch);
 }
 
@@ -5406,32 +5462,49 @@ static long polopt__proposal_find(const polopt_proposal *q, uint32_t id)
     }
 }
 
+/* The proposal's arrays for top-K sets of up to max_K, carved from a; with a real base, the table starts empty. */
+static void polopt__proposal_layout(polopt_proposal *q, size_t P, size_t max_K, polopt__arena *a)
+{
+    size_t size = 4;
+    while (size < 2 * max_K) size *= 2; /* load factor at most 1/2 */
+    q->ids = (uint32_t *)polopt__carve(a, max_K, sizeof(uint32_t));
+    q->log_kappa = (float *)polopt__carve(a, max_K, sizeof(float));
+    q->log_q = (float *)polopt__carve(a, max_K, sizeof(float));
+    q->cdf = (double *)polopt__carve(a, max_K, sizeof(double));
+    q->table = (uint32_t *)polopt__carve(a, size, sizeof(uint32_t));
+    if (q->table) memset(q->table, 0, size * sizeof(uint32_t));
+    q->P = P;
+    q->max_K = max_K;
+    q->K = 0;
+    q->table_mask = size - 1;
+    q->epsilon = 1.0f;
+}
+
+static polopt_result polopt__proposal_check(size_t P, size_t max_K, polopt_error *err, const polopt_hooks *hooks,
+                                            const char *fn)
+{
+    if (P < 1 || P >= POLOPT_NO_ITEM || max_K < 1 || max_K > P || max_K > (1u << 24))
+        return polopt__fail(err, hooks, POLOPT_ERR_INVALID_ARG,
+                            "%s: P = %lu and max_K = %lu must satisfy 1 <= max_K <= min(P, 2^24)", fn, (unsigned long)P,
+                            (unsigned long)max_K);
+    return POLOPT_OK;
+}
+
 static polopt_result polopt__proposal_init_impl(polopt_proposal *q, size_t P, size_t max_K, const polopt_hooks *hooks)
 {
     static const char *fn = "polopt_proposal_init";
     polopt_result rc = POLOPT_OK;
-    size_t size = 4;
+    polopt__arena a = {NULL, 0, 0};
     if (!q) return POLOPT_ERR_INVALID_ARG;
     memset(q, 0, sizeof *q);
     q->hooks = hooks ? *hooks : polopt__no_hooks;
-    if (P < 1 || P >= POLOPT_NO_ITEM || max_K < 1 || max_K > P || max_K > (1u << 24))
-        return polopt__fail(&q->err, &q->hooks, POLOPT_ERR_INVALID_ARG,
-                            "%s: P = %lu and max_K = %lu must satisfy 1 <= max_K <= min(P, 2^24)", fn, (unsigned long)P,
-                            (unsigned long)max_K);
-    while (size < 2 * max_K) size *= 2; /* load factor at most 1/2 */
-    q->ids = (uint32_t *)polopt__alloc(&q->hooks, max_K, sizeof(uint32_t), &rc);
-    if (q->ids) q->log_kappa = (float *)polopt__alloc(&q->hooks, max_K, sizeof(float), &rc);
-    if (q->log_kappa) q->log_q = (float *)polopt__alloc(&q->hooks, max_K, sizeof(float), &rc);
-    if (q->log_q) q->cdf = (double *)polopt__alloc(&q->hooks, max_K, sizeof(double), &rc);
-    if (q->cdf) q->table = (uint32_t *)polopt__alloc(&q->hooks, size, sizeof(uint32_t), &rc);
-    if (!q->table) {
+    if ((rc = polopt__proposal_check(P, max_K, &q->err, &q->hooks, fn)) != POLOPT_OK) return rc;
+    polopt__proposal_layout(q, P, max_K, &a);
+    q->block = polopt__arena_alloc(&q->hooks, &a, &rc);
+    if (!q->block)
         return polopt__fail(&q->err, &q->hooks, rc, "%s: cannot allocate for max_K = %lu", fn, (unsigned long)max_K);
-    }
-    memset(q->table, 0, size * sizeof(uint32_t));
-    q->P = P;
-    q->max_K = max_K;
-    q->table_mask = size - 1;
-    q->epsilon = 1.0f;
+    polopt__arena_begin(&a, q->block);
+    polopt__proposal_layout(q, P, max_K, &a);
     return POLOPT_OK;
 }
 
@@ -5445,11 +5518,7 @@ POLOPT_DEF polopt_result polopt_proposal_init(polopt_proposal *q, size_t P, size
 POLOPT_DEF void polopt_proposal_free(polopt_proposal *q)
 {
     if (!q) return;
-    polopt__dealloc(&q->hooks, q->ids);
-    polopt__dealloc(&q->hooks, q->log_kappa);
-    polopt__dealloc(&q->hooks, q->log_q);
-    polopt__dealloc(&q->hooks, q->cdf);
-    polopt__dealloc(&q->hooks, q->table);
+    polopt__dealloc(&q->hooks, q->block);
     memset(q, 0, sizeof *q);
 }
 
