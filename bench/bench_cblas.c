@@ -24,11 +24,12 @@ double bench_cblas_reinforce_ms(const polopt_policy *start, const polopt_mips *i
 {
     polopt_policy policy;
     polopt_trainer tr;
-    polopt_train_stats st = {0, 0, 0, 0, 0};
+    polopt_train_stats st;
     polopt_trainer_config c = *config;
     size_t bytes = 0;
     unsigned char *buf;
     double t0, ms = -1.0;
+    memset(&st, 0, sizeof st);
     openblas_set_num_threads(1);
     /* a private copy of the starting policy, through a buffer (the two library copies share the file format) */
     polopt_policy_save_buffer(start, NULL, 0, &bytes, NULL);
@@ -38,7 +39,7 @@ double bench_cblas_reinforce_ms(const polopt_policy *start, const polopt_mips *i
         free(buf);
         return -1.0;
     }
-    c.method = POLOPT_METHOD_REINFORCE;
+    c.estimator.method = POLOPT_METHOD_REINFORCE;
     if (polopt_trainer_init(&tr, &policy, index, &c) == POLOPT_OK) {
         t0 = bench_now();
         if (polopt_trainer_epoch(&tr, data, &st) == POLOPT_OK) ms = 1e3 * (bench_now() - t0) / (double)st.steps;

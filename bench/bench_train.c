@@ -95,10 +95,10 @@ static const char *method_names[N_METHODS] = {"REINFORCE", "REINFORCE (CBLAS)", 
 static polopt_trainer_config method_config(int m)
 {
     polopt_trainer_config c = polopt_trainer_config_default();
-    c.method = m <= M_REINFORCE_CBLAS ? POLOPT_METHOD_REINFORCE : POLOPT_METHOD_SNIS;
-    c.epsilon = m == M_EPS1 ? 1.0f : 0.8f;
+    c.estimator.method = m <= M_REINFORCE_CBLAS ? POLOPT_METHOD_REINFORCE : POLOPT_METHOD_SNIS;
+    c.estimator.epsilon = m == M_EPS1 ? 1.0f : 0.8f;
     c.warm_start = m >= M_EPS08_WARM;
-    c.adaptive_epsilon = m == M_ADAPTIVE;
+    c.estimator.adaptive_epsilon = m == M_ADAPTIVE;
     c.adam.lr = 0.01f;
     return c;
 }

@@ -210,10 +210,10 @@ int main(int argc, char **argv)
         runs[r].config.progress_user = &runs[r];
         runs[r].n = runs[r].epochs = 0;
     }
-    runs[0].name = "eps = 0.8", runs[0].config.epsilon = 0.8f, runs[0].config.warm_start = 1;
-    runs[1].name = "adaptive eps", runs[1].config.adaptive_epsilon = 1, runs[1].config.warm_start = 1;
-    runs[2].name = "eps = 1", runs[2].config.epsilon = 1.0f;
-    runs[3].name = "REINFORCE", runs[3].config.method = POLOPT_METHOD_REINFORCE;
+    runs[0].name = "eps = 0.8", runs[0].config.estimator.epsilon = 0.8f, runs[0].config.warm_start = 1;
+    runs[1].name = "adaptive eps", runs[1].config.estimator.adaptive_epsilon = 1, runs[1].config.warm_start = 1;
+    runs[2].name = "eps = 1", runs[2].config.estimator.epsilon = 1.0f;
+    runs[3].name = "REINFORCE", runs[3].config.estimator.method = POLOPT_METHOD_REINFORCE;
     {
         polopt_policy start;
         polopt_policy_config pc = polopt_policy_config_default(L, L);

@@ -57,8 +57,8 @@ static void hardening_overflowing_scores_are_errors(void)
         polopt_train_stats st;
         float G[HL * 2];
         const uint32_t ctx[2] = {0, 1};
-        tc.method = (polopt_method)m;
-        tc.K = 8, tc.S = 16, tc.batch = 4;
+        tc.estimator.method = (polopt_method)m;
+        tc.estimator.K = 8, tc.estimator.S = 16, tc.estimator.batch = 4;
         CHECK_OK(polopt_trainer_init(&tr, &p, &ix, &tc));
         CHECK_RC(polopt_trainer_epoch(&tr, &d, &st), POLOPT_ERR_NONFINITE);
         CHECK(tr.err.message[0] != '\0');

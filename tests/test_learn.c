@@ -115,33 +115,84 @@ static void learn_proposal_matches_q(void)
     polopt_proposal_free(&prop);
 }
 
-static void learn_snis_gradient_by_hand(void)
+/* Every output of the estimator by hand on three items with beta rows e1, e2, e1 + e2 (L = 2), T = 2: EXACT against
+   the softmax written out, and SNIS with the uniform proposal (eps = 1) against the weights recomputed from its own
+   draws, w_s proportional to exp(f(a_s)) / (1/P). */
+static void learn_estimator_by_hand(void)
 {
-    /* three draws of items 0, 1, 2 with beta rows e1, e2, e1 + e2 (L = 2) */
-    static const float beta[6] = {1, 0, 0, 1, 1, 1};
-    static const uint32_t ids[3] = {0, 1, 2};
-    static const float f[3] = {0.5f, -0.25f, 1.0f}, lq[3] = {-1.0f, -2.0f, -0.5f}, r[3] = {1.0f, 0.0f, 2.0f};
-    double w[3], W = 0, rbar = 0, g[2] = {0, 0}, r_bar, ess, w2 = 0;
-    float out[2];
-    int s;
-    for (s = 0; s < 3; ++s) W += (w[s] = exp((double)f[s] - lq[s]));
-    for (s = 0; s < 3; ++s) rbar += (w[s] /= W) * r[s];
-    for (s = 0; s < 3; ++s) {
-        g[0] += 0.5 * w[s] * (r[s] - rbar) * beta[2 * s];
-        g[1] += 0.5 * w[s] * (r[s] - rbar) * beta[2 * s + 1];
-        w2 += w[s] * w[s];
+    static const float beta[6] = {1, 0, 0, 1, 1, 1}, h[2] = {0.8f, -0.4f}, r[3] = {1.0f, 0.0f, 2.0f};
+    static const uint32_t all[3] = {0, 1, 2};
+    polopt_mips ix;
+    polopt_estimator est;
+    polopt_estimator_config ec = polopt_estimator_config_default();
+    polopt_draws dr;
+    double f[3], pi[3], Z = 0, rbar = 0, g[2] = {0, 0}, bb[2] = {0, 0}, w2 = 0, r_bar;
+    float out[2], lp[3], grad[6], mean[2];
+    int a, s;
+    CHECK_OK(polopt_mips_init_exact(&ix, 3, 2, beta, 0, NULL));
+    for (a = 0; a < 3; ++a) Z += exp(f[a] = 0.5 * ((double)h[0] * beta[2 * a] + (double)h[1] * beta[2 * a + 1]));
+    for (a = 0; a < 3; ++a) {
+        pi[a] = exp(f[a]) / Z;
+        rbar += pi[a] * r[a];
+        bb[0] += pi[a] * beta[2 * a], bb[1] += pi[a] * beta[2 * a + 1];
+        w2 += pi[a] * pi[a];
     }
-    CHECK_OK(polopt_snis_gradient(3, ids, f, lq, r, beta, 2, 0.5f, out, &r_bar, &ess));
-    /* the weights come from a float exponential accurate to 2e-7 relative: 1e-6 is five times that */
+    for (a = 0; a < 3; ++a) g[0] += 0.5 * pi[a] * (r[a] - rbar) * beta[2 * a], g[1] += 0.5 * pi[a] * (r[a] - rbar) * beta[2 * a + 1];
+    ec.method = POLOPT_METHOD_EXACT, ec.temperature = 2.0f, ec.batch = 1;
+    CHECK_OK(polopt_estimator_init(&est, &ix, &ec));
+    CHECK_OK(polopt_estimator_set(&est, 1, h, NULL));
+    CHECK_OK(polopt_estimator_draws(&est, 0, &dr));
+    CHECK(dr.S == 3 && dr.ids[2] == 2);
+    CHECK_NEAR(dr.log_z, log(Z), 1e-6);
+    CHECK_NEAR(dr.ess, 1.0 / w2, 1e-5);
+    /* float exponentials accurate to 2e-7 relative, sums of three: 1e-6 is a few times that */
+    for (a = 0; a < 3; ++a) CHECK_NEAR(dr.weights[a], pi[a], 1e-6);
+    CHECK_OK(polopt_estimator_gradient(&est, 0, r, out, &r_bar));
     CHECK_NEAR(out[0], g[0], 1e-6);
     CHECK_NEAR(out[1], g[1], 1e-6);
-    CHECK_NEAR(r_bar, rbar, 1e-6 * 2.0);
-    CHECK_NEAR(ess, 1.0 / w2, 1e-6 * 3.0);
-    {
-        const float bad_lq[3] = {-1.0f, -INFINITY, 0.0f}, nan_r[3] = {1, NAN, 0};
-        CHECK_RC(polopt_snis_gradient(3, ids, f, bad_lq, r, beta, 2, 0.5f, out, NULL, NULL), POLOPT_ERR_DOMAIN);
-        CHECK_RC(polopt_snis_gradient(3, ids, f, lq, nan_r, beta, 2, 0.5f, out, NULL, NULL), POLOPT_ERR_NONFINITE);
+    CHECK_NEAR(r_bar, rbar, 2e-6);
+    CHECK_OK(polopt_estimator_log_prob(&est, 0, 3, all, lp, grad));
+    for (a = 0; a < 3; ++a) {
+        CHECK_NEAR(lp[a], log(pi[a]), 1e-6);
+        CHECK_NEAR(grad[2 * a], (beta[2 * a] - bb[0]) * 0.5, 1e-6);
+        CHECK_NEAR(grad[2 * a + 1], (beta[2 * a + 1] - bb[1]) * 0.5, 1e-6);
     }
+    CHECK_OK(polopt_estimator_mean_embedding(&est, 0, mean));
+    CHECK_NEAR(mean[0], bb[0], 1e-6);
+    {
+        const float nan_r[3] = {1, NAN, 0};
+        const uint32_t bad = 3;
+        CHECK_RC(polopt_estimator_gradient(&est, 0, nan_r, out, NULL), POLOPT_ERR_NONFINITE);
+        CHECK_RC(polopt_estimator_log_prob(&est, 0, 1, &bad, lp, NULL), POLOPT_ERR_INVALID_ARG);
+        CHECK_RC(polopt_estimator_draws(&est, 1, &dr), POLOPT_ERR_INVALID_ARG); /* only context 0 was set */
+    }
+    polopt_estimator_free(&est);
+    /* SNIS, uniform proposal: the draws are what they are; the weights and gradient must follow from them */
+    ec = polopt_estimator_config_default();
+    ec.epsilon = 1.0f, ec.S = 7, ec.K = 2, ec.temperature = 2.0f, ec.batch = 1;
+    CHECK_OK(polopt_estimator_init(&est, &ix, &ec));
+    CHECK_OK(polopt_estimator_set(&est, 1, h, NULL));
+    CHECK_OK(polopt_estimator_draws(&est, 0, &dr));
+    CHECK(dr.S == 7);
+    {
+        double w[7], W = 0, rb = 0, gs[2] = {0, 0}, W2 = 0;
+        float rs[7];
+        for (s = 0; s < 7; ++s) W += (w[s] = exp(f[dr.ids[s]]) * 3.0), rs[s] = r[dr.ids[s]];
+        for (s = 0; s < 7; ++s) rb += (w[s] /= W) * rs[s], W2 += w[s] * w[s];
+        for (s = 0; s < 7; ++s) {
+            CHECK_NEAR(dr.weights[s], w[s], 1e-6);
+            gs[0] += 0.5 * w[s] * (rs[s] - rb) * beta[2 * dr.ids[s]];
+            gs[1] += 0.5 * w[s] * (rs[s] - rb) * beta[2 * dr.ids[s] + 1];
+        }
+        CHECK_NEAR(dr.log_z, log(W / 7.0), 1e-6);
+        CHECK_NEAR(dr.ess, 1.0 / W2, 1e-5);
+        CHECK_OK(polopt_estimator_gradient(&est, 0, rs, out, &r_bar));
+        CHECK_NEAR(out[0], gs[0], 1e-6);
+        CHECK_NEAR(out[1], gs[1], 1e-6);
+        CHECK_NEAR(r_bar, rb, 2e-6);
+    }
+    polopt_estimator_free(&est);
+    polopt_mips_free(&ix);
 }
 
 /* A small problem: P items, L = D dims, contexts x_i, random rewards, an exact index. */
@@ -198,8 +249,8 @@ static void learn_reinforce_is_unbiased(void)
     pb.policy.temperature = 0.7f;
     CHECK_OK(polopt_policy_embed(&pb.policy, 1, pb.X, 4, h));
     exact_ref(40, 4, pb.beta, h, 0.7, pb.r, g_ref);
-    c.method = POLOPT_METHOD_REINFORCE;
-    c.S = 5;
+    c.estimator.method = POLOPT_METHOD_REINFORCE;
+    c.estimator.S = 5;
     CHECK_OK(polopt_trainer_init(&tr, &pb.policy, &pb.index, &c));
     for (rep = 0; rep < R; ++rep) {
         CHECK_OK(polopt_trainer_embedding_gradient(&tr, &pb.data, 1, &ctx, h, g, NULL));
@@ -211,7 +262,7 @@ static void learn_reinforce_is_unbiased(void)
     }
     /* the exact method reproduces the reference to rounding */
     polopt_trainer_free(&tr);
-    c.method = POLOPT_METHOD_EXACT;
+    c.estimator.method = POLOPT_METHOD_EXACT;
     CHECK_OK(polopt_trainer_init(&tr, &pb.policy, &pb.index, &c));
     CHECK_OK(polopt_trainer_embedding_gradient(&tr, &pb.data, 1, &ctx, h, g, NULL));
     for (j = 0; j < 4; ++j) CHECK_NEAR(g[j], g_ref[j], 1e-5);
@@ -234,9 +285,9 @@ static void learn_snis_converges_with_S(void)
     for (si = 0; si < 4; ++si) {
         polopt_trainer tr;
         polopt_trainer_config c = polopt_trainer_config_default();
-        c.S = Ss[si];
-        c.K = 64;
-        c.epsilon = 0.5f;
+        c.estimator.S = Ss[si];
+        c.estimator.K = 64;
+        c.estimator.epsilon = 0.5f;
         CHECK_OK(polopt_trainer_init(&tr, &pb.policy, &pb.index, &c));
         cosv[si] = rel[si] = 0;
         for (rep = 0; rep < 20; ++rep) {
@@ -301,7 +352,7 @@ static void learn_exact_gradient_matches_finite_differences(void)
     problem_make(&pb, 30, L, N, 4, 0);
     for (k = 0; k < L * L; ++k) pb.policy.theta[k] = (k % (L + 1) == 0 ? 1.0f : 0.0f) + 0.1f * (float)(k % 3);
     for (k = 0; k < L * L; ++k) theta[k] = pb.policy.theta[k];
-    c.method = POLOPT_METHOD_EXACT;
+    c.estimator.method = POLOPT_METHOD_EXACT;
     CHECK_OK(polopt_trainer_init(&tr, &pb.policy, &pb.index, &c));
     CHECK_OK(polopt_policy_embed(&pb.policy, N, pb.X, L, H));
     CHECK_OK(polopt_trainer_embedding_gradient(&tr, &pb.data, N, ctx, H, G, NULL));
@@ -381,8 +432,8 @@ static void learn_training_raises_true_value(void)
         polopt_train_stats st;
         CHECK_OK(polopt_policy_init(&pol, &pc));
         if (r == 0) CHECK_OK(polopt_policy_value(&pol, &s.index, &s.data, &v0));
-        c.method = runs[r].method, c.epsilon = runs[r].eps, c.warm_start = runs[r].warm, c.search_budget = 8;
-        c.K = 64, c.S = 200, c.adam.lr = 0.05f, c.seed = 5;
+        c.estimator.method = runs[r].method, c.estimator.epsilon = runs[r].eps, c.warm_start = runs[r].warm, c.estimator.search_budget = 8;
+        c.estimator.K = 64, c.estimator.S = 200, c.adam.lr = 0.05f, c.estimator.seed = 5;
         CHECK_OK(polopt_trainer_init(&tr, &pol, &s.index, &c));
         for (e = 0; e < 12; ++e) CHECK_OK(polopt_trainer_epoch(&tr, &s.data, &st));
         CHECK_OK(polopt_policy_value(&pol, &s.index, &s.data, &v[r]));
@@ -411,14 +462,14 @@ static void learn_adaptive_epsilon_follows_the_policy(void)
     int pass;
     synth_task_make(&s, P, L, n);
     for (i = 0; i < n; ++i) ctx[i] = (uint32_t)i;
-    c.adaptive_epsilon = 1, c.epsilon = 0.5f, c.K = 64, c.S = 300;
+    c.estimator.adaptive_epsilon = 1, c.estimator.epsilon = 0.5f, c.estimator.K = 64, c.estimator.S = 300;
     /* flat: theta = 0.01 I */
     pc.init_scale = 0.01f;
     CHECK_OK(polopt_policy_init(&pol, &pc));
     CHECK_OK(polopt_trainer_init(&tr, &pol, &s.index, &c));
     CHECK_OK(polopt_policy_embed(&pol, n, s.X, L, H));
     for (pass = 0; pass < 6; ++pass) CHECK_OK(polopt_trainer_embedding_gradient(&tr, &s.data, n, ctx, H, G, NULL));
-    CHECK(tr.epsilon > 0.85f);
+    CHECK(tr.est.epsilon > 0.85f);
     polopt_trainer_free(&tr);
     polopt_policy_free(&pol);
     /* peaked: theta = 20 I puts most of pi on a few items, all inside the top-K */
@@ -427,7 +478,7 @@ static void learn_adaptive_epsilon_follows_the_policy(void)
     CHECK_OK(polopt_trainer_init(&tr, &pol, &s.index, &c));
     CHECK_OK(polopt_policy_embed(&pol, n, s.X, L, H));
     for (pass = 0; pass < 6; ++pass) CHECK_OK(polopt_trainer_embedding_gradient(&tr, &s.data, n, ctx, H, G, NULL));
-    CHECK(tr.epsilon < 0.25f);
+    CHECK(tr.est.epsilon < 0.25f);
     polopt_trainer_free(&tr);
     polopt_policy_free(&pol);
     free(H), free(G);
@@ -451,7 +502,7 @@ static void learn_nonfinite_reward_keeps_parameters(void)
     float *before;
     problem_make(&pb, 30, 4, 8, 5, 0);
     pb.data.reward = nan_reward;
-    c.method = POLOPT_METHOD_EXACT; /* every item is asked for, item 7 included */
+    c.estimator.method = POLOPT_METHOD_EXACT; /* every item is asked for, item 7 included */
     CHECK_OK(polopt_trainer_init(&tr, &pb.policy, &pb.index, &c));
     before = (float *)malloc(16 * sizeof *before);
     memcpy(before, pb.policy.theta, 16 * sizeof *before);
@@ -588,17 +639,17 @@ static void learn_bad_configurations(void)
     polopt_trainer_config c = polopt_trainer_config_default();
     polopt_dataset empty;
     problem_make(&pb, 50, 4, 4, 7, 0);
-    c.K = 64; /* more than P */
+    c.estimator.K = 64; /* more than P */
     CHECK_RC(polopt_trainer_init(&tr, &pb.policy, &pb.index, &c), POLOPT_ERR_INVALID_ARG);
-    CHECK(strstr(tr.err.message, "config.K") != NULL);
+    CHECK(strstr(tr.err.message, "config.estimator.K") != NULL);
     c = polopt_trainer_config_default();
-    c.K = 8, c.S = 1;
+    c.estimator.K = 8, c.estimator.S = 1;
     CHECK_RC(polopt_trainer_init(&tr, &pb.policy, &pb.index, &c), POLOPT_ERR_INVALID_ARG);
-    c.S = 10, c.epsilon = -0.1f;
+    c.estimator.S = 10, c.estimator.epsilon = -0.1f;
     CHECK_RC(polopt_trainer_init(&tr, &pb.policy, &pb.index, &c), POLOPT_ERR_INVALID_ARG);
-    c.epsilon = 0.5f, c.ef = 4; /* ef < K */
+    c.estimator.epsilon = 0.5f, c.estimator.ef = 4; /* ef < K */
     CHECK_RC(polopt_trainer_init(&tr, &pb.policy, &pb.index, &c), POLOPT_ERR_INVALID_ARG);
-    c.ef = 0;
+    c.estimator.ef = 0;
     CHECK_OK(polopt_trainer_init(&tr, &pb.policy, &pb.index, &c));
     memset(&empty, 0, sizeof empty);
     CHECK_RC(polopt_trainer_epoch(&tr, &empty, NULL), POLOPT_ERR_INVALID_ARG);
@@ -621,7 +672,7 @@ static polopt_result learn_alloc_scenario(const polopt_hooks *h, int stage, void
     if (stage <= 2) {
         polopt_trainer tr;
         polopt_trainer_config c = polopt_trainer_config_default();
-        c.method = (polopt_method)stage, c.K = 8, c.S = 20, c.hooks = *h;
+        c.estimator.method = (polopt_method)stage, c.estimator.K = 8, c.estimator.S = 20, c.hooks = *h;
         rc = polopt_trainer_init(&tr, &ac->pb.policy, &ac->pb.index, &c);
         if (rc == POLOPT_OK) rc = polopt_trainer_epoch(&tr, &ac->pb.data, NULL);
         polopt_trainer_free(&tr);
@@ -684,17 +735,17 @@ static void learn_feedback_estimators(void)
         int rep;
         pb.data.reward = model ? table_reward : NULL;
         feedback_ref(&pb, h, model ? pb.r : NULL, logged_action, c, ref);
-        tc.method = POLOPT_METHOD_EXACT;
+        tc.estimator.method = POLOPT_METHOD_EXACT;
         CHECK_OK(polopt_trainer_init(&tr, &pb.policy, &pb.index, &tc));
         CHECK_OK(polopt_trainer_embedding_gradient(&tr, &pb.data, 1, &ctx, h, g, NULL));
         for (j = 0; j < L; ++j) CHECK_NEAR(g[j], ref[j], 1e-5 * (1 + fabs(ref[j])));
         polopt_trainer_free(&tr);
-        tc.method = POLOPT_METHOD_SNIS, tc.K = 8, tc.S = 20000, tc.epsilon = 0.5f;
+        tc.estimator.method = POLOPT_METHOD_SNIS, tc.estimator.K = 8, tc.estimator.S = 20000, tc.estimator.epsilon = 0.5f;
         CHECK_OK(polopt_trainer_init(&tr, &pb.policy, &pb.index, &tc));
         CHECK_OK(polopt_trainer_gradient_fidelity(&tr, &pb.data, 1, &ctx, &cosv, &rel));
         if (!(cosv > 0.99 && rel < 0.15)) th_fail(__FILE__, __LINE__, "SNIS with feedback: cosine %.4f, rel. error %.4f", cosv, rel);
         polopt_trainer_free(&tr);
-        tc.method = POLOPT_METHOD_REINFORCE, tc.S = 5;
+        tc.estimator.method = POLOPT_METHOD_REINFORCE, tc.estimator.S = 5;
         CHECK_OK(polopt_trainer_init(&tr, &pb.policy, &pb.index, &tc));
         for (rep = 0; rep < 4000; ++rep) {
             CHECK_OK(polopt_trainer_embedding_gradient(&tr, &pb.data, 1, &ctx, h, g, NULL));
@@ -711,7 +762,7 @@ static void learn_feedback_estimators(void)
         polopt_trainer_config tc = polopt_trainer_config_default();
         polopt_trainer tr;
         fb.propensity = &bad_p;
-        tc.method = POLOPT_METHOD_EXACT;
+        tc.estimator.method = POLOPT_METHOD_EXACT;
         CHECK_OK(polopt_trainer_init(&tr, &pb.policy, &pb.index, &tc));
         CHECK_RC(polopt_trainer_embedding_gradient(&tr, &pb.data, 1, &ctx, h, g, NULL), POLOPT_ERR_INVALID_ARG);
         CHECK(strstr(tr.err.message, "context 0") != NULL);
@@ -756,7 +807,7 @@ static void learn_training_from_logged_feedback(void)
     logged.reward = NULL, logged.reward_user = NULL, logged.feedback = &fb; /* only the log */
     CHECK_OK(polopt_policy_init(&pol, &pc));
     CHECK_OK(polopt_policy_value(&pol, &s.index, &s.data, &v0)); /* the value under the ground truth */
-    tc.K = 64, tc.S = 200, tc.adam.lr = 0.02f;
+    tc.estimator.K = 64, tc.estimator.S = 200, tc.adam.lr = 0.02f;
     CHECK_OK(polopt_trainer_init(&tr, &pol, &s.index, &tc));
     for (e = 0; e < 6; ++e) CHECK_OK(polopt_trainer_epoch(&tr, &logged, NULL));
     CHECK_OK(polopt_policy_value(&pol, &s.index, &s.data, &v1));
@@ -769,7 +820,7 @@ static void learn_training_from_logged_feedback(void)
 }
 
 const th_test th_suite_learn[] = {TH(learn_proposal_matches_q),
-                                  TH(learn_snis_gradient_by_hand),
+                                  TH(learn_estimator_by_hand),
                                   TH(learn_reinforce_is_unbiased),
                                   TH(learn_snis_converges_with_S),
                                   TH(learn_exact_gradient_matches_finite_differences),

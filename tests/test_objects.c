@@ -239,7 +239,7 @@ static void objects_trainer(void)
         memset(&tr, 0, sizeof tr);
         CHECK_OK(polopt_policy_init(&p, &pc));
         CHECK_OK(polopt_mips_init_exact(&ix, 64, 4, v, 0, NULL));
-        tc.K = 4, tc.S = 8, tc.batch = 2;
+        tc.estimator.K = 4, tc.estimator.S = 8, tc.estimator.batch = 2;
         if (s == FREED) { CHECK_OK(polopt_trainer_init(&tr, &p, &ix, &tc)); polopt_trainer_free(&tr); }
         if (s == FAILED) {
             tc.hooks = failing_hooks(&a);
