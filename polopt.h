@@ -553,6 +553,16 @@ POLOPT_DEF polopt_result polopt_policy_embed(const polopt_policy *policy, size_t
 POLOPT_DEF polopt_result polopt_policy_topk(const polopt_policy *policy, const polopt_mips *index,
                                             polopt_mips_scratch *scratch, const float *x, size_t k, size_t ef,
                                             uint32_t *out_ids, float *out_scores);
+/* Serving with Boltzmann exploration (Chen et al. 2019, §4.3): the top M items of f by MIPS, and pi_M =
+   softmax(f / T) over them; the slate is the K_top most probable, best first, then K - K_top items drawn without
+   replacement from the other M - K_top with probabilities proportional to pi_M (Gumbel top-k: the largest
+   f / T + Gumbel noise, which draws exactly the sequential sampling without replacement).  K_top = K serves the
+   greedy top K, K_top = 0 samples the whole slate.  out_ids: room for M ids, the slate in its first K; work: M
+   floats of scratch.  T as for the policy temperature (relative to f). */
+POLOPT_DEF polopt_result polopt_policy_explore(const polopt_policy *policy, const polopt_mips *index,
+                                               polopt_mips_scratch *scratch, polopt_rng *rng, const float *x, size_t M,
+                                               size_t K, size_t K_top, float temperature, size_t ef,
+                                               uint32_t *out_ids, float *work);
 /* Files and buffers with the index's discipline: magic "POLOPTPL", version, sizes, checksums, validated load,
    atomic save, out_err as for the index (may be NULL).  A loaded policy has its own theta. */
 POLOPT_DEF polopt_result polopt_policy_save(const polopt_policy *policy, const char *path, polopt_error *out_err);
@@ -5463,6 +5473,40 @@ POLOPT_DEF polopt_result polopt_policy_topk(const polopt_policy *policy, const p
                                   "polopt_policy_topk: the score f = h^T beta / T of item %u overflows float", out_ids[i]);
     if (h != stack_h) polopt__dealloc(&policy->hooks, h);
     return rc;
+}
+
+POLOPT_DEF polopt_result polopt_policy_explore(const polopt_policy *policy, const polopt_mips *index,
+                                               polopt_mips_scratch *scratch, polopt_rng *rng, const float *x, size_t M,
+                                               size_t K, size_t K_top, float temperature, size_t ef,
+                                               uint32_t *out_ids, float *work)
+{
+    static const char *fn = "polopt_policy_explore";
+    size_t m, j, i;
+    polopt_result rc;
+    if (!policy || !policy->theta || !index || !scratch || !rng || !x || !out_ids || !work) return POLOPT_ERR_INVALID_ARG;
+    if (!(K >= 1 && K <= M && M <= index->n && K_top <= K) || !(temperature >= 1.0f / FLT_MAX && temperature <= FLT_MAX))
+        return polopt__fail(NULL, &policy->hooks, POLOPT_ERR_INVALID_ARG,
+                            "%s: needs K_top <= K <= M <= P (K_top = %lu, K = %lu, M = %lu, P = %lu) and T in "
+                            "[1 / FLT_MAX, FLT_MAX] (T = %g)", fn, (unsigned long)K_top, (unsigned long)K,
+                            (unsigned long)M, (unsigned long)index->n, (double)temperature);
+    if ((rc = polopt_policy_topk(policy, index, scratch, x, M, ef, out_ids, work)) != POLOPT_OK) return rc;
+    for (m = M; m > 0 && out_ids[m - 1] == POLOPT_NO_ITEM; --m) {} /* a graph that reached fewer than M items */
+    if (m < K)
+        return polopt__fail(NULL, &policy->hooks, POLOPT_ERR_INVALID_ARG, "%s: the index returned %lu items, fewer than "
+                            "K = %lu (raise ef)", fn, (unsigned long)m, (unsigned long)K);
+    for (j = K_top; j < m; ++j) work[j] = (float)(work[j] / temperature + polopt_rng_gumbel(rng));
+    for (j = K_top; j < K; ++j) { /* the largest keys of the rest, in order: selection, K is small */
+        size_t best = j;
+        for (i = j + 1; i < m; ++i)
+            if (work[i] > work[best]) best = i;
+        if (best != j) {
+            const uint32_t id = out_ids[j];
+            const float key = work[j];
+            out_ids[j] = out_ids[best], work[j] = work[best];
+            out_ids[best] = id, work[best] = key;
+        }
+    }
+    return POLOPT_OK;
 }
 
 /* Policy files: the common header with 24 u64 D, 32 u64 L, 40 f32 temperature; payload theta (D x L floats). */
