@@ -30,6 +30,7 @@ extern const th_test th_suite_synth[];
 extern const th_test th_suite_api[];
 extern const th_test th_suite_objects[];
 extern const th_test th_suite_hardening[];
+extern const th_test th_suite_offpolicy[];
 
 /* Failed checks in the current test. */
 extern int th_failures;

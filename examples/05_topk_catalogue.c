@@ -1,0 +1,636 @@
+/* 05_topk_catalogue.c - the top-K off-policy correction of Chen et al. (WSDM 2019) on a million items, with a
+   known behaviour policy and the exact value of every slate.
+
+   What it shows (Chen, Beutel, Covington, Jain, Belletti & Chi, "Top-K Off-Policy Correction for a REINFORCE
+   Recommender System", WSDM 2019, Eq. 3-8 and Section 4.4): a softmax policy pi(a | x) = softmax(h_theta(x)^T beta)
+   over P = 1,000,000 items learns from a log that another policy wrote.  The log:
+     - a behaviour policy b(a | x) = softmax(h_b(x)^T beta / T_b), theta_b = I + a fixed Gaussian perturbation (the
+       start policy of the library, made wrong in a consistent direction: b's bias), T_b calibrated on pilot users
+       so that about TARGET_RATE of its actions are rewarded;
+     - N users (contexts) of the synthetic generator, one logged step each: an action drawn exactly from b (the
+       REINFORCE estimator scores all P items and inverts the cumulative distribution), its exact propensity
+       b(a | x) (polopt_estimator_log_prob: the exact log-normaliser), and the reward 1[a in Y_u], Y_u the 5 items
+       the user's hidden taste rates highest (polopt_synth_relevant).  One step per user: the return is the reward.
+   A fresh policy (theta = I, the library's start) is trained on this log with the paper's SNIS estimator (K = 256
+   MIPS items, S draws, HNSW) under each correction of polopt_correction_config:
+       none          w = 1                                  (REINFORCE as if on-policy: it learns b's preferences)
+       first-order   w = pi / b                             (the off-policy correction, Eq. 4)
+       top-K         w = pi / b * K (1 - pi)^(K - 1)        (Eq. 7-8, for slates of K)
+   each with and without the cap pi / b <= e^3 of the paper's production system, and with b known (the logged
+   propensities) or learned (propensity NULL: the trainer fits a behaviour head b_hat by maximum likelihood).
+
+   What is measured: the policy serves the greedy slate of its K best items (MIPS); its true expected reward is the
+   probability that the slate holds a relevant item, hit-rate@K with the exact Y_u of held-out users (exact up to
+   the recall of the HNSW search that serves the slate).  For K = 1, 4 and 16; besides, agree@K (how much of the
+   slate is b's own greedy slate, the fingerprint of b's bias), the effective sample size of the correction
+   weights per minibatch of 32 (stats.weight_ess), and the wall time per epoch.  The behaviour policy's own slates
+   are the reference.  Nothing is tuned to the order the methods come out in: it is the result of the run.
+
+   Output: the table on stdout, and topk_catalogue.svg (hit-rate of the K-slate, grouped by K) and topk_catalogue.csv
+   in the output directory.
+
+   Run: build/05_topk_catalogue [--quick] [--items P] [--logged N] [--epochs E] [--threads T] [--index FILE] [DIR]
+     --quick        P = 100,000 and N = 20,000 (about a minute on two cores)
+     --items P      catalogue size (default 1,000,000)
+     --logged N     logged steps (default 30,000)
+     --epochs E     epochs per run (default 6)
+     --threads T    runs trained side by side (default 2; 1 gives uncontended times per epoch)
+     --index FILE   keep the HNSW index in FILE: loaded when it matches the catalogue, else built and saved
+     DIR            where the SVG and the CSV go (default: the current directory) */
+#define _POSIX_C_SOURCE 200112L /* clock_gettime, pthreads */
+#define POLOPT_IMPLEMENTATION
+#include "polopt.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define L 32              /* embedding dimension; contexts have D = L */
+#define K_RELEVANT 5      /* |Y_u| */
+#define N_TEST 2000       /* held-out users */
+#define N_PILOT 256       /* users that calibrate T_b */
+#define TARGET_RATE 0.10  /* the share of b's actions that should be rewarded */
+#define THETA_NOISE 0.6   /* theta_b = I + THETA_NOISE * Z / sqrt(L), Z ~ N(0, 1) */
+#define BLOCK 256         /* logged users per work item of the logging threads */
+#define BATCH 32
+#define EVAL_EF 128       /* HNSW beam of the served slates */
+#define CAP 20.0855369f   /* e^3, the cap of Chen et al. (2019, Section 4.4) */
+#define N_SLATES 3
+#define MAX_RUNS 16
+#define MAX_THREADS 8
+#define TEST_USER0 90000000u  /* held-out users' ids */
+#define PILOT_USER0 50000000u /* pilot users' ids */
+
+static const size_t slate_k[N_SLATES] = {1, 4, 16};
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static void check(polopt_result rc, const char *what, const char *message)
+{
+    if (rc != POLOPT_OK) {
+        fprintf(stderr, "\n%s failed: %s (%s)\n", what, polopt_strerror(rc), message && *message ? message : "-");
+        exit(1);
+    }
+}
+
+/* Functions without an error object of their own (polopt_evaluate, polopt_synth_relevant, the queries of an
+   estimator) send their message to the hooks of the object they work on: print it. */
+static void log_message(void *user, polopt_result code, const char *message)
+{
+    (void)user;
+    fprintf(stderr, "polopt: %s: %s\n", polopt_strerror(code), message);
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p) {
+        fprintf(stderr, "out of memory (%lu bytes)\n", (unsigned long)n);
+        exit(1);
+    }
+    return p;
+}
+
+/* ---- the log -------------------------------------------------------------------------------------------- */
+
+/* Everything the logging threads share; each thread takes blocks of BLOCK users. */
+typedef struct logger {
+    const polopt_synth *cat;
+    const polopt_mips *index;
+    const polopt_policy *behaviour; /* theta_b; its temperature is T_b */
+    size_t n;
+    const float *X, *T; /* contexts and hidden tastes, n x L */
+    uint32_t *action;
+    float *propensity, *reward;
+    double *b_rel; /* b(Y_u | x_u): b's exact expected reward for each logged user */
+    size_t next_block;
+    pthread_mutex_t lock;
+} logger;
+
+static void *log_worker(void *arg)
+{
+    logger *lg = (logger *)arg;
+    polopt_estimator est;
+    polopt_estimator_config ec = polopt_estimator_config_default();
+    float H[BATCH * L];
+    ec.method = POLOPT_METHOD_REINFORCE; /* exact draws from b and its exact log-normaliser */
+    ec.S = 2;                            /* the smallest S allowed; the log takes the first draw */
+    ec.batch = BATCH;
+    ec.temperature = lg->behaviour->temperature;
+    ec.hooks.log = log_message;
+    check(polopt_estimator_init(&est, lg->index, &ec), "behaviour estimator", est.err.message);
+    for (;;) {
+        size_t blk, u0, m, i, c;
+        polopt_sets Y;
+        pthread_mutex_lock(&lg->lock);
+        blk = lg->next_block++;
+        pthread_mutex_unlock(&lg->lock);
+        u0 = blk * BLOCK;
+        if (u0 >= lg->n) break;
+        m = lg->n - u0 < BLOCK ? lg->n - u0 : BLOCK;
+        /* the draws of each block come from their own seed: the log does not depend on the number of threads */
+        check(polopt_rng_seed(&est.rng, 0x5eed0000u + blk), "seed", "");
+        check(polopt_synth_relevant(lg->cat, lg->index->vectors, m, lg->T + u0 * L, K_RELEVANT, &Y), "relevant",
+              lg->cat->err.message);
+        for (i = 0; i < m; i += BATCH) {
+            const size_t nb = m - i < BATCH ? m - i : BATCH;
+            check(polopt_policy_embed(lg->behaviour, nb, lg->X + (u0 + i) * L, L, H), "embed", lg->behaviour->err.message);
+            check(polopt_estimator_set(&est, nb, H, NULL), "behaviour draws", est.err.message);
+            for (c = 0; c < nb; ++c) {
+                const size_t u = u0 + i + c;
+                const uint32_t *rel = Y.items + Y.offsets[i + c];
+                const size_t n_rel = Y.offsets[i + c + 1] - Y.offsets[i + c];
+                polopt_draws dr;
+                float log_b, log_rel[K_RELEVANT];
+                size_t j;
+                double sum = 0.0;
+                check(polopt_estimator_draws(&est, c, &dr), "draws", "");
+                lg->action[u] = dr.ids[0];
+                check(polopt_estimator_log_prob(&est, c, 1, dr.ids, &log_b, NULL), "log b", "");
+                lg->propensity[u] = (float)exp((double)log_b);
+                if (!(lg->propensity[u] > 0.0f)) check(POLOPT_ERR_DOMAIN, "propensity", "b(a | x) underflows float");
+                check(polopt_sets_reward(&Y, (uint32_t)(i + c), 1, dr.ids, &lg->reward[u]), "reward", "");
+                check(polopt_estimator_log_prob(&est, c, n_rel, rel, log_rel, NULL), "log b(Y)", "");
+                for (j = 0; j < n_rel; ++j) sum += exp((double)log_rel[j]);
+                lg->b_rel[u] = sum;
+            }
+        }
+        polopt_sets_free(&Y);
+    }
+    polopt_estimator_free(&est);
+    return NULL;
+}
+
+/* T_b such that b's expected reward on pilot users is TARGET_RATE: E_b[r | x] = sum_{a in Y} softmax(s / T)_a, s =
+   h_b(x)^T beta for all P items (one gemm per 32 users), on a geometric grid of T, then log-linear interpolation. */
+#define N_GRID 33
+static float calibrate_temperature(const polopt_synth *cat, const polopt_mips *index, const polopt_policy *beh,
+                                   double *out_rate)
+{
+    const size_t P = index->n;
+    float *X = (float *)xmalloc(N_PILOT * L * sizeof(float)), *T = (float *)xmalloc(N_PILOT * L * sizeof(float));
+    float *scores = (float *)xmalloc(BATCH * P * sizeof(float)), H[BATCH * L];
+    double grid[N_GRID], rate[N_GRID], log_z;
+    polopt_sets Y;
+    size_t u, b, i, j;
+    int g;
+    for (g = 0; g < N_GRID; ++g) grid[g] = 0.005 * pow(1.25, g), rate[g] = 0.0; /* 0.005 .. 6.3 */
+    for (u = 0; u < N_PILOT; ++u)
+        check(polopt_synth_user(cat, PILOT_USER0 + u, X + u * L, T + u * L), "pilot user", cat->err.message);
+    check(polopt_synth_relevant(cat, index->vectors, N_PILOT, T, K_RELEVANT, &Y), "relevant", cat->err.message);
+    for (b = 0; b < N_PILOT; b += BATCH) {
+        check(polopt_policy_embed(beh, BATCH, X + b * L, L, H), "embed", beh->err.message);
+        check(polopt_gemm(POLOPT_NO_TRANS, POLOPT_TRANS, BATCH, P, L, 1.0f, H, L, index->vectors, L, 0.0f, scores, P),
+              "gemm", "");
+        for (i = 0; i < BATCH; ++i)
+            for (g = 0; g < N_GRID; ++g) {
+                check(polopt_logsumexp(P, scores + i * P, (float)grid[g], &log_z), "logsumexp", "");
+                for (j = Y.offsets[b + i]; j < Y.offsets[b + i + 1]; ++j)
+                    rate[g] += exp((double)scores[i * P + Y.items[j]] / grid[g] - log_z);
+            }
+    }
+    polopt_sets_free(&Y);
+    free(X), free(T), free(scores);
+    for (g = 0; g < N_GRID; ++g) rate[g] /= N_PILOT;
+    for (g = 0; g + 1 < N_GRID; ++g) /* the rate falls as T rises: the first bracket of the target */
+        if (rate[g] >= TARGET_RATE && rate[g + 1] < TARGET_RATE) {
+            const double t = (rate[g] - TARGET_RATE) / (rate[g] - rate[g + 1]);
+            *out_rate = TARGET_RATE;
+            return (float)(grid[g] * pow(grid[g + 1] / grid[g], t));
+        }
+    g = rate[0] < TARGET_RATE ? 0 : N_GRID - 1; /* not reached on the grid: its nearest end */
+    *out_rate = rate[g];
+    return (float)grid[g];
+}
+
+/* ---- the runs ------------------------------------------------------------------------------------------- */
+
+typedef struct run {
+    const char *name;
+    polopt_correction kind;
+    size_t K;
+    float cap;
+    int learned; /* b learned (propensity NULL, learn_behaviour) */
+    /* results */
+    double hit[N_SLATES], ndcg[N_SLATES], agree[N_SLATES];
+    double weight_ess, weight_ess_first, seconds_per_epoch, b_log_lik, est_reward;
+} run;
+
+/* What the training threads share. */
+typedef struct trainer_pool {
+    run *runs;
+    int n_runs, next, epochs;
+    float lr, behaviour_lr;
+    size_t S;
+    const polopt_mips *index;
+    const polopt_dataset *train, *test;
+    const uint32_t *b_slate[N_SLATES]; /* b's greedy slates on the test users, N_TEST x k each */
+    pthread_mutex_t lock;
+} trainer_pool;
+
+/* The served slates of a policy on the test users: hit-rate@k and nDCG@k (polopt_evaluate) and agree@k, the mean
+   share of the slate that b's greedy slate also holds. */
+static void score_slates(const polopt_policy *pol, const polopt_mips *index, polopt_mips_scratch *scratch,
+                         const polopt_dataset *test, const uint32_t *const *b_slate, double *hit, double *ndcg,
+                         double *agree)
+{
+    uint32_t ids[16];
+    int s;
+    size_t u, i, j;
+    for (s = 0; s < N_SLATES; ++s) {
+        const size_t k = slate_k[s];
+        polopt_eval ev;
+        double same = 0.0;
+        check(polopt_evaluate(pol, index, scratch, test, k, EVAL_EF, &ev), "evaluate", scratch->err.message);
+        hit[s] = ev.hit_rate, ndcg[s] = ev.ndcg;
+        if (!agree) continue;
+        for (u = 0; u < test->n; ++u) {
+            check(polopt_policy_topk(pol, index, scratch, test->X + u * L, k, EVAL_EF, ids, NULL), "top-k",
+                  scratch->err.message);
+            for (i = 0; i < k; ++i)
+                for (j = 0; j < k; ++j)
+                    if (ids[i] != POLOPT_NO_ITEM && ids[i] == b_slate[s][u * k + j]) same += 1.0;
+        }
+        agree[s] = same / ((double)k * (double)test->n);
+    }
+}
+
+static void *train_worker(void *arg)
+{
+    trainer_pool *pool = (trainer_pool *)arg;
+    polopt_mips_scratch scratch;
+    check(polopt_mips_scratch_init(&scratch, pool->index, EVAL_EF, NULL), "scratch", scratch.err.message);
+    for (;;) {
+        run *r;
+        polopt_policy policy;
+        polopt_policy_config pc = polopt_policy_config_default(L, L); /* theta = I, T = 1 */
+        polopt_trainer trainer;
+        polopt_trainer_config tc = polopt_trainer_config_default();
+        polopt_logged_returns lr = *pool->train->returns;
+        polopt_dataset data = *pool->train;
+        polopt_train_stats st;
+        double wall = 0.0, ess = 0.0;
+        int e;
+        pthread_mutex_lock(&pool->lock);
+        r = pool->next < pool->n_runs ? &pool->runs[pool->next++] : NULL;
+        pthread_mutex_unlock(&pool->lock);
+        if (!r) break;
+        pc.hooks.log = log_message;
+        check(polopt_policy_init(&policy, &pc), "policy", policy.err.message);
+        tc.estimator.S = pool->S; /* K = 256, eps = 0.8, batch 32, seed 1: the same for every run */
+        tc.warm_start = 1;
+        tc.adam.lr = pool->lr;
+        tc.correction.kind = r->kind;
+        tc.correction.K = r->K;
+        tc.correction.cap = r->cap;
+        tc.learn_behaviour = r->learned;
+        tc.behaviour_adam.lr = pool->behaviour_lr;
+        if (r->learned) lr.propensity = NULL;
+        data.returns = &lr;
+        check(polopt_trainer_init(&trainer, &policy, pool->index, &tc), "trainer", trainer.err.message);
+        for (e = 0; e < pool->epochs; ++e) {
+            const double t0 = now();
+            check(polopt_trainer_epoch(&trainer, &data, &st), r->name, trainer.err.message);
+            wall += now() - t0;
+            ess += st.weight_ess;
+            if (e == 0) r->weight_ess_first = st.weight_ess;
+            printf("  %-28s epoch %2d  %6.2f s  mean w R %9.3g  weight ESS %5.1f/32%s", r->name, e + 1, now() - t0,
+                   st.reward, st.weight_ess, r->learned ? "" : "\n");
+            if (r->learned) printf("  mean log b_hat(a|x) %.2f\n", st.behaviour_log_lik);
+            fflush(stdout);
+        }
+        r->seconds_per_epoch = wall / pool->epochs;
+        r->weight_ess = ess / pool->epochs;
+        r->b_log_lik = st.behaviour_log_lik;
+        r->est_reward = st.reward;
+        score_slates(&policy, pool->index, &scratch, pool->test, pool->b_slate, r->hit, r->ndcg, r->agree);
+        printf("  %-28s done: hit@1 %.3f  hit@4 %.3f  hit@16 %.3f\n", r->name, r->hit[0], r->hit[1], r->hit[2]);
+        fflush(stdout);
+        polopt_trainer_free(&trainer);
+        polopt_policy_free(&policy);
+    }
+    polopt_mips_scratch_free(&scratch);
+    return NULL;
+}
+
+/* ---- output --------------------------------------------------------------------------------------------- */
+
+/* Grouped bars: one group per slate size K, one bar per policy (references first). */
+static void write_svg(const char *path, size_t P, size_t N, const char *const *names, const double (*hit)[N_SLATES],
+                      int n_bars, int n_refs)
+{
+    static const char *colors[] = {"#7f7f7f", "#c7c7c7", "#d62728", "#ff9896", "#ff7f0e", "#ffbb78", "#2ca02c",
+                                   "#98df8a", "#1f77b4", "#aec7e8", "#9467bd", "#c5b0d5", "#8c564b", "#c49c94",
+                                   "#e377c2", "#f7b6d2", "#17becf", "#bcbd22"};
+    const double W = 980, x0 = 70, y0 = 40, w = 600, h = 360, H = y0 + h + 70;
+    const double group_w = w / N_SLATES, bar_w = (group_w - 30) / n_bars;
+    double v_max = 0.0;
+    FILE *f = fopen(path, "w");
+    int s, b, t;
+    if (!f) {
+        fprintf(stderr, "cannot write %s\n", path);
+        return;
+    }
+    for (b = 0; b < n_bars; ++b)
+        for (s = 0; s < N_SLATES; ++s) v_max = hit[b][s] > v_max ? hit[b][s] : v_max;
+    v_max = v_max > 0.0 ? 0.1 * ceil(v_max * 1.05 / 0.1) : 1.0;
+    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' font-family='sans-serif' "
+               "font-size='12'>\n<rect width='100%%' height='100%%' fill='white'/>\n", W, H);
+    fprintf(f, "<text x='%.0f' y='20' text-anchor='middle' font-size='14'>Probability that the served K-slate holds a "
+               "relevant item (held-out users; P = %lu, %lu logged steps)</text>\n", W / 2, (unsigned long)P,
+            (unsigned long)N);
+    for (t = 0; t <= 5; ++t) {
+        const double gy = y0 + h - h * t / 5;
+        fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>\n", x0, gy, x0 + w, gy);
+        fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='end'>%.2f</text>\n", x0 - 6, gy + 4, v_max * t / 5);
+    }
+    for (s = 0; s < N_SLATES; ++s) {
+        const double gx = x0 + group_w * s + 15;
+        for (b = 0; b < n_bars; ++b) {
+            const double bh = h * hit[b][s] / v_max;
+            fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='%s'%s><title>%s: %.3f</title></rect>\n",
+                    gx + bar_w * b, y0 + h - bh, bar_w * 0.9, bh, colors[b % 18],
+                    b < n_refs ? " stroke='black' stroke-dasharray='2,2'" : "", names[b], hit[b][s]);
+        }
+        fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle'>K = %lu</text>\n", gx + bar_w * n_bars / 2,
+                y0 + h + 18, (unsigned long)slate_k[s]);
+    }
+    fprintf(f, "<rect x='%.0f' y='%.0f' width='%.0f' height='%.0f' fill='none' stroke='black'/>\n", x0, y0, w, h);
+    fprintf(f, "<text x='%.0f' y='%.0f' text-anchor='middle'>slate size K (greedy top-K by MIPS)</text>\n", x0 + w / 2,
+            y0 + h + 40);
+    fprintf(f, "<text transform='translate(18 %.0f) rotate(-90)' text-anchor='middle'>hit-rate@K</text>\n", y0 + h / 2);
+    for (b = 0; b < n_bars; ++b) {
+        const double ly = y0 + 8 + 19 * b;
+        fprintf(f, "<rect x='%.0f' y='%.1f' width='14' height='12' fill='%s'/>\n", x0 + w + 20, ly, colors[b % 18]);
+        fprintf(f, "<text x='%.0f' y='%.1f'>%s</text>\n", x0 + w + 40, ly + 10, names[b]);
+    }
+    fprintf(f, "</svg>\n");
+    fclose(f);
+}
+
+static void usage(const char *prog)
+{
+    fprintf(stderr, "usage: %s [--quick] [--items P] [--logged N] [--epochs E] [--threads T] [--index FILE] [DIR]\n",
+            prog);
+    exit(2);
+}
+
+int main(int argc, char **argv)
+{
+    size_t P = 1000000, N = 30000, S = 1000;
+    int epochs = 6, n_threads = 2, quick = 0, a, r, s;
+    const char *out_dir = ".", *index_path = NULL;
+    char svg_path[4096], csv_path[4096];
+    const double t_start = now();
+    polopt_synth_config sc = polopt_synth_config_default();
+    polopt_synth cat;
+    polopt_mips index;
+    polopt_mips_scratch scratch;
+    polopt_policy beh;
+    polopt_policy_config bc = polopt_policy_config_default(L, L);
+    float *X, *T, *Xt, *Tt, *noise, *ret;
+    uint32_t *action, *b_slate[N_SLATES];
+    float *propensity, *reward;
+    double *b_rel, t0, rate_pilot, logged_rate = 0.0, exact_rate = 0.0, mean_log_b = 0.0, b_slate_draws[N_SLATES];
+    double b_hit[N_SLATES], b_ndcg[N_SLATES], s_hit[N_SLATES], s_ndcg[N_SLATES], s_agree[N_SLATES];
+    polopt_sets Y_test;
+    polopt_dataset train, test;
+    polopt_logged_returns returns;
+    logger lg;
+    trainer_pool pool;
+    pthread_t threads[MAX_THREADS];
+    run runs[MAX_RUNS];
+    int n_runs = 0, built = 1;
+    size_t u, i;
+    FILE *csv;
+
+    for (a = 1; a < argc; ++a) {
+        if (!strcmp(argv[a], "--quick")) quick = 1, P = 100000, N = 20000;
+        else if (!strcmp(argv[a], "--items") && a + 1 < argc) P = (size_t)strtoul(argv[++a], NULL, 10);
+        else if (!strcmp(argv[a], "--logged") && a + 1 < argc) N = (size_t)strtoul(argv[++a], NULL, 10);
+        else if (!strcmp(argv[a], "--epochs") && a + 1 < argc) epochs = atoi(argv[++a]);
+        else if (!strcmp(argv[a], "--threads") && a + 1 < argc) n_threads = atoi(argv[++a]);
+        else if (!strcmp(argv[a], "--index") && a + 1 < argc) index_path = argv[++a];
+        else if (argv[a][0] == '-') usage(argv[0]);
+        else out_dir = argv[a];
+    }
+    if (P < 1000 || N < BATCH || epochs < 1 || n_threads < 1 || n_threads > MAX_THREADS) usage(argv[0]);
+    snprintf(svg_path, sizeof svg_path, "%s/topk_catalogue.svg", out_dir);
+    snprintf(csv_path, sizeof csv_path, "%s/topk_catalogue.csv", out_dir);
+
+    /* 1. Catalogue, users, index. */
+    printf("1. catalogue of %lu items (L = %d), %lu logged users, %d held-out users%s; kernels: %s\n",
+           (unsigned long)P, L, (unsigned long)N, N_TEST, quick ? " (--quick)" : "", polopt_isa_name(polopt_isa_detect()));
+    sc.n_items = P, sc.dim = L;
+    sc.hooks.log = log_message;
+    check(polopt_synth_init(&cat, &sc), "catalogue", cat.err.message);
+    {
+        float *beta = (float *)xmalloc(P * L * sizeof(float));
+        check(polopt_synth_items(&cat, 0, P, beta), "items", cat.err.message);
+        t0 = now();
+        if (index_path && polopt_mips_load(&index, index_path, NULL) == POLOPT_OK) {
+            /* a kept index is used only if it holds exactly this catalogue */
+            if (index.kind == POLOPT_MIPS_HNSW && index.n == P && index.dim == L &&
+                !memcmp(index.vectors, beta, P * L * sizeof(float)))
+                built = 0;
+            else
+                polopt_mips_free(&index);
+        }
+        if (built) {
+            polopt_mips_hnsw_config hc = polopt_mips_hnsw_config_default();
+            printf("2. building the HNSW index (M = 16, ef_construction = 100, 2 threads)... ");
+            fflush(stdout);
+            hc.ef_construction = 100;
+            hc.n_threads = 2;
+            check(polopt_mips_init_hnsw(&index, P, L, beta, 1, &hc), "index", index.err.message);
+            printf("%.1f s\n", now() - t0);
+            if (index_path) check(polopt_mips_save(&index, index_path, &index.err), "save index", index.err.message);
+        } else {
+            printf("2. HNSW index loaded from %s (%.1f s)\n", index_path, now() - t0);
+        }
+        free(beta);
+    }
+    check(polopt_mips_scratch_init(&scratch, &index, EVAL_EF, NULL), "scratch", scratch.err.message);
+    X = (float *)xmalloc(N * L * sizeof(float)), T = (float *)xmalloc(N * L * sizeof(float));
+    Xt = (float *)xmalloc(N_TEST * L * sizeof(float)), Tt = (float *)xmalloc(N_TEST * L * sizeof(float));
+    for (u = 0; u < N; ++u) check(polopt_synth_user(&cat, u, X + u * L, T + u * L), "user", cat.err.message);
+    for (u = 0; u < N_TEST; ++u)
+        check(polopt_synth_user(&cat, TEST_USER0 + u, Xt + u * L, Tt + u * L), "user", cat.err.message);
+    check(polopt_synth_relevant(&cat, index.vectors, N_TEST, Tt, K_RELEVANT, &Y_test), "relevant", cat.err.message);
+    memset(&test, 0, sizeof test);
+    test.n = N_TEST, test.X = Xt, test.ldx = L, test.reward = polopt_sets_reward, test.reward_user = &Y_test;
+    test.relevant = &Y_test;
+
+    /* 3. The behaviour policy: theta_b = I + noise, T_b calibrated. */
+    bc.hooks.log = log_message;
+    check(polopt_policy_init(&beh, &bc), "behaviour policy", beh.err.message);
+    {
+        polopt_rng rng;
+        noise = (float *)xmalloc(L * L * sizeof(float));
+        check(polopt_rng_seed(&rng, 2019), "seed", "");
+        check(polopt_rng_normals(&rng, L * L, noise), "normals", "");
+        for (i = 0; i < L * L; ++i) beh.theta[i] += (float)(THETA_NOISE / sqrt((double)L)) * noise[i];
+        free(noise);
+    }
+    printf("3. behaviour policy b: theta_b = I + %.1f Z / sqrt(L); calibrating T_b on %d pilot users... ", THETA_NOISE,
+           N_PILOT);
+    fflush(stdout);
+    t0 = now();
+    beh.temperature = calibrate_temperature(&cat, &index, &beh, &rate_pilot);
+    printf("T_b = %.4f (E_b[r] = %.3f on the pilot users; %.1f s)\n", (double)beh.temperature, rate_pilot, now() - t0);
+
+    /* 4. The log: one exact draw from b per user, its exact propensity, its reward. */
+    action = (uint32_t *)xmalloc(N * sizeof(uint32_t));
+    propensity = (float *)xmalloc(N * sizeof(float)), reward = (float *)xmalloc(N * sizeof(float));
+    ret = (float *)xmalloc(N * sizeof(float));
+    b_rel = (double *)xmalloc(N * sizeof(double));
+    printf("4. logging %lu steps from b (exact draws and propensities over all %lu items, %d threads)... ",
+           (unsigned long)N, (unsigned long)P, n_threads);
+    fflush(stdout);
+    t0 = now();
+    memset(&lg, 0, sizeof lg);
+    lg.cat = &cat, lg.index = &index, lg.behaviour = &beh, lg.n = N, lg.X = X, lg.T = T;
+    lg.action = action, lg.propensity = propensity, lg.reward = reward, lg.b_rel = b_rel;
+    pthread_mutex_init(&lg.lock, NULL);
+    for (a = 0; a < n_threads; ++a)
+        if (pthread_create(&threads[a], NULL, log_worker, &lg)) check(POLOPT_ERR_NO_MEMORY, "pthread_create", "");
+    for (a = 0; a < n_threads; ++a) pthread_join(threads[a], NULL);
+    pthread_mutex_destroy(&lg.lock);
+    for (s = 0; s < N_SLATES; ++s) b_slate_draws[s] = 0.0;
+    for (u = 0; u < N; ++u) {
+        logged_rate += reward[u];
+        exact_rate += b_rel[u];
+        mean_log_b += log((double)propensity[u]);
+        for (s = 0; s < N_SLATES; ++s) b_slate_draws[s] += 1.0 - pow(1.0 - b_rel[u], (double)slate_k[s]);
+    }
+    logged_rate /= (double)N, exact_rate /= (double)N, mean_log_b /= (double)N;
+    for (s = 0; s < N_SLATES; ++s) b_slate_draws[s] /= (double)N;
+    printf("%.1f s\n   rewarded: %.2f%% of the logged actions (b's exact expected reward on these users: %.2f%%); "
+           "mean log b(a|x) = %.2f\n", now() - t0, 100.0 * logged_rate, 100.0 * exact_rate, mean_log_b);
+    memcpy(ret, reward, N * sizeof(float)); /* one step per trajectory: the return R_t is the reward r_t */
+    returns.action = action, returns.ret = ret, returns.propensity = propensity;
+    memset(&train, 0, sizeof train);
+    train.n = N, train.X = X, train.ldx = L, train.returns = &returns;
+
+    /* 5. The references: b's greedy slates and the start policy's. */
+    for (s = 0; s < N_SLATES; ++s) {
+        b_slate[s] = (uint32_t *)xmalloc(N_TEST * slate_k[s] * sizeof(uint32_t));
+        for (u = 0; u < N_TEST; ++u)
+            check(polopt_policy_topk(&beh, &index, &scratch, Xt + u * L, slate_k[s], EVAL_EF, b_slate[s] + u * slate_k[s],
+                                     NULL), "b's slate", scratch.err.message);
+    }
+    score_slates(&beh, &index, &scratch, &test, NULL, b_hit, b_ndcg, NULL);
+    {
+        polopt_policy start;
+        polopt_policy_config pc = polopt_policy_config_default(L, L);
+        pc.hooks.log = log_message;
+        check(polopt_policy_init(&start, &pc), "policy", start.err.message);
+        score_slates(&start, &index, &scratch, &test, (const uint32_t *const *)b_slate, s_hit, s_ndcg, s_agree);
+        polopt_policy_free(&start);
+    }
+
+    /* 6. The runs. */
+#define ADD_RUN(nm, kd, k, cp, lrn)                                                                  \
+    do {                                                                                              \
+        memset(&runs[n_runs], 0, sizeof runs[n_runs]);                                                \
+        runs[n_runs].name = nm, runs[n_runs].kind = kd, runs[n_runs].K = k, runs[n_runs].cap = cp;    \
+        runs[n_runs].learned = lrn;                                                                   \
+        ++n_runs;                                                                                     \
+    } while (0)
+    ADD_RUN("no correction", POLOPT_CORRECTION_NONE, 1, 0.0f, 0);
+    ADD_RUN("first-order", POLOPT_CORRECTION_FIRST_ORDER, 1, 0.0f, 0);
+    ADD_RUN("first-order, cap e^3", POLOPT_CORRECTION_FIRST_ORDER, 1, CAP, 0);
+    ADD_RUN("top-K=4", POLOPT_CORRECTION_TOP_K, 4, 0.0f, 0);
+    ADD_RUN("top-K=4, cap e^3", POLOPT_CORRECTION_TOP_K, 4, CAP, 0);
+    ADD_RUN("top-K=16", POLOPT_CORRECTION_TOP_K, 16, 0.0f, 0);
+    ADD_RUN("top-K=16, cap e^3", POLOPT_CORRECTION_TOP_K, 16, CAP, 0);
+    ADD_RUN("first-order, cap, b learned", POLOPT_CORRECTION_FIRST_ORDER, 1, CAP, 1);
+    ADD_RUN("top-K=16, cap, b learned", POLOPT_CORRECTION_TOP_K, 16, CAP, 1);
+#undef ADD_RUN
+    memset(&pool, 0, sizeof pool);
+    pool.runs = runs, pool.n_runs = n_runs, pool.epochs = epochs;
+    pool.lr = 0.02f, pool.behaviour_lr = 0.01f, pool.S = S;
+    pool.index = &index, pool.train = &train, pool.test = &test;
+    for (s = 0; s < N_SLATES; ++s) pool.b_slate[s] = b_slate[s];
+    pthread_mutex_init(&pool.lock, NULL);
+    printf("5. %d runs of %d epochs each from theta = I (SNIS: K = 256, S = %lu, eps = 0.8, warm-started HNSW; Adam "
+           "lr %.3g, b_hat lr %.3g), %d at a time\n", n_runs, epochs, (unsigned long)S, (double)pool.lr,
+           (double)pool.behaviour_lr, n_threads);
+    fflush(stdout);
+    t0 = now();
+    for (a = 0; a < n_threads; ++a)
+        if (pthread_create(&threads[a], NULL, train_worker, &pool)) check(POLOPT_ERR_NO_MEMORY, "pthread_create", "");
+    for (a = 0; a < n_threads; ++a) pthread_join(threads[a], NULL);
+    pthread_mutex_destroy(&pool.lock);
+    printf("   training and scoring: %.1f s\n", now() - t0);
+
+    /* 7. The table, the CSV, the plot. */
+    csv = fopen(csv_path, "w");
+    if (!csv) fprintf(stderr, "cannot write %s\n", csv_path);
+    else fprintf(csv, "policy,hit@1,hit@4,hit@16,ndcg@4,ndcg@16,agree@1,agree@4,agree@16,weight_ess_per_32,"
+                      "weight_ess_epoch1,seconds_per_epoch\n");
+    printf("\n%-30s %7s %7s %7s %8s %8s %8s %8s %9s %9s\n", "policy (slate = greedy top-K)", "hit@1", "hit@4",
+           "hit@16", "agree@1", "agree@4", "agree@16", "ESS w/32", "ESS ep.1", "s/epoch");
+    printf("%-30s %7.3f %7.3f %7.3f %8s %8s %8s %8s %9s %9s\n", "behaviour b (greedy slate)", b_hit[0], b_hit[1],
+           b_hit[2], "1", "1", "1", "-", "-", "-");
+    printf("%-30s %7.3f %7.3f %7.3f %8s %8s %8s %8s %9s %9s\n", "behaviour b (K draws from b)", b_slate_draws[0],
+           b_slate_draws[1], b_slate_draws[2], "-", "-", "-", "-", "-", "-");
+    printf("%-30s %7.3f %7.3f %7.3f %8.3f %8.3f %8.3f %8s %9s %9s\n", "start (theta = I)", s_hit[0], s_hit[1], s_hit[2],
+           s_agree[0], s_agree[1], s_agree[2], "-", "-", "-");
+    if (csv) {
+        fprintf(csv, "behaviour (greedy),%.4f,%.4f,%.4f,%.4f,%.4f,1,1,1,,,\n", b_hit[0], b_hit[1], b_hit[2], b_ndcg[1],
+                b_ndcg[2]);
+        fprintf(csv, "behaviour (K iid draws),%.4f,%.4f,%.4f,,,,,,,,\n", b_slate_draws[0], b_slate_draws[1],
+                b_slate_draws[2]);
+        fprintf(csv, "start (theta = I),%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,,,\n", s_hit[0], s_hit[1], s_hit[2],
+                s_ndcg[1], s_ndcg[2], s_agree[0], s_agree[1], s_agree[2]);
+    }
+    for (r = 0; r < n_runs; ++r) {
+        const run *q = &runs[r];
+        printf("%-30s %7.3f %7.3f %7.3f %8.3f %8.3f %8.3f %8.1f %9.1f %9.2f\n", q->name, q->hit[0], q->hit[1], q->hit[2],
+               q->agree[0], q->agree[1], q->agree[2], q->weight_ess, q->weight_ess_first, q->seconds_per_epoch);
+        if (csv)
+            fprintf(csv, "%s,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.2f,%.2f,%.3f\n", q->name, q->hit[0], q->hit[1],
+                    q->hit[2], q->ndcg[1], q->ndcg[2], q->agree[0], q->agree[1], q->agree[2], q->weight_ess,
+                    q->weight_ess_first, q->seconds_per_epoch);
+    }
+    if (csv) fclose(csv);
+    printf("hit@K: the greedy K-slate (HNSW, ef = %d) holds one of the user's %d relevant items, on %d held-out users: "
+           "the true expected reward of the slate.\nagree@K: share of the slate in b's greedy K-slate.  ESS w: "
+           "(sum w)^2 / sum w^2 of the correction weights per minibatch of 32, mean over epochs (ep.1: first epoch).\n"
+           "K draws from b: 1 - (1 - b(Y|x))^K, exact, averaged over the logged users.  s/epoch: wall time, %d runs at "
+           "a time on this machine.\n", EVAL_EF, K_RELEVANT, N_TEST, n_threads);
+    for (r = 0; r < n_runs; ++r)
+        if (runs[r].learned)
+            printf("b learned (%s): mean log b_hat(a|x) over the last epoch %.2f, against the true mean log b(a|x) "
+                   "%.2f\n", runs[r].name, runs[r].b_log_lik, mean_log_b);
+    {
+        const char *names[MAX_RUNS + 2];
+        double hits[MAX_RUNS + 2][N_SLATES];
+        names[0] = "behaviour b (greedy)", names[1] = "start (theta = I)";
+        for (s = 0; s < N_SLATES; ++s) hits[0][s] = b_hit[s], hits[1][s] = s_hit[s];
+        for (r = 0; r < n_runs; ++r) {
+            names[r + 2] = runs[r].name;
+            for (s = 0; s < N_SLATES; ++s) hits[r + 2][s] = runs[r].hit[s];
+        }
+        write_svg(svg_path, P, N, names, (const double(*)[N_SLATES])hits, n_runs + 2, 2);
+    }
+    printf("\nwrote %s and %s; total time %.0f s\n", svg_path, csv_path, now() - t_start);
+
+    for (s = 0; s < N_SLATES; ++s) free(b_slate[s]);
+    polopt_policy_free(&beh);
+    polopt_sets_free(&Y_test);
+    polopt_mips_scratch_free(&scratch);
+    polopt_mips_free(&index);
+    polopt_synth_free(&cat);
+    free(X), free(T), free(Xt), free(Tt), free(action), free(propensity), free(reward), free(ret), free(b_rel);
+    return 0;
+}

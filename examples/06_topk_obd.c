@@ -1,0 +1,406 @@
+/* 06_topk_obd.c - the top-K off-policy correction of Chen et al. (WSDM 2019) on real logs: learn from one behaviour
+   policy's log of the Open Bandit Dataset, evaluate on the other's.
+
+   HEADER_PLACEHOLDER */
+#define POLOPT_IMPLEMENTATION
+#include "polopt.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define N_FEATURES 4     /* the hashed categorical user features */
+#define MAX_LEVELS 16    /* one-hot width per feature in the reader (the logs have at most 9 levels) */
+#define LEVEL_BYTES 64   /* polopt_csv_reader.levels: max_levels names of up to 64 bytes per categorical column */
+#define SLATE 3          /* K of the top-K correction: three slots per impression */
+#define N_FOLDS 2        /* the held-out estimate on the training log */
+#define FOLD_BLOCK 1000  /* rows go to folds in blocks (the slots of one impression are neighbouring rows) */
+#define N_KINDS 3
+
+static const char *const user_features[N_FEATURES] = {"user_feature_0", "user_feature_1", "user_feature_2",
+                                                      "user_feature_3"};
+static const polopt_correction kinds[N_KINDS] = {POLOPT_CORRECTION_NONE, POLOPT_CORRECTION_FIRST_ORDER,
+                                                 POLOPT_CORRECTION_TOP_K};
+static const char *const kind_names[N_KINDS] = {"NONE", "FIRST_ORDER", "TOP_K (K=3)"};
+
+/* The settings of every training run. */
+typedef struct settings {
+    size_t epochs, batch;
+    float lr, cap;
+} settings;
+
+/* One log, its level names (to align the one-hot columns of two logs) and the policy's features of its rows. */
+typedef struct obd_log {
+    const char *name;
+    polopt_logged d;
+    char names[N_FEATURES][MAX_LEVELS][LEVEL_BYTES];
+    size_t n_levels[N_FEATURES];
+    float *X;       /* n x D: the one-hot user features in the campaign's common level order, then a constant 1 */
+    float *q_hat;   /* n x A: the reward model's out-of-fold predictions (for DM and the DR family) */
+    double clicks;
+} obd_log;
+
+static void log_to_stderr(void *user, polopt_result code, const char *message)
+{
+    (void)user;
+    fprintf(stderr, "polopt: %s (%s)\n", message, polopt_strerror(code));
+}
+
+static void check(polopt_result rc, const char *what, const char *message)
+{
+    if (rc != POLOPT_OK) {
+        fprintf(stderr, "%s failed: %s (%s)\n", what, polopt_strerror(rc), message);
+        exit(1);
+    }
+}
+
+static void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size);
+    if (!p) {
+        fprintf(stderr, "out of memory\n");
+        exit(1);
+    }
+    return p;
+}
+
+/* Read a log with the library's CSV reader, keeping the names of the categorical levels it saw (the reader numbers
+   them in order of first appearance, so the same level has different one-hot columns in two files). */
+static void load(obd_log *lg, const char *dir, const char *policy, const char *campaign)
+{
+    char path[1024];
+    polopt_csv_config c = polopt_csv_config_default();
+    polopt_csv_reader r;
+    size_t got, k;
+    polopt_result rc;
+    c.action = "item_id";
+    c.propensity = "propensity_score";
+    c.reward = "click";
+    c.position = "position";
+    c.position_base = 1; /* slots 1, 2, 3 become 0, 1, 2 */
+    c.categorical = user_features;
+    c.n_categorical = N_FEATURES; /* the affinity columns are not used (as in obp) */
+    c.max_levels = MAX_LEVELS;
+    c.hooks.log = log_to_stderr;
+    snprintf(path, sizeof path, "%s/%s/%s/%s.csv", dir, policy, campaign, campaign);
+    memset(&lg->d, 0, sizeof lg->d);
+    lg->name = policy;
+    check(polopt_csv_open(&r, path, &c), "polopt_csv_open", r.err.message);
+    do rc = polopt_csv_read(&r, &lg->d, 65536, &got);
+    while (rc == POLOPT_OK && got > 0);
+    if (rc == POLOPT_OK && lg->d.n < 2) rc = POLOPT_ERR_FORMAT;
+    if (rc != POLOPT_OK) {
+        fprintf(stderr, "reading %s failed: %s (%s)\n", path, polopt_strerror(rc), lg->d.err.message);
+        exit(1);
+    }
+    for (k = 0; k < N_FEATURES; ++k) {
+        size_t l;
+        lg->n_levels[k] = r.n_levels[k];
+        for (l = 0; l < r.n_levels[k]; ++l)
+            memcpy(lg->names[k][l], r.levels + (k * MAX_LEVELS + l) * LEVEL_BYTES, LEVEL_BYTES);
+    }
+    polopt_csv_close(&r);
+}
+
+/* The policy's contexts: the two logs' one-hot features in one common level order (the union of their levels), and
+   a constant 1.  Returns D. */
+static size_t align_features(obd_log *logs, size_t n_logs, size_t *out_levels)
+{
+    char common[N_FEATURES][2 * MAX_LEVELS][LEVEL_BYTES];
+    size_t n_common[N_FEATURES] = {0}, offset[N_FEATURES], map[N_FEATURES][MAX_LEVELS], D = 0, g, j, k, l, i;
+    for (k = 0; k < N_FEATURES; ++k) {
+        for (j = 0; j < n_logs; ++j)
+            for (l = 0; l < logs[j].n_levels[k]; ++l) {
+                for (g = 0; g < n_common[k] && strcmp(common[k][g], logs[j].names[k][l]) != 0; ++g) {}
+                if (g == n_common[k]) memcpy(common[k][n_common[k]++], logs[j].names[k][l], LEVEL_BYTES);
+            }
+        offset[k] = D;
+        D += n_common[k];
+    }
+    *out_levels = D;
+    D += 1; /* the constant */
+    for (j = 0; j < n_logs; ++j) {
+        obd_log *lg = logs + j;
+        for (k = 0; k < N_FEATURES; ++k)
+            for (l = 0; l < lg->n_levels[k]; ++l)
+                for (g = 0; g < n_common[k]; ++g)
+                    if (strcmp(common[k][g], lg->names[k][l]) == 0) map[k][l] = offset[k] + g;
+        lg->X = (float *)xcalloc(lg->d.n * D, sizeof(float));
+        for (i = 0; i < lg->d.n; ++i) {
+            const float *x = lg->d.X + i * lg->d.dim;
+            for (k = 0; k < N_FEATURES; ++k)
+                for (l = 0; l < lg->n_levels[k]; ++l)
+                    if (x[k * MAX_LEVELS + l] != 0.0f) lg->X[i * D + map[k][l]] = 1.0f;
+            lg->X[i * D + D - 1] = 1.0f;
+        }
+    }
+    return D;
+}
+
+/* Train a softmax policy (theta D x P from 0: uniform) with logged returns R = click on the rows of src listed in
+   rows, with correction kind.  Returns the weight of the last epoch's stats in *out_stats. */
+static void train(polopt_policy *policy, const polopt_mips *index, const obd_log *src, const uint32_t *rows,
+                  size_t n_rows, size_t D, polopt_correction kind, const settings *s, polopt_train_stats *out_stats)
+{
+    const size_t P = index->n;
+    float *X = (float *)xcalloc(n_rows * D, sizeof(float)), *ret = (float *)xcalloc(n_rows, sizeof(float));
+    float *prop = (float *)xcalloc(n_rows, sizeof(float));
+    uint32_t *action = (uint32_t *)xcalloc(n_rows, sizeof(uint32_t));
+    polopt_policy_config pc = polopt_policy_config_default(D, P);
+    polopt_trainer_config tc = polopt_trainer_config_default();
+    polopt_logged_returns lr;
+    polopt_dataset ds;
+    polopt_trainer tr;
+    size_t i, e;
+    for (i = 0; i < n_rows; ++i) {
+        memcpy(X + i * D, src->X + (size_t)rows[i] * D, D * sizeof(float));
+        action[i] = src->d.action[rows[i]];
+        ret[i] = src->d.reward[rows[i]];
+        prop[i] = src->d.propensity[rows[i]];
+    }
+    pc.init = POLOPT_INIT_RANDOM;
+    pc.init_scale = 0.0f; /* theta = 0: the uniform policy */
+    pc.hooks.log = log_to_stderr;
+    check(polopt_policy_init(policy, &pc), "polopt_policy_init", policy->err.message);
+    tc.estimator.method = POLOPT_METHOD_EXACT; /* P is tiny: pi and E_pi[beta] exactly */
+    tc.estimator.batch = s->batch;
+    tc.adam.lr = s->lr;
+    tc.correction.kind = kind;
+    tc.correction.K = SLATE;
+    tc.correction.cap = s->cap;
+    tc.hooks.log = log_to_stderr;
+    check(polopt_trainer_init(&tr, policy, index, &tc), "polopt_trainer_init", tr.err.message);
+    memset(&lr, 0, sizeof lr);
+    lr.action = action, lr.ret = ret, lr.propensity = prop;
+    memset(&ds, 0, sizeof ds);
+    ds.n = n_rows, ds.X = X, ds.ldx = D, ds.returns = &lr;
+    for (e = 0; e < s->epochs; ++e) check(polopt_trainer_epoch(&tr, &ds, out_stats), "polopt_trainer_epoch", tr.err.message);
+    polopt_trainer_free(&tr);
+    free(X), free(ret), free(prop), free(action);
+}
+
+/* pi(. | x_i) of every row of lg into out (n x P), through the library's exact estimator. */
+static void probabilities(const polopt_policy *policy, const polopt_mips *index, const obd_log *lg, size_t D,
+                          float *out)
+{
+    const size_t P = index->n, L = index->dim, n = lg->d.n;
+    polopt_estimator_config ec = polopt_estimator_config_default();
+    polopt_estimator est;
+    float *H;
+    size_t i0, c, s;
+    ec.method = POLOPT_METHOD_EXACT;
+    ec.batch = 256;
+    ec.temperature = policy->temperature;
+    ec.hooks.log = log_to_stderr;
+    check(polopt_estimator_init(&est, index, &ec), "polopt_estimator_init", est.err.message);
+    H = (float *)xcalloc(ec.batch * L, sizeof(float));
+    for (i0 = 0; i0 < n; i0 += ec.batch) {
+        const size_t m = n - i0 < ec.batch ? n - i0 : ec.batch;
+        check(polopt_policy_embed(policy, m, lg->X + i0 * D, D, H), "polopt_policy_embed", policy->err.message);
+        check(polopt_estimator_set(&est, m, H, NULL), "polopt_estimator_set", est.err.message);
+        for (c = 0; c < m; ++c) {
+            polopt_draws dr;
+            check(polopt_estimator_draws(&est, c, &dr), "polopt_estimator_draws", est.err.message);
+            for (s = 0; s < dr.S; ++s) out[(i0 + c) * P + dr.ids[s]] = dr.weights[s];
+        }
+    }
+    free(H);
+    polopt_estimator_free(&est);
+}
+
+/* One line of a table: a target (n x P rows) evaluated on lg by the library's OPE, and the IPS difference to the
+   uniform policy row by row (paired: both on the same rows, so its error is much smaller than either's). */
+typedef struct result {
+    polopt_ope_estimate est[POLOPT_OPE_COUNT];
+    double diff, diff_se; /* IPS(target) - IPS(uniform), with its standard error */
+    double max_pi, n_eff;  /* mean over rows of max_a pi and of exp(entropy): the items pi effectively spreads over */
+} result;
+
+static void evaluate(const obd_log *lg, const float *target, result *out)
+{
+    const size_t n = lg->d.n, P = lg->d.n_actions;
+    polopt_ope_config oc = polopt_ope_config_default();
+    double s = 0.0, s2 = 0.0, mx = 0.0, ne = 0.0;
+    size_t i, a;
+    oc.hooks.log = log_to_stderr;
+    check(polopt_ope_evaluate(&lg->d, target, lg->q_hat, &oc, out->est), "polopt_ope_evaluate",
+          "see the message above");
+    for (i = 0; i < n; ++i) {
+        const float *pi = target + i * P;
+        const double d = ((double)pi[lg->d.action[i]] - 1.0 / (double)P) / lg->d.propensity[i] * lg->d.reward[i];
+        double m = 0.0, h = 0.0;
+        s += d, s2 += d * d;
+        for (a = 0; a < P; ++a) {
+            if (pi[a] > m) m = pi[a];
+            if (pi[a] > 0.0f) h -= pi[a] * log(pi[a]);
+        }
+        mx += m, ne += exp(h);
+    }
+    out->diff = s / (double)n;
+    out->diff_se = sqrt((s2 / (double)n - out->diff * out->diff) / (double)(n - 1));
+    out->max_pi = mx / (double)n;
+    out->n_eff = ne / (double)n;
+}
+
+static void print_header(void)
+{
+    printf("  %-13s %18s %18s %18s %21s %7s %19s %6s %5s\n", "policy", "IPS (se)", "SNIPS (se)", "DR (se)",
+           "DR 95% interval", "ESS", "IPS - uniform (se)", "max pi", "items");
+}
+
+static void print_row(const char *name, const result *r)
+{
+    const polopt_ope_estimate *ips = r->est + POLOPT_OPE_IPS, *sn = r->est + POLOPT_OPE_SNIPS,
+                              *dr = r->est + POLOPT_OPE_DR;
+    printf("  %-13s %8.5f (%7.5f) %8.5f (%7.5f) %8.5f (%7.5f)   [%7.5f, %7.5f] %7.0f %+9.5f (%7.5f) %6.3f %5.1f\n",
+           name, ips->value, ips->std_error, sn->value, sn->std_error, dr->value, dr->std_error, dr->ci_low,
+           dr->ci_high, ips->ess, r->diff, r->diff_se, r->max_pi, r->n_eff);
+}
+
+/* The mean total variation distance between two targets (n x P). */
+static double mean_tv(const float *p, const float *q, size_t n, size_t P)
+{
+    double t = 0.0;
+    size_t i;
+    for (i = 0; i < n * P; ++i) t += fabs((double)p[i] - (double)q[i]);
+    return 0.5 * t / (double)n;
+}
+
+int main(int argc, char **argv)
+{
+    static const char *campaigns[2] = {"men", "women"};
+    const char *dir = argc > 1 ? argv[1] : "../shared/data/obd";
+    settings s;
+    int ci;
+    const clock_t start = clock();
+    s.epochs = argc > 2 ? (size_t)atoi(argv[2]) : 5;
+    s.lr = argc > 3 ? (float)atof(argv[3]) : 0.02f;
+    s.batch = 32;
+    s.cap = (float)exp(3.0); /* pi/b capped at e^3, as in Chen et al.'s production system */
+    if (s.epochs < 1 || !(s.lr > 0.0f)) {
+        fprintf(stderr, "usage: %s [obd folder] [epochs >= 1] [learning rate > 0]\n", argv[0]);
+        return 1;
+    }
+    printf("Top-K off-policy correction (Chen et al. 2019) on the Open Bandit Dataset sample (ZOZOTOWN)\n");
+    printf("policy: softmax over the campaign's items, a free logit per (item, user-feature level) and per item; "
+           "theta = 0 (uniform) at the start\ntraining: logged returns R = click, correction NONE / FIRST_ORDER / "
+           "TOP_K (K = %d), pi/b capped at %.1f, Adam lr %g, %lu epochs of batches of %lu, exact softmax\n",
+           SLATE, (double)s.cap, (double)s.lr, (unsigned long)s.epochs, (unsigned long)s.batch);
+    for (ci = 0; ci < 2; ++ci) {
+        obd_log logs[2];
+        polopt_mips index;
+        polopt_reward_model_config mc = polopt_reward_model_config_default();
+        float *beta, *uniform, *target[N_KINDS], *lambda_pi;
+        size_t P, D, n_levels, i, j, k, f;
+        load(&logs[0], dir, "random", campaigns[ci]);
+        load(&logs[1], dir, "bts", campaigns[ci]);
+        P = logs[0].d.n_actions > logs[1].d.n_actions ? logs[0].d.n_actions : logs[1].d.n_actions;
+        logs[0].d.n_actions = logs[1].d.n_actions = P; /* both logs of a campaign share its items */
+        D = align_features(logs, 2, &n_levels);
+        /* beta = I: item a's embedding is the unit vector e_a, so h^T beta_a = (x^T theta)_a is a free logit */
+        beta = (float *)xcalloc(P * P, sizeof(float));
+        for (i = 0; i < P; ++i) beta[i * P + i] = 1.0f;
+        check(polopt_mips_init_exact(&index, P, P, beta, 1, NULL), "polopt_mips_init_exact", index.err.message);
+        free(beta);
+        /* the reward model of DM and DR on each log: logistic per item on that log's one-hot features, out of fold */
+        mc.kind = POLOPT_MODEL_LOGISTIC;
+        mc.lambda = 10.0f;
+        mc.hooks.log = log_to_stderr;
+        for (j = 0; j < 2; ++j) {
+            logs[j].clicks = 0.0;
+            for (i = 0; i < logs[j].d.n; ++i) logs[j].clicks += logs[j].d.reward[i];
+            logs[j].q_hat = (float *)xcalloc(logs[j].d.n * P, sizeof(float));
+            check(polopt_reward_model_crossfit(&logs[j].d, &mc, logs[j].q_hat), "polopt_reward_model_crossfit",
+                  "see the message above");
+        }
+        printf("\n=== campaign '%s': P = %lu items, D = %lu context features (%lu one-hot levels of 4 user features + "
+               "a constant)\n", campaigns[ci], (unsigned long)P, (unsigned long)D, (unsigned long)n_levels);
+        for (j = 0; j < 2; ++j) {
+            const double n = (double)logs[j].d.n, p = logs[j].clicks / n;
+            printf("    on-policy click rate of the %-6s behaviour policy: %.5f (%.5f)  [%.0f clicks in %.0f rows]\n",
+                   logs[j].name, p, sqrt(p * (1.0 - p) / n), logs[j].clicks, n);
+        }
+        for (j = 0; j < 2; ++j) { /* j: the log trained on; 1 - j: the other */
+            obd_log *src = logs + j, *dst = logs + (1 - j);
+            const size_t n_src = src->d.n, n_dst = dst->d.n;
+            float *held = NULL;
+            uint32_t *rows = (uint32_t *)xcalloc(n_src, sizeof(uint32_t));
+            result r;
+            double lam_sum = 0.0, lam_min = 1.0;
+            size_t n_clicked = 0;
+            /* 1. held out on the training log: each fold's rows scored by the policy trained on the other folds */
+            printf("\n  trained on the %s log, evaluated on the %s log's held-out rows (%d folds)\n", src->name,
+                   src->name, N_FOLDS);
+            print_header();
+            uniform = (float *)xcalloc(n_src * P, sizeof(float));
+            for (i = 0; i < n_src * P; ++i) uniform[i] = 1.0f / (float)P;
+            evaluate(src, uniform, &r);
+            print_row("uniform", &r);
+            held = (float *)xcalloc(n_src * P, sizeof(float));
+            for (k = 0; k < N_KINDS; ++k) {
+                for (f = 0; f < N_FOLDS; ++f) {
+                    polopt_policy policy;
+                    polopt_train_stats st;
+                    float *pr = (float *)xcalloc(n_src * P, sizeof(float));
+                    size_t m = 0;
+                    for (i = 0; i < n_src; ++i)
+                        if ((i / FOLD_BLOCK) % N_FOLDS != f) rows[m++] = (uint32_t)i;
+                    train(&policy, &index, src, rows, m, D, kinds[k], &s, &st);
+                    probabilities(&policy, &index, src, D, pr);
+                    for (i = 0; i < n_src; ++i)
+                        if ((i / FOLD_BLOCK) % N_FOLDS == f) memcpy(held + i * P, pr + i * P, P * sizeof(float));
+                    free(pr);
+                    polopt_policy_free(&policy);
+                }
+                evaluate(src, held, &r);
+                print_row(kind_names[k], &r);
+            }
+            free(held), free(uniform);
+            /* 2. trained on the whole log, evaluated on the other behaviour policy's log */
+            printf("  trained on the whole %s log, evaluated on the %s log\n", src->name, dst->name);
+            print_header();
+            uniform = (float *)xcalloc(n_dst * P, sizeof(float));
+            for (i = 0; i < n_dst * P; ++i) uniform[i] = 1.0f / (float)P;
+            evaluate(dst, uniform, &r);
+            print_row("uniform", &r);
+            for (i = 0; i < n_src; ++i) rows[i] = (uint32_t)i;
+            lambda_pi = (float *)xcalloc(n_src * P, sizeof(float));
+            for (k = 0; k < N_KINDS; ++k) {
+                polopt_policy policy;
+                polopt_train_stats st;
+                target[k] = (float *)xcalloc(n_dst * P, sizeof(float));
+                train(&policy, &index, src, rows, n_src, D, kinds[k], &s, &st);
+                probabilities(&policy, &index, dst, D, target[k]);
+                evaluate(dst, target[k], &r);
+                print_row(kind_names[k], &r);
+                if (kinds[k] == POLOPT_CORRECTION_TOP_K) /* pi of the training rows, for lambda_K below */
+                    probabilities(&policy, &index, src, D, lambda_pi);
+                polopt_policy_free(&policy);
+            }
+            /* how far TOP_K is from FIRST_ORDER: lambda_K / K = (1 - pi)^(K - 1) at the clicked training rows (with
+               Adam, a constant factor K on every weight changes nothing; only this ratio's spread does) */
+            for (i = 0; i < n_src; ++i)
+                if (src->d.reward[i] > 0.0f) {
+                    const double lam = pow(1.0 - lambda_pi[i * P + src->d.action[i]], SLATE - 1);
+                    lam_sum += lam;
+                    if (lam < lam_min) lam_min = lam;
+                    ++n_clicked;
+                }
+            printf("  TOP_K vs FIRST_ORDER: mean total variation between their pi on the %s log %.3f; (1 - pi)^(K-1) "
+                   "at the %lu clicked training rows: mean %.3f, min %.3f\n", dst->name,
+                   mean_tv(target[1], target[2], n_dst, P), (unsigned long)n_clicked,
+                   n_clicked ? lam_sum / (double)n_clicked : 0.0, lam_min);
+            for (k = 0; k < N_KINDS; ++k) free(target[k]);
+            free(lambda_pi), free(uniform), free(rows);
+        }
+        polopt_mips_free(&index);
+        for (j = 0; j < 2; ++j) {
+            free(logs[j].X), free(logs[j].q_hat);
+            polopt_logged_free(&logs[j].d);
+        }
+    }
+    printf("\n(%.1f s of processor time)\n", (double)(clock() - start) / CLOCKS_PER_SEC);
+    return 0;
+}
