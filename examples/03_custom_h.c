@@ -1,11 +1,12 @@
 /* 03_custom_h.c - your own user model: a small neural network h(x), trained with polopt's gradient.
 
    What it shows: polopt does not need to own the user model.  For a batch of contexts with user embeddings
-   H = h(X) (computed by your code), polopt_trainer_embedding_gradient returns G, the gradient of each context's
-   expected reward with respect to its embedding (SPEC §2: g = sum_s w_s (r_s - r_bar) beta_{a_s} / T, estimated with
-   the MIPS proposal and SNIS).  You backpropagate G through your model and take an optimiser step - here the model
-   is h(x) = W2 tanh(W1 x + b1), its parameters one flat array updated with polopt_adam.  The policy handed to the
-   trainer only supplies the temperature; its theta is not used.
+   H = h(X) (computed by your code), the estimator (polopt_estimator) draws items for each context from the MIPS
+   eps-mixture proposal; you score the draws with your reward, and polopt_estimator_gradient returns g, the gradient
+   of the context's expected reward with respect to its embedding (the covariance form,
+   g = sum_s w_s (r_s - r_bar) beta_{a_s} / T, SNIS weights w).  You backpropagate the g rows through your model and
+   take an optimiser step - here the model is h(x) = W2 tanh(W1 x + b1), its parameters one flat array updated with
+   polopt_adam.  No policy object and no trainer are involved.
 
    What to look at: the greedy reward of held-out users rises epoch after epoch, as with the built-in linear h.
 
@@ -105,17 +106,17 @@ int main(void)
     polopt_mips index;
     polopt_mips_scratch scratch;
     polopt_mips_hnsw_config hc = polopt_mips_hnsw_config_default();
-    polopt_policy head; /* carries the softmax temperature */
-    polopt_policy_config pc = polopt_policy_config_default(L, L);
-    polopt_trainer trainer;
-    polopt_trainer_config tc = polopt_trainer_config_default();
+    polopt_estimator est;
+    polopt_estimator_config ec = polopt_estimator_config_default(); /* SNIS, eps = 0.8, K = 256, S = 1000 */
+    polopt_draws draws;
     polopt_adam adam;
     polopt_adam_config ac = polopt_adam_config_default();
     polopt_synth_task task, task_test;
-    polopt_dataset train;
     polopt_rng rng;
     static float X[N_TRAIN * D], T[N_TRAIN * L], Xt[N_TEST * D], Tt[N_TEST * L];
-    static float params[N_PARAMS], grad[N_PARAMS], A[BATCH * HID], H[BATCH * L], G[BATCH * L];
+    static float params[N_PARAMS], grad[N_PARAMS], A[BATCH * HID], H[BATCH * L], G[BATCH * L], rewards[1000];
+    static uint32_t topk_cache[N_TRAIN * 256]; /* each user's last top-K: the next search starts there */
+    uint32_t *warm[BATCH];
     float *beta = (float *)malloc((size_t)P * L * sizeof *beta);
     uint32_t order[N_TRAIN];
     mlp m = view(params), gm = view(grad);
@@ -132,8 +133,7 @@ int main(void)
     check(polopt_mips_scratch_init(&scratch, &index, 64, NULL), "scratch");
     task.synth = &cat, task.items = index.vectors, task.tastes = T, task.n = N_TRAIN;
     task_test = task, task_test.tastes = Tt, task_test.n = N_TEST;
-    memset(&train, 0, sizeof train);
-    train.n = N_TRAIN, train.X = X, train.ldx = D, train.reward = polopt_synth_reward, train.reward_user = &task;
+    for (i = 0; i < N_TRAIN; ++i) topk_cache[i * 256] = POLOPT_NO_ITEM; /* no search yet */
 
     /* the model: small random weights, W2 scaled so that h starts near the linear start h(x) ~ x */
     polopt_rng_seed(&rng, 7);
@@ -144,9 +144,8 @@ int main(void)
     ac.lr = 0.005f;
     ac.maximize = 1; /* we ascend the expected reward */
     check(polopt_adam_init(&adam, N_PARAMS, &ac), "adam");
-    check(polopt_policy_init(&head, &pc), "policy");
-    tc.warm_start = 1;
-    check(polopt_trainer_init(&trainer, &head, &index, &tc), "trainer");
+    ec.batch = BATCH;
+    check(polopt_estimator_init(&est, &index, &ec), "estimator");
 
     printf("a %d-%d-%d network as h(x), trained with the eps = 0.8 MIPS proposal on %d items\n", D, HID, L, P);
     printf("epoch %2d: greedy reward of held-out users %.4f\n", 0, greedy_reward(m, &index, &scratch, Xt, &task_test));
@@ -156,7 +155,13 @@ int main(void)
         for (b = 0; b < N_TRAIN; b += BATCH) {
             const uint32_t *ctx = order + b;
             for (k = 0; k < BATCH; ++k) forward(m, X + ctx[k] * D, A + k * HID, H + k * L);  /* your forward pass */
-            check(polopt_trainer_embedding_gradient(&trainer, &train, BATCH, ctx, H, G, NULL), "gradient");
+            for (k = 0; k < BATCH; ++k) warm[k] = topk_cache + (size_t)ctx[k] * 256;
+            check(polopt_estimator_set(&est, BATCH, H, warm), "estimator");                    /* draw */
+            for (k = 0; k < BATCH; ++k) {
+                check(polopt_estimator_draws(&est, (size_t)k, &draws), "draws");
+                check(polopt_synth_reward(&task, ctx[k], draws.S, draws.ids, rewards), "reward"); /* your reward */
+                check(polopt_estimator_gradient(&est, (size_t)k, rewards, G + k * L, NULL), "gradient");
+            }
             memset(grad, 0, sizeof grad);
             for (k = 0; k < BATCH; ++k) backward(m, gm, X + ctx[k] * D, A + k * HID, G + k * L); /* your backward */
             for (i = 0; i < N_PARAMS; ++i) grad[i] /= BATCH;
@@ -165,8 +170,7 @@ int main(void)
         printf("epoch %2d: greedy reward of held-out users %.4f\n", epoch,
                greedy_reward(m, &index, &scratch, Xt, &task_test));
     }
-    polopt_trainer_free(&trainer);
-    polopt_policy_free(&head);
+    polopt_estimator_free(&est);
     polopt_adam_free(&adam);
     polopt_mips_scratch_free(&scratch);
     polopt_mips_free(&index);

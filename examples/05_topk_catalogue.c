@@ -283,6 +283,7 @@ static void *train_worker(void *arg)
         r = pool->next < pool->n_runs ? &pool->runs[pool->next++] : NULL;
         pthread_mutex_unlock(&pool->lock);
         if (!r) break;
+        memset(&st, 0, sizeof st);
         pc.hooks.log = log_message;
         check(polopt_policy_init(&policy, &pc), "policy", policy.err.message);
         tc.estimator.S = pool->S; /* K = 256, eps = 0.8, batch 32, seed 1: the same for every run */

@@ -18,16 +18,19 @@
 #define N_FOLDS 2        /* the held-out estimate on the training log */
 #define FOLD_BLOCK 1000  /* rows go to folds in blocks (the slots of one impression are neighbouring rows) */
 #define N_KINDS 3
+#define N_CHECKPOINTS 4
+
+static const size_t checkpoints[N_CHECKPOINTS] = {1, 2, 4, 8}; /* epochs after which the held-out value is measured */
 
 static const char *const user_features[N_FEATURES] = {"user_feature_0", "user_feature_1", "user_feature_2",
                                                       "user_feature_3"};
 static const polopt_correction kinds[N_KINDS] = {POLOPT_CORRECTION_NONE, POLOPT_CORRECTION_FIRST_ORDER,
                                                  POLOPT_CORRECTION_TOP_K};
-static const char *const kind_names[N_KINDS] = {"NONE", "FIRST_ORDER", "TOP_K (K=3)"};
+static const char *const kind_names[N_KINDS] = {"NONE", "FIRST_ORDER", "TOP_K"};
 
 /* The settings of every training run. */
 typedef struct settings {
-    size_t epochs, batch;
+    size_t batch;
     float lr, cap;
 } settings;
 
@@ -139,31 +142,40 @@ static size_t align_features(obd_log *logs, size_t n_logs, size_t *out_levels)
     return D;
 }
 
-/* Train a softmax policy (theta D x P from 0: uniform) with logged returns R = click on the rows of src listed in
-   rows, with correction kind.  Returns the weight of the last epoch's stats in *out_stats. */
-static void train(polopt_policy *policy, const polopt_mips *index, const obd_log *src, const uint32_t *rows,
-                  size_t n_rows, size_t D, polopt_correction kind, const settings *s, polopt_train_stats *out_stats)
-{
-    const size_t P = index->n;
-    float *X = (float *)xcalloc(n_rows * D, sizeof(float)), *ret = (float *)xcalloc(n_rows, sizeof(float));
-    float *prop = (float *)xcalloc(n_rows, sizeof(float));
-    uint32_t *action = (uint32_t *)xcalloc(n_rows, sizeof(uint32_t));
-    polopt_policy_config pc = polopt_policy_config_default(D, P);
-    polopt_trainer_config tc = polopt_trainer_config_default();
+/* A training run: a softmax policy (theta D x P from 0: uniform) learning from logged returns R = click on some rows
+   of a log, with one correction.  It must stay where it is between run_init and run_free (ds points into it). */
+typedef struct run {
+    float *X, *ret, *prop;
+    uint32_t *action;
     polopt_logged_returns lr;
     polopt_dataset ds;
+    polopt_policy policy;
     polopt_trainer tr;
-    size_t i, e;
+    polopt_train_stats stats; /* of the last epoch */
+} run;
+
+static void run_init(run *r, const polopt_mips *index, const obd_log *src, const uint32_t *rows, size_t n_rows,
+                     size_t D, polopt_correction kind, const settings *s)
+{
+    const size_t P = index->n;
+    polopt_policy_config pc = polopt_policy_config_default(D, P);
+    polopt_trainer_config tc = polopt_trainer_config_default();
+    size_t i;
+    memset(r, 0, sizeof *r);
+    r->X = (float *)xcalloc(n_rows * D, sizeof(float));
+    r->ret = (float *)xcalloc(n_rows, sizeof(float));
+    r->prop = (float *)xcalloc(n_rows, sizeof(float));
+    r->action = (uint32_t *)xcalloc(n_rows, sizeof(uint32_t));
     for (i = 0; i < n_rows; ++i) {
-        memcpy(X + i * D, src->X + (size_t)rows[i] * D, D * sizeof(float));
-        action[i] = src->d.action[rows[i]];
-        ret[i] = src->d.reward[rows[i]];
-        prop[i] = src->d.propensity[rows[i]];
+        memcpy(r->X + i * D, src->X + (size_t)rows[i] * D, D * sizeof(float));
+        r->action[i] = src->d.action[rows[i]];
+        r->ret[i] = src->d.reward[rows[i]];
+        r->prop[i] = src->d.propensity[rows[i]]; /* the logged propensity at the row's slot */
     }
     pc.init = POLOPT_INIT_RANDOM;
     pc.init_scale = 0.0f; /* theta = 0: the uniform policy */
     pc.hooks.log = log_to_stderr;
-    check(polopt_policy_init(policy, &pc), "polopt_policy_init", policy->err.message);
+    check(polopt_policy_init(&r->policy, &pc), "polopt_policy_init", r->policy.err.message);
     tc.estimator.method = POLOPT_METHOD_EXACT; /* P is tiny: pi and E_pi[beta] exactly */
     tc.estimator.batch = s->batch;
     tc.adam.lr = s->lr;
@@ -171,14 +183,21 @@ static void train(polopt_policy *policy, const polopt_mips *index, const obd_log
     tc.correction.K = SLATE;
     tc.correction.cap = s->cap;
     tc.hooks.log = log_to_stderr;
-    check(polopt_trainer_init(&tr, policy, index, &tc), "polopt_trainer_init", tr.err.message);
-    memset(&lr, 0, sizeof lr);
-    lr.action = action, lr.ret = ret, lr.propensity = prop;
-    memset(&ds, 0, sizeof ds);
-    ds.n = n_rows, ds.X = X, ds.ldx = D, ds.returns = &lr;
-    for (e = 0; e < s->epochs; ++e) check(polopt_trainer_epoch(&tr, &ds, out_stats), "polopt_trainer_epoch", tr.err.message);
-    polopt_trainer_free(&tr);
-    free(X), free(ret), free(prop), free(action);
+    check(polopt_trainer_init(&r->tr, &r->policy, index, &tc), "polopt_trainer_init", r->tr.err.message);
+    r->lr.action = r->action, r->lr.ret = r->ret, r->lr.propensity = r->prop;
+    r->ds.n = n_rows, r->ds.X = r->X, r->ds.ldx = D, r->ds.returns = &r->lr;
+}
+
+static void run_epoch(run *r)
+{
+    check(polopt_trainer_epoch(&r->tr, &r->ds, &r->stats), "polopt_trainer_epoch", r->tr.err.message);
+}
+
+static void run_free(run *r)
+{
+    polopt_trainer_free(&r->tr);
+    polopt_policy_free(&r->policy);
+    free(r->X), free(r->ret), free(r->prop), free(r->action);
 }
 
 /* pi(. | x_i) of every row of lg into out (n x P), through the library's exact estimator. */
@@ -246,16 +265,19 @@ static void evaluate(const obd_log *lg, const float *target, result *out)
 
 static void print_header(void)
 {
-    printf("  %-13s %18s %18s %18s %21s %7s %19s %6s %5s\n", "policy", "IPS (se)", "SNIPS (se)", "DR (se)",
+    printf("  %-21s %18s %18s %18s %21s %7s %19s %6s %5s\n", "policy", "IPS (se)", "SNIPS (se)", "DR (se)",
            "DR 95% interval", "ESS", "IPS - uniform (se)", "max pi", "items");
 }
 
-static void print_row(const char *name, const result *r)
+static void print_row(const char *name, size_t epochs, const result *r)
 {
+    char label[32];
     const polopt_ope_estimate *ips = r->est + POLOPT_OPE_IPS, *sn = r->est + POLOPT_OPE_SNIPS,
                               *dr = r->est + POLOPT_OPE_DR;
-    printf("  %-13s %8.5f (%7.5f) %8.5f (%7.5f) %8.5f (%7.5f)   [%7.5f, %7.5f] %7.0f %+9.5f (%7.5f) %6.3f %5.1f\n",
-           name, ips->value, ips->std_error, sn->value, sn->std_error, dr->value, dr->std_error, dr->ci_low,
+    if (epochs) snprintf(label, sizeof label, "%s, %lu ep", name, (unsigned long)epochs);
+    else snprintf(label, sizeof label, "%s", name);
+    printf("  %-21s %8.5f (%7.5f) %8.5f (%7.5f) %8.5f (%7.5f)   [%7.5f, %7.5f] %7.0f %+9.5f (%7.5f) %6.3f %5.1f\n",
+           label, ips->value, ips->std_error, sn->value, sn->std_error, dr->value, dr->std_error, dr->ci_low,
            dr->ci_high, ips->ess, r->diff, r->diff_se, r->max_pi, r->n_eff);
 }
 
@@ -275,25 +297,28 @@ int main(int argc, char **argv)
     settings s;
     int ci;
     const clock_t start = clock();
-    s.epochs = argc > 2 ? (size_t)atoi(argv[2]) : 5;
-    s.lr = argc > 3 ? (float)atof(argv[3]) : 0.02f;
+    s.lr = argc > 2 ? (float)atof(argv[2]) : 0.02f;
     s.batch = 32;
     s.cap = (float)exp(3.0); /* pi/b capped at e^3, as in Chen et al.'s production system */
-    if (s.epochs < 1 || !(s.lr > 0.0f)) {
-        fprintf(stderr, "usage: %s [obd folder] [epochs >= 1] [learning rate > 0]\n", argv[0]);
+    if (argc > 3 || !(s.lr > 0.0f && s.lr < 1.0f)) {
+        fprintf(stderr, "usage: %s [obd folder] [Adam learning rate in (0, 1)]\n", argv[0]);
         return 1;
     }
-    printf("Top-K off-policy correction (Chen et al. 2019) on the Open Bandit Dataset sample (ZOZOTOWN)\n");
-    printf("policy: softmax over the campaign's items, a free logit per (item, user-feature level) and per item; "
-           "theta = 0 (uniform) at the start\ntraining: logged returns R = click, correction NONE / FIRST_ORDER / "
-           "TOP_K (K = %d), pi/b capped at %.1f, Adam lr %g, %lu epochs of batches of %lu, exact softmax\n",
-           SLATE, (double)s.cap, (double)s.lr, (unsigned long)s.epochs, (unsigned long)s.batch);
+    printf("Top-K off-policy correction (Chen et al. 2019) on the Open Bandit Dataset sample (ZOZOTOWN)\n"
+           "policy: softmax over the campaign's items, a free logit per (item, user-feature level) and per item, theta "
+           "= 0 (uniform) at the start\n"
+           "training: logged returns R = click, correction NONE / FIRST_ORDER / TOP_K (K = %d), pi/b capped at %.1f, "
+           "Adam lr %g, batches of %lu, exact softmax\n"
+           "evaluation: polopt_ope_evaluate (bootstrap intervals); 'IPS - uniform' is the paired IPS difference to the "
+           "uniform policy on the same rows;\n"
+           "            'max pi' and 'items' are the mean over rows of max_a pi(a|x) and of exp(entropy of pi(.|x))\n",
+           SLATE, (double)s.cap, (double)s.lr, (unsigned long)s.batch);
     for (ci = 0; ci < 2; ++ci) {
         obd_log logs[2];
         polopt_mips index;
         polopt_reward_model_config mc = polopt_reward_model_config_default();
-        float *beta, *uniform, *target[N_KINDS], *lambda_pi;
-        size_t P, D, n_levels, i, j, k, f;
+        float *beta;
+        size_t P, D, n_levels, i, j;
         load(&logs[0], dir, "random", campaigns[ci]);
         load(&logs[1], dir, "bts", campaigns[ci]);
         P = logs[0].d.n_actions > logs[1].d.n_actions ? logs[0].d.n_actions : logs[1].d.n_actions;
@@ -325,75 +350,87 @@ int main(int argc, char **argv)
         for (j = 0; j < 2; ++j) { /* j: the log trained on; 1 - j: the other */
             obd_log *src = logs + j, *dst = logs + (1 - j);
             const size_t n_src = src->d.n, n_dst = dst->d.n;
-            float *held = NULL;
+            float *uniform, *held[N_CHECKPOINTS], *target[N_KINDS], *pi_src = NULL;
             uint32_t *rows = (uint32_t *)xcalloc(n_src, sizeof(uint32_t));
+            size_t best[N_KINDS], k, c, f;
             result r;
             double lam_sum = 0.0, lam_min = 1.0;
             size_t n_clicked = 0;
-            /* 1. held out on the training log: each fold's rows scored by the policy trained on the other folds */
-            printf("\n  trained on the %s log, evaluated on the %s log's held-out rows (%d folds)\n", src->name,
-                   src->name, N_FOLDS);
+            /* 1. held out on the training log: each fold's rows scored by the policies trained on the other fold,
+                  after 1, 2, 4 and 8 epochs; the number of epochs with the best held-out DR is kept */
+            printf("\n  trained on the %s log, evaluated on its held-out rows (%d folds of alternate %d-row blocks)\n",
+                   src->name, N_FOLDS, FOLD_BLOCK);
             print_header();
             uniform = (float *)xcalloc(n_src * P, sizeof(float));
             for (i = 0; i < n_src * P; ++i) uniform[i] = 1.0f / (float)P;
             evaluate(src, uniform, &r);
-            print_row("uniform", &r);
-            held = (float *)xcalloc(n_src * P, sizeof(float));
+            print_row("uniform", 0, &r);
+            free(uniform);
+            for (c = 0; c < N_CHECKPOINTS; ++c) held[c] = (float *)xcalloc(n_src * P, sizeof(float));
+            pi_src = (float *)xcalloc(n_src * P, sizeof(float));
             for (k = 0; k < N_KINDS; ++k) {
+                double best_dr = -HUGE_VAL;
                 for (f = 0; f < N_FOLDS; ++f) {
-                    polopt_policy policy;
-                    polopt_train_stats st;
-                    float *pr = (float *)xcalloc(n_src * P, sizeof(float));
-                    size_t m = 0;
+                    run tr;
+                    size_t m = 0, e = 0;
                     for (i = 0; i < n_src; ++i)
                         if ((i / FOLD_BLOCK) % N_FOLDS != f) rows[m++] = (uint32_t)i;
-                    train(&policy, &index, src, rows, m, D, kinds[k], &s, &st);
-                    probabilities(&policy, &index, src, D, pr);
-                    for (i = 0; i < n_src; ++i)
-                        if ((i / FOLD_BLOCK) % N_FOLDS == f) memcpy(held + i * P, pr + i * P, P * sizeof(float));
-                    free(pr);
-                    polopt_policy_free(&policy);
+                    run_init(&tr, &index, src, rows, m, D, kinds[k], &s);
+                    for (c = 0; c < N_CHECKPOINTS; ++c) {
+                        while (e < checkpoints[c]) run_epoch(&tr), ++e;
+                        probabilities(&tr.policy, &index, src, D, pi_src);
+                        for (i = 0; i < n_src; ++i)
+                            if ((i / FOLD_BLOCK) % N_FOLDS == f)
+                                memcpy(held[c] + i * P, pi_src + i * P, P * sizeof(float));
+                    }
+                    run_free(&tr);
                 }
-                evaluate(src, held, &r);
-                print_row(kind_names[k], &r);
+                for (c = 0; c < N_CHECKPOINTS; ++c) {
+                    evaluate(src, held[c], &r);
+                    print_row(kind_names[k], checkpoints[c], &r);
+                    if (r.est[POLOPT_OPE_DR].value > best_dr) best_dr = r.est[POLOPT_OPE_DR].value, best[k] = c;
+                }
             }
-            free(held), free(uniform);
-            /* 2. trained on the whole log, evaluated on the other behaviour policy's log */
-            printf("  trained on the whole %s log, evaluated on the %s log\n", src->name, dst->name);
+            for (c = 0; c < N_CHECKPOINTS; ++c) free(held[c]);
+            /* 2. trained on the whole log for the chosen number of epochs, evaluated on the other behaviour
+                  policy's log */
+            printf("  trained on the whole %s log (the epochs of the best held-out DR above), evaluated on the %s log\n",
+                   src->name, dst->name);
             print_header();
             uniform = (float *)xcalloc(n_dst * P, sizeof(float));
             for (i = 0; i < n_dst * P; ++i) uniform[i] = 1.0f / (float)P;
             evaluate(dst, uniform, &r);
-            print_row("uniform", &r);
+            print_row("uniform", 0, &r);
+            free(uniform);
             for (i = 0; i < n_src; ++i) rows[i] = (uint32_t)i;
-            lambda_pi = (float *)xcalloc(n_src * P, sizeof(float));
             for (k = 0; k < N_KINDS; ++k) {
-                polopt_policy policy;
-                polopt_train_stats st;
+                run tr;
+                size_t e;
                 target[k] = (float *)xcalloc(n_dst * P, sizeof(float));
-                train(&policy, &index, src, rows, n_src, D, kinds[k], &s, &st);
-                probabilities(&policy, &index, dst, D, target[k]);
+                run_init(&tr, &index, src, rows, n_src, D, kinds[k], &s);
+                for (e = 0; e < checkpoints[best[k]]; ++e) run_epoch(&tr);
+                probabilities(&tr.policy, &index, dst, D, target[k]);
                 evaluate(dst, target[k], &r);
-                print_row(kind_names[k], &r);
-                if (kinds[k] == POLOPT_CORRECTION_TOP_K) /* pi of the training rows, for lambda_K below */
-                    probabilities(&policy, &index, src, D, lambda_pi);
-                polopt_policy_free(&policy);
+                print_row(kind_names[k], checkpoints[best[k]], &r);
+                if (kinds[k] == POLOPT_CORRECTION_TOP_K) /* pi at the training rows, for lambda_K below */
+                    probabilities(&tr.policy, &index, src, D, pi_src);
+                run_free(&tr);
             }
             /* how far TOP_K is from FIRST_ORDER: lambda_K / K = (1 - pi)^(K - 1) at the clicked training rows (with
                Adam, a constant factor K on every weight changes nothing; only this ratio's spread does) */
             for (i = 0; i < n_src; ++i)
                 if (src->d.reward[i] > 0.0f) {
-                    const double lam = pow(1.0 - lambda_pi[i * P + src->d.action[i]], SLATE - 1);
+                    const double lam = pow(1.0 - pi_src[i * P + src->d.action[i]], SLATE - 1);
                     lam_sum += lam;
                     if (lam < lam_min) lam_min = lam;
                     ++n_clicked;
                 }
-            printf("  TOP_K vs FIRST_ORDER: mean total variation between their pi on the %s log %.3f; (1 - pi)^(K-1) "
-                   "at the %lu clicked training rows: mean %.3f, min %.3f\n", dst->name,
+            printf("  TOP_K against FIRST_ORDER: mean total variation between their pi on the %s log %.3f; the TOP_K "
+                   "policy's (1 - pi)^(K-1) at the %lu clicks it learned from: mean %.3f, min %.3f\n", dst->name,
                    mean_tv(target[1], target[2], n_dst, P), (unsigned long)n_clicked,
                    n_clicked ? lam_sum / (double)n_clicked : 0.0, lam_min);
             for (k = 0; k < N_KINDS; ++k) free(target[k]);
-            free(lambda_pi), free(uniform), free(rows);
+            free(pi_src), free(rows);
         }
         polopt_mips_free(&index);
         for (j = 0; j < 2; ++j) {
