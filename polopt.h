@@ -871,7 +871,7 @@ typedef struct polopt_trainer {
     void *block;
     uint32_t *order;
     size_t order_n;
-    uint32_t *cache;           /* warm_start: each context's last alpha_K */
+    uint32_t *cache;           /* warm_start: each context's last alpha_K (then, with learn_behaviour, b_hat's) */
     const float *cache_key;    /* the dataset the cache belongs to (its X) */
     size_t cache_n;
     polopt_error err;
@@ -6611,7 +6611,7 @@ static polopt_result polopt__check_dataset(polopt_trainer *tr, const polopt_data
     const polopt_hooks *hk = &tr->config.hooks;
     polopt_result rc = POLOPT_OK;
     const size_t K = tr->config.estimator.K;
-    size_t i;
+    size_t i, rows;
     if (!d || !d->X || (!d->reward && !d->feedback && !d->returns) || d->n == 0 || d->n >= POLOPT_NO_ITEM ||
         d->ldx < tr->policy->D)
         return polopt__fail(&tr->err, hk, POLOPT_ERR_INVALID_ARG,
@@ -6640,12 +6640,13 @@ static polopt_result polopt__check_dataset(polopt_trainer *tr, const polopt_data
     polopt__dealloc(hk, tr->cache);
     tr->cache_key = NULL;
     tr->cache_n = 0;
-    tr->cache = (uint32_t *)polopt__alloc(hk, d->n, K * sizeof(uint32_t), &rc); /* K <= 2^16 */
+    rows = tr->behaviour.theta ? 2 * d->n : d->n; /* b_hat's searches are warm-started too */
+    tr->cache = (uint32_t *)polopt__alloc(hk, rows, K * sizeof(uint32_t), &rc); /* K <= 2^16 */
     if (!tr->cache)
         return polopt__fail(&tr->err, hk, rc, "%s: cannot allocate the top-K cache (%lu x %lu ids)", fn,
-                            (unsigned long)d->n, (unsigned long)K);
-    polopt__advise_huge(tr->cache, d->n * K * sizeof(uint32_t));
-    for (i = 0; i < d->n; ++i) tr->cache[i * K] = POLOPT_NO_ITEM; /* no previous visit */
+                            (unsigned long)rows, (unsigned long)K);
+    polopt__advise_huge(tr->cache, rows * K * sizeof(uint32_t));
+    for (i = 0; i < rows; ++i) tr->cache[i * K] = POLOPT_NO_ITEM; /* no previous visit */
     tr->cache_key = d->X;
     tr->cache_n = d->n;
     return POLOPT_OK;
@@ -6659,8 +6660,10 @@ static polopt_result polopt__behaviour_step(polopt_trainer *tr, const polopt_dat
     const size_t D = tr->policy->D, L = tr->policy->L;
     size_t c;
     polopt_result rc;
+    if (tr->cache)
+        for (c = 0; c < nb; ++c) tr->warm[c] = tr->cache + (d->n + ctx[c]) * tr->config.estimator.K;
     if ((rc = polopt_policy_embed(&tr->behaviour, nb, tr->xb, D, tr->hbb)) != POLOPT_OK ||
-        (rc = polopt_estimator_set(&tr->est, nb, tr->hbb, NULL)) != POLOPT_OK)
+        (rc = polopt_estimator_set(&tr->est, nb, tr->hbb, tr->cache ? tr->warm : NULL)) != POLOPT_OK)
         return polopt__fail(&tr->err, &tr->config.hooks, rc, "the behaviour head failed: %s", tr->est.err.message);
     for (c = 0; c < nb; ++c) {
         float log_b;

@@ -7,6 +7,10 @@
      eps = 0.8, warm      the same, each search starting from the context's previous alpha_K (16 expansions)
      adaptive eps, warm   eps set each step from the estimated effective sample size
    The first epoch of a warm-started method searches from scratch (nothing to start from yet): both epochs are shown.
+   Then learning from logged returns (Chen et al. 2019) at L = 32: REINFORCE on the logged actions with the exact
+   estimator (all P items scored: the baseline), and with SNIS (eps = 0.8, warm) uncorrected, first-order, top-K
+   (K = 16), top-K capped at e^3, and top-K with a learned behaviour head (two estimator passes a step).  The log
+   (a random item per user, its ground-truth reward as the return, propensity 1/P) serves the timing only.
    Data: the synthetic catalogue, 2048 training users (64 steps an epoch), ground-truth rewards.
    Usage: bench_train [--quick] [P ...]   (default P: 10000 100000 1000000; L: 32 and 128) */
 #define _POSIX_C_SOURCE 199309L /* clock_gettime */
@@ -140,6 +144,52 @@ static void time_method(setup *s, int m, double *ms_first, double *ms_second)
     polopt_policy_free(&pol);
 }
 
+/* Learning from logged returns: the baseline (exact estimator, no correction) and the SNIS variants. */
+enum { G_EXACT, G_NONE, G_FIRST, G_TOPK, G_TOPK_CAP, G_TOPK_LEARNED, N_LOGGED };
+static const char *logged_names[N_LOGGED] = {"exact, no correction", "SNIS, no correction", "SNIS, first-order",
+                                             "SNIS, top-K (K = 16)", "SNIS, top-K, capped", "SNIS, top-K, b learned"};
+
+/* Milliseconds per step (second epoch) of one way to learn from the log of s. */
+static double time_logged(setup *s, int g)
+{
+    polopt_policy pol = fresh_policy(s->L);
+    polopt_trainer_config c = method_config(M_EPS08_WARM);
+    polopt_dataset d = s->train;
+    polopt_logged_returns lr;
+    polopt_trainer tr;
+    polopt_train_stats st;
+    uint32_t *act = (uint32_t *)malloc(N_TRAIN * sizeof(uint32_t));
+    float *ret = (float *)malloc(N_TRAIN * sizeof(float)), *prop = (float *)malloc(N_TRAIN * sizeof(float));
+    polopt_rng rng;
+    double ms = -1.0;
+    int e;
+    size_t i;
+    polopt_rng_seed(&rng, 5);
+    for (i = 0; i < N_TRAIN; ++i) {
+        act[i] = (uint32_t)polopt_rng_below(&rng, s->P);
+        prop[i] = 1.0f / (float)s->P;
+        if (polopt_synth_reward(&s->task, (uint32_t)i, 1, act + i, ret + i) != POLOPT_OK) die("reward", "failed");
+    }
+    lr.action = act, lr.ret = ret, lr.propensity = g == G_TOPK_LEARNED ? NULL : prop;
+    d.reward = NULL, d.reward_user = NULL, d.returns = &lr;
+    if (g == G_EXACT) c.estimator.method = POLOPT_METHOD_EXACT, c.warm_start = 0, d.n = REINFORCE_CONTEXTS;
+    c.correction.kind = g <= G_NONE ? POLOPT_CORRECTION_NONE : g == G_FIRST ? POLOPT_CORRECTION_FIRST_ORDER
+                                                                             : POLOPT_CORRECTION_TOP_K;
+    c.correction.K = 16;
+    c.correction.cap = g == G_TOPK_CAP ? 20.0855f : 0.0f; /* e^3, the production value */
+    c.learn_behaviour = g == G_TOPK_LEARNED;
+    if (polopt_trainer_init(&tr, &pol, &s->index, &c) != POLOPT_OK) die("trainer", tr.err.message);
+    for (e = 0; e < 2; ++e) {
+        const double t0 = bench_now();
+        if (polopt_trainer_epoch(&tr, &d, &st) != POLOPT_OK) die("epoch", tr.err.message);
+        ms = 1e3 * (bench_now() - t0) / (double)st.steps;
+    }
+    polopt_trainer_free(&tr);
+    polopt_policy_free(&pol);
+    free(act), free(ret), free(prop);
+    return ms;
+}
+
 #define N_VALUE 256 /* test users for the exact value of pi: O(n P L) */
 
 /* The greedy policy's ground-truth test reward (MIPS argmax) and the exact value of the stochastic policy pi, the
@@ -185,7 +235,7 @@ int main(int argc, char **argv)
     int n_P = 3, n_L = 2, quick = 0, a, li, pi, m;
     double budget = 30.0;
     double ms[2][8][N_METHODS][2]; /* [L][P][method][epoch] */
-    char keys[4096] = "", line[256];
+    char keys[8192] = "", line[256];
     memset(ms, 0, sizeof ms);
     for (a = 1; a < argc; ++a) {
         if (strcmp(argv[a], "--quick") == 0) quick = 1;
@@ -222,6 +272,22 @@ int main(int argc, char **argv)
                 }
                 printf("  %-20s %14.2f %14.2f %12.2f %9.1fx\n", method_names[m], t[0], t[1], t[1] * N_TRAIN / 32 * 1e-3,
                        best / t[1]);
+            }
+            if (s.L == 32) { /* learning from logged returns: each method against the exact baseline */
+                double lms[N_LOGGED];
+                int g;
+                printf("\n  learning from logged returns (P = %lu, L = 32)\n  %-24s %10s %12s\n", (unsigned long)s.P,
+                       "method", "ms/step", "vs exact");
+                for (g = 0; g < N_LOGGED; ++g) {
+                    lms[g] = time_logged(&s, g);
+                    printf("  %-24s %10.2f %11.1fx\n", logged_names[g], lms[g], lms[G_EXACT] / lms[g]);
+                }
+                if (s.P == 1000000) {
+                    sprintf(line, " logged_exact_ms_P1e6=%.1f logged_topk_ms_P1e6=%.2f speedup_logged_topk_P1e6=%.1f "
+                                  "speedup_logged_topk_learned_P1e6=%.1f",
+                            lms[G_EXACT], lms[G_TOPK], lms[G_EXACT] / lms[G_TOPK], lms[G_EXACT] / lms[G_TOPK_LEARNED]);
+                    strcat(keys, line);
+                }
             }
             if (s.P == 1000000 && s.L == 32) {
                 sprintf(line, " kernel=%s speedup_eps08_P1e6_L32=%.1f speedup_eps08_cold_P1e6_L32=%.1f "

@@ -28,13 +28,20 @@
                 settles into a 2-cycle between pi(a_1) = 0.70 and 0.37 that never reaches 20/38;
      trainer    polopt_trainer_epoch on a log of N_LOG rows sampled from b (x = 1, a ~ b, return r(a), propensity
                 b(a)): minibatches of BATCH, one Adam step each, correction NONE, FIRST_ORDER or TOP_K.  On a finite
-                log the fixed points are those of the log's action frequencies, which are printed beside b.
+                log the fixed points move: b(a_j) becomes the log's frequency n_j / N where it weighs the data (not
+                where it divides, as the propensity).  Both sets of fixed points are printed.
+   The fixed points, for data drawn from d and propensities b, with g_j = r_j d_j / b_j: no correction pi_j ~ r_j d_j;
+   first order, all mass on argmax g_j; top-K, g_j (1 - pi_j)^(K - 1) equal on the items with pi_j > 0 (and smaller
+   at the others), which this program solves by bisection (K = 2, d = b uniform: 10 (1 - pi_1) = 9 (1 - pi_2)).
 
-   What to look at: the two tables (final pi of every item against the predicted fixed point) and the two figures,
-   topk_sim1.svg and topk_sim2.svg: pi(a_i) over iterations (top row: expected update) and over epochs (bottom row:
-   the trainer), one panel per method, the predicted fixed points as dashed grey lines.
+   What to look at: the two tables (final pi of every item against the predicted fixed points) and the two figures,
+   topk_sim1.svg and topk_sim2.svg: pi(a_i) over iterations (top row: expected update, log scale) and over epochs
+   (bottom row: the trainer), one panel per method, the fixed points as dashed grey lines.  In simulation 1 without
+   correction r(a_i) b(a_i) = i (11 - i) / 55 is the same for a_i and a_(11-i), so their curves coincide: a_6..a_10
+   are drawn dashed over a_5..a_1.  The trainer's pi keeps moving by a few thousandths around its fixed point: Adam on
+   minibatch gradients never settles exactly.
 
-   Run: make examples && build/04_topk_simulation [directory for the SVG files, default .]   (about a second) */
+   Run: make examples && build/04_topk_simulation [directory for the SVG files, default .]   (about 2 s) */
 #define POLOPT_IMPLEMENTATION
 #include "polopt.h"
 
@@ -45,15 +52,16 @@
 
 #define P 10            /* items */
 #define ITERS 3000      /* iterations of the expected update */
-#define ETA 0.2         /* its step size: stable below 0.42 (see below) */
-#define EVERY 10        /* an expected-update point of the curves every EVERY iterations */
+#define ETA 0.2         /* its step size: stable below 0.42 (see above) */
+#define DENSE 100       /* the curves keep every one of the first DENSE iterations, then one in EVERY */
+#define EVERY 10
 #define N_LOG 20000     /* rows of the sampled log */
-#define BATCH 100       /* trainer minibatch: N_LOG / BATCH = 200 Adam steps an epoch */
-#define EPOCHS 40       /* trainer epochs */
-#define LR 0.02f        /* Adam step size */
+#define BATCH 500       /* trainer minibatch: N_LOG / BATCH = 40 Adam steps an epoch */
+#define EPOCHS 60       /* trainer epochs */
+#define LR 0.01f        /* Adam step size */
 #define TOP_K 2         /* K of the top-K correction (simulation 2) */
 #define LOG_SEED 2019   /* the sampled log */
-#define MAX_POINTS (ITERS / EVERY + 1)
+#define MAX_POINTS (DENSE + ITERS / EVERY + 1)
 
 static void check(polopt_result rc, const char *what, const char *message)
 {
@@ -70,16 +78,18 @@ typedef struct curve {
     double pi[MAX_POINTS][P];
 } curve;
 
-/* One simulation: rewards, behaviour, its log, and for each of its two methods the expected and trainer curves. */
+/* One simulation: rewards, behaviour, its log, and for each of its two methods the fixed points and the curves. */
 typedef struct simulation {
     const char *name, *file, *setting;
     double r[P], b[P], freq[P];  /* rewards, behaviour policy, action frequencies of the sampled log */
     polopt_correction kind[2];   /* the two methods compared */
     const char *method[2];
-    double fixed[2][P];          /* predicted fixed point of each method (NAN: none printed) */
+    double fixed[2][P];          /* fixed point of each method under b */
+    double fixed_log[2][P];      /* ... and on the sampled log */
     curve expected[2], trainer[2];
     const char *color[P];        /* line colour of each item */
-    const char *legend[P];       /* legend entry of each item, NULL: none (shares the previous one) */
+    const char *legend[P];       /* legend entry of each item, NULL: none (shares the one before) */
+    int dashed[P];               /* 1: the item's line is dashed */
 } simulation;
 
 static polopt_correction_config correction(polopt_correction kind)
@@ -88,6 +98,36 @@ static polopt_correction_config correction(polopt_correction kind)
     c.kind = kind;
     c.K = kind == POLOPT_CORRECTION_TOP_K ? TOP_K : 1;
     return c;
+}
+
+/* Where the update with correction kind comes to rest on data drawn from d with propensities b (see the top). */
+static void fixed_point(polopt_correction kind, const double *r, const double *d, const double *b, double *out)
+{
+    double g[P], g_max = 0.0, lo, hi, sum = 0.0;
+    int i, best = 0, it;
+    for (i = 0; i < P; ++i) {
+        g[i] = r[i] * d[i] / b[i];
+        if (g[i] > g[best]) best = i;
+        g_max = g[i] > g_max ? g[i] : g_max;
+    }
+    if (kind == POLOPT_CORRECTION_NONE) { /* pi ~ r d */
+        for (i = 0; i < P; ++i) sum += r[i] * d[i];
+        for (i = 0; i < P; ++i) out[i] = r[i] * d[i] / sum;
+        return;
+    }
+    if (kind == POLOPT_CORRECTION_FIRST_ORDER || TOP_K == 1) {
+        for (i = 0; i < P; ++i) out[i] = i == best ? 1.0 : 0.0;
+        return;
+    }
+    /* top-K: pi_i = max(0, 1 - (c / g_i)^(1 / (K - 1))), with c in (0, max g) such that sum pi = 1 */
+    lo = 0.0, hi = g_max;
+    for (it = 0; it < 200; ++it) {
+        const double c = 0.5 * (lo + hi);
+        for (sum = 0.0, i = 0; i < P; ++i) sum += c < g[i] ? 1.0 - pow(c / g[i], 1.0 / (TOP_K - 1)) : 0.0;
+        if (sum > 1.0) lo = c;
+        else hi = c;
+    }
+    for (i = 0; i < P; ++i) out[i] = lo < g[i] ? 1.0 - pow(lo / g[i], 1.0 / (TOP_K - 1)) : 0.0;
 }
 
 /* The free-logit policy: D = 1, L = P, theta = 0 (uniform pi). */
@@ -128,7 +168,7 @@ static void run_expected(const simulation *s, int m, const polopt_mips *index, c
     logit_policy(&pol);
     out->n = 0;
     for (it = 0; it <= ITERS; ++it) {
-        if (it % EVERY == 0) record(out, it, &pol);
+        if (it < DENSE || it % EVERY == 0) record(out, it, &pol);
         if (it == ITERS) break;
         check(polopt_policy_embed(&pol, 1, &x, 1, h), "polopt_policy_embed", pol.err.message); /* h = theta */
         check(polopt_estimator_set(&est, 1, h, NULL), "polopt_estimator_set", est.err.message);
@@ -190,24 +230,28 @@ static void sample_log(simulation *s, uint32_t *action, float *ret, float *prope
 
 /* ---- The figure: a 2 x 2 grid of panels (rows: expected update, trainer; columns: the two methods). */
 
-static void panel(FILE *f, const simulation *s, const curve *c, const double *fixed, double x0, double y0, double w,
-                  double h, const char *title, const char *xlabel)
+/* One panel: every item's pi over c's times, the fixed points dashed.  log_x: the x axis is log(1 + t). */
+static void panel(FILE *f, const simulation *s, const curve *c, const double *fixed, int log_x, double x0, double y0,
+                  double w, double h, const char *title, const char *xlabel)
 {
-    const double t_max = c->t[c->n - 1];
+    static const double log_ticks[] = {0, 1, 10, 100, 1000};
+    const double t_max = c->t[c->n - 1], x_max = log_x ? log1p(t_max) : t_max;
     double v_max = 0.0, v_step;
     int k, i, t, n_ticks;
     for (k = 0; k < c->n; ++k)
         for (i = 0; i < P; ++i) v_max = c->pi[k][i] > v_max ? c->pi[k][i] : v_max;
-    for (i = 0; i < P; ++i) v_max = !isnan(fixed[i]) && fixed[i] > v_max ? fixed[i] : v_max;
+    for (i = 0; i < P; ++i) v_max = fixed[i] > v_max ? fixed[i] : v_max;
     /* the y axis: 0 to 1 in steps of 0.2, or a smaller range in steps of 0.05 */
     v_step = v_max > 0.45 ? 0.2 : 0.05;
-    n_ticks = (int)ceil(v_max * 1.02 / v_step);
+    n_ticks = (int)ceil(v_max / v_step - 1e-6);
     v_max = v_step * n_ticks;
     fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle' font-size='14'>%s</text>\n", x0 + w / 2, y0 - 8, title);
-    for (t = 0; t <= 5; ++t) { /* x grid */
-        const double gx = x0 + w * t / 5;
+    for (t = 0; t <= 5; ++t) { /* x grid: 0, 1, 10, 100, 1000 and the end (log), or six even steps */
+        const double tv = log_x ? (t < 5 ? log_ticks[t] : t_max) : t_max * t / 5;
+        const double gx = x0 + w * (log_x ? log1p(tv) : tv) / x_max;
+        if (log_x && t < 5 && tv >= t_max) continue;
         fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>\n", gx, y0, gx, y0 + h);
-        fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle'>%.0f</text>\n", gx, y0 + h + 16, t_max * t / 5);
+        fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle'>%.0f</text>\n", gx, y0 + h + 16, tv);
     }
     for (t = 0; t <= n_ticks; ++t) { /* y grid */
         const double gy = y0 + h - h * t / n_ticks;
@@ -218,25 +262,26 @@ static void panel(FILE *f, const simulation *s, const curve *c, const double *fi
     fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle'>%s</text>\n", x0 + w / 2, y0 + h + 34, xlabel);
     fprintf(f, "<text transform='translate(%.1f %.1f) rotate(-90)' text-anchor='middle'>pi(a_i)</text>\n", x0 - 44,
             y0 + h / 2);
-    for (i = 0; i < P; ++i) { /* predicted fixed points, each level once */
+    for (i = 0; i < P; ++i) { /* the fixed points, each level once */
         int j, seen = 0;
-        if (isnan(fixed[i])) continue;
-        for (j = 0; j < i; ++j) seen |= !isnan(fixed[j]) && fabs(fixed[j] - fixed[i]) < 1e-9;
+        for (j = 0; j < i; ++j) seen |= fabs(fixed[j] - fixed[i]) < 1e-9;
         if (seen) continue;
         fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#888' stroke-dasharray='5,4'/>\n", x0,
                 y0 + h - h * fixed[i] / v_max, x0 + w, y0 + h - h * fixed[i] / v_max);
     }
-    for (i = P; i-- > 0;) { /* item 1 on top */
-        fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='1.8' points='", s->color[i]);
+    for (i = 0; i < P; ++i) { /* the later items on top (dashed where they may hide an earlier one) */
+        fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='1.8'%s points='", s->color[i],
+                s->dashed[i] ? " stroke-dasharray='6,4'" : "");
         for (k = 0; k < c->n; ++k)
-            fprintf(f, "%.1f,%.1f ", x0 + w * c->t[k] / t_max, y0 + h - h * c->pi[k][i] / v_max);
+            fprintf(f, "%.1f,%.1f ", x0 + w * (log_x ? log1p(c->t[k]) : c->t[k]) / x_max,
+                    y0 + h - h * c->pi[k][i] / v_max);
         fprintf(f, "'/>\n");
     }
 }
 
 static void write_svg(const char *path, const simulation *s)
 {
-    const double W = 1060, H = 760, pw = 380, ph = 260, px[2] = {90, 560}, py[2] = {80, 430};
+    const double W = 1120, H = 760, pw = 380, ph = 260, px[2] = {90, 560}, py[2] = {80, 430};
     FILE *f = fopen(path, "w");
     char title[160], xlabel[160];
     int m, i, row;
@@ -248,25 +293,26 @@ static void write_svg(const char *path, const simulation *s)
                "font-size='12'>\n<rect width='100%%' height='100%%' fill='white'/>\n", W, H);
     fprintf(f, "<text x='%.0f' y='24' text-anchor='middle' font-size='16'>%s: %s</text>\n", (px[0] + px[1] + pw) / 2,
             s->name, s->setting);
-    fprintf(f, "<text x='%.0f' y='44' text-anchor='middle' fill='#555'>dashed: the predicted fixed points</text>\n",
-            (px[0] + px[1] + pw) / 2);
+    fprintf(f, "<text x='%.0f' y='44' text-anchor='middle' fill='#555'>dashed: the fixed points (top row: of b; "
+               "bottom row: of the sampled log)</text>\n", (px[0] + px[1] + pw) / 2);
     for (row = 0; row < 2; ++row)
         for (m = 0; m < 2; ++m) {
             if (row == 0) {
                 snprintf(title, sizeof title, "%s - expected update (eta = %g)", s->method[m], ETA);
-                snprintf(xlabel, sizeof xlabel, "iteration");
+                snprintf(xlabel, sizeof xlabel, "iteration (log scale)");
             } else {
                 snprintf(title, sizeof title, "%s - trainer on %d logged rows", s->method[m], N_LOG);
                 snprintf(xlabel, sizeof xlabel, "epoch (%d Adam steps of %d rows, lr %g)", N_LOG / BATCH, BATCH,
                          (double)LR);
             }
-            panel(f, s, row == 0 ? &s->expected[m] : &s->trainer[m], s->fixed[m], px[m], py[row], pw, ph, title,
-                  xlabel);
+            panel(f, s, row == 0 ? &s->expected[m] : &s->trainer[m], row == 0 ? s->fixed[m] : s->fixed_log[m],
+                  row == 0, px[m], py[row], pw, ph, title, xlabel);
         }
     for (i = 0; i < P; ++i) { /* the legend, right of the panels */
         const double ly = py[0] + 10 + 20 * i;
         if (!s->legend[i]) continue;
-        fprintf(f, "<line x1='960' y1='%.1f' x2='985' y2='%.1f' stroke='%s' stroke-width='3'/>\n", ly, ly, s->color[i]);
+        fprintf(f, "<line x1='960' y1='%.1f' x2='985' y2='%.1f' stroke='%s' stroke-width='3'%s/>\n", ly, ly,
+                s->color[i], s->dashed[i] ? " stroke-dasharray='6,4'" : "");
         fprintf(f, "<text x='990' y='%.1f'>%s</text>\n", ly + 4, s->legend[i]);
     }
     fprintf(f, "</svg>\n");
@@ -279,18 +325,18 @@ static void print_table(const simulation *s)
 {
     int i, m;
     printf("\n%s: %s\n", s->name, s->setting);
-    printf("%-5s %5s %7s %7s |", "item", "r", "b", "log b");
-    for (m = 0; m < 2; ++m) printf(" %-27.27s |", s->method[m]);
-    printf("\n%-5s %5s %7s %7s |", "", "", "", "freq.");
-    for (m = 0; m < 2; ++m) printf(" %8s %9s %8s |", "predicted", "expected", "trainer");
+    printf("%-5s %3s %7s %7s |", "", "", "", "");
+    for (m = 0; m < 2; ++m) printf(" %-35.35s |", s->method[m]);
+    printf("\n%-5s %3s %7s %7s |", "", "", "", "log");
+    for (m = 0; m < 2; ++m) printf(" %8s %8s | %7s %7s |", "fixed pt", "expected", "fixed pt", "trainer");
+    printf("\n%-5s %3s %7s %7s |", "item", "r", "b", "freq.");
+    for (m = 0; m < 2; ++m) printf(" %8s %8s | %7s %7s |", "of b", "update", "of log", "");
     printf("\n");
     for (i = 0; i < P; ++i) {
-        printf("a_%-3d %5.0f %7.4f %7.4f |", i + 1, s->r[i], s->b[i], s->freq[i]);
-        for (m = 0; m < 2; ++m) {
-            if (isnan(s->fixed[m][i])) printf(" %8s", "-");
-            else printf(" %8.4f", s->fixed[m][i]);
-            printf(" %9.4f %8.4f |", s->expected[m].pi[s->expected[m].n - 1][i], s->trainer[m].pi[s->trainer[m].n - 1][i]);
-        }
+        printf("a_%-3d %3.0f %7.4f %7.4f |", i + 1, s->r[i], s->b[i], s->freq[i]);
+        for (m = 0; m < 2; ++m)
+            printf(" %8.4f %8.4f | %7.4f %7.4f |", s->fixed[m][i], s->expected[m].pi[s->expected[m].n - 1][i],
+                   s->fixed_log[m][i], s->trainer[m].pi[s->trainer[m].n - 1][i]);
         printf("\n");
     }
 }
@@ -315,13 +361,14 @@ int main(int argc, char **argv)
                                      "a_7  r=7  b=4/55",  "a_8  r=8  b=3/55",  "a_9  r=9  b=2/55",
                                      "a_10 r=10 b=1/55"};
     const char *dir = argc > 1 ? argv[1] : ".";
-    float identity[P * P], X[N_LOG], ret[N_LOG], propensity[N_LOG];
-    uint32_t action[N_LOG];
+    static float X[N_LOG], ret[N_LOG], propensity[N_LOG];
+    static uint32_t action[N_LOG];
+    float identity[P * P];
     polopt_mips index;
     polopt_logged_returns returns;
     polopt_dataset data;
     char path[1024];
-    double rb = 0.0, d;
+    double d;
     int i, k, m, ok = 1;
 
     /* The catalogue: beta = I (10 x 10), so f(a_i) = h^T beta_i = h_i, and h = theta for x = [1]. */
@@ -337,14 +384,8 @@ int main(int argc, char **argv)
     sims[0].kind[1] = POLOPT_CORRECTION_FIRST_ORDER, sims[0].method[1] = "first-order correction";
     for (i = 0; i < P; ++i) {
         sims[0].r[i] = i + 1, sims[0].b[i] = (10 - i) / 55.0;
-        rb += sims[0].r[i] * sims[0].b[i];
-        sims[0].color[i] = tab10[i], sims[0].legend[i] = legend1[i];
+        sims[0].color[i] = tab10[i], sims[0].legend[i] = legend1[i], sims[0].dashed[i] = i >= P / 2;
     }
-    for (i = 0; i < P; ++i) {
-        sims[0].fixed[0][i] = sims[0].r[i] * sims[0].b[i] / rb; /* pi ~ r b */
-        sims[0].fixed[1][i] = i == P - 1 ? 1.0 : 0.0;             /* the best item */
-    }
-
     /* Simulation 2: r = (10, 9, 1, ..., 1), uniform b; the first-order correction against top-K with K = 2. */
     sims[1].name = "simulation 2", sims[1].file = "topk_sim2.svg";
     sims[1].setting = "r(a_1) = 10, r(a_2) = 9, r(a_3..a_10) = 1, uniform b, K = 2";
@@ -354,17 +395,14 @@ int main(int argc, char **argv)
         sims[1].r[i] = i == 0 ? 10 : i == 1 ? 9 : 1, sims[1].b[i] = 1.0 / P;
         sims[1].color[i] = i == 0 ? "#d62728" : i == 1 ? "#1f77b4" : "#aaaaaa";
         sims[1].legend[i] = i == 0 ? "a_1  r=10" : i == 1 ? "a_2  r=9" : i == 2 ? "a_3..a_10  r=1" : NULL;
-        sims[1].fixed[0][i] = i == 0 ? 1.0 : 0.0;
-        /* r_i (1 - pi_i) equal on {a_1, a_2}: 10 (1 - p) = 9 p, p = 10/19 = 20/38 */
-        sims[1].fixed[1][i] = i == 0 ? 20.0 / 38 : i == 1 ? 18.0 / 38 : 0.0;
     }
 
     printf("Chen et al. (WSDM 2019), the stateless 10-item simulations.  Softmax over free logits = a polopt policy\n"
            "with D = 1, x = [1], beta = I (10 x 10).\n"
-           "  expected: the exact expected update, %d iterations of plain gradient ascent, eta = %g\n"
-           "  trainer:  polopt_trainer_epoch, EXACT estimator, %d logged rows drawn from b (seed %d), batch %d,\n"
-           "            Adam lr %g, %d epochs (%d steps)\n",
-           ITERS, ETA, N_LOG, LOG_SEED, BATCH, (double)LR, EPOCHS, EPOCHS * N_LOG / BATCH);
+           "  expected update: exact, %d iterations of plain gradient ascent, eta = %g\n"
+           "  trainer:         polopt_trainer_epoch, EXACT estimator, %d logged rows drawn from b (seed %d),\n"
+           "                   batch %d, Adam lr %g, %d epochs (%d steps)\n",
+           ITERS, ETA, N_LOG, LOG_SEED, BATCH, (double)LR, EPOCHS, EPOCHS * (N_LOG / BATCH));
 
     memset(&returns, 0, sizeof returns);
     returns.action = action, returns.ret = ret, returns.propensity = propensity;
@@ -374,6 +412,8 @@ int main(int argc, char **argv)
         simulation *s = &sims[k];
         sample_log(s, action, ret, propensity);
         for (m = 0; m < 2; ++m) {
+            fixed_point(s->kind[m], s->r, s->b, s->b, s->fixed[m]);
+            fixed_point(s->kind[m], s->r, s->freq, s->b, s->fixed_log[m]);
             run_expected(s, m, &index, &s->expected[m]);
             run_trainer(s, m, &index, &data, &s->trainer[m]);
         }
@@ -383,24 +423,21 @@ int main(int argc, char **argv)
         printf("pi over iterations and epochs: %s\n", path);
     }
 
-    /* The paper's claims, on the deterministic expected update (the trainer's log is a finite sample: its numbers
-       are in the tables, to be read against the log's frequencies). */
-    printf("\nchecks (expected update):\n");
-    d = distance(&sims[0].expected[0], sims[0].fixed[0]);
-    printf("  sim 1, no correction:  max_i |pi(a_i) - r b / sum r b| = %.2e  %s\n", d, d < 1e-3 ? "ok" : "FAILED");
-    ok &= d < 1e-3;
-    d = sims[0].expected[1].pi[sims[0].expected[1].n - 1][P - 1];
-    printf("  sim 1, first order:    pi(a_10) = %.4f (-> 1)  %s\n", d, d > 0.95 ? "ok" : "FAILED");
-    ok &= d > 0.95;
-    d = sims[1].expected[0].pi[sims[1].expected[0].n - 1][0];
-    printf("  sim 2, first order:    pi(a_1) = %.4f (-> 1)  %s\n", d, d > 0.95 ? "ok" : "FAILED");
-    ok &= d > 0.95;
+    /* The paper's claims on the deterministic expected update; the trainer's distance to the fixed point of its
+       log, for information (minibatch Adam keeps it moving by a few thousandths). */
+    printf("\nchecks: max_i |pi(a_i) - fixed point| at the end\n");
+    for (k = 0; k < 2; ++k)
+        for (m = 0; m < 2; ++m) {
+            const simulation *s = &sims[k];
+            d = distance(&s->expected[m], s->fixed[m]);
+            printf("  sim %d, %-25s expected update %.1e %-6s  trainer %.1e\n", k + 1, s->method[m], d,
+                   d < 0.01 ? "ok" : "FAILED", distance(&s->trainer[m], s->fixed_log[m]));
+            ok &= d < 0.01;
+        }
     {
         const double *pi = sims[1].expected[1].pi[sims[1].expected[1].n - 1];
-        d = fmax(fabs(pi[0] - 20.0 / 38), fabs(pi[1] - 18.0 / 38));
-        printf("  sim 2, top-K (K = 2):  pi(a_1) = %.4f, pi(a_2) = %.4f (20/38 = %.4f, 18/38 = %.4f; off by %.1e)  %s\n",
-               pi[0], pi[1], 20.0 / 38, 18.0 / 38, d, d < 0.01 && pi[0] > pi[1] ? "ok" : "FAILED");
-        ok &= d < 0.01 && pi[0] > pi[1];
+        printf("  sim 2, top-K: pi(a_1) = %.4f, pi(a_2) = %.4f against 20/38 = %.4f, 18/38 = %.4f\n", pi[0], pi[1],
+               20.0 / 38, 18.0 / 38);
     }
     polopt_mips_free(&index);
     return ok ? 0 : 1;
