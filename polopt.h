@@ -36,9 +36,12 @@
      >>mips       maximum inner product search: exact and HNSW behind one interface, save and load
      >>files      (implementation) checksums, little-endian fields, atomic writes shared by every saved file
      >>optim      Adam (bias-corrected, decoupled weight decay) and SGD (momentum)
-     >>policy     the softmax policy f = h_theta(x)^T beta / T with linear h, top-k through MIPS, save and load
+     >>policy     the softmax policy f = h_theta(x)^T beta / T with linear h, top-k through MIPS, Boltzmann
+                  exploration at serving, save and load
      >>proposal   the eps-mixture proposal around the MIPS top-K: sampling and log q
-     >>learn      SNIS covariance gradient, REINFORCE and exact baselines, rewards, trainer, evaluation
+     >>estimator  pi's probabilities and gradients at catalogue scale, for any h: weighted draws, log Z_hat,
+                  log pi and grad log pi of given actions, the covariance gradient (SNIS, REINFORCE, exact)
+     >>learn      rewards, the top-K off-policy correction and logged returns, the trainer, evaluation
      >>logged     logged bandit feedback, and a streaming CSV reader with line-numbered validation
      >>ope        off-policy evaluation: IPS, clipped IPS, SNIPS, DM, DR, clipped DR, SNDR, Switch-DR; reward models
      >>synth      deterministic synthetic catalogue: clustered item embeddings, users, ground-truth rewards
@@ -49,6 +52,11 @@
      Sakhi, Rohde & Gilotte 2023   Fast Offline Policy Optimization for Large Scale Recommendation.  AAAI 2023.  The
                                    softmax policy over MIPS (§2), the covariance form of the gradient (Eq. 9), the
                                    eps-mixture proposal and SNIS (§4, Algorithm 1), the experiments (§5).
+     Chen et al. 2019              Top-K Off-Policy Correction for a REINFORCE Recommender System.  WSDM 2019.  (M.
+                                   Chen, A. Beutel, P. Covington, S. Jain, F. Belletti, E. Chi.)  REINFORCE on logged
+                                   actions (§3), the off-policy correction (§4, Eq. 4), the behaviour head (§4.2),
+                                   the top-K correction (§4.3, Eq. 7-8), variance control (§4.4), Boltzmann
+                                   exploration (§5), the 10-item simulations (§6.1).
      Williams 1992                 Simple statistical gradient-following algorithms for connectionist reinforcement
                                    learning.  Machine Learning 8.  (REINFORCE)
      Malkov & Yashunin 2018        Efficient and robust approximate nearest neighbor search using Hierarchical
@@ -553,7 +561,7 @@ POLOPT_DEF polopt_result polopt_policy_embed(const polopt_policy *policy, size_t
 POLOPT_DEF polopt_result polopt_policy_topk(const polopt_policy *policy, const polopt_mips *index,
                                             polopt_mips_scratch *scratch, const float *x, size_t k, size_t ef,
                                             uint32_t *out_ids, float *out_scores);
-/* Serving with Boltzmann exploration (Chen et al. 2019, §4.3): the top M items of f by MIPS, and pi_M =
+/* Serving with Boltzmann exploration (Chen et al. 2019, §5): the top M items of f by MIPS, and pi_M =
    softmax(f / T) over them; the slate is the K_top most probable, best first, then K - K_top items drawn without
    replacement from the other M - K_top with probabilities proportional to pi_M (Gumbel top-k: the largest
    f / T + Gumbel noise, which draws exactly the sequential sampling without replacement).  K_top = K serves the
@@ -765,7 +773,7 @@ typedef struct polopt_feedback {
 
 /* Learning from logged actions and their returns: the REINFORCE recommender of Chen et al. (2019).  A behaviour
    policy b chose a_t in context (state) s_t and the user's trajectory then earned the return R_t (discounted,
-   polopt_discounted_returns).  The objective's gradient, with a weight w_t held constant (Chen et al., Eq. 3-8):
+   polopt_discounted_returns).  The objective's gradient, with a weight w_t held constant (Chen et al. 2019, §3-4):
        sum_t w_t R_t grad log pi(a_t | s_t),
        NONE          w = 1                              REINFORCE as if the log were on-policy (its fixed point is
                                                         pi ~ r b: it learns the behaviour's biases)
@@ -773,9 +781,11 @@ typedef struct polopt_feedback {
        TOP_K         w = pi / b * lambda_K,  lambda_K = K (1 - pi)^(K - 1)   (their Eq. 7-8): the derivative of
                                                         alpha = 1 - (1 - pi)^K, the chance that a is among K
                                                         independent draws from pi; K = 1 gives FIRST_ORDER back
-   Variance control (their §4.4): pi/b capped at cap (production used e^3), weights normalised by their batch mean,
+   Variance control (§4.4): pi/b capped at cap (production used e^3), weights normalised by their batch mean,
    and a penalty kl * KL(pi || b_hat) towards the learned behaviour head.  pi(a_t | s_t) and grad log pi come from
-   the trainer's estimator, so a step costs O(S L + log P) with SNIS: the catalogue is never scanned. */
+   the trainer's estimator, so a step costs O(S L + log P) with SNIS: the catalogue is never scanned.  Without logged
+   propensities, learn_behaviour trains b_hat (§4.2): a second softmax head over the same beta with its own theta,
+   fitted by maximum likelihood to the logged actions, whose gradient never reaches pi's parameters. */
 typedef enum polopt_correction {
     POLOPT_CORRECTION_NONE = 0,
     POLOPT_CORRECTION_FIRST_ORDER = 1,
