@@ -690,7 +690,7 @@ typedef struct polopt_draws {
     const uint32_t *ids;    /* S items (EXACT: 0..P-1) */
     const float *weights;   /* S normalised weights, sum 1 (EXACT: pi; REINFORCE: 1/S) */
     double log_z;           /* log Z_hat (exact with REINFORCE and EXACT) */
-    double ess;             /* (sum w)^2 / sum w^2: S for REINFORCE, P for EXACT */
+    double ess;             /* (sum w)^2 / sum w^2: S for REINFORCE; EXACT: 1 / sum pi^2 */
     float epsilon;          /* the mixture weight used (1 for REINFORCE and EXACT) */
 } polopt_draws;
 
@@ -833,7 +833,7 @@ typedef struct polopt_progress {
     size_t epoch, step, steps_per_epoch;
     double reward;   /* mean estimated reward of the steps of this epoch so far (r_bar, or w R for returns) */
     double seconds;  /* processor time spent in this epoch so far */
-    double ess;      /* mean effective sample size of the last step (S for REINFORCE, P for EXACT) */
+    double ess;      /* mean effective sample size of the last step (S for REINFORCE; 1 / sum pi^2 for EXACT) */
     float epsilon;   /* the mixture weight used in the last step */
 } polopt_progress;
 typedef void (*polopt_progress_fn)(void *user, const polopt_progress *progress);

@@ -39,9 +39,9 @@
        NONE that is the fixed point pi ~ r b) and score about BTS's own click rate on held-out bts rows (men: DR
        0.0071 against 0.0069 measured); on the random log their advantage over uniform stays within 1.5 se.
      - The bts log is a poor log to evaluate anything far from BTS: its propensities are Monte-Carlo estimates down
-       to 1e-6, so the uniform policy's weights reach 2 x 10^4; its IPS of the uniform policy is 0.0030 +- 0.0008 against
-       the 0.0046 the random log measures (men), and rests on an ESS of 2 of 10,000 rows (women).  The estimates on
-       bts rows there, and the epochs chosen from them, are noise.
+       to 1.7e-4 (men) and 1e-6 (women), so the uniform policy's weights reach 180 and 2 x 10^4.  Its IPS of the
+       uniform policy is 0.0030 +- 0.0008 against the 0.0046 the random log measures (men), and rests on an ESS of 2
+       of 10,000 rows (women).  The estimates on bts rows there, and the epochs chosen from them, are noise.
      - The top-K correction differs from the first-order one by the factor lambda_K / K = (1 - pi)^(K - 1), since
        Adam cancels the constant K: with K = 3 and pi spread over tens of items it is near 1 (mean 0.7-0.8 after one
        epoch, where the two policies differ by a total variation below 0.05).  Only as pi concentrates does it bite:
@@ -357,7 +357,7 @@ int main(int argc, char **argv)
     const char *dir = argc > 1 ? argv[1] : "../shared/data/obd";
     settings s;
     int ci;
-    double rel_ci = 0.0, u_ips[2], u_se[2], u_ess[2], u_truth[2]; /* for the reading at the end */
+    double rel_ci = 0.0, u_ips[2], u_se[2], u_ess[2], u_truth[2], u_n[2]; /* for the reading at the end */
     const clock_t start = clock();
     s.lr = argc > 2 ? (float)atof(argv[2]) : 0.02f;
     s.batch = 32;
@@ -490,7 +490,7 @@ int main(int argc, char **argv)
             print_row("uniform", 0, &r);
             if (j == 0) /* the uniform policy on the bts log */
                 u_ips[ci] = r.est[POLOPT_OPE_IPS].value, u_se[ci] = r.est[POLOPT_OPE_IPS].std_error,
-                u_ess[ci] = r.est[POLOPT_OPE_IPS].ess;
+                u_ess[ci] = r.est[POLOPT_OPE_IPS].ess, u_n[ci] = (double)n_dst;
             free(uniform);
             for (i = 0; i < n_src; ++i) rows[i] = (uint32_t)i;
             target = (float *)xcalloc(n_dst * P, sizeof(float));
@@ -512,12 +512,12 @@ int main(int argc, char **argv)
             polopt_logged_free(&logs[j].d);
         }
     }
-    printf("\nWhat 34-46 items and 10,000 rows a log can and cannot show (the header of examples/06_topk_obd.c gives the "
-           "numbers of the default run):\n"
+    printf("\nWhat 34-46 items and 10,000 rows a log can and cannot show (as read from the default run, lr 0.02; "
+           "the header of\nexamples/06_topk_obd.c cites its numbers):\n"
            "  - The catalogue is tiny: the exact softmax costs nothing, and the library's catalogue-scale machinery "
            "(HNSW, the SNIS proposal\n    around the MIPS top-K, warm starts) is not used; nothing here measures it.\n"
-           "  - About 0.5%% of rows are clicked: a log's own click rate is known to +-%.0f%% (95%%), a learned policy's "
-           "OPE intervals are wider\n    still; no learned policy above can be told from the uniform policy or from "
+           "  - About 0.5%% of rows are clicked: a log's own click rate is known to +-%.0f%% (95%%), a learned "
+           "policy's OPE intervals are wider\n    still; no learned policy above can be told from the uniform policy or from "
            "BTS in value, except where it is worse.\n"
            "  - The random log holds nothing to learn (its clicks are spread thinly over items and feature levels): "
            "the longer a policy\n    trains on it, the more it concentrates on the items that happened to be clicked "
@@ -525,11 +525,11 @@ int main(int argc, char **argv)
            "  - The bts log's clicks sit on the items BTS favoured: trained on it, the policies learn BTS's "
            "preferences, which is what\n    its held-out rows reward; on the random log their gain over uniform is "
            "within the noise.\n"
-           "  - The bts log is a poor log to value a policy far from BTS: its propensities go down to 1e-6.  The "
-           "uniform policy's IPS on it:\n", 100.0 * rel_ci);
+           "  - The bts log is a poor log to value a policy far from BTS: its propensities go down to 1.7e-4 "
+           "(men) and 1e-6 (women).\n    The uniform policy's IPS on it:\n", 100.0 * rel_ci);
     for (ci = 0; ci < 2; ++ci)
-        printf("      %-5s %.5f (%.5f), ESS %.0f of 10000 rows, against %.5f measured on the random log\n",
-               campaigns[ci], u_ips[ci], u_se[ci], u_ess[ci], u_truth[ci]);
+        printf("      %-5s %.5f (%.5f), ESS %.0f of %.0f rows, against %.5f measured on the random log\n",
+               campaigns[ci], u_ips[ci], u_se[ci], u_ess[ci], u_n[ci], u_truth[ci]);
     printf("  - TOP_K differs from FIRST_ORDER by (1 - pi)^(K-1) (Adam cancels the constant K): near 1 while pi is "
            "spread over tens of items,\n    so the two agree after one epoch; as pi concentrates TOP_K keeps more "
            "items in play (the 'items' column), Chen et al.'s\n    mechanism, but any effect on clicks is far inside "
