@@ -966,6 +966,8 @@ typedef struct polopt_csv_config {
     polopt_hooks hooks;
 } polopt_csv_config;
 
+#define POLOPT_CSV_LEVEL_BYTES 64 /* a categorical level's name in polopt_csv_reader.levels, with its zero byte */
+
 typedef struct polopt_csv_reader {
     polopt_csv_config config;
     void *file;          /* the FILE being read */
@@ -974,7 +976,8 @@ typedef struct polopt_csv_reader {
     size_t line_cap, line_no, n_columns, dim, block_at, block_len;
     long *columns;      /* the column of action, propensity, reward, position, then numeric and categorical */
     size_t *field_at;   /* where each field of the current line starts */
-    char *levels;       /* n_categorical x max_levels names of up to 64 bytes */
+    char *levels;       /* n_categorical x max_levels names of POLOPT_CSV_LEVEL_BYTES bytes, in order of first
+                           appearance: level l of column k at (k * max_levels + l) * POLOPT_CSV_LEVEL_BYTES */
     size_t *n_levels;
     polopt_error err;
 } polopt_csv_reader;
@@ -7123,7 +7126,6 @@ POLOPT_DEF polopt_result polopt_policy_value(const polopt_policy *policy, const 
 
 /* >>logged ------------------------------------------------------------------------------------------------ */
 
-#define POLOPT__LEVEL_BYTES 64          /* a categorical level's name, with its terminating zero */
 #define POLOPT__MAX_LINE ((size_t)1 << 26) /* 64 MiB: a longer line is taken for a broken file */
 enum { POLOPT__COL_ACTION, POLOPT__COL_PROPENSITY, POLOPT__COL_REWARD, POLOPT__COL_POSITION, POLOPT__COL_FEATURES };
 
@@ -7293,7 +7295,7 @@ static polopt_result polopt__csv_open_impl(polopt_csv_reader *r, const char *pat
     if (r->columns) r->field_at = (size_t *)polopt__alloc(&r->config.hooks, r->n_columns + 1, sizeof(size_t), &rc);
     if (r->field_at && config->n_categorical) {
         r->levels = (char *)polopt__alloc(&r->config.hooks, config->n_categorical * config->max_levels,
-                                          POLOPT__LEVEL_BYTES, &rc);
+                                          POLOPT_CSV_LEVEL_BYTES, &rc);
         if (r->levels) r->n_levels = (size_t *)polopt__alloc(&r->config.hooks, config->n_categorical, sizeof(size_t), &rc);
         if (r->n_levels) memset(r->n_levels, 0, config->n_categorical * sizeof(size_t));
     }
@@ -7504,14 +7506,14 @@ POLOPT_DEF polopt_result polopt_csv_read(polopt_csv_reader *reader, polopt_logge
         if (rc != POLOPT_OK) break;
         for (k = 0; k < c->n_categorical; ++k) { /* one-hot: the level's index among the levels seen so far */
             const size_t col = POLOPT__COL_FEATURES + c->n_numeric + k;
-            char *names = reader->levels + k * c->max_levels * POLOPT__LEVEL_BYTES;
+            char *names = reader->levels + k * c->max_levels * POLOPT_CSV_LEVEL_BYTES;
             size_t level;
             field = POLOPT__FIELD(col);
-            if (strlen(field) >= POLOPT__LEVEL_BYTES) POLOPT__BAD(col, "is longer than 63 bytes")
-            for (level = 0; level < reader->n_levels[k] && strcmp(names + level * POLOPT__LEVEL_BYTES, field) != 0; ++level) {}
+            if (strlen(field) >= POLOPT_CSV_LEVEL_BYTES) POLOPT__BAD(col, "is longer than 63 bytes")
+            for (level = 0; level < reader->n_levels[k] && strcmp(names + level * POLOPT_CSV_LEVEL_BYTES, field) != 0; ++level) {}
             if (level == reader->n_levels[k]) {
                 if (level == c->max_levels) POLOPT__BAD(col, "is one level more than config.max_levels allows")
-                memcpy(names + level * POLOPT__LEVEL_BYTES, field, strlen(field) + 1);
+                memcpy(names + level * POLOPT_CSV_LEVEL_BYTES, field, strlen(field) + 1);
                 reader->n_levels[k] += 1;
             }
             x[c->n_numeric + k * c->max_levels + level] = 1.0f;

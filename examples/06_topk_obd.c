@@ -51,10 +51,10 @@
 
    Library limits met (reported, not hidden): the CSV reader numbers a categorical column's levels in order of first
    appearance, per file, and takes no level dictionary, so two logs read separately get different one-hot columns for
-   the same level (here user_feature_1 and 2 come in different orders, and bts/men has a user_feature_3 level that
+   the same level (here user_feature_1, 2 and 3 come in different orders, and bts/men has a user_feature_3 level that
    random/men lacks); polopt_logged_load_csv drops the level names.  This program reads each log with
-   polopt_csv_open/read itself and copies the names out of polopt_csv_reader.levels (64-byte names, checked against
-   the library at compile time) to put both logs' features in one order.  polopt_ope_evaluate and
+   polopt_csv_open/read itself and copies the names out of polopt_csv_reader.levels (POLOPT_CSV_LEVEL_BYTES bytes
+   each) to put both logs' features in one order.  polopt_ope_evaluate and
    polopt_reward_model_crossfit have no object to hold a message: their errors reach stderr through config.hooks.log.
 
    Data: ../shared/data/obd (a 10,000-row sample per log, shipped with the Open Bandit Pipeline; Apache-2.0; data by
@@ -71,10 +71,7 @@
 
 #define N_FEATURES 4     /* the hashed categorical user features */
 #define MAX_LEVELS 16    /* one-hot width per feature in the reader (the logs have at most 9 levels) */
-#define LEVEL_BYTES 64   /* polopt_csv_reader.levels: max_levels names of up to 64 bytes per categorical column */
-#if defined(POLOPT__LEVEL_BYTES) && POLOPT__LEVEL_BYTES != LEVEL_BYTES
-#error "polopt_csv_reader.levels no longer has 64-byte names: update LEVEL_BYTES"
-#endif
+#define LEVEL_BYTES POLOPT_CSV_LEVEL_BYTES /* polopt_csv_reader.levels: max_levels names per categorical column */
 #define SLATE 3          /* K of the top-K correction: three slots per impression */
 #define N_FOLDS 2        /* the held-out estimate on the training log */
 #define FOLD_BLOCK 1000  /* rows go to folds in blocks (the slots of one impression are neighbouring rows) */
@@ -147,7 +144,6 @@ static void load(obd_log *lg, const char *dir, const char *policy, const char *c
     c.categorical = user_features;
     c.n_categorical = N_FEATURES; /* the affinity columns are not used (as in obp) */
     c.max_levels = MAX_LEVELS;
-    c.hooks.log = log_to_stderr;
     snprintf(path, sizeof path, "%s/%s/%s/%s.csv", dir, policy, campaign, campaign);
     memset(&lg->d, 0, sizeof lg->d);
     lg->name = policy;
@@ -235,7 +231,6 @@ static void run_init(run *r, const polopt_mips *index, const obd_log *src, const
     }
     pc.init = POLOPT_INIT_RANDOM;
     pc.init_scale = 0.0f; /* theta = 0: the uniform policy */
-    pc.hooks.log = log_to_stderr;
     check(polopt_policy_init(&r->policy, &pc), "polopt_policy_init", r->policy.err.message);
     tc.estimator.method = POLOPT_METHOD_EXACT; /* P is tiny: pi and E_pi[beta] exactly */
     tc.estimator.batch = s->batch;
@@ -243,7 +238,6 @@ static void run_init(run *r, const polopt_mips *index, const obd_log *src, const
     tc.correction.kind = kind;
     tc.correction.K = SLATE;
     tc.correction.cap = s->cap;
-    tc.hooks.log = log_to_stderr;
     check(polopt_trainer_init(&r->tr, &r->policy, index, &tc), "polopt_trainer_init", r->tr.err.message);
     r->lr.action = r->action, r->lr.ret = r->ret, r->lr.propensity = r->prop;
     r->ds.n = n_rows, r->ds.X = r->X, r->ds.ldx = D, r->ds.returns = &r->lr;
@@ -273,7 +267,6 @@ static void probabilities(const polopt_policy *policy, const polopt_mips *index,
     ec.method = POLOPT_METHOD_EXACT;
     ec.batch = 256;
     ec.temperature = policy->temperature;
-    ec.hooks.log = log_to_stderr;
     check(polopt_estimator_init(&est, index, &ec), "polopt_estimator_init", est.err.message);
     H = (float *)xcalloc(ec.batch * L, sizeof(float));
     for (i0 = 0; i0 < n; i0 += ec.batch) {
@@ -517,8 +510,8 @@ int main(int argc, char **argv)
            "  - The catalogue is tiny: the exact softmax costs nothing, and the library's catalogue-scale machinery "
            "(HNSW, the SNIS proposal\n    around the MIPS top-K, warm starts) is not used; nothing here measures it.\n"
            "  - About 0.5%% of rows are clicked: a log's own click rate is known to +-%.0f%% (95%%), a learned "
-           "policy's OPE intervals are wider\n    still; no learned policy above can be told from the uniform policy or from "
-           "BTS in value, except where it is worse.\n"
+           "policy's OPE intervals are wider\n    still; no learned policy above can be told from the uniform policy "
+           "or from BTS in value, except where it is worse.\n"
            "  - The random log holds nothing to learn (its clicks are spread thinly over items and feature levels): "
            "the longer a policy\n    trains on it, the more it concentrates on the items that happened to be clicked "
            "and the lower its held-out value.\n"
