@@ -111,6 +111,7 @@ typedef struct logger {
     uint32_t *action;
     float *propensity, *reward;
     double *b_rel; /* b(Y_u | x_u): b's exact expected reward for each logged user */
+    uint64_t seed;      /* of the draws: block k draws from seed * 2^20 + k */
     size_t next_block;
     pthread_mutex_t lock;
 } logger;
@@ -137,7 +138,7 @@ static void *log_worker(void *arg)
         if (u0 >= lg->n) break;
         m = lg->n - u0 < BLOCK ? lg->n - u0 : BLOCK;
         /* the draws of each block come from their own seed: the log does not depend on the number of threads */
-        check(polopt_rng_seed(&est.rng, 0x5eed0000u + blk), "seed", "");
+        check(polopt_rng_seed(&est.rng, (lg->seed << 20) + blk), "seed", "");
         check(polopt_synth_relevant(lg->cat, lg->index->vectors, m, lg->T + u0 * L, K_RELEVANT, &Y), "relevant",
               lg->cat->err.message);
         for (i = 0; i < m; i += BATCH) {
@@ -211,6 +212,72 @@ static float calibrate_temperature(const polopt_synth *cat, const polopt_mips *i
     return (float)grid[g];
 }
 
+/* ---- scoring a policy ----------------------------------------------------------------------------------- */
+
+/* What a policy serves on the held-out users, for each slate size k of slate_k. */
+typedef struct slate_scores {
+    double hit[N_SLATES];   /* greedy slate (its k best items by MIPS) holds a relevant item: hit-rate@k */
+    double ndcg[N_SLATES];  /* nDCG@k of the greedy slate */
+    double draw[N_SLATES];  /* k independent draws from pi hold a relevant item: 1 - (1 - pi(Y | x))^k, exact; the
+                               slate of Chen et al.'s top-K objective (draw@1 = E_pi[r]) */
+    double agree[N_SLATES]; /* share of the greedy slate that b's greedy slate also holds */
+} slate_scores;
+
+/* pi(Y_u | x_u) for the test users, exactly: every item's score (one gemm per 32 users) and log Z.  scores: BATCH x P
+   floats of scratch.  O(n P L). */
+static void relevant_mass(const polopt_policy *pol, const polopt_mips *index, const polopt_dataset *test, float *scores,
+                          double *out_mass)
+{
+    const size_t P = index->n;
+    const polopt_sets *Y = test->relevant;
+    float H[BATCH * L];
+    double log_z;
+    size_t b, i, j;
+    for (b = 0; b < test->n; b += BATCH) {
+        const size_t m = test->n - b < BATCH ? test->n - b : BATCH;
+        check(polopt_policy_embed(pol, m, test->X + b * L, L, H), "embed", pol->err.message);
+        check(polopt_gemm(POLOPT_NO_TRANS, POLOPT_TRANS, m, P, L, 1.0f, H, L, index->vectors, L, 0.0f, scores, P),
+              "gemm", "");
+        for (i = 0; i < m; ++i) {
+            double mass = 0.0;
+            check(polopt_logsumexp(P, scores + i * P, pol->temperature, &log_z), "logsumexp", "");
+            for (j = Y->offsets[b + i]; j < Y->offsets[b + i + 1]; ++j)
+                mass += exp((double)scores[i * P + Y->items[j]] / pol->temperature - log_z);
+            out_mass[b + i] = mass;
+        }
+    }
+}
+
+/* All of slate_scores for one policy.  b_slate: b's greedy slates (N_TEST x k each), or NULL (no agree@k). */
+static void score_policy(const polopt_policy *pol, const polopt_mips *index, polopt_mips_scratch *scratch,
+                         const polopt_dataset *test, const uint32_t *const *b_slate, float *scores, double *mass,
+                         slate_scores *out)
+{
+    uint32_t ids[16];
+    int s;
+    size_t u, i, j;
+    relevant_mass(pol, index, test, scores, mass);
+    for (s = 0; s < N_SLATES; ++s) {
+        const size_t k = slate_k[s];
+        polopt_eval ev;
+        double same = 0.0, draw = 0.0;
+        check(polopt_evaluate(pol, index, scratch, test, k, EVAL_EF, &ev), "evaluate", scratch->err.message);
+        out->hit[s] = ev.hit_rate, out->ndcg[s] = ev.ndcg;
+        for (u = 0; u < test->n; ++u) draw += 1.0 - pow(1.0 - (mass[u] < 1.0 ? mass[u] : 1.0), (double)k);
+        out->draw[s] = draw / (double)test->n;
+        out->agree[s] = 1.0;
+        if (!b_slate) continue;
+        for (u = 0; u < test->n; ++u) {
+            check(polopt_policy_topk(pol, index, scratch, test->X + u * L, k, EVAL_EF, ids, NULL), "top-k",
+                  scratch->err.message);
+            for (i = 0; i < k; ++i)
+                for (j = 0; j < k; ++j)
+                    if (ids[i] != POLOPT_NO_ITEM && ids[i] == b_slate[s][u * k + j]) same += 1.0;
+        }
+        out->agree[s] = same / ((double)k * (double)test->n);
+    }
+}
+
 /* ---- the runs ------------------------------------------------------------------------------------------- */
 
 typedef struct run {
@@ -220,14 +287,15 @@ typedef struct run {
     float cap;
     int learned; /* b learned (propensity NULL, learn_behaviour) */
     /* results */
-    double hit[N_SLATES], ndcg[N_SLATES], agree[N_SLATES];
-    double weight_ess, weight_ess_first, seconds_per_epoch, b_log_lik, est_reward;
+    slate_scores sc;
+    double weight_ess, weight_ess_first, seconds_per_epoch, b_log_lik;
 } run;
 
 /* What the training threads share. */
 typedef struct trainer_pool {
     run *runs;
     int n_runs, next, epochs;
+    uint64_t seed;
     float lr, behaviour_lr;
     size_t S;
     const polopt_mips *index;
@@ -236,37 +304,12 @@ typedef struct trainer_pool {
     pthread_mutex_t lock;
 } trainer_pool;
 
-/* The served slates of a policy on the test users: hit-rate@k and nDCG@k (polopt_evaluate) and agree@k, the mean
-   share of the slate that b's greedy slate also holds. */
-static void score_slates(const polopt_policy *pol, const polopt_mips *index, polopt_mips_scratch *scratch,
-                         const polopt_dataset *test, const uint32_t *const *b_slate, double *hit, double *ndcg,
-                         double *agree)
-{
-    uint32_t ids[16];
-    int s;
-    size_t u, i, j;
-    for (s = 0; s < N_SLATES; ++s) {
-        const size_t k = slate_k[s];
-        polopt_eval ev;
-        double same = 0.0;
-        check(polopt_evaluate(pol, index, scratch, test, k, EVAL_EF, &ev), "evaluate", scratch->err.message);
-        hit[s] = ev.hit_rate, ndcg[s] = ev.ndcg;
-        if (!agree) continue;
-        for (u = 0; u < test->n; ++u) {
-            check(polopt_policy_topk(pol, index, scratch, test->X + u * L, k, EVAL_EF, ids, NULL), "top-k",
-                  scratch->err.message);
-            for (i = 0; i < k; ++i)
-                for (j = 0; j < k; ++j)
-                    if (ids[i] != POLOPT_NO_ITEM && ids[i] == b_slate[s][u * k + j]) same += 1.0;
-        }
-        agree[s] = same / ((double)k * (double)test->n);
-    }
-}
-
 static void *train_worker(void *arg)
 {
     trainer_pool *pool = (trainer_pool *)arg;
     polopt_mips_scratch scratch;
+    float *scores = (float *)xmalloc(BATCH * pool->index->n * sizeof(float));
+    double *mass = (double *)xmalloc(pool->test->n * sizeof(double));
     check(polopt_mips_scratch_init(&scratch, pool->index, EVAL_EF, NULL), "scratch", scratch.err.message);
     for (;;) {
         run *r;
@@ -286,7 +329,8 @@ static void *train_worker(void *arg)
         memset(&st, 0, sizeof st);
         pc.hooks.log = log_message;
         check(polopt_policy_init(&policy, &pc), "policy", policy.err.message);
-        tc.estimator.S = pool->S; /* K = 256, eps = 0.8, batch 32, seed 1: the same for every run */
+        tc.estimator.S = pool->S; /* K = 256, eps = 0.8, batch 32 */
+        tc.estimator.seed = pool->seed; /* the same draws and minibatches for every run of a seed */
         tc.warm_start = 1;
         tc.adam.lr = pool->lr;
         tc.correction.kind = r->kind;
@@ -294,84 +338,102 @@ static void *train_worker(void *arg)
         tc.correction.cap = r->cap;
         tc.learn_behaviour = r->learned;
         tc.behaviour_adam.lr = pool->behaviour_lr;
-        if (r->learned) lr.propensity = NULL;
+        if (r->learned) lr.propensity = NULL; /* the trainer's b_hat stands in */
         data.returns = &lr;
         check(polopt_trainer_init(&trainer, &policy, pool->index, &tc), "trainer", trainer.err.message);
         for (e = 0; e < pool->epochs; ++e) {
             const double t0 = now();
+            double dt;
             check(polopt_trainer_epoch(&trainer, &data, &st), r->name, trainer.err.message);
-            wall += now() - t0;
+            dt = now() - t0;
+            wall += dt;
             ess += st.weight_ess;
             if (e == 0) r->weight_ess_first = st.weight_ess;
-            printf("  %-28s epoch %2d  %6.2f s  mean w R %9.3g  weight ESS %5.1f/32%s", r->name, e + 1, now() - t0,
-                   st.reward, st.weight_ess, r->learned ? "" : "\n");
-            if (r->learned) printf("  mean log b_hat(a|x) %.2f\n", st.behaviour_log_lik);
+            if (r->learned)
+                printf("  %-28s epoch %2d  %6.2f s  mean w R %8.3g  weight ESS %5.1f/32  mean log b_hat(a|x) %.2f\n",
+                       r->name, e + 1, dt, st.reward, st.weight_ess, st.behaviour_log_lik);
+            else
+                printf("  %-28s epoch %2d  %6.2f s  mean w R %8.3g  weight ESS %5.1f/32\n", r->name, e + 1, dt,
+                       st.reward, st.weight_ess);
             fflush(stdout);
         }
         r->seconds_per_epoch = wall / pool->epochs;
         r->weight_ess = ess / pool->epochs;
         r->b_log_lik = st.behaviour_log_lik;
-        r->est_reward = st.reward;
-        score_slates(&policy, pool->index, &scratch, pool->test, pool->b_slate, r->hit, r->ndcg, r->agree);
-        printf("  %-28s done: hit@1 %.3f  hit@4 %.3f  hit@16 %.3f\n", r->name, r->hit[0], r->hit[1], r->hit[2]);
+        score_policy(&policy, pool->index, &scratch, pool->test, pool->b_slate, scores, mass, &r->sc);
+        printf("  %-28s done: hit@1 %.3f  hit@4 %.3f  hit@16 %.3f  E_pi[r] %.4f\n", r->name, r->sc.hit[0],
+               r->sc.hit[1], r->sc.hit[2], r->sc.draw[0]);
         fflush(stdout);
         polopt_trainer_free(&trainer);
         polopt_policy_free(&policy);
     }
     polopt_mips_scratch_free(&scratch);
+    free(scores), free(mass);
     return NULL;
 }
 
 /* ---- output --------------------------------------------------------------------------------------------- */
 
-/* Grouped bars: one group per slate size K, one bar per policy (references first). */
-static void write_svg(const char *path, size_t P, size_t N, const char *const *names, const double (*hit)[N_SLATES],
-                      int n_bars, int n_refs)
+#define N_COLORS 14
+static const char *const colors[N_COLORS] = {"#7f7f7f", "#c7c7c7", "#d62728", "#ff7f0e", "#ffbb78", "#2ca02c",
+                                             "#98df8a", "#1f77b4", "#aec7e8", "#9467bd", "#c5b0d5", "#8c564b",
+                                             "#e377c2", "#17becf"};
+
+/* One panel of grouped bars at x0: a group per slate size, a bar per policy (the references dashed). */
+static void svg_panel(FILE *f, double x0, double y0, double w, double h, const char *title,
+                      const char *const *names, const double (*v)[N_SLATES], int n_bars, int n_refs, double v_max)
 {
-    static const char *colors[] = {"#7f7f7f", "#c7c7c7", "#d62728", "#ff9896", "#ff7f0e", "#ffbb78", "#2ca02c",
-                                   "#98df8a", "#1f77b4", "#aec7e8", "#9467bd", "#c5b0d5", "#8c564b", "#c49c94",
-                                   "#e377c2", "#f7b6d2", "#17becf", "#bcbd22"};
-    const double W = 980, x0 = 70, y0 = 40, w = 600, h = 360, H = y0 + h + 70;
-    const double group_w = w / N_SLATES, bar_w = (group_w - 30) / n_bars;
-    double v_max = 0.0;
-    FILE *f = fopen(path, "w");
+    const double group_w = w / N_SLATES, bar_w = (group_w - 24) / n_bars;
     int s, b, t;
+    fprintf(f, "<text x='%.0f' y='%.0f' text-anchor='middle' font-size='13'>%s</text>\n", x0 + w / 2, y0 - 8, title);
+    for (t = 0; t <= 5; ++t) {
+        const double gy = y0 + h - h * t / 5;
+        fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>\n", x0, gy, x0 + w, gy);
+        fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='end'>%.2f</text>\n", x0 - 5, gy + 4, v_max * t / 5);
+    }
+    for (s = 0; s < N_SLATES; ++s) {
+        const double gx = x0 + group_w * s + 12;
+        for (b = 0; b < n_bars; ++b) {
+            const double bh = h * v[b][s] / v_max;
+            fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='%s'%s><title>%s: %.3f</title></rect>\n",
+                    gx + bar_w * b, y0 + h - bh, bar_w * 0.88, bh, colors[b % N_COLORS],
+                    b < n_refs ? " stroke='black' stroke-width='0.6' stroke-dasharray='2,2'" : "", names[b], v[b][s]);
+        }
+        fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle'>K = %lu</text>\n", gx + bar_w * n_bars / 2, y0 + h + 16,
+                (unsigned long)slate_k[s]);
+    }
+    fprintf(f, "<rect x='%.0f' y='%.0f' width='%.0f' height='%.0f' fill='none' stroke='black'/>\n", x0, y0, w, h);
+}
+
+/* Two panels: the greedy K-slate and K draws from pi; the legend on the right. */
+static void write_svg(const char *path, size_t P, size_t N, const char *const *names, const double (*hit)[N_SLATES],
+                      const double (*draw)[N_SLATES], int n_bars, int n_refs)
+{
+    const double W = 1180, x0 = 60, y0 = 76, w = 400, h = 340, gap = 70, H = y0 + h + 40;
+    FILE *f = fopen(path, "w");
+    int b;
     if (!f) {
         fprintf(stderr, "cannot write %s\n", path);
         return;
     }
-    for (b = 0; b < n_bars; ++b)
-        for (s = 0; s < N_SLATES; ++s) v_max = hit[b][s] > v_max ? hit[b][s] : v_max;
-    v_max = v_max > 0.0 ? 0.1 * ceil(v_max * 1.05 / 0.1) : 1.0;
     fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' font-family='sans-serif' "
                "font-size='12'>\n<rect width='100%%' height='100%%' fill='white'/>\n", W, H);
-    fprintf(f, "<text x='%.0f' y='20' text-anchor='middle' font-size='14'>Probability that the served K-slate holds a "
-               "relevant item (held-out users; P = %lu, %lu logged steps)</text>\n", W / 2, (unsigned long)P,
-            (unsigned long)N);
-    for (t = 0; t <= 5; ++t) {
-        const double gy = y0 + h - h * t / 5;
-        fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>\n", x0, gy, x0 + w, gy);
-        fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='end'>%.2f</text>\n", x0 - 6, gy + 4, v_max * t / 5);
-    }
-    for (s = 0; s < N_SLATES; ++s) {
-        const double gx = x0 + group_w * s + 15;
-        for (b = 0; b < n_bars; ++b) {
-            const double bh = h * hit[b][s] / v_max;
-            fprintf(f, "<rect x='%.1f' y='%.1f' width='%.1f' height='%.1f' fill='%s'%s><title>%s: %.3f</title></rect>\n",
-                    gx + bar_w * b, y0 + h - bh, bar_w * 0.9, bh, colors[b % 18],
-                    b < n_refs ? " stroke='black' stroke-dasharray='2,2'" : "", names[b], hit[b][s]);
-        }
-        fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle'>K = %lu</text>\n", gx + bar_w * n_bars / 2,
-                y0 + h + 18, (unsigned long)slate_k[s]);
-    }
-    fprintf(f, "<rect x='%.0f' y='%.0f' width='%.0f' height='%.0f' fill='none' stroke='black'/>\n", x0, y0, w, h);
-    fprintf(f, "<text x='%.0f' y='%.0f' text-anchor='middle'>slate size K (greedy top-K by MIPS)</text>\n", x0 + w / 2,
-            y0 + h + 40);
-    fprintf(f, "<text transform='translate(18 %.0f) rotate(-90)' text-anchor='middle'>hit-rate@K</text>\n", y0 + h / 2);
+    fprintf(f, "<text x='%.0f' y='22' text-anchor='middle' font-size='15'>Learning from a log of b: the true expected "
+               "reward of a K-slate, the probability that it holds one of the user's %d relevant items</text>\n",
+            W / 2, K_RELEVANT);
+    fprintf(f, "<text x='%.0f' y='40' text-anchor='middle' font-size='12'>P = %lu items, %lu logged steps, %d held-out "
+               "users; every policy trained from theta = I (the light grey bar)</text>\n", W / 2, (unsigned long)P,
+            (unsigned long)N, N_TEST);
+    svg_panel(f, x0, y0, w, h, "served slate: the K best items (MIPS)", names, hit, n_bars, n_refs, 1.0);
+    svg_panel(f, x0 + w + gap, y0, w, h, "K independent draws from pi: 1 - (1 - pi(Y|x))^K", names, draw, n_bars,
+              n_refs, 1.0);
+    fprintf(f, "<text transform='translate(16 %.0f) rotate(-90)' text-anchor='middle'>P(a relevant item in the "
+               "slate)</text>\n", y0 + h / 2);
     for (b = 0; b < n_bars; ++b) {
-        const double ly = y0 + 8 + 19 * b;
-        fprintf(f, "<rect x='%.0f' y='%.1f' width='14' height='12' fill='%s'/>\n", x0 + w + 20, ly, colors[b % 18]);
-        fprintf(f, "<text x='%.0f' y='%.1f'>%s</text>\n", x0 + w + 40, ly + 10, names[b]);
+        const double ly = y0 + 4 + 20 * b, lx = x0 + 2 * w + gap + 24;
+        fprintf(f, "<rect x='%.0f' y='%.1f' width='14' height='12' fill='%s'%s/>\n", lx, ly, colors[b % N_COLORS],
+                b < n_refs ? " stroke='black' stroke-width='0.6' stroke-dasharray='2,2'" : "");
+        fprintf(f, "<text x='%.0f' y='%.1f'>%s</text>\n", lx + 20, ly + 10, names[b]);
     }
     fprintf(f, "</svg>\n");
     fclose(f);
@@ -379,8 +441,8 @@ static void write_svg(const char *path, size_t P, size_t N, const char *const *n
 
 static void usage(const char *prog)
 {
-    fprintf(stderr, "usage: %s [--quick] [--items P] [--logged N] [--epochs E] [--threads T] [--index FILE] [DIR]\n",
-            prog);
+    fprintf(stderr, "usage: %s [--quick] [--items P] [--logged N] [--epochs E] [--lr LR] [--samples S] [--seed SEED] "
+                    "[--threads T] [--index FILE] [DIR]\n", prog);
     exit(2);
 }
 
@@ -388,6 +450,8 @@ int main(int argc, char **argv)
 {
     size_t P = 1000000, N = 30000, S = 1000;
     int epochs = 6, n_threads = 2, quick = 0, a, r, s;
+    float lr = 0.005f;
+    unsigned long seed = 1;
     const char *out_dir = ".", *index_path = NULL;
     char svg_path[4096], csv_path[4096];
     const double t_start = now();
@@ -397,11 +461,10 @@ int main(int argc, char **argv)
     polopt_mips_scratch scratch;
     polopt_policy beh;
     polopt_policy_config bc = polopt_policy_config_default(L, L);
-    float *X, *T, *Xt, *Tt, *noise, *ret;
+    float *X, *T, *Xt, *Tt, *ret, *propensity, *reward, *scores;
     uint32_t *action, *b_slate[N_SLATES];
-    float *propensity, *reward;
-    double *b_rel, t0, rate_pilot, logged_rate = 0.0, exact_rate = 0.0, mean_log_b = 0.0, b_slate_draws[N_SLATES];
-    double b_hit[N_SLATES], b_ndcg[N_SLATES], s_hit[N_SLATES], s_ndcg[N_SLATES], s_agree[N_SLATES];
+    double *b_rel, *mass, t0, rate_pilot, logged_rate = 0.0, exact_rate = 0.0, mean_log_b = 0.0;
+    slate_scores b_sc, start_sc;
     polopt_sets Y_test;
     polopt_dataset train, test;
     polopt_logged_returns returns;
@@ -420,10 +483,15 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[a], "--epochs") && a + 1 < argc) epochs = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--threads") && a + 1 < argc) n_threads = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--index") && a + 1 < argc) index_path = argv[++a];
+        else if (!strcmp(argv[a], "--lr") && a + 1 < argc) lr = (float)atof(argv[++a]);
+        else if (!strcmp(argv[a], "--samples") && a + 1 < argc) S = (size_t)strtoul(argv[++a], NULL, 10);
+        else if (!strcmp(argv[a], "--seed") && a + 1 < argc) seed = strtoul(argv[++a], NULL, 10);
         else if (argv[a][0] == '-') usage(argv[0]);
         else out_dir = argv[a];
     }
-    if (P < 1000 || N < BATCH || epochs < 1 || n_threads < 1 || n_threads > MAX_THREADS) usage(argv[0]);
+    if (P < 1000 || P > 100000000 || N < BATCH || N >= POLOPT_NO_ITEM || epochs < 1 || n_threads < 1 ||
+        n_threads > MAX_THREADS || !(lr > 0.0f) || S < 2 || seed == 0 || seed > 0xffffffffUL)
+        usage(argv[0]);
     snprintf(svg_path, sizeof svg_path, "%s/topk_catalogue.svg", out_dir);
     snprintf(csv_path, sizeof csv_path, "%s/topk_catalogue.csv", out_dir);
 
@@ -453,11 +521,14 @@ int main(int argc, char **argv)
             hc.n_threads = 2;
             check(polopt_mips_init_hnsw(&index, P, L, beta, 1, &hc), "index", index.err.message);
             printf("%.1f s\n", now() - t0);
-            if (index_path) check(polopt_mips_save(&index, index_path, &index.err), "save index", index.err.message);
+            if (index_path) {
+                check(polopt_mips_save(&index, index_path, &index.err), "save index", index.err.message);
+                printf("   saved to %s\n", index_path);
+            }
         } else {
             printf("2. HNSW index loaded from %s (%.1f s)\n", index_path, now() - t0);
         }
-        free(beta);
+        free(beta); /* the index keeps its own copy */
     }
     check(polopt_mips_scratch_init(&scratch, &index, EVAL_EF, NULL), "scratch", scratch.err.message);
     X = (float *)xmalloc(N * L * sizeof(float)), T = (float *)xmalloc(N * L * sizeof(float));
@@ -475,7 +546,7 @@ int main(int argc, char **argv)
     check(polopt_policy_init(&beh, &bc), "behaviour policy", beh.err.message);
     {
         polopt_rng rng;
-        noise = (float *)xmalloc(L * L * sizeof(float));
+        float *noise = (float *)xmalloc(L * L * sizeof(float));
         check(polopt_rng_seed(&rng, 2019), "seed", "");
         check(polopt_rng_normals(&rng, L * L, noise), "normals", "");
         for (i = 0; i < L * L; ++i) beh.theta[i] += (float)(THETA_NOISE / sqrt((double)L)) * noise[i];
@@ -499,44 +570,49 @@ int main(int argc, char **argv)
     t0 = now();
     memset(&lg, 0, sizeof lg);
     lg.cat = &cat, lg.index = &index, lg.behaviour = &beh, lg.n = N, lg.X = X, lg.T = T;
-    lg.action = action, lg.propensity = propensity, lg.reward = reward, lg.b_rel = b_rel;
+    lg.action = action, lg.propensity = propensity, lg.reward = reward, lg.b_rel = b_rel, lg.seed = seed;
     pthread_mutex_init(&lg.lock, NULL);
     for (a = 0; a < n_threads; ++a)
         if (pthread_create(&threads[a], NULL, log_worker, &lg)) check(POLOPT_ERR_NO_MEMORY, "pthread_create", "");
     for (a = 0; a < n_threads; ++a) pthread_join(threads[a], NULL);
     pthread_mutex_destroy(&lg.lock);
-    for (s = 0; s < N_SLATES; ++s) b_slate_draws[s] = 0.0;
     for (u = 0; u < N; ++u) {
         logged_rate += reward[u];
         exact_rate += b_rel[u];
         mean_log_b += log((double)propensity[u]);
-        for (s = 0; s < N_SLATES; ++s) b_slate_draws[s] += 1.0 - pow(1.0 - b_rel[u], (double)slate_k[s]);
     }
     logged_rate /= (double)N, exact_rate /= (double)N, mean_log_b /= (double)N;
-    for (s = 0; s < N_SLATES; ++s) b_slate_draws[s] /= (double)N;
     printf("%.1f s\n   rewarded: %.2f%% of the logged actions (b's exact expected reward on these users: %.2f%%); "
-           "mean log b(a|x) = %.2f\n", now() - t0, 100.0 * logged_rate, 100.0 * exact_rate, mean_log_b);
+           "mean log b(a|x) = %.2f (uniform: %.2f)\n", now() - t0, 100.0 * logged_rate, 100.0 * exact_rate, mean_log_b,
+           -log((double)P));
     memcpy(ret, reward, N * sizeof(float)); /* one step per trajectory: the return R_t is the reward r_t */
     returns.action = action, returns.ret = ret, returns.propensity = propensity;
     memset(&train, 0, sizeof train);
     train.n = N, train.X = X, train.ldx = L, train.returns = &returns;
 
-    /* 5. The references: b's greedy slates and the start policy's. */
+    /* 5. The references: b's slates (greedy, and K draws at T_b) and the start policy's. */
+    printf("5. scoring b and the start policy on the held-out users... ");
+    fflush(stdout);
+    t0 = now();
+    scores = (float *)xmalloc(BATCH * P * sizeof(float));
+    mass = (double *)xmalloc(N_TEST * sizeof(double));
     for (s = 0; s < N_SLATES; ++s) {
         b_slate[s] = (uint32_t *)xmalloc(N_TEST * slate_k[s] * sizeof(uint32_t));
         for (u = 0; u < N_TEST; ++u)
             check(polopt_policy_topk(&beh, &index, &scratch, Xt + u * L, slate_k[s], EVAL_EF, b_slate[s] + u * slate_k[s],
                                      NULL), "b's slate", scratch.err.message);
     }
-    score_slates(&beh, &index, &scratch, &test, NULL, b_hit, b_ndcg, NULL);
+    score_policy(&beh, &index, &scratch, &test, NULL, scores, mass, &b_sc);
     {
         polopt_policy start;
         polopt_policy_config pc = polopt_policy_config_default(L, L);
         pc.hooks.log = log_message;
         check(polopt_policy_init(&start, &pc), "policy", start.err.message);
-        score_slates(&start, &index, &scratch, &test, (const uint32_t *const *)b_slate, s_hit, s_ndcg, s_agree);
+        score_policy(&start, &index, &scratch, &test, (const uint32_t *const *)b_slate, scores, mass, &start_sc);
         polopt_policy_free(&start);
     }
+    free(scores), free(mass);
+    printf("%.1f s\n", now() - t0);
 
     /* 6. The runs. */
 #define ADD_RUN(nm, kd, k, cp, lrn)                                                                  \
@@ -558,13 +634,13 @@ int main(int argc, char **argv)
 #undef ADD_RUN
     memset(&pool, 0, sizeof pool);
     pool.runs = runs, pool.n_runs = n_runs, pool.epochs = epochs;
-    pool.lr = 0.02f, pool.behaviour_lr = 0.01f, pool.S = S;
+    pool.lr = lr, pool.behaviour_lr = 0.01f, pool.S = S, pool.seed = seed;
     pool.index = &index, pool.train = &train, pool.test = &test;
     for (s = 0; s < N_SLATES; ++s) pool.b_slate[s] = b_slate[s];
     pthread_mutex_init(&pool.lock, NULL);
-    printf("5. %d runs of %d epochs each from theta = I (SNIS: K = 256, S = %lu, eps = 0.8, warm-started HNSW; Adam "
-           "lr %.3g, b_hat lr %.3g), %d at a time\n", n_runs, epochs, (unsigned long)S, (double)pool.lr,
-           (double)pool.behaviour_lr, n_threads);
+    printf("6. %d runs of %d epochs each from theta = I, T = 1 (SNIS: K = 256, S = %lu, eps = 0.8, warm-started HNSW; "
+           "Adam lr %.3g, b_hat lr %.3g; seed %lu), %d at a time\n", n_runs, epochs, (unsigned long)S, (double)pool.lr,
+           (double)pool.behaviour_lr, seed, n_threads);
     fflush(stdout);
     t0 = now();
     for (a = 0; a < n_threads; ++a)
@@ -576,53 +652,51 @@ int main(int argc, char **argv)
     /* 7. The table, the CSV, the plot. */
     csv = fopen(csv_path, "w");
     if (!csv) fprintf(stderr, "cannot write %s\n", csv_path);
-    else fprintf(csv, "policy,hit@1,hit@4,hit@16,ndcg@4,ndcg@16,agree@1,agree@4,agree@16,weight_ess_per_32,"
-                      "weight_ess_epoch1,seconds_per_epoch\n");
-    printf("\n%-30s %7s %7s %7s %8s %8s %8s %8s %9s %9s\n", "policy (slate = greedy top-K)", "hit@1", "hit@4",
-           "hit@16", "agree@1", "agree@4", "agree@16", "ESS w/32", "ESS ep.1", "s/epoch");
-    printf("%-30s %7.3f %7.3f %7.3f %8s %8s %8s %8s %9s %9s\n", "behaviour b (greedy slate)", b_hit[0], b_hit[1],
-           b_hit[2], "1", "1", "1", "-", "-", "-");
-    printf("%-30s %7.3f %7.3f %7.3f %8s %8s %8s %8s %9s %9s\n", "behaviour b (K draws from b)", b_slate_draws[0],
-           b_slate_draws[1], b_slate_draws[2], "-", "-", "-", "-", "-", "-");
-    printf("%-30s %7.3f %7.3f %7.3f %8.3f %8.3f %8.3f %8s %9s %9s\n", "start (theta = I)", s_hit[0], s_hit[1], s_hit[2],
-           s_agree[0], s_agree[1], s_agree[2], "-", "-", "-");
-    if (csv) {
-        fprintf(csv, "behaviour (greedy),%.4f,%.4f,%.4f,%.4f,%.4f,1,1,1,,,\n", b_hit[0], b_hit[1], b_hit[2], b_ndcg[1],
-                b_ndcg[2]);
-        fprintf(csv, "behaviour (K iid draws),%.4f,%.4f,%.4f,,,,,,,,\n", b_slate_draws[0], b_slate_draws[1],
-                b_slate_draws[2]);
-        fprintf(csv, "start (theta = I),%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,,,\n", s_hit[0], s_hit[1], s_hit[2],
-                s_ndcg[1], s_ndcg[2], s_agree[0], s_agree[1], s_agree[2]);
-    }
-    for (r = 0; r < n_runs; ++r) {
-        const run *q = &runs[r];
-        printf("%-30s %7.3f %7.3f %7.3f %8.3f %8.3f %8.3f %8.1f %9.1f %9.2f\n", q->name, q->hit[0], q->hit[1], q->hit[2],
-               q->agree[0], q->agree[1], q->agree[2], q->weight_ess, q->weight_ess_first, q->seconds_per_epoch);
-        if (csv)
-            fprintf(csv, "%s,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.2f,%.2f,%.3f\n", q->name, q->hit[0], q->hit[1],
-                    q->hit[2], q->ndcg[1], q->ndcg[2], q->agree[0], q->agree[1], q->agree[2], q->weight_ess,
-                    q->weight_ess_first, q->seconds_per_epoch);
+    else fprintf(csv, "policy,hit@1,hit@4,hit@16,draw@1,draw@4,draw@16,ndcg@4,ndcg@16,agree@1,agree@4,agree@16,"
+                      "weight_ess_per_32,weight_ess_epoch1,seconds_per_epoch\n");
+    printf("\n%-29s %6s %6s %6s | %7s %6s %6s | %7s %7s | %8s %8s %8s\n", "policy", "hit@1", "hit@4", "hit@16",
+           "draw@1", "draw@4", "draw@16", "agree@4", "agree16", "ESS w/32", "ESS ep.1", "s/epoch");
+    for (r = -2; r < n_runs; ++r) {
+        const slate_scores *q = r == -2 ? &b_sc : r == -1 ? &start_sc : &runs[r].sc;
+        const char *name = r == -2 ? "behaviour b" : r == -1 ? "start (theta = I, T = 1)" : runs[r].name;
+        printf("%-29s %6.3f %6.3f %6.3f | %7.4f %6.3f %6.3f | %7.3f %7.3f |", name, q->hit[0], q->hit[1], q->hit[2],
+               q->draw[0], q->draw[1], q->draw[2], q->agree[1], q->agree[2]);
+        if (r < 0) printf(" %8s %8s %8s\n", "-", "-", "-");
+        else printf(" %8.1f %8.1f %8.2f\n", runs[r].weight_ess, runs[r].weight_ess_first, runs[r].seconds_per_epoch);
+        if (csv) {
+            fprintf(csv, "%s,%.4f,%.4f,%.4f,%.5f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f", name, q->hit[0], q->hit[1],
+                    q->hit[2], q->draw[0], q->draw[1], q->draw[2], q->ndcg[1], q->ndcg[2], q->agree[0], q->agree[1],
+                    q->agree[2]);
+            if (r < 0) fprintf(csv, ",,,\n");
+            else fprintf(csv, ",%.2f,%.2f,%.3f\n", runs[r].weight_ess, runs[r].weight_ess_first, runs[r].seconds_per_epoch);
+        }
     }
     if (csv) fclose(csv);
-    printf("hit@K: the greedy K-slate (HNSW, ef = %d) holds one of the user's %d relevant items, on %d held-out users: "
-           "the true expected reward of the slate.\nagree@K: share of the slate in b's greedy K-slate.  ESS w: "
-           "(sum w)^2 / sum w^2 of the correction weights per minibatch of 32, mean over epochs (ep.1: first epoch).\n"
-           "K draws from b: 1 - (1 - b(Y|x))^K, exact, averaged over the logged users.  s/epoch: wall time, %d runs at "
-           "a time on this machine.\n", EVAL_EF, K_RELEVANT, N_TEST, n_threads);
+    printf("hit@K: the served slate, the K best items by MIPS (HNSW, ef = %d), holds one of the user's %d relevant items "
+           "(%d held-out users): the slate's true expected reward (binomial s.e. <= %.3f).\n"
+           "draw@K: K independent draws from pi (b at T_b) hold one, 1 - (1 - pi(Y|x))^K, exact (draw@1 = E_pi[r]).  "
+           "agree@K: share of the greedy slate that is in b's greedy slate.\n"
+           "ESS w: (sum w)^2 / sum w^2 of the correction weights per minibatch of 32 (all logged rows, rewarded or not), "
+           "mean over the epochs; ep.1: first epoch.  s/epoch: wall time, %d runs at a time.\n",
+           EVAL_EF, K_RELEVANT, N_TEST, 0.5 / sqrt((double)N_TEST), n_threads);
     for (r = 0; r < n_runs; ++r)
         if (runs[r].learned)
-            printf("b learned (%s): mean log b_hat(a|x) over the last epoch %.2f, against the true mean log b(a|x) "
-                   "%.2f\n", runs[r].name, runs[r].b_log_lik, mean_log_b);
+            printf("b learned (%s): mean log b_hat(a|x) in the last epoch %.2f; the true mean log b(a|x) is %.2f\n",
+                   runs[r].name, runs[r].b_log_lik, mean_log_b);
     {
         const char *names[MAX_RUNS + 2];
-        double hits[MAX_RUNS + 2][N_SLATES];
-        names[0] = "behaviour b (greedy)", names[1] = "start (theta = I)";
-        for (s = 0; s < N_SLATES; ++s) hits[0][s] = b_hit[s], hits[1][s] = s_hit[s];
+        double hits[MAX_RUNS + 2][N_SLATES], draws[MAX_RUNS + 2][N_SLATES];
+        names[0] = "behaviour b", names[1] = "start (theta = I)";
+        for (s = 0; s < N_SLATES; ++s) {
+            hits[0][s] = b_sc.hit[s], hits[1][s] = start_sc.hit[s];
+            draws[0][s] = b_sc.draw[s], draws[1][s] = start_sc.draw[s];
+        }
         for (r = 0; r < n_runs; ++r) {
             names[r + 2] = runs[r].name;
-            for (s = 0; s < N_SLATES; ++s) hits[r + 2][s] = runs[r].hit[s];
+            for (s = 0; s < N_SLATES; ++s) hits[r + 2][s] = runs[r].sc.hit[s], draws[r + 2][s] = runs[r].sc.draw[s];
         }
-        write_svg(svg_path, P, N, names, (const double(*)[N_SLATES])hits, n_runs + 2, 2);
+        write_svg(svg_path, P, N, names, (const double(*)[N_SLATES])hits, (const double(*)[N_SLATES])draws,
+                  n_runs + 2, 2);
     }
     printf("\nwrote %s and %s; total time %.0f s\n", svg_path, csv_path, now() - t_start);
 
