@@ -4,9 +4,9 @@
    What it shows (Chen, Beutel, Covington, Jain, Belletti & Chi, "Top-K Off-Policy Correction for a REINFORCE
    Recommender System", WSDM 2019, Eq. 3-8 and Section 4.4): a softmax policy pi(a | x) = softmax(h_theta(x)^T beta)
    over P = 1,000,000 items learns from a log that another policy wrote.  The log:
-     - a behaviour policy b(a | x) = softmax(h_b(x)^T beta / T_b), theta_b = I + a fixed Gaussian perturbation (the
-       start policy of the library, made wrong in a consistent direction: b's bias), T_b calibrated on pilot users
-       so that about TARGET_RATE of its actions are rewarded;
+     - a behaviour policy b(a | x) = softmax(h_b(x)^T beta / T_b), theta_b = I + a fixed random matrix (the start
+       policy of the library, distorted the same way for every user: b's bias), T_b calibrated on pilot users so
+       that about TARGET_RATE of its actions are rewarded;
      - N users (contexts) of the synthetic generator, one logged step each: an action drawn exactly from b (the
        REINFORCE estimator scores all P items and inverts the cumulative distribution), its exact propensity
        b(a | x) (polopt_estimator_log_prob: the exact log-normaliser), and the reward 1[a in Y_u], Y_u the 5 items
@@ -17,25 +17,35 @@
        first-order   w = pi / b                             (the off-policy correction, Eq. 4)
        top-K         w = pi / b * K (1 - pi)^(K - 1)        (Eq. 7-8, for slates of K)
    each with and without the cap pi / b <= e^3 of the paper's production system, and with b known (the logged
-   propensities) or learned (propensity NULL: the trainer fits a behaviour head b_hat by maximum likelihood).
+   propensities) or learned (propensity NULL: the trainer fits a behaviour head b_hat by maximum likelihood).  The
+   9 runs: none; first-order and top-K (K = 4, 16), each capped and uncapped, with b known; first-order and top-K
+   (K = 16), capped, with b learned.  All start from the same theta and see the same minibatches.
 
-   What is measured: the policy serves the greedy slate of its K best items (MIPS); its true expected reward is the
-   probability that the slate holds a relevant item, hit-rate@K with the exact Y_u of held-out users (exact up to
-   the recall of the HNSW search that serves the slate).  For K = 1, 4 and 16; besides, agree@K (how much of the
-   slate is b's own greedy slate, the fingerprint of b's bias), the effective sample size of the correction
-   weights per minibatch of 32 (stats.weight_ess), and the wall time per epoch.  The behaviour policy's own slates
-   are the reference.  Nothing is tuned to the order the methods come out in: it is the result of the run.
+   What is measured, on 2000 held-out users with their exact Y_u:
+     hit@K    the policy serves the greedy slate of its K best items (MIPS, HNSW); the slate's true expected reward
+              is the probability that it holds a relevant item: hit-rate@K of polopt_evaluate (exact given the slate;
+              the slate itself is as good as the HNSW search that serves it);
+     draw@K   the slate of K independent draws from pi, the one Chen et al.'s top-K objective is written for: its
+              expected reward 1 - (1 - pi(Y_u | x_u))^K, exact (all P scores and log Z); draw@1 = E_pi[r];
+     agree@K  the share of the greedy slate that b's own greedy slate also holds: how much of b's preferences the
+              policy took over;
+   for K = 1, 4 and 16, and for each run the effective sample size of the correction weights per minibatch of 32
+   (stats.weight_ess) and the wall time per epoch.  The behaviour policy and the start policy are the references.
+   Nothing is tuned to the order the methods come out in: it is the result of the run.
 
-   Output: the table on stdout, and topk_catalogue.svg (hit-rate of the K-slate, grouped by K) and topk_catalogue.csv
-   in the output directory.
+   Output: the table on stdout, topk_catalogue.svg (both slate values, grouped by K) and topk_catalogue.csv in the
+   output directory.
 
-   Run: build/05_topk_catalogue [--quick] [--items P] [--logged N] [--epochs E] [--threads T] [--index FILE] [DIR]
-     --quick        P = 100,000 and N = 20,000 (about a minute on two cores)
-     --items P      catalogue size (default 1,000,000)
+   Run: build/05_topk_catalogue [options] [DIR]
+     --quick        P = 100,000 and N = 20,000 (other options still apply): about 2 minutes on two cores
+     --items P      catalogue size (default 1,000,000: about 6.5 minutes on two cores, 45 s of them for the index)
      --logged N     logged steps (default 30,000)
      --epochs E     epochs per run (default 6)
-     --threads T    runs trained side by side (default 2; 1 gives uncontended times per epoch)
-     --index FILE   keep the HNSW index in FILE: loaded when it matches the catalogue, else built and saved
+     --lr LR        Adam step of the policy (default 0.005)
+     --samples S    SNIS draws per context (default 1000)
+     --seed SEED    the log's draws and the trainers' draws and minibatches (default 1; b and the users stay)
+     --threads T    logging blocks and runs handled side by side (default 2; 1 gives uncontended times per epoch)
+     --index FILE   keep the HNSW index in FILE: loaded when it holds this catalogue, else built and saved there
      DIR            where the SVG and the CSV go (default: the current directory) */
 #define _POSIX_C_SOURCE 200112L /* clock_gettime, pthreads */
 #define POLOPT_IMPLEMENTATION
@@ -476,8 +486,10 @@ int main(int argc, char **argv)
     size_t u, i;
     FILE *csv;
 
-    for (a = 1; a < argc; ++a) {
+    for (a = 1; a < argc; ++a) /* --quick first, so that the options given with it override it */
         if (!strcmp(argv[a], "--quick")) quick = 1, P = 100000, N = 20000;
+    for (a = 1; a < argc; ++a) {
+        if (!strcmp(argv[a], "--quick")) continue;
         else if (!strcmp(argv[a], "--items") && a + 1 < argc) P = (size_t)strtoul(argv[++a], NULL, 10);
         else if (!strcmp(argv[a], "--logged") && a + 1 < argc) N = (size_t)strtoul(argv[++a], NULL, 10);
         else if (!strcmp(argv[a], "--epochs") && a + 1 < argc) epochs = atoi(argv[++a]);
