@@ -650,8 +650,8 @@ typedef enum polopt_method {
 typedef struct polopt_estimator_config {
     polopt_method method;  /* SNIS */
     float epsilon;         /* 0.8: the mixture weight, fixed, or the start of the adaptive one */
-    int adaptive_epsilon;  /* 0; 1: after each batch, move eps towards the value that maximises the estimated
-                              effective sample size */
+    int adaptive_epsilon;  /* 0; 1: after every batch contexts (however they are set), move eps towards the value
+                              that maximises the estimated effective sample size */
     size_t K;              /* top-K of the proposal; 256 */
     size_t S;              /* draws per context (>= 2); 1000 */
     size_t ef;             /* MIPS beam width, >= K; 0 = K */
@@ -667,6 +667,8 @@ typedef struct polopt_estimator {
     const polopt_mips *index; /* beta (P x L) and the MIPS of the proposal */
     polopt_rng rng;
     float epsilon;            /* the current mixture weight */
+    double eps_score[8];      /* adaptive_epsilon: the grid's effective sample size fractions, summed */
+    size_t eps_seen;          /* contexts in eps_score (eps moves after every batch of them) */
     size_t n;                 /* contexts set by the last polopt_estimator_set */
     size_t S;                 /* draws per context: config.S, or P with EXACT */
     polopt_mips_scratch mips; /* SNIS */
@@ -711,7 +713,9 @@ POLOPT_DEF void polopt_estimator_free(polopt_estimator *est);
    compute pi (EXACT).  warm (SNIS only, may be NULL): n rows of K item ids, each the context's alpha_K of an earlier
    visit (or POLOPT_NO_ITEM first: none); the search starts there and stops after search_budget expansions, and the
    row receives the new alpha_K.  The proposal is exact for whatever set it is given, so SNIS stays consistent; only
-   its variance depends on how close alpha_K is. */
+   its variance depends on how close alpha_K is.  SNIS treats each context on its own: setting one context at a time
+   and querying it at once keeps its S rows of beta in cache for your reward and the gradient (the trainer does so);
+   REINFORCE and EXACT score a whole set with one pass over beta. */
 POLOPT_DEF polopt_result polopt_estimator_set(polopt_estimator *est, size_t n, const float *H, uint32_t *const *warm);
 /* The draws of context c (c < n of the last set). */
 POLOPT_DEF polopt_result polopt_estimator_draws(const polopt_estimator *est, size_t c, polopt_draws *out);
@@ -6159,8 +6163,6 @@ POLOPT_DEF polopt_result polopt_estimator_set(polopt_estimator *est, size_t n, c
     static const char *fn = "polopt_estimator_set";
     const polopt_hooks *hk;
     size_t P, L, c, bad = 0;
-    double eps_score[POLOPT__EPS_GRID];
-    int adapt, k;
     if (!est) return POLOPT_ERR_INVALID_ARG;
     hk = &est->config.hooks;
     if (!est->H) return polopt__not_ready(&est->err, hk, fn, "estimator");
@@ -6173,17 +6175,19 @@ POLOPT_DEF polopt_result polopt_estimator_set(polopt_estimator *est, size_t n, c
                             (unsigned long)(bad / L), (unsigned long)(bad % L));
     memcpy(est->H, H, n * L * sizeof *H);
     if (est->config.method == POLOPT_METHOD_SNIS) {
-        adapt = est->config.adaptive_epsilon;
-        for (k = 0; k < POLOPT__EPS_GRID; ++k) eps_score[k] = 0.0;
+        const int adapt = est->config.adaptive_epsilon;
         for (c = 0; c < n; ++c) {
-            const polopt_result rc = polopt__estimator_snis(est, c, warm ? warm[c] : NULL, adapt ? eps_score : NULL);
+            const polopt_result rc = polopt__estimator_snis(est, c, warm ? warm[c] : NULL, adapt ? est->eps_score : NULL);
             if (rc != POLOPT_OK) return rc;
-        }
-        if (adapt) { /* move eps a quarter of the way to the best of the grid: smooths the noisy estimates */
-            int best = 0;
-            for (k = 1; k < POLOPT__EPS_GRID; ++k)
-                if (eps_score[k] > eps_score[best]) best = k;
-            est->epsilon += 0.25f * (polopt__eps_grid[best] - est->epsilon);
+            if (adapt && ++est->eps_seen == est->config.batch) { /* move eps a quarter of the way to the best of the
+                                                                     grid: smooths the noisy estimates */
+                int k, best = 0;
+                for (k = 1; k < POLOPT__EPS_GRID; ++k)
+                    if (est->eps_score[k] > est->eps_score[best]) best = k;
+                est->epsilon += 0.25f * (polopt__eps_grid[best] - est->epsilon);
+                for (k = 0; k < POLOPT__EPS_GRID; ++k) est->eps_score[k] = 0.0;
+                est->eps_seen = 0;
+            }
         }
     } else { /* every score of the batch at once: one pass over beta */
         const float inv_t = 1.0f / est->config.temperature;
@@ -6665,6 +6669,22 @@ static polopt_result polopt__check_dataset(polopt_trainer *tr, const polopt_data
     return POLOPT_OK;
 }
 
+/* Before context c of a batch of nb with embeddings H: set the estimator on the chunk that starts at c, if c starts
+   one, and return c's place in it.  SNIS sets one context at a time, so that its draws' rows of beta are still in
+   cache when the reward and the gradient read them again (at P = 10^6 a batch's 32,000 rows would not be: 1.5x the
+   time per step, measured); REINFORCE and EXACT set the whole batch at once, for one pass over beta. */
+static size_t polopt__set_chunk(polopt_trainer *tr, size_t c, size_t nb, const float *H, polopt_result *rc)
+{
+    const size_t chunk = tr->est.config.method == POLOPT_METHOD_SNIS ? 1 : nb, L = tr->index->dim;
+    *rc = POLOPT_OK;
+    if (c % chunk == 0) {
+        const size_t m = nb - c < chunk ? nb - c : chunk;
+        *rc = polopt_estimator_set(&tr->est, m, H + c * L, tr->cache ? tr->warm + c : NULL);
+        if (*rc != POLOPT_OK) tr->err = tr->est.err;
+    }
+    return c % chunk;
+}
+
 /* Learned propensities for a batch whose contexts are in tr->xb: b_hat(a_t | s_t) into tr->wb, one maximum-
    likelihood Adam step of b_hat (grad log b_hat from the same estimator), b_hat's embeddings into tr->hbb. */
 static polopt_result polopt__behaviour_step(polopt_trainer *tr, const polopt_dataset *d, const uint32_t *ctx, size_t nb,
@@ -6675,12 +6695,13 @@ static polopt_result polopt__behaviour_step(polopt_trainer *tr, const polopt_dat
     polopt_result rc;
     if (tr->cache)
         for (c = 0; c < nb; ++c) tr->warm[c] = tr->cache + (d->n + ctx[c]) * tr->config.estimator.K;
-    if ((rc = polopt_policy_embed(&tr->behaviour, nb, tr->xb, D, tr->hbb)) != POLOPT_OK ||
-        (rc = polopt_estimator_set(&tr->est, nb, tr->hbb, tr->cache ? tr->warm : NULL)) != POLOPT_OK)
-        return polopt__fail(&tr->err, &tr->config.hooks, rc, "the behaviour head failed: %s", tr->est.err.message);
+    if ((rc = polopt_policy_embed(&tr->behaviour, nb, tr->xb, D, tr->hbb)) != POLOPT_OK)
+        return polopt__fail(&tr->err, &tr->config.hooks, rc, "the behaviour head's embedding is not finite");
     for (c = 0; c < nb; ++c) {
+        const size_t at = polopt__set_chunk(tr, c, nb, tr->hbb, &rc);
         float log_b;
-        if ((rc = polopt_estimator_log_prob(&tr->est, c, 1, d->returns->action + ctx[c], &log_b, tr->gb + c * L)) != POLOPT_OK)
+        if (rc != POLOPT_OK) return rc;
+        if ((rc = polopt_estimator_log_prob(&tr->est, at, 1, d->returns->action + ctx[c], &log_b, tr->gb + c * L)) != POLOPT_OK)
             return rc;
         tr->wb[c] = (float)exp((double)log_b);
         st->behaviour_log_lik += log_b;
@@ -6708,24 +6729,22 @@ static polopt_result polopt__batch_gradient(polopt_trainer *tr, const polopt_dat
     if (d->returns && tr->behaviour.theta && (rc = polopt__behaviour_step(tr, d, ctx, nb, st)) != POLOPT_OK) return rc;
     if (tr->cache)
         for (c = 0; c < nb; ++c) tr->warm[c] = tr->cache + (size_t)ctx[c] * K;
-    if ((rc = polopt_estimator_set(&tr->est, nb, H, tr->cache ? tr->warm : NULL)) != POLOPT_OK) {
-        tr->err = tr->est.err;
-        return rc;
-    }
     for (c = 0; c < nb; ++c) {
+        const size_t at = polopt__set_chunk(tr, c, nb, H, &rc);
         double value = 0.0, w = 1.0;
+        if (rc != POLOPT_OK) return rc;
         if (d->returns) {
             const double b = d->returns->propensity ? d->returns->propensity[ctx[c]] : tr->wb[c];
-            rc = polopt__returns_objective(tr, c, ctx[c], d, b, tr->hbb + c * L, G + c * L, &value, &w);
+            rc = polopt__returns_objective(tr, at, ctx[c], d, b, tr->hbb + c * L, G + c * L, &value, &w);
         } else {
-            rc = polopt__reward_objective(&tr->est, d, c, ctx[c], tr->rewards, tr->gl, G + c * L, &value, &tr->err,
+            rc = polopt__reward_objective(&tr->est, d, at, ctx[c], tr->rewards, tr->gl, G + c * L, &value, &tr->err,
                                           &tr->config.hooks);
         }
         if (rc != POLOPT_OK) return rc;
         sum_w += w;
         sum_w2 += w * w;
         st->reward += value;
-        st->ess += tr->est.ess[c];
+        st->ess += tr->est.ess[at];
         st->epsilon += tr->est.config.method == POLOPT_METHOD_SNIS ? tr->est.epsilon : 1.0f;
     }
     if (d->returns) {
