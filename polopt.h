@@ -678,6 +678,7 @@ typedef struct polopt_estimator {
     float *weights;           /* batch x S normalised weights; EXACT: pi, batch x P (in scores) */
     float *f, *log_q, *log_kappa;  /* SNIS, batch x S: f(a_s), log q(a_s), log kappa(a_s) */
     float *scores;            /* REINFORCE, EXACT: batch x P */
+    float *beta_bar;          /* EXACT: batch x L, E_pi[beta] of each context (one gemm for the set) */
     double *log_z, *ess;      /* batch each */
     uint32_t *topk;           /* SNIS: alpha_K (K) and its scores */
     float *topk_scores;
@@ -5915,6 +5916,7 @@ static void polopt__estimator_layout(polopt_estimator *e, const polopt_mips *ix,
     }
     if (c->method == POLOPT_METHOD_EXACT) {
         e->weights = e->scores;
+        e->beta_bar = (float *)polopt__carve(a, B * L, sizeof(float));
         if (e->ids)
             for (i = 0; i < P; ++i) e->ids[i] = (uint32_t)i;
     } else {
@@ -6213,6 +6215,9 @@ POLOPT_DEF polopt_result polopt_estimator_set(polopt_estimator *est, size_t n, c
                 est->ess[c] = 1.0 / w2;
             }
         }
+        if (est->config.method == POLOPT_METHOD_EXACT) /* E_pi[beta] of every context: pi^T beta in one pass */
+            polopt__gemm(POLOPT_NO_TRANS, POLOPT_NO_TRANS, n, L, P, 1.0f, est->scores, P, est->index->vectors, L, 0.0f,
+                         est->beta_bar, L);
     }
     est->n = n;
     polopt__clear_error(&est->err);
@@ -6244,22 +6249,22 @@ POLOPT_DEF polopt_result polopt_estimator_draws(const polopt_estimator *est, siz
     return POLOPT_OK;
 }
 
-/* sum_s v_s beta_{a_s} into out (L), for the draws of c and one coefficient per draw: with EXACT a gemv over the
-   whole catalogue, otherwise S rows fetched ahead. */
-static void polopt__draws_combine(const polopt_estimator *est, size_t c, const float *v, float *out)
+/* E_pi[beta] of context c into out (L): with EXACT the product set computed, otherwise sum_s w_bar_s beta_{a_s} over
+   the draws, their rows fetched ahead. */
+static void polopt__mean_beta(const polopt_estimator *est, size_t c, float *out)
 {
     const size_t S = est->S, L = est->index->dim;
-    const float *beta = est->index->vectors;
+    const float *beta = est->index->vectors, *w = est->weights + c * S;
+    const uint32_t *ids = est->ids + c * S;
     size_t s;
     if (est->config.method == POLOPT_METHOD_EXACT) {
-        polopt__gemv(POLOPT_TRANS, S, L, 1.0f, beta, L, v, 0.0f, out);
+        memcpy(out, est->beta_bar + c * L, L * sizeof *out);
         return;
     }
     memset(out, 0, L * sizeof *out);
     for (s = 0; s < S; ++s) {
-        const uint32_t a = est->ids[c * S + s];
-        if (s + 16 < S) POLOPT__PREFETCH(beta + (size_t)est->ids[c * S + s + 16] * L);
-        if (v[s] != 0.0f) polopt__axpy(L, v[s], beta + (size_t)a * L, out);
+        if (s + 16 < S) POLOPT__PREFETCH(beta + (size_t)ids[s + 16] * L);
+        polopt__axpy(L, w[s], beta + (size_t)ids[s] * L, out);
     }
 }
 
@@ -6268,7 +6273,7 @@ POLOPT_DEF polopt_result polopt_estimator_mean_embedding(const polopt_estimator 
     polopt_result rc;
     if (!est || !out_beta_bar) return POLOPT_ERR_INVALID_ARG;
     if ((rc = polopt__estimator_query(est, c, "polopt_estimator_mean_embedding")) != POLOPT_OK) return rc;
-    polopt__draws_combine(est, c, est->weights + c * est->S, out_beta_bar);
+    polopt__mean_beta(est, c, out_beta_bar);
     return POLOPT_OK;
 }
 
@@ -6295,7 +6300,7 @@ POLOPT_DEF polopt_result polopt_estimator_log_prob(const polopt_estimator *est, 
         }
     if (out_grad && m) {
         float *g0 = out_grad;
-        polopt__draws_combine(est, c, est->weights + c * est->S, g0); /* E_pi beta, then (beta_a - E beta) / T */
+        polopt__mean_beta(est, c, g0); /* E_pi beta, then (beta_a - E beta) / T */
         for (i = m; i-- > 0;) {
             float *g = out_grad + i * L;
             size_t j;
