@@ -813,13 +813,15 @@ typedef struct polopt_logged_returns {
 } polopt_logged_returns;
 
 POLOPT_DEF polopt_correction_config polopt_correction_config_default(void);
-/* The weights w_t above for n logged actions, from log pi(a_t | s_t) (<= 0) and b(a_t | s_t) in (0, 1]. */
+/* The weights w_t above for n logged actions, from log pi(a_t | s_t) (<= 0) and b(a_t | s_t) in (0, 1].  hooks may
+   be NULL (as for every function without an object: it only receives the message). */
 POLOPT_DEF polopt_result polopt_correction_weights(const polopt_correction_config *config, size_t n,
-                                                   const float *log_pi, const float *propensity, float *out_w);
+                                                   const float *log_pi, const float *propensity, float *out_w,
+                                                   const polopt_hooks *hooks);
 /* R_t = r_t + gamma R_{t+1} within each trajectory: rows of the same trajectory id are consecutive and in time
    order.  gamma in [0, 1]; out_R may be reward (in place). */
 POLOPT_DEF polopt_result polopt_discounted_returns(size_t n, const uint32_t *trajectory, const float *reward,
-                                                   float gamma, float *out_R);
+                                                   float gamma, float *out_R, const polopt_hooks *hooks);
 
 /* Contexts and what to learn from them: a reward estimator (reward, feedback) or logged returns. */
 typedef struct polopt_dataset {
@@ -6476,31 +6478,38 @@ static double polopt__correction_weight(const polopt_correction_config *c, doubl
 }
 
 POLOPT_DEF polopt_result polopt_correction_weights(const polopt_correction_config *config, size_t n,
-                                                   const float *log_pi, const float *propensity, float *out_w)
+                                                   const float *log_pi, const float *propensity, float *out_w,
+                                                   const polopt_hooks *hooks)
 {
     static const char *fn = "polopt_correction_weights";
     polopt_result rc;
     size_t i;
-    if (!config || (n && (!log_pi || !propensity || !out_w))) return POLOPT_ERR_INVALID_ARG;
-    if ((rc = polopt__correction_check(config, NULL, NULL, fn)) != POLOPT_OK) return rc;
+    POLOPT__CHECK(NULL, hooks, config && (!n || (log_pi && propensity && out_w)), "%s: an argument is NULL", fn);
+    if ((rc = polopt__correction_check(config, NULL, hooks, fn)) != POLOPT_OK) return rc;
     for (i = 0; i < n; ++i) {
-        if (!(log_pi[i] <= 0.0f) || !(propensity[i] > 0.0f && propensity[i] <= 1.0f)) return POLOPT_ERR_DOMAIN;
+        if (!(log_pi[i] <= 0.0f) || !(propensity[i] > 0.0f && propensity[i] <= 1.0f))
+            return polopt__fail(NULL, hooks, POLOPT_ERR_DOMAIN, "%s: entry %lu has log pi = %g (must be <= 0) and "
+                                "b = %g (must be in (0, 1])", fn, (unsigned long)i, (double)log_pi[i],
+                                (double)propensity[i]);
         out_w[i] = (float)polopt__correction_weight(config, log_pi[i], propensity[i]);
     }
     return POLOPT_OK;
 }
 
 POLOPT_DEF polopt_result polopt_discounted_returns(size_t n, const uint32_t *trajectory, const float *reward,
-                                                   float gamma, float *out_R)
+                                                   float gamma, float *out_R, const polopt_hooks *hooks)
 {
+    static const char *fn = "polopt_discounted_returns";
     double R = 0.0;
     size_t t;
-    if (n && (!trajectory || !reward || !out_R)) return POLOPT_ERR_INVALID_ARG;
-    if (!(gamma >= 0.0f && gamma <= 1.0f)) return POLOPT_ERR_DOMAIN;
+    POLOPT__CHECK(NULL, hooks, !n || (trajectory && reward && out_R), "%s: an array is NULL", fn);
+    if (!(gamma >= 0.0f && gamma <= 1.0f))
+        return polopt__fail(NULL, hooks, POLOPT_ERR_DOMAIN, "%s: gamma = %g is outside [0, 1]", fn, (double)gamma);
     for (t = n; t-- > 0;) { /* backwards: R_t = r_t + gamma R_{t+1} while the trajectory goes on */
-        if (!(fabs(reward[t]) <= FLT_MAX)) return POLOPT_ERR_NONFINITE;
         R = reward[t] + (t + 1 < n && trajectory[t + 1] == trajectory[t] ? gamma * R : 0.0);
-        if (!(fabs(R) <= FLT_MAX)) return POLOPT_ERR_NONFINITE;
+        if (!(fabs(R) <= FLT_MAX))
+            return polopt__fail(NULL, hooks, POLOPT_ERR_NONFINITE, "%s: the return of step %lu is %g (reward %g)", fn,
+                                (unsigned long)t, R, (double)reward[t]);
         out_R[t] = (float)R;
     }
     return POLOPT_OK;

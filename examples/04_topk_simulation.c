@@ -175,7 +175,7 @@ static void run_expected(const simulation *s, int m, const polopt_mips *index, c
         /* log pi(a_j) and grad_h log pi(a_j) = beta_j - E_pi[beta] = e_j - pi, row j of grad */
         check(polopt_estimator_log_prob(&est, 0, P, actions, log_pi, grad), "polopt_estimator_log_prob",
               "actions 0..9 of context 0"); /* a const call: its message goes to the log callback, not est.err */
-        check(polopt_correction_weights(&cc, P, log_pi, b, w), "polopt_correction_weights",
+        check(polopt_correction_weights(&cc, P, log_pi, b, w, NULL), "polopt_correction_weights",
               "log pi must be <= 0 and b in (0, 1]");
         for (i = 0; i < P; ++i) {
             double step = 0.0;

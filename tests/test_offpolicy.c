@@ -243,6 +243,13 @@ static void offpolicy_preallocated_estimator(void)
     cat_free(&c);
 }
 
+static char last_message[POLOPT_ERROR_MESSAGE_SIZE];
+static void keep_message(void *user, polopt_result code, const char *message)
+{
+    (void)user, (void)code;
+    strncpy(last_message, message, sizeof last_message - 1);
+}
+
 /* The weights of Chen et al. (2019, Eq. 4 and 7-8) written out, and their argument checks. */
 static void offpolicy_correction_weights(void)
 {
@@ -251,30 +258,34 @@ static void offpolicy_correction_weights(void)
     polopt_correction_config c = polopt_correction_config_default();
     size_t i;
     c.kind = POLOPT_CORRECTION_NONE;
-    CHECK_OK(polopt_correction_weights(&c, 4, log_pi, b, w));
+    CHECK_OK(polopt_correction_weights(&c, 4, log_pi, b, w, NULL));
     for (i = 0; i < 4; ++i) CHECK(w[i] == 1.0f);
     c.kind = POLOPT_CORRECTION_FIRST_ORDER;
-    CHECK_OK(polopt_correction_weights(&c, 4, log_pi, b, w));
+    CHECK_OK(polopt_correction_weights(&c, 4, log_pi, b, w, NULL));
     for (i = 0; i < 4; ++i) CHECK_NEAR(w[i], exp(log_pi[i]) / b[i], 1e-6 * exp(log_pi[i]) / b[i]);
     c.kind = POLOPT_CORRECTION_TOP_K, c.K = 1; /* K = 1: the first-order weight */
-    CHECK_OK(polopt_correction_weights(&c, 4, log_pi, b, w));
+    CHECK_OK(polopt_correction_weights(&c, 4, log_pi, b, w, NULL));
     for (i = 0; i < 4; ++i) CHECK_NEAR(w[i], exp(log_pi[i]) / b[i], 1e-6 * exp(log_pi[i]) / b[i]);
     c.K = 5;
-    CHECK_OK(polopt_correction_weights(&c, 4, log_pi, b, w));
+    CHECK_OK(polopt_correction_weights(&c, 4, log_pi, b, w, NULL));
     for (i = 0; i < 4; ++i) {
         const double p = exp(log_pi[i]), want = p / b[i] * 5.0 * pow(1.0 - p, 4.0);
         CHECK_NEAR(w[i], want, 1e-5 * (want + 1e-30));
     }
     CHECK(w[2] == 0.0f); /* pi = 1: the item is in every slate already */
     c.cap = 3.0f;        /* min(pi / b, 3) lambda_K: item 3 has pi / b = 20 */
-    CHECK_OK(polopt_correction_weights(&c, 4, log_pi, b, w));
+    CHECK_OK(polopt_correction_weights(&c, 4, log_pi, b, w, NULL));
     CHECK_NEAR(w[3], 3.0 * 5.0 * pow(0.8, 4.0), 1e-5);
     {
         const float bad_b[1] = {0.0f}, bad_lp[1] = {0.1f};
-        CHECK_RC(polopt_correction_weights(&c, 1, log_pi, bad_b, w), POLOPT_ERR_DOMAIN);
-        CHECK_RC(polopt_correction_weights(&c, 1, bad_lp, b, w), POLOPT_ERR_DOMAIN);
+        polopt_hooks h;
+        memset(&h, 0, sizeof h);
+        h.log = keep_message;
+        CHECK_RC(polopt_correction_weights(&c, 1, log_pi, bad_b, w, &h), POLOPT_ERR_DOMAIN);
+        CHECK(strstr(last_message, "entry 0") != NULL && strstr(last_message, "b = 0") != NULL);
+        CHECK_RC(polopt_correction_weights(&c, 1, bad_lp, b, w, NULL), POLOPT_ERR_DOMAIN);
         c.K = 0;
-        CHECK_RC(polopt_correction_weights(&c, 1, log_pi, b, w), POLOPT_ERR_INVALID_ARG);
+        CHECK_RC(polopt_correction_weights(&c, 1, log_pi, b, w, NULL), POLOPT_ERR_INVALID_ARG);
     }
 }
 
@@ -283,7 +294,7 @@ static void offpolicy_discounted_returns(void)
     const uint32_t traj[6] = {4, 4, 4, 9, 9, 2};
     const float r[6] = {1, 0, 2, 3, 1, 5};
     float R[6];
-    CHECK_OK(polopt_discounted_returns(6, traj, r, 0.5f, R));
+    CHECK_OK(polopt_discounted_returns(6, traj, r, 0.5f, R, NULL));
     CHECK_NEAR(R[0], 1 + 0.5 * (0 + 0.5 * 2), 1e-6);
     CHECK_NEAR(R[1], 0 + 0.5 * 2, 1e-6);
     CHECK_NEAR(R[2], 2, 1e-6);
@@ -291,9 +302,9 @@ static void offpolicy_discounted_returns(void)
     CHECK_NEAR(R[4], 1, 1e-6);
     CHECK_NEAR(R[5], 5, 1e-6);
     memcpy(R, r, sizeof R); /* in place, gamma = 1: suffix sums */
-    CHECK_OK(polopt_discounted_returns(6, traj, R, 1.0f, R));
+    CHECK_OK(polopt_discounted_returns(6, traj, R, 1.0f, R, NULL));
     CHECK_NEAR(R[0], 3, 1e-6);
-    CHECK_RC(polopt_discounted_returns(6, traj, r, 1.5f, R), POLOPT_ERR_DOMAIN);
+    CHECK_RC(polopt_discounted_returns(6, traj, r, 1.5f, R, NULL), POLOPT_ERR_DOMAIN);
 }
 
 /* The two 10-item simulations of Chen et al. (2019, §6.1), free logits (beta = I, T = 1, so grad_h log pi(a_j) =
@@ -319,7 +330,7 @@ static void simulate(const float *r, const float *b, polopt_correction kind, siz
     for (t = 0; t < iters; ++t) {
         CHECK_OK(polopt_estimator_set(&est, 1, theta, NULL));
         CHECK_OK(polopt_estimator_log_prob(&est, 0, 10, all, lp, grad));
-        CHECK_OK(polopt_correction_weights(&cc, 10, lp, b, w));
+        CHECK_OK(polopt_correction_weights(&cc, 10, lp, b, w, NULL));
         for (j = 0; j < 10; ++j)
             for (i = 0; i < 10; ++i) theta[i] += 0.05f * b[j] * w[j] * r[j] * grad[j * 10 + i];
     }
