@@ -216,6 +216,44 @@ static void objects_policy_proposal_sets(void)
     }
 }
 
+static void objects_estimator(void)
+{
+    const float *v = vectors();
+    float H[4] = {1, 0, 0, 0}, g[4], r[8] = {0}, lp;
+    const uint32_t a = 3;
+    polopt_draws dr;
+    int s;
+    for (s = FRESH; s <= FAILED; ++s) {
+        polopt_estimator est;
+        polopt_estimator_config ec = polopt_estimator_config_default();
+        polopt_mips ix;
+        th_allocator al;
+        memset(&est, 0, sizeof est);
+        CHECK_OK(polopt_mips_init_exact(&ix, 64, 4, v, 0, NULL));
+        ec.K = 4, ec.S = 8, ec.batch = 2;
+        if (s == FREED) { CHECK_OK(polopt_estimator_init(&est, &ix, &ec)); polopt_estimator_free(&est); }
+        if (s == FAILED) {
+            ec.hooks = failing_hooks(&al);
+            CHECK_RC(polopt_estimator_init(&est, &ix, &ec), POLOPT_ERR_NO_MEMORY);
+            CHECK(al.live == 0);
+        }
+        CHECK_ZEROED(est, s);
+        CHECK_UNUSABLE(polopt_estimator_set(&est, 1, H, NULL), est);
+        CHECK_RC(polopt_estimator_draws(&est, 0, &dr), POLOPT_ERR_INVALID_ARG); /* const: no message to keep */
+        CHECK_RC(polopt_estimator_mean_embedding(&est, 0, g), POLOPT_ERR_INVALID_ARG);
+        CHECK_RC(polopt_estimator_log_prob(&est, 0, 1, &a, &lp, g), POLOPT_ERR_INVALID_ARG);
+        CHECK_RC(polopt_estimator_gradient(&est, 0, r, g, NULL), POLOPT_ERR_INVALID_ARG);
+        polopt_estimator_free(&est);
+        if (s == FAILED) { /* the caller's memory, too small: zeroed with a message */
+            static unsigned char heap[64];
+            ec.hooks.alloc_ctx = NULL;
+            CHECK_RC(polopt_estimator_init_preallocated(&est, &ix, &ec, heap, sizeof heap), POLOPT_ERR_INVALID_ARG);
+            CHECK_ZEROED(est, FAILED);
+        }
+        polopt_mips_free(&ix);
+    }
+}
+
 static void objects_trainer(void)
 {
     const float *v = vectors();
@@ -431,6 +469,7 @@ const th_test th_suite_objects[] = {TH(objects_alias),
                                     TH(objects_mips_and_scratch),
                                     TH(objects_optimisers),
                                     TH(objects_policy_proposal_sets),
+                                    TH(objects_estimator),
                                     TH(objects_trainer),
                                     TH(objects_logged_csv_ope_model),
                                     TH(objects_synth),

@@ -445,6 +445,34 @@ static double train_logged(const logged_task *t, polopt_mips *ix, const polopt_d
     return v;
 }
 
+/* Every allocation failure of a trainer with a behaviour head and warm starts, through its first epoch on logged
+   returns without propensities (the top-K caches of pi and b_hat are allocated there), is clean. */
+static polopt_result trainer_scenario(const polopt_hooks *hooks, int stage, void *user)
+{
+    const polopt_dataset *logged = (const polopt_dataset *)user;
+    polopt_mips ix;
+    polopt_policy pol;
+    polopt_policy_config pc = polopt_policy_config_default(8, 8);
+    polopt_trainer tr;
+    polopt_trainer_config tc = polopt_trainer_config_default();
+    polopt_dataset d = *logged;
+    polopt_result rc;
+    (void)stage;
+    d.n = 64;
+    pc.hooks = *hooks;
+    tc.estimator.K = 8, tc.estimator.S = 16, tc.warm_start = 1, tc.learn_behaviour = 1, tc.hooks = *hooks;
+    memset(&tr, 0, sizeof tr);
+    memset(&pol, 0, sizeof pol);
+    rc = polopt_mips_init_exact(&ix, 60, 8, logged->X, 0, hooks); /* any 60 rows of 8 floats serve as items */
+    if (rc == POLOPT_OK) rc = polopt_policy_init(&pol, &pc);
+    if (rc == POLOPT_OK) rc = polopt_trainer_init(&tr, &pol, &ix, &tc);
+    if (rc == POLOPT_OK) rc = polopt_trainer_epoch(&tr, &d, NULL);
+    polopt_trainer_free(&tr);
+    polopt_policy_free(&pol);
+    polopt_mips_free(&ix);
+    return rc;
+}
+
 static void offpolicy_training_from_logged_returns(void)
 {
     logged_task t;
@@ -506,6 +534,7 @@ static void offpolicy_training_from_logged_returns(void)
     CHECK(v_learned > v_none + 0.01);
     CHECK(b_err < 0.25);
     CHECK(v_extra == v_extra && v_extra > v_behaviour);
+    CHECK_EACH_ALLOCATION_FAILURE(trainer_scenario, 0, &logged);
     {   /* a dataset that mixes objectives, or lacks propensities without a behaviour head, is refused */
         polopt_policy pol;
         polopt_policy_config pc = polopt_policy_config_default(t.L, t.L);
