@@ -42,6 +42,8 @@
      >>estimator  pi's probabilities and gradients at catalogue scale, for any h: weighted draws, log Z_hat,
                   log pi and grad log pi of given actions, the covariance gradient (SNIS, REINFORCE, exact)
      >>learn      rewards, the top-K off-policy correction and logged returns, the trainer, evaluation
+     >>lpi        local policy improvement: advantages and LPI weights, KL and JS divergence of two policies,
+                  AR@1 and iAR@1 rewards
      >>logged     logged bandit feedback, and a streaming CSV reader with line-numbered validation
      >>ope        off-policy evaluation: IPS, clipped IPS, SNIPS, DM, DR, clipped DR, SNDR, Switch-DR; reward models
      >>synth      deterministic synthetic catalogue: clustered item embeddings, users, ground-truth rewards
@@ -57,6 +59,9 @@
                                    actions (§3), the off-policy correction (§4, Eq. 4), the behaviour head (§4.2),
                                    the top-K correction (§4.3, Eq. 7-8), variance control (§4.4), Boltzmann
                                    exploration (§5), the 10-item simulations (§6.1).
+     Liang & Vlassis 2023          Local Policy Improvement for Recommender Systems.  ACM TORS (arXiv 2212.11431).
+                                   The KL-constrained lower bound (Eq. 7) and its optimum, the LPI loss (Eq. 8), the
+                                   IPS cross-entropy baseline (Eq. 9), LPI-RL (Eq. 10-11), AR@1, iAR@1 and JS (§4).
      Williams 1992                 Simple statistical gradient-following algorithms for connectionist reinforcement
                                    learning.  Machine Learning 8.  (REINFORCE)
      Malkov & Yashunin 2018        Efficient and robust approximate nearest neighbor search using Hierarchical
@@ -925,6 +930,7 @@ typedef struct polopt_eval {
     double reward;  /* R_test */
     double hit_rate, ndcg;
     size_t k;
+    double reward_se, hit_rate_se, ndcg_se; /* standard errors of the three means: sd / sqrt(n) over contexts */
 } polopt_eval;
 
 POLOPT_DEF polopt_result polopt_evaluate(const polopt_policy *policy, const polopt_mips *index,
@@ -934,6 +940,88 @@ POLOPT_DEF polopt_result polopt_evaluate(const polopt_policy *policy, const polo
    context.  The ground truth for small catalogues (the synthetic generator gives r_hat exactly). */
 POLOPT_DEF polopt_result polopt_policy_value(const polopt_policy *policy, const polopt_mips *index,
                                              const polopt_dataset *data, double *out_value);
+
+/* >>lpi --------------------------------------------------------------------------------------------------- */
+
+/* Local policy improvement (Liang & Vlassis, "Local Policy Improvement for Recommender Systems", 2023).  Logged
+   (x_i, a_i, r_i) come from an unknown logging policy mu.  Rather than reweight by pi / mu (IPS), LPI maximises the
+   expected reward minus beta_kl * KL(pi || mu) (their Eq. 7), whose unconstrained optimum is
+       pi*(a | x)  ~  mu(a | x) exp(A_mu(x, a) / beta_kl),      A_mu(x, a) = r(x, a) - E_{a'~mu}[r(x, a')]
+   and the logged actions, which are draws from mu, estimate it without any density ratio (their Eq. 8):
+       L_LPI(pi) = (1/n) sum_i exp(A_hat(x_i, a_i) / beta_kl) log pi(a_i | x_i).
+   (beta_kl is the paper's beta, the KL strength; in polopt beta names the item embeddings.)  Large beta_kl stays at mu,
+   small beta_kl moves far.  Every objective of the paper is one weighted cross-entropy sum_i w_i log pi(a_i | x_i):
+       plain cross-entropy      w = 1                         the maximum-likelihood estimate mu_hat of mu
+       reward-weighted (Eq. 4)  w = r_i                       L_mu, a lower bound of the reward
+       IPS (Eq. 9)              w = min(pi / mu_hat, 30) r_i  the weight held constant in the gradient
+       LPI (Eq. 8)              w = exp(A_hat_i / beta_kl)
+   and the trainer learns all four from logged returns (polopt_logged_returns, ret = the weight w, correction NONE;
+   IPS: ret = r, correction FIRST_ORDER with cap 30 and mu_hat's propensities).  Its gradient, w grad log pi(a_i | x_i),
+   comes from the estimator: exact at small P, SNIS with the eps-mixture at catalogue scale.
+   The advantage comes from a reward model r_hat (the direct method); its baseline g(x) may be any function of x
+   alone (the optimum is the same for every g, their §3.2): E_{mu_hat}[r_hat] makes A the advantage and L_LPI a lower
+   bound of J(pi) - J(mu) (their Appendix A.2); max_a r_hat keeps every weight <= 1, which no small beta_kl can
+   overflow. */
+typedef enum polopt_lpi_baseline {
+    POLOPT_LPI_MEAN = 0, /* g(x) = E_{a~mu_hat}[r_hat(x, a)], from the estimator's draws */
+    POLOPT_LPI_MAX = 1   /* g(x) = max_a r_hat(x, a): needs an EXACT estimator (O(P) rewards per context) */
+} polopt_lpi_baseline;
+
+/* A_i = r_hat(ctx_i, a_i) - g(x_i) for n logged actions.  mu: an estimator over the catalogue, set here (in chunks of
+   its batch) with mu_hat's user embeddings H_mu (n x L, e.g. polopt_policy_embed of mu_hat); its method decides how
+   E_mu_hat is computed (SNIS, REINFORCE or EXACT).  reward(reward_user, ctx_i, ...) is r_hat, called with the draws
+   and the logged action of context ctx_i = contexts[i] (contexts NULL: ctx_i = i). */
+POLOPT_DEF polopt_result polopt_lpi_advantages(polopt_estimator *mu, size_t n, const float *H_mu,
+                                               const uint32_t *contexts, const uint32_t *actions,
+                                               polopt_reward_fn reward, void *reward_user,
+                                               polopt_lpi_baseline baseline, float *out_advantage);
+/* The LPI weights w_i = exp(A_i / beta_kl), beta_kl > 0.  A weight past FLT_MAX is an error (POLOPT_ERR_DOMAIN) that
+   names the entry: shift the advantages by the maximum (POLOPT_LPI_MAX) or raise beta_kl.  out_w may be advantage. */
+POLOPT_DEF polopt_result polopt_lpi_weights(size_t n, const float *advantage, float beta_kl, float *out_w,
+                                            const polopt_hooks *hooks);
+
+/* How far a learned policy moved from the logging policy (Liang & Vlassis 2023, §4): over contexts,
+       KL(p || q) = E_p[log p - log q]       and      JS(p || q) = KL(p || m) / 2 + KL(q || m) / 2,  m = (p + q) / 2,
+   JS in [0, ln 2].  Per context, from two estimators set with the same contexts: EXACT sums over all P items (O(P L));
+   SNIS estimates each expectation from the weighted draws and each log p, log q with log Z_hat (O(S L + log P)),
+   biased by O(1/S) like every ratio estimate, and so converging to the exact value as S grows. */
+typedef struct polopt_divergence {
+    double kl, js;       /* means over the contexts */
+    double kl_se, js_se; /* their standard errors (sd / sqrt(n)) */
+    size_t n;
+} polopt_divergence;
+
+/* KL(p || q) and JS(p || q) of context c of p and q (either output may be NULL). */
+POLOPT_DEF polopt_result polopt_estimator_divergence(const polopt_estimator *p, const polopt_estimator *q, size_t c,
+                                                     double *out_kl, double *out_js);
+/* The mean KL(p || q) and JS(p || q) over n contexts (rows of X, ldx >= D) of two policies over the items of index,
+   each with its own temperature; config (NULL: EXACT) chooses the method, S, eps and the batch. */
+POLOPT_DEF polopt_result polopt_policy_divergence(const polopt_policy *p, const polopt_policy *q,
+                                                  const polopt_mips *index, const polopt_estimator_config *config,
+                                                  size_t n, const float *X, size_t ldx, polopt_divergence *out);
+
+/* Two reward callbacks for the paper's metrics with polopt_evaluate, which scores the greedy action a* of each
+   context (Liang & Vlassis 2023, §4.1):
+     polopt_action_reward: r_hat(i, a) = r_i 1[a = a_i] (user = const polopt_action_task *): polopt_evaluate's
+       reward is then AR@1 = (1/n) sum_i r_i 1[a_i = a*_i];
+     polopt_linear_reward: r_hat(i, a) = u_i^T beta_a + bias (user = const polopt_linear_task *): a linear reward
+       model, or an action-value Q(x, a) = u(x)^T beta_a; as the reward of polopt_evaluate, the imputed reward of
+       the greedy action, iAR@1 (any other polopt_reward_fn, e.g. polopt_synth_reward, serves as well). */
+typedef struct polopt_action_task {
+    const uint32_t *action; /* n: a_i */
+    const float *reward;    /* n: r_i */
+    size_t n;
+} polopt_action_task;
+typedef struct polopt_linear_task {
+    const float *U;     /* n x L: one row u_i per context */
+    const float *items; /* P x L: beta (e.g. an index's vectors) */
+    size_t n, P, L;
+    float bias;
+} polopt_linear_task;
+POLOPT_DEF polopt_result polopt_action_reward(void *user, uint32_t context, size_t n, const uint32_t *items,
+                                              float *out_rewards);
+POLOPT_DEF polopt_result polopt_linear_reward(void *user, uint32_t context, size_t n, const uint32_t *items,
+                                              float *out_rewards);
 
 /* >>logged ------------------------------------------------------------------------------------------------ */
 
@@ -6279,6 +6367,15 @@ POLOPT_DEF polopt_result polopt_estimator_mean_embedding(const polopt_estimator 
     return POLOPT_OK;
 }
 
+/* log pi(a | x) of context c: f(a) - log Z_hat, at most 0 (the ratio estimate can pass 1). */
+static double polopt__log_pi(const polopt_estimator *est, size_t c, uint32_t a)
+{
+    const size_t L = est->index->dim;
+    const double lp = (double)polopt__dot(L, est->H + c * L, est->index->vectors + (size_t)a * L) /
+                          est->config.temperature - est->log_z[c];
+    return lp < 0.0 ? lp : 0.0;
+}
+
 POLOPT_DEF polopt_result polopt_estimator_log_prob(const polopt_estimator *est, size_t c, size_t m,
                                                    const uint32_t *actions, float *out_log_pi, float *out_grad)
 {
@@ -6295,11 +6392,7 @@ POLOPT_DEF polopt_result polopt_estimator_log_prob(const polopt_estimator *est, 
             return polopt__fail(NULL, &est->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: actions[%lu] = %u is not below P = %lu",
                                 fn, (unsigned long)i, actions[i], (unsigned long)P);
     if (out_log_pi)
-        for (i = 0; i < m; ++i) {
-            const double lp = (double)(inv_t * polopt__dot(L, est->H + c * L, est->index->vectors + (size_t)actions[i] * L)) -
-                              est->log_z[c];
-            out_log_pi[i] = (float)(lp < 0.0 ? lp : 0.0); /* the ratio estimate can pass 1: pi_hat = min(pi_hat, 1) */
-        }
+        for (i = 0; i < m; ++i) out_log_pi[i] = (float)polopt__log_pi(est, c, actions[i]);
     if (out_grad && m) {
         float *g0 = out_grad;
         polopt__mean_beta(est, c, g0); /* E_pi beta, then (beta_a - E beta) / T */
@@ -6656,7 +6749,8 @@ static polopt_result polopt__check_dataset(polopt_trainer *tr, const polopt_data
         POLOPT__CHECK(&tr->err, hk, !d->reward && !d->feedback,
                       "%s: a dataset has either logged returns or a reward (and feedback), not both", fn);
         POLOPT__CHECK(&tr->err, hk, lr->action && lr->ret, "%s: the returns need action and ret arrays", fn);
-        POLOPT__CHECK(&tr->err, hk, lr->propensity || tr->behaviour.theta,
+        POLOPT__CHECK(&tr->err, hk, lr->propensity || tr->behaviour.theta ||
+                                        tr->config.correction.kind == POLOPT_CORRECTION_NONE,
                       "%s: the returns have no propensities: set config.learn_behaviour to learn them", fn);
         for (i = 0; i < d->n; ++i)
             if (lr->action[i] >= tr->index->n || !(fabs(lr->ret[i]) <= FLT_MAX) ||
@@ -6748,7 +6842,9 @@ static polopt_result polopt__batch_gradient(polopt_trainer *tr, const polopt_dat
         double value = 0.0, w = 1.0;
         if (rc != POLOPT_OK) return rc;
         if (d->returns) {
-            const double b = d->returns->propensity ? d->returns->propensity[ctx[c]] : tr->wb[c];
+            const double b = d->returns->propensity ? d->returns->propensity[ctx[c]]
+                             : tr->behaviour.theta           ? tr->wb[c]
+                                                             : 1.0; /* NONE: no weight, b unused */
             rc = polopt__returns_objective(tr, at, ctx[c], d, b, tr->hbb + c * L, G + c * L, &value, &w);
         } else {
             rc = polopt__reward_objective(&tr->est, d, at, ctx[c], tr->rewards, tr->gl, G + c * L, &value, &tr->err,
@@ -7076,6 +7172,13 @@ static double polopt__gain(size_t rank)
     return 1.0 / (log((double)rank + 1.0) / log(2.0));
 }
 
+/* The standard error of a mean of n values, from their sum and sum of squares: sd / sqrt(n), sd with n - 1. */
+static double polopt__mean_se(size_t n, double sum, double sum2)
+{
+    const double mean = sum / (double)n;
+    return n > 1 ? sqrt(fmax(0.0, sum2 - (double)n * mean * mean) / ((double)(n - 1) * (double)n)) : 0.0;
+}
+
 POLOPT_DEF polopt_result polopt_evaluate(const polopt_policy *policy, const polopt_mips *index,
                                          polopt_mips_scratch *scratch, const polopt_dataset *data, size_t k, size_t ef,
                                          polopt_eval *out)
@@ -7083,7 +7186,7 @@ POLOPT_DEF polopt_result polopt_evaluate(const polopt_policy *policy, const polo
     static const char *fn = "polopt_evaluate";
     polopt_result rc = POLOPT_OK;
     uint32_t *ids;
-    double reward = 0.0, hits = 0.0, ndcg = 0.0;
+    double reward = 0.0, hits = 0.0, ndcg = 0.0, reward2 = 0.0, ndcg2 = 0.0;
     size_t i, r;
     float r0;
     if (!policy || !policy->theta || !index || !scratch || !out) return POLOPT_ERR_INVALID_ARG;
@@ -7102,7 +7205,9 @@ POLOPT_DEF polopt_result polopt_evaluate(const polopt_policy *policy, const polo
                               fn, (unsigned long)i);
             break;
         }
-        reward += ids[0] != POLOPT_NO_ITEM ? r0 : 0.0;
+        if (ids[0] == POLOPT_NO_ITEM) r0 = 0.0f;
+        reward += r0;
+        reward2 += (double)r0 * r0;
         if (data->relevant) {
             const uint32_t *row = data->relevant->items + data->relevant->offsets[i];
             const size_t len = data->relevant->offsets[i + 1] - data->relevant->offsets[i];
@@ -7115,7 +7220,9 @@ POLOPT_DEF polopt_result polopt_evaluate(const polopt_policy *policy, const polo
                 }
             for (r = 0; r < k && r < len; ++r) ideal += polopt__gain(r + 1);
             hits += hit;
-            ndcg += ideal > 0.0 ? dcg / ideal : 0.0;
+            dcg = ideal > 0.0 ? dcg / ideal : 0.0;
+            ndcg += dcg;
+            ndcg2 += dcg * dcg;
         }
     }
     polopt__dealloc(&policy->hooks, ids);
@@ -7124,6 +7231,9 @@ POLOPT_DEF polopt_result polopt_evaluate(const polopt_policy *policy, const polo
     out->hit_rate = data->relevant ? hits / (double)data->n : 0.0;
     out->ndcg = data->relevant ? ndcg / (double)data->n : 0.0;
     out->k = k;
+    out->reward_se = polopt__mean_se(data->n, reward, reward2);
+    out->hit_rate_se = data->relevant ? polopt__mean_se(data->n, hits, hits) : 0.0; /* hits are 0 or 1 */
+    out->ndcg_se = data->relevant ? polopt__mean_se(data->n, ndcg, ndcg2) : 0.0;
     return POLOPT_OK;
 }
 
@@ -7154,6 +7264,231 @@ POLOPT_DEF polopt_result polopt_policy_value(const polopt_policy *policy, const 
     polopt__dealloc(&policy->hooks, h);
     if (rc != POLOPT_OK) return rc;
     *out_value = total / (double)data->n;
+    return POLOPT_OK;
+}
+
+/* >>lpi --------------------------------------------------------------------------------------------------- */
+
+/* Check n rewards that a callback returned for context ctx. */
+static polopt_result polopt__callback_rewards(polopt_reward_fn reward, void *user, uint32_t ctx, size_t n,
+                                              const uint32_t *items, float *out, const polopt_hooks *hooks,
+                                              const char *fn)
+{
+    size_t bad = 0;
+    polopt_result rc = reward(user, ctx, n, items, out);
+    if (rc != POLOPT_OK)
+        return polopt__fail(NULL, hooks, rc, "%s: the reward function failed for context %u: %s", fn, ctx,
+                            polopt_strerror(rc));
+    if (polopt_check_finite(n, out, &bad) != POLOPT_OK)
+        return polopt__fail(NULL, hooks, POLOPT_ERR_NONFINITE, "%s: the reward of context %u, item %u is %g", fn, ctx,
+                            items[bad], (double)out[bad]);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_lpi_advantages(polopt_estimator *mu, size_t n, const float *H_mu,
+                                               const uint32_t *contexts, const uint32_t *actions,
+                                               polopt_reward_fn reward, void *reward_user,
+                                               polopt_lpi_baseline baseline, float *out_advantage)
+{
+    static const char *fn = "polopt_lpi_advantages";
+    const polopt_hooks *hk;
+    polopt_result rc = POLOPT_OK;
+    float *rewards;
+    size_t i0, i, L, P;
+    if (!mu) return POLOPT_ERR_INVALID_ARG;
+    hk = &mu->config.hooks;
+    if (!mu->H) return polopt__not_ready(NULL, hk, fn, "estimator");
+    POLOPT__CHECK(NULL, hk, !n || (H_mu && actions && reward && out_advantage), "%s: an argument is NULL", fn);
+    POLOPT__CHECK(NULL, hk, baseline == POLOPT_LPI_MEAN || baseline == POLOPT_LPI_MAX, "%s: baseline = %d is unknown",
+                  fn, (int)baseline);
+    POLOPT__CHECK(NULL, hk, baseline == POLOPT_LPI_MEAN || mu->config.method == POLOPT_METHOD_EXACT,
+                  "%s: the MAX baseline needs an EXACT estimator (the maximum over all P items)", fn);
+    L = mu->index->dim, P = mu->index->n;
+    for (i = 0; i < n; ++i)
+        if (actions[i] >= P || (contexts && contexts[i] == POLOPT_NO_ITEM))
+            return polopt__fail(NULL, hk, POLOPT_ERR_INVALID_ARG, "%s: actions[%lu] = %u is not below P = %lu", fn,
+                                (unsigned long)i, actions[i], (unsigned long)P);
+    if (!n) return POLOPT_OK;
+    rewards = (float *)polopt__alloc(hk, mu->S, sizeof(float), &rc); /* the rewards of one context's draws */
+    if (!rewards) return polopt__fail(NULL, hk, rc, "%s: cannot allocate %lu rewards", fn, (unsigned long)mu->S);
+    for (i0 = 0; i0 < n && rc == POLOPT_OK; i0 += mu->config.batch) {
+        const size_t m = n - i0 < mu->config.batch ? n - i0 : mu->config.batch;
+        size_t c;
+        if ((rc = polopt_estimator_set(mu, m, H_mu + i0 * L, NULL)) != POLOPT_OK) break;
+        for (c = 0; c < m && rc == POLOPT_OK; ++c) {
+            const uint32_t ctx = contexts ? contexts[i0 + c] : (uint32_t)(i0 + c);
+            polopt_draws dr;
+            double g = 0.0, a;
+            float r_a;
+            size_t s;
+            if ((rc = polopt_estimator_draws(mu, c, &dr)) != POLOPT_OK) break;
+            rc = polopt__callback_rewards(reward, reward_user, ctx, dr.S, dr.ids, rewards, hk, fn);
+            if (rc == POLOPT_OK) rc = polopt__callback_rewards(reward, reward_user, ctx, 1, actions + i0 + c, &r_a, hk, fn);
+            if (rc != POLOPT_OK) break;
+            if (baseline == POLOPT_LPI_MEAN) {
+                for (s = 0; s < dr.S; ++s) g += (double)dr.weights[s] * rewards[s];
+            } else {
+                for (g = rewards[0], s = 1; s < dr.S; ++s) g = rewards[s] > g ? rewards[s] : g;
+            }
+            a = (double)r_a - g;
+            if (!(fabs(a) <= FLT_MAX))
+                rc = polopt__fail(NULL, hk, POLOPT_ERR_NONFINITE, "%s: the advantage of entry %lu is %g", fn,
+                                  (unsigned long)(i0 + c), a);
+            else
+                out_advantage[i0 + c] = (float)a;
+        }
+    }
+    polopt__dealloc(hk, rewards);
+    return rc;
+}
+
+POLOPT_DEF polopt_result polopt_lpi_weights(size_t n, const float *advantage, float beta_kl, float *out_w,
+                                            const polopt_hooks *hooks)
+{
+    static const char *fn = "polopt_lpi_weights";
+    size_t i;
+    POLOPT__CHECK(NULL, hooks, !n || (advantage && out_w), "%s: an array is NULL", fn);
+    if (!(beta_kl > 0.0f && beta_kl <= FLT_MAX))
+        return polopt__fail(NULL, hooks, POLOPT_ERR_DOMAIN, "%s: beta_kl = %g must be positive and finite", fn,
+                            (double)beta_kl);
+    for (i = 0; i < n; ++i) { /* checked first, so that an error leaves out_w (which may be advantage) untouched */
+        const double z = (double)advantage[i] / beta_kl;
+        if (!(fabs((double)advantage[i]) <= FLT_MAX))
+            return polopt__fail(NULL, hooks, POLOPT_ERR_NONFINITE, "%s: advantage[%lu] = %g is not finite", fn,
+                                (unsigned long)i, (double)advantage[i]);
+        if (z > 88.0) /* exp(88.7) = FLT_MAX */
+            return polopt__fail(NULL, hooks, POLOPT_ERR_DOMAIN,
+                                "%s: the weight of entry %lu, exp(%g / %g), overflows single precision: shift the "
+                                "advantages by their maximum (POLOPT_LPI_MAX) or raise beta_kl", fn, (unsigned long)i,
+                                (double)advantage[i], (double)beta_kl);
+    }
+    for (i = 0; i < n; ++i) out_w[i] = (float)exp((double)advantage[i] / beta_kl);
+    return POLOPT_OK;
+}
+
+/* log(2 p / (p + q)) from log p and log q, without overflow or cancellation. */
+static double polopt__log_ratio_to_mix(double lp, double lq)
+{
+    return lp >= lq ? log(2.0) - log1p(exp(lq - lp)) : log(2.0) + (lp - lq) - log1p(exp(lp - lq));
+}
+
+POLOPT_DEF polopt_result polopt_estimator_divergence(const polopt_estimator *p, const polopt_estimator *q, size_t c,
+                                                     double *out_kl, double *out_js)
+{
+    static const char *fn = "polopt_estimator_divergence";
+    polopt_draws dp, dq;
+    double kl = 0.0, js_p = 0.0, js_q = 0.0;
+    size_t s;
+    polopt_result rc;
+    if (!p || !q) return POLOPT_ERR_INVALID_ARG;
+    if ((rc = polopt__estimator_query(p, c, fn)) != POLOPT_OK) return rc;
+    if ((rc = polopt__estimator_query(q, c, fn)) != POLOPT_OK) return rc;
+    POLOPT__CHECK(NULL, &p->config.hooks, p->index->n == q->index->n && p->index->dim == q->index->dim,
+                  "%s: p has %lu items of dimension %lu, q %lu of %lu: they must share the catalogue", fn,
+                  (unsigned long)p->index->n, (unsigned long)p->index->dim, (unsigned long)q->index->n,
+                  (unsigned long)q->index->dim);
+    polopt_estimator_draws(p, c, &dp);
+    polopt_estimator_draws(q, c, &dq);
+    for (s = 0; s < dp.S; ++s) { /* E_p[log p - log q] and E_p[log(2p / (p + q))] */
+        const uint32_t a = dp.ids[s];
+        double lp, lq;
+        if (dp.weights[s] == 0.0f) continue;
+        lp = polopt__log_pi(p, c, a), lq = polopt__log_pi(q, c, a);
+        kl += dp.weights[s] * (lp - lq);
+        js_p += dp.weights[s] * polopt__log_ratio_to_mix(lp, lq);
+    }
+    for (s = 0; s < dq.S && out_js; ++s) { /* E_q[log(2q / (p + q))] */
+        const uint32_t a = dq.ids[s];
+        if (dq.weights[s] == 0.0f) continue;
+        js_q += dq.weights[s] * polopt__log_ratio_to_mix(polopt__log_pi(q, c, a), polopt__log_pi(p, c, a));
+    }
+    if (out_kl) *out_kl = kl;
+    if (out_js) *out_js = 0.5 * (js_p + js_q);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_policy_divergence(const polopt_policy *p, const polopt_policy *q,
+                                                  const polopt_mips *index, const polopt_estimator_config *config,
+                                                  size_t n, const float *X, size_t ldx, polopt_divergence *out)
+{
+    static const char *fn = "polopt_policy_divergence";
+    polopt_estimator_config ec;
+    polopt_estimator ep, eq;
+    const polopt_hooks *hk;
+    polopt_result rc = POLOPT_OK;
+    double sum[2] = {0.0, 0.0}, sum2[2] = {0.0, 0.0};
+    float *H = NULL;
+    size_t i0, L, B;
+    if (!p || !p->theta || !q || !q->theta) return POLOPT_ERR_INVALID_ARG;
+    hk = &p->hooks;
+    POLOPT__CHECK(NULL, hk, index && index->vectors && X && out && n > 0, "%s: an argument is NULL or n = 0", fn);
+    POLOPT__CHECK(NULL, hk, p->D == q->D && p->L == q->L && p->L == index->dim && ldx >= p->D,
+                  "%s: p is %lu x %lu, q %lu x %lu, the index has dimension %lu and ldx = %lu: they must agree", fn,
+                  (unsigned long)p->D, (unsigned long)p->L, (unsigned long)q->D, (unsigned long)q->L,
+                  (unsigned long)index->dim, (unsigned long)ldx);
+    if (config) {
+        ec = *config;
+    } else {
+        ec = polopt_estimator_config_default();
+        ec.method = POLOPT_METHOD_EXACT;
+    }
+    ec.hooks = *hk;
+    L = p->L, B = ec.batch;
+    memset(&ep, 0, sizeof ep);
+    memset(&eq, 0, sizeof eq);
+    ec.temperature = p->temperature;
+    rc = polopt_estimator_init(&ep, index, &ec);
+    ec.temperature = q->temperature;
+    ec.seed += 1; /* q's draws independent of p's */
+    if (rc == POLOPT_OK) rc = polopt_estimator_init(&eq, index, &ec);
+    if (rc == POLOPT_OK) H = (float *)polopt__alloc(hk, 2 * B, L * sizeof(float), &rc); /* B, L checked by init */
+    for (i0 = 0; i0 < n && rc == POLOPT_OK; i0 += B) {
+        const size_t m = n - i0 < B ? n - i0 : B;
+        size_t c;
+        rc = polopt_policy_embed(p, m, X + i0 * ldx, ldx, H);
+        if (rc == POLOPT_OK) rc = polopt_policy_embed(q, m, X + i0 * ldx, ldx, H + B * L);
+        if (rc == POLOPT_OK) rc = polopt_estimator_set(&ep, m, H, NULL);
+        if (rc == POLOPT_OK) rc = polopt_estimator_set(&eq, m, H + B * L, NULL);
+        for (c = 0; c < m && rc == POLOPT_OK; ++c) {
+            double d[2] = {0.0, 0.0};
+            size_t k;
+            rc = polopt_estimator_divergence(&ep, &eq, c, d, d + 1);
+            for (k = 0; k < 2; ++k) sum[k] += d[k], sum2[k] += d[k] * d[k];
+        }
+    }
+    polopt__dealloc(hk, H);
+    polopt_estimator_free(&ep);
+    polopt_estimator_free(&eq);
+    if (rc != POLOPT_OK) return rc;
+    out->n = n;
+    out->kl = sum[0] / (double)n;
+    out->js = sum[1] / (double)n;
+    out->kl_se = polopt__mean_se(n, sum[0], sum2[0]);
+    out->js_se = polopt__mean_se(n, sum[1], sum2[1]);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_action_reward(void *user, uint32_t context, size_t n, const uint32_t *items,
+                                              float *out_rewards)
+{
+    const polopt_action_task *t = (const polopt_action_task *)user;
+    size_t i;
+    if (!t || !t->action || !t->reward || context >= t->n || (n && (!items || !out_rewards)))
+        return POLOPT_ERR_INVALID_ARG;
+    for (i = 0; i < n; ++i) out_rewards[i] = items[i] == t->action[context] ? t->reward[context] : 0.0f;
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_linear_reward(void *user, uint32_t context, size_t n, const uint32_t *items,
+                                              float *out_rewards)
+{
+    const polopt_linear_task *t = (const polopt_linear_task *)user;
+    size_t i;
+    if (!t || !t->U || !t->items || context >= t->n || (n && (!items || !out_rewards))) return POLOPT_ERR_INVALID_ARG;
+    for (i = 0; i < n; ++i) {
+        if (items[i] >= t->P) return POLOPT_ERR_INVALID_ARG;
+        out_rewards[i] = polopt__dot(t->L, t->U + (size_t)context * t->L, t->items + (size_t)items[i] * t->L) + t->bias;
+    }
     return POLOPT_OK;
 }
 

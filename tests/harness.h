@@ -31,6 +31,7 @@ extern const th_test th_suite_api[];
 extern const th_test th_suite_objects[];
 extern const th_test th_suite_hardening[];
 extern const th_test th_suite_offpolicy[];
+extern const th_test th_suite_lpi[];
 
 /* Failed checks in the current test. */
 extern int th_failures;

@@ -83,7 +83,8 @@ int main(int argc, char **argv)
     } suites[] = {{"rng", th_suite_rng},           {"linalg", th_suite_linalg}, {"numerics", th_suite_numerics},
                   {"mips", th_suite_mips},           {"learn", th_suite_learn},
                   {"ope", th_suite_ope},         {"optim", th_suite_optim},       {"synth", th_suite_synth},   {"api", th_suite_api},
-                  {"objects", th_suite_objects}, {"hardening", th_suite_hardening}, {"offpolicy", th_suite_offpolicy}};
+                  {"objects", th_suite_objects}, {"hardening", th_suite_hardening}, {"offpolicy", th_suite_offpolicy},
+                  {"lpi", th_suite_lpi}};
     int passed = 0, failed = 0, a, wanted;
     size_t s;
     char name[256];
