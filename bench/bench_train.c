@@ -9,8 +9,10 @@
    The first epoch of a warm-started method searches from scratch (nothing to start from yet): both epochs are shown.
    Then learning from logged returns (Chen et al. 2019) at L = 32: REINFORCE on the logged actions with the exact
    estimator (all P items scored: the baseline), and with SNIS (eps = 0.8, warm) uncorrected, first-order, top-K
-   (K = 16), top-K capped at e^3, and top-K with a learned behaviour head (two estimator passes a step).  The log
-   (a random item per user, its ground-truth reward as the return, propensity 1/P) serves the timing only.
+   (K = 16), top-K capped at e^3, and top-K with a learned behaviour head (two estimator passes a step); and the LPI
+   loss of Liang & Vlassis (2023), exp(A / beta_kl) log pi(a | x), with the exact estimator (its baseline) and with
+   SNIS, beside the cost of its advantages A = r(a) - E_mu[r] with either estimator.  The log (a random item per
+   user, its ground-truth reward as the return, propensity 1/P) serves the timing only.
    Data: the synthetic catalogue, 2048 training users (64 steps an epoch), ground-truth rewards.
    Usage: bench_train [--quick] [P ...]   (default P: 10000 100000 1000000; L: 32 and 128) */
 #define _POSIX_C_SOURCE 199309L /* clock_gettime */
@@ -145,12 +147,37 @@ static void time_method(setup *s, int m, double *ms_first, double *ms_second)
 }
 
 /* Learning from logged returns: the baseline (exact estimator, no correction) and the SNIS variants. */
-enum { G_EXACT, G_NONE, G_FIRST, G_TOPK, G_TOPK_CAP, G_TOPK_LEARNED, N_LOGGED };
+enum { G_EXACT, G_NONE, G_FIRST, G_TOPK, G_TOPK_CAP, G_TOPK_LEARNED, G_LPI_EXACT, G_LPI, N_LOGGED };
 static const char *logged_names[N_LOGGED] = {"exact, no correction", "SNIS, no correction", "SNIS, first-order",
-                                             "SNIS, top-K (K = 16)", "SNIS, top-K, capped", "SNIS, top-K, b learned"};
+                                             "SNIS, top-K (K = 16)", "SNIS, top-K, capped", "SNIS, top-K, b learned",
+                                             "LPI, exact", "LPI, SNIS"};
 
-/* Milliseconds per step (second epoch) of one way to learn from the log of s. */
-static double time_logged(setup *s, int g)
+/* LPI's advantages A_i = r(a_i) - E_mu[r] of n logged actions, mu = the start policy, with an estimator of the given
+   method: the weights of the LPI rows, and milliseconds per context. */
+static double lpi_advantages(setup *s, polopt_method method, size_t n, const uint32_t *act, float *out)
+{
+    polopt_policy mu = fresh_policy(s->L);
+    polopt_estimator_config ec = method_config(M_EPS08).estimator;
+    polopt_estimator est;
+    float *H = (float *)malloc(n * s->L * sizeof(float));
+    double t0;
+    ec.method = method;
+    if (polopt_estimator_init(&est, &s->index, &ec) != POLOPT_OK) die("estimator", est.err.message);
+    if (polopt_policy_embed(&mu, n, s->X, s->L, H) != POLOPT_OK) die("embed", mu.err.message);
+    t0 = bench_now();
+    if (polopt_lpi_advantages(&est, n, H, NULL, act, polopt_synth_reward, &s->task, POLOPT_LPI_MEAN, out) != POLOPT_OK)
+        die("polopt_lpi_advantages", est.err.message);
+    t0 = 1e3 * (bench_now() - t0) / (double)n;
+    polopt_estimator_free(&est);
+    polopt_policy_free(&mu);
+    free(H);
+    return t0;
+}
+
+/* Milliseconds per step (second epoch) of one way to learn from the log of s.  The LPI rows learn the weighted
+   cross-entropy with weights exp(A / 0.1), A from the SNIS advantages (out_adv_ms: their milliseconds per context, with
+   SNIS and with the exact estimator, measured on the LPI, SNIS row). */
+static double time_logged(setup *s, int g, double *out_adv_ms)
 {
     polopt_policy pol = fresh_policy(s->L);
     polopt_trainer_config c = method_config(M_EPS08_WARM);
@@ -170,11 +197,22 @@ static double time_logged(setup *s, int g)
         prop[i] = 1.0f / (float)s->P;
         if (polopt_synth_reward(&s->task, (uint32_t)i, 1, act + i, ret + i) != POLOPT_OK) die("reward", "failed");
     }
+    if (g >= G_LPI_EXACT) {
+        const double snis_ms = lpi_advantages(s, POLOPT_METHOD_SNIS, N_TRAIN, act, ret);
+        if (g == G_LPI) {
+            float *exact = (float *)malloc(REINFORCE_CONTEXTS * sizeof(float));
+            out_adv_ms[0] = snis_ms;
+            out_adv_ms[1] = lpi_advantages(s, POLOPT_METHOD_EXACT, REINFORCE_CONTEXTS, act, exact);
+            free(exact);
+        }
+        if (polopt_lpi_weights(N_TRAIN, ret, 0.1f, ret, NULL) != POLOPT_OK) die("polopt_lpi_weights", "failed");
+    }
     lr.action = act, lr.ret = ret, lr.propensity = g == G_TOPK_LEARNED ? NULL : prop;
     d.reward = NULL, d.reward_user = NULL, d.returns = &lr;
-    if (g == G_EXACT) c.estimator.method = POLOPT_METHOD_EXACT, c.warm_start = 0, d.n = REINFORCE_CONTEXTS;
-    c.correction.kind = g <= G_NONE ? POLOPT_CORRECTION_NONE : g == G_FIRST ? POLOPT_CORRECTION_FIRST_ORDER
-                                                                             : POLOPT_CORRECTION_TOP_K;
+    if (g == G_EXACT || g == G_LPI_EXACT) c.estimator.method = POLOPT_METHOD_EXACT, c.warm_start = 0, d.n = REINFORCE_CONTEXTS;
+    c.correction.kind = g <= G_NONE || g >= G_LPI_EXACT ? POLOPT_CORRECTION_NONE
+                        : g == G_FIRST                   ? POLOPT_CORRECTION_FIRST_ORDER
+                                                         : POLOPT_CORRECTION_TOP_K;
     c.correction.K = 16;
     c.correction.cap = g == G_TOPK_CAP ? 20.0855f : 0.0f; /* e^3, the production value */
     c.learn_behaviour = g == G_TOPK_LEARNED;
@@ -274,18 +312,26 @@ int main(int argc, char **argv)
                        best / t[1]);
             }
             if (s.L == 32) { /* learning from logged returns: each method against the exact baseline */
-                double lms[N_LOGGED];
+                double lms[N_LOGGED], adv_ms[2] = {0.0, 0.0};
                 int g;
                 printf("\n  learning from logged returns (P = %lu, L = 32)\n  %-24s %10s %12s\n", (unsigned long)s.P,
                        "method", "ms/step", "vs exact");
                 for (g = 0; g < N_LOGGED; ++g) {
-                    lms[g] = time_logged(&s, g);
-                    printf("  %-24s %10.2f %11.1fx\n", logged_names[g], lms[g], lms[G_EXACT] / lms[g]);
+                    lms[g] = time_logged(&s, g, adv_ms);
+                    printf("  %-24s %10.2f %11.1fx\n", logged_names[g], lms[g],
+                           lms[g >= G_LPI_EXACT ? G_LPI_EXACT : G_EXACT] / lms[g]);
                 }
+                printf("  (LPI rows against LPI, exact.  LPI's advantages, once per log: %.3f ms a context with SNIS, "
+                       "%.2f exact, %.1fx)\n", adv_ms[0], adv_ms[1], adv_ms[1] / adv_ms[0]);
                 if (s.P == 1000000) {
                     sprintf(line, " logged_exact_ms_P1e6=%.1f logged_topk_ms_P1e6=%.2f speedup_logged_topk_P1e6=%.1f "
                                   "speedup_logged_topk_learned_P1e6=%.1f",
                             lms[G_EXACT], lms[G_TOPK], lms[G_EXACT] / lms[G_TOPK], lms[G_EXACT] / lms[G_TOPK_LEARNED]);
+                    strcat(keys, line);
+                    sprintf(line, " lpi_exact_ms_P1e6=%.1f lpi_snis_ms_P1e6=%.2f speedup_lpi_P1e6=%.1f "
+                                  "lpi_over_eps08_step_P1e6=%.2f speedup_lpi_advantages_P1e6=%.1f",
+                            lms[G_LPI_EXACT], lms[G_LPI], lms[G_LPI_EXACT] / lms[G_LPI],
+                            lms[G_LPI] / ms[li][pi][M_EPS08_WARM][1], adv_ms[1] / adv_ms[0]);
                     strcat(keys, line);
                 }
             }
