@@ -814,7 +814,8 @@ typedef struct polopt_correction_config {
 typedef struct polopt_logged_returns {
     const uint32_t *action;  /* n: a_t */
     const float *ret;        /* n: R_t */
-    const float *propensity; /* n: b(a_t | s_t) in (0, 1], or NULL: the trainer's learned head b_hat */
+    const float *propensity; /* n: b(a_t | s_t) in (0, 1], or NULL: the trainer's learned head b_hat (or, with
+                                correction NONE, which has no weight, none at all) */
 } polopt_logged_returns;
 
 POLOPT_DEF polopt_correction_config polopt_correction_config_default(void);
@@ -7323,7 +7324,8 @@ POLOPT_DEF polopt_result polopt_lpi_advantages(polopt_estimator *mu, size_t n, c
             size_t s;
             if ((rc = polopt_estimator_draws(mu, c, &dr)) != POLOPT_OK) break;
             rc = polopt__callback_rewards(reward, reward_user, ctx, dr.S, dr.ids, rewards, hk, fn);
-            if (rc == POLOPT_OK) rc = polopt__callback_rewards(reward, reward_user, ctx, 1, actions + i0 + c, &r_a, hk, fn);
+            if (rc == POLOPT_OK)
+                rc = polopt__callback_rewards(reward, reward_user, ctx, 1, actions + i0 + c, &r_a, hk, fn);
             if (rc != POLOPT_OK) break;
             if (baseline == POLOPT_LPI_MEAN) {
                 for (s = 0; s < dr.S; ++s) g += (double)dr.weights[s] * rewards[s];

@@ -209,7 +209,8 @@ static double time_logged(setup *s, int g, double *out_adv_ms)
     }
     lr.action = act, lr.ret = ret, lr.propensity = g == G_TOPK_LEARNED ? NULL : prop;
     d.reward = NULL, d.reward_user = NULL, d.returns = &lr;
-    if (g == G_EXACT || g == G_LPI_EXACT) c.estimator.method = POLOPT_METHOD_EXACT, c.warm_start = 0, d.n = REINFORCE_CONTEXTS;
+    if (g == G_EXACT || g == G_LPI_EXACT)
+        c.estimator.method = POLOPT_METHOD_EXACT, c.warm_start = 0, d.n = REINFORCE_CONTEXTS;
     c.correction.kind = g <= G_NONE || g >= G_LPI_EXACT ? POLOPT_CORRECTION_NONE
                         : g == G_FIRST                   ? POLOPT_CORRECTION_FIRST_ORDER
                                                          : POLOPT_CORRECTION_TOP_K;

@@ -206,7 +206,8 @@ static void panel(FILE *f, const row *rows, size_t n, size_t first_lpi, int m, d
         fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>\n", gx, y0, gx, y0 + h);
         fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#ddd'/>\n", x0, gy, x0 + w, gy);
         fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='middle'>%.3f</text>\n", gx, y0 + h + 16, xmax * t / 4);
-        fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='end'>%.4f</text>\n", x0 - 5, gy + 4, ymin + (ymax - ymin) * t / 4);
+        fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='end'>%.4f</text>\n", x0 - 5, gy + 4,
+                ymin + (ymax - ymin) * t / 4);
     }
     fprintf(f, "<rect x='%.0f' y='%.0f' width='%.0f' height='%.0f' fill='none' stroke='black'/>\n", x0, y0, w, h);
     fprintf(f, "<text x='%.0f' y='%.0f' text-anchor='middle'>JS(pi_hat || mu_hat) on held-out contexts</text>\n",
@@ -338,7 +339,8 @@ static void synthetic(task *t, polopt_synth *synth, polopt_policy *mu, polopt_sy
     t->act = (uint32_t *)xcalloc(N, sizeof(uint32_t));
     t->click = (float *)xcalloc(N, sizeof(float));
     for (u = 0; u < N; ++u)
-        check(polopt_synth_user(synth, u, t->X + u * SYN_L, *taste + u * SYN_L), "polopt_synth_user", synth->err.message);
+        check(polopt_synth_user(synth, u, t->X + u * SYN_L, *taste + u * SYN_L), "polopt_synth_user",
+              synth->err.message);
     truth[0].synth = synth, truth[0].items = t->index.vectors, truth[0].tastes = *taste, truth[0].n = SYN_TRAIN;
     truth[1] = truth[0];
     truth[1].tastes = *taste + (size_t)SYN_TRAIN * SYN_L, truth[1].n = SYN_TEST;

@@ -57,13 +57,13 @@ static void random_policy(polopt_policy *p, size_t L, float scale, uint64_t seed
 }
 
 /* The closed-form optimum (Liang & Vlassis 2023, Eq. 7-8).  C contexts with free logits (one-hot x, beta = I, so
-   f(a, x_c) = theta[c][a]), a known logging policy mu, full-information rewards r(c, a) in [0, 1], 60 logged actions per
-   context.  The LPI loss sum_i exp(A_i / beta_kl) log pi(a_i | c_i) over the simplex is maximised by
+   f(a, x_c) = theta[c][a]), a known logging policy mu, full-information rewards r(c, a) in [0, 1], 60 logged actions
+   per context.  The LPI loss sum_i exp(A_i / beta_kl) log pi(a_i | c_i) over the simplex is maximised by
        pi*(a | c)  ~  n(c, a) exp(A(c, a) / beta_kl)  =  mu~(a | c) exp(A(c, a) / beta_kl)
    (mu~ the empirical logging policy: each (c, a) weighs its count times one weight), the paper's pi ~ mu exp(r /
    beta_kl), since A and r differ by a function of c.  The trainer (EXACT method, full batch, Adam with a decaying
-   step) must reach pi* within total variation 0.003 in every context (measured 4e-4), for beta_kl = 0.1, 0.5, 2 and both baselines
-   (the same optimum); the advantages themselves match the sums written out here. */
+   step) must reach pi* within total variation 0.003 in every context (measured 4e-4), for beta_kl = 0.1, 0.5, 2 and
+   both baselines (the same optimum); the advantages themselves match the sums written out here. */
 static void lpi_closed_form_optimum(void)
 {
     enum { C = 4, P = 8, PER = 60, N = C * PER };
@@ -209,7 +209,8 @@ static void lpi_weights_and_bad_input(void)
         CHECK_RC(polopt_lpi_advantages(&est, 2, H, NULL, act, polopt_linear_reward, &task, POLOPT_LPI_MEAN, out),
                  POLOPT_ERR_INVALID_ARG); /* action 6 of 6 */
         act[1] = 5;
-        CHECK_RC(polopt_lpi_advantages(&est, 2, H, NULL, act, NULL, &task, POLOPT_LPI_MEAN, out), POLOPT_ERR_INVALID_ARG);
+        CHECK_RC(polopt_lpi_advantages(&est, 2, H, NULL, act, NULL, &task, POLOPT_LPI_MEAN, out),
+                 POLOPT_ERR_INVALID_ARG);
         CHECK_RC(polopt_lpi_advantages(&est, 2, H, NULL, act, polopt_linear_reward, NULL, POLOPT_LPI_MEAN, out),
                  POLOPT_ERR_INVALID_ARG); /* the callback's own error, passed on */
         CHECK_OK(polopt_lpi_advantages(&est, 2, H, NULL, act, polopt_linear_reward, &task, POLOPT_LPI_MEAN, out));
@@ -499,6 +500,55 @@ static void lpi_trainer_needs_propensities_only_to_correct(void)
     polopt_mips_free(&index);
 }
 
+/* Every allocation failure of the LPI functions that allocate (the divergence's two estimators and its embeddings;
+   the advantages' reward buffer) answers POLOPT_ERR_NO_MEMORY and leaks nothing. */
+static polopt_result lpi_alloc_scenario(const polopt_hooks *hooks, int stage, void *user)
+{
+    enum { P = 30, L = 4, N = 40 };
+    float beta[P * L], X[N * L], H[N * L], A[N];
+    uint32_t act[N];
+    polopt_policy_config pc = polopt_policy_config_default(L, L);
+    polopt_estimator_config ec = polopt_estimator_config_default();
+    polopt_policy p, q;
+    polopt_mips index;
+    polopt_estimator est;
+    polopt_divergence dv;
+    polopt_linear_task task;
+    polopt_rng rng;
+    polopt_result rc;
+    size_t i;
+    (void)user;
+    polopt_rng_seed(&rng, 1);
+    polopt_rng_normals(&rng, P * L, beta);
+    polopt_rng_normals(&rng, N * L, X);
+    for (i = 0; i < N; ++i) act[i] = (uint32_t)(i % P);
+    memset(&p, 0, sizeof p), memset(&q, 0, sizeof q), memset(&est, 0, sizeof est), memset(&index, 0, sizeof index);
+    pc.init = POLOPT_INIT_RANDOM, pc.hooks = *hooks;
+    ec.K = 8, ec.S = 16, ec.batch = 16, ec.hooks = *hooks;
+    if (stage == 2) ec.method = POLOPT_METHOD_EXACT;
+    rc = polopt_mips_init_exact(&index, P, L, beta, 1, hooks);
+    if (rc == POLOPT_OK) rc = polopt_policy_init(&p, &pc);
+    pc.seed = 2;
+    if (rc == POLOPT_OK) rc = polopt_policy_init(&q, &pc);
+    if (rc == POLOPT_OK && stage < 2) rc = polopt_policy_divergence(&p, &q, &index, stage ? &ec : NULL, N, X, L, &dv);
+    if (rc == POLOPT_OK && stage == 2) rc = polopt_estimator_init(&est, &index, &ec);
+    if (rc == POLOPT_OK && stage == 2) rc = polopt_policy_embed(&q, N, X, L, H);
+    task.U = X, task.items = beta, task.n = N, task.P = P, task.L = L, task.bias = 0.0f;
+    if (rc == POLOPT_OK && stage == 2)
+        rc = polopt_lpi_advantages(&est, N, H, NULL, act, polopt_linear_reward, &task, POLOPT_LPI_MAX, A);
+    polopt_estimator_free(&est);
+    polopt_policy_free(&p);
+    polopt_policy_free(&q);
+    polopt_mips_free(&index);
+    return rc;
+}
+
+static void lpi_allocation_failures(void)
+{
+    int stage;
+    for (stage = 0; stage < 3; ++stage) CHECK_EACH_ALLOCATION_FAILURE(lpi_alloc_scenario, stage, NULL);
+}
+
 const th_test th_suite_lpi[] = {TH(lpi_closed_form_optimum),
                                 TH(lpi_weights_and_bad_input),
                                 TH(lpi_divergence_exact),
@@ -506,4 +556,5 @@ const th_test th_suite_lpi[] = {TH(lpi_closed_form_optimum),
                                 TH(lpi_mu_hat_by_maximum_likelihood),
                                 TH(lpi_ar1_and_iar1),
                                 TH(lpi_trainer_needs_propensities_only_to_correct),
+                                TH(lpi_allocation_failures),
                                 TH_END};
