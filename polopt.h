@@ -44,6 +44,8 @@
      >>learn      rewards, the top-K off-policy correction and logged returns, the trainer, evaluation
      >>lpi        local policy improvement: advantages and LPI weights, KL and JS divergence of two policies,
                   AR@1 and iAR@1 rewards
+     >>qhead      an action-value head Q(x, a) = u(x)^T beta_a for LPI-RL, trained by Q-learning with a target
+                  head and double Q
      >>logged     logged bandit feedback, and a streaming CSV reader with line-numbered validation
      >>ope        off-policy evaluation: IPS, clipped IPS, SNIPS, DM, DR, clipped DR, SNDR, Switch-DR; reward models
      >>synth      deterministic synthetic catalogue: clustered item embeddings, users, ground-truth rewards
@@ -62,6 +64,10 @@
      Liang & Vlassis 2023          Local Policy Improvement for Recommender Systems.  ACM TORS (arXiv 2212.11431).
                                    The KL-constrained lower bound (Eq. 7) and its optimum, the LPI loss (Eq. 8), the
                                    IPS cross-entropy baseline (Eq. 9), LPI-RL (Eq. 10-11), AR@1, iAR@1 and JS (§4).
+     Mnih et al. 2015              Human-level control through deep reinforcement learning.  Nature 518.  (the target
+                                   network of the Q head, >>qhead)
+     van Hasselt et al. 2016       Deep Reinforcement Learning with Double Q-learning.  AAAI 2016.  (H. van Hasselt,
+                                   A. Guez, D. Silver.)  Double Q-learning in the Q head's target.
      Williams 1992                 Simple statistical gradient-following algorithms for connectionist reinforcement
                                    learning.  Machine Learning 8.  (REINFORCE)
      Malkov & Yashunin 2018        Efficient and robust approximate nearest neighbor search using Hierarchical
@@ -1023,6 +1029,85 @@ POLOPT_DEF polopt_result polopt_action_reward(void *user, uint32_t context, size
                                               float *out_rewards);
 POLOPT_DEF polopt_result polopt_linear_reward(void *user, uint32_t context, size_t n, const uint32_t *items,
                                               float *out_rewards);
+
+/* >>qhead ------------------------------------------------------------------------------------------------- */
+
+/* An action-value head for LPI-RL (Liang & Vlassis, "Local Policy Improvement for Recommender Systems", 2023, §3.3):
+       Q(x, a) = u(x)^T beta_a,     u(x) = theta^T x,     theta in R^{D x L}
+   over the same item embeddings beta (the MIPS index) as the policy, so that the maximum over the catalogue in the
+   temporal-difference target is one MIPS query.  It is trained on logged transitions (x_t, a_t, r_t, x_{t+1}, done_t)
+   by the Q-learning loss of their Eq. 11,
+       L_TD(theta) = (1/n) sum_t (Q(x_t, a_t) - y_t)^2,     y_t = r_t + gamma (1 - done_t) max_a' Q_target(x_{t+1}, a')
+   where the target y_t is held constant in the gradient.  Two standard devices keep this stable:
+     target network (Mnih et al., "Human-level control through deep reinforcement learning", Nature 2015): y_t is
+       computed with a copy of theta (the target head) refreshed every target_every steps, so the regression does not
+       chase itself;
+     double Q-learning (van Hasselt, Guez & Silver, "Deep Reinforcement Learning with Double Q-learning", AAAI 2016):
+       the online head chooses a' = argmax_a Q_online(x_{t+1}, a) and the target head values it, y_t = r_t + gamma
+       (1 - done_t) Q_target(x_{t+1}, a'), which removes most of the upward bias of max over noisy estimates (with
+       P = 10^6 items the max of a linear Q is far from its mean).  Liang & Vlassis (§4.2) found it "very helpful".
+   The gradient of (1/2n) sum_t delta_t^2, delta_t = Q(x_t, a_t) - y_t, is X^T G / n with G_t = delta_t beta_{a_t}
+   (one gemm); one Adam step follows.  A step costs O(n D L) for the embeddings and the gradient plus n MIPS queries
+   (two embeddings of x_{t+1} with double Q).
+   What LPI-RL does with it: A(x, a) = Q(x, a) - E_{a~mu_hat}[Q(x, a)], the advantage of the logging policy's head with
+   its gradient cut, through polopt_lpi_advantages with reward polopt_linear_reward over U = polopt_policy_embed(
+   &q.online, X); then w = exp(A / beta_kl) (polopt_lpi_weights) weights the cross-entropy of the policy head (their
+   Eq. 10 with the TD term on its own head).  With the linear h of this library the two heads share no learned
+   backbone, so the TD loss changes pi only through these weights.
+   Note what the max assumes: Q-learning estimates the optimal Q*, not Q_mu, and off-policy the max also ranges over
+   items the log never shows in that state, whose values only the linear form extrapolates (a source of optimism that
+   double Q reduces but does not remove). */
+typedef struct polopt_qhead_config {
+    float gamma;             /* discount in [0, 1); 0.9 */
+    int double_q;            /* 1: double Q-learning (the default); 0: y uses max_a Q_target(x', a) */
+    size_t target_every;     /* TD steps between copies of the online head into the target head, >= 1; 100 */
+    size_t ef;               /* MIPS beam of the max's search (HNSW; an exact index ignores it), >= 1; 64 */
+    size_t batch;            /* the most transitions one polopt_qhead_td_step takes; 256 */
+    polopt_adam_config adam; /* minimises the TD loss; lr 1e-3 */
+    polopt_init init;        /* RANDOM (IDENTITY needs D = L) */
+    float init_scale;        /* 0.01: Q starts near 0, the scale of its first targets */
+    uint64_t seed;           /* for RANDOM; 1 */
+    polopt_hooks hooks;
+} polopt_qhead_config;
+
+typedef struct polopt_qhead {
+    polopt_qhead_config config;
+    const polopt_mips *index;  /* beta (P x L) and the MIPS of the max */
+    polopt_policy online;      /* theta, trained: u(x) = theta^T x (its temperature is 1 and unused) */
+    polopt_policy target;      /* the copy that values the TD targets */
+    polopt_adam adam;
+    polopt_mips_scratch scratch;
+    /* a step's buffers, one block, batch rows each: */
+    float *u;                  /* batch x L: u(x_t), then G_t = delta_t beta_{a_t} */
+    float *u_next;             /* batch x L: u_target(x_{t+1}) */
+    float *u_choose;           /* batch x L: u_online(x_{t+1}) (double Q) */
+    float *q_next;             /* batch: the max's scores */
+    uint32_t *a_next;          /* batch: the max's items */
+    float *grad;               /* D x L: the gradient of the last step (its (1/2n) sum delta^2) */
+    void *block;
+    size_t steps;              /* TD steps taken */
+    polopt_error err;
+} polopt_qhead;
+
+POLOPT_DEF polopt_qhead_config polopt_qhead_config_default(void);
+/* A head over the items of index (which must outlive it) for contexts of D features; config NULL: the defaults.  The
+   target head starts as a copy of the online head.  Allocates everything a step needs. */
+POLOPT_DEF polopt_result polopt_qhead_init(polopt_qhead *q, const polopt_mips *index, size_t D,
+                                           const polopt_qhead_config *config);
+POLOPT_DEF void polopt_qhead_free(polopt_qhead *q);
+/* One Adam step on the TD loss of n transitions, 1 <= n <= config.batch (Liang & Vlassis 2023, Eq. 11): rows of X and
+   X_next (leading dimensions ldx, ldx_next >= D, finite; a terminal transition's x_{t+1} is never used but must be
+   finite, e.g. x_t again), actions below P, finite rewards, done in {0, 1}.  out_loss (may be NULL): the mean squared
+   TD error before the step.  Every target_every steps the target head becomes a copy of the online head.  A
+   non-finite target or gradient (POLOPT_ERR_NONFINITE) leaves every parameter untouched.  Allocates nothing. */
+POLOPT_DEF polopt_result polopt_qhead_td_step(polopt_qhead *q, size_t n, const float *X, size_t ldx,
+                                              const uint32_t *actions, const float *rewards, const float *X_next,
+                                              size_t ldx_next, const unsigned char *done, double *out_loss);
+/* Q(x_i, a_i) of the online head for n contexts (any n, in chunks of config.batch) into out_q.  O(n D L). */
+POLOPT_DEF polopt_result polopt_qhead_values(polopt_qhead *q, size_t n, const float *X, size_t ldx,
+                                             const uint32_t *actions, float *out_q);
+/* Copy the online head into the target head now (fitted Q-iteration calls it after each regression). */
+POLOPT_DEF polopt_result polopt_qhead_update_target(polopt_qhead *q);
 
 /* >>logged ------------------------------------------------------------------------------------------------ */
 
@@ -7306,7 +7391,7 @@ POLOPT_DEF polopt_result polopt_lpi_advantages(polopt_estimator *mu, size_t n, c
                   "%s: the MAX baseline needs an EXACT estimator (the maximum over all P items)", fn);
     L = mu->index->dim, P = mu->index->n;
     for (i = 0; i < n; ++i)
-        if (actions[i] >= P || (contexts && contexts[i] == POLOPT_NO_ITEM))
+        if (actions[i] >= P)
             return polopt__fail(NULL, hk, POLOPT_ERR_INVALID_ARG, "%s: actions[%lu] = %u is not below P = %lu", fn,
                                 (unsigned long)i, actions[i], (unsigned long)P);
     if (!n) return POLOPT_OK;
@@ -7491,6 +7576,271 @@ POLOPT_DEF polopt_result polopt_linear_reward(void *user, uint32_t context, size
         if (items[i] >= t->P) return POLOPT_ERR_INVALID_ARG;
         out_rewards[i] = polopt__dot(t->L, t->U + (size_t)context * t->L, t->items + (size_t)items[i] * t->L) + t->bias;
     }
+    return POLOPT_OK;
+}
+
+/* >>qhead ------------------------------------------------------------------------------------------------- */
+
+POLOPT_DEF polopt_qhead_config polopt_qhead_config_default(void)
+{
+    polopt_qhead_config c;
+    memset(&c, 0, sizeof c);
+    c.gamma = 0.9f;
+    c.double_q = 1;
+    c.target_every = 100;
+    c.ef = 64;
+    c.batch = 256;
+    c.adam = polopt_adam_config_default(); /* lr 1e-3 */
+    c.init = POLOPT_INIT_RANDOM;
+    c.init_scale = 0.01f;
+    c.seed = 1;
+    return c;
+}
+
+POLOPT_DEF void polopt_qhead_free(polopt_qhead *q)
+{
+    polopt_hooks h;
+    if (!q) return;
+    h = q->config.hooks;
+    polopt_policy_free(&q->online);
+    polopt_policy_free(&q->target);
+    polopt_adam_free(&q->adam);
+    polopt_mips_scratch_free(&q->scratch);
+    polopt__dealloc(&h, q->block);
+    memset(q, 0, sizeof *q);
+}
+
+/* The step's buffers (a NULL arena base only counts the bytes). */
+static void polopt__qhead_layout(polopt_qhead *q, size_t D, size_t L, size_t B, polopt__arena *a)
+{
+    q->u = (float *)polopt__carve(a, B * L, sizeof(float));
+    q->u_next = (float *)polopt__carve(a, B * L, sizeof(float));
+    q->u_choose = (float *)polopt__carve(a, B * L, sizeof(float));
+    q->q_next = (float *)polopt__carve(a, B, sizeof(float));
+    q->a_next = (uint32_t *)polopt__carve(a, B, sizeof(uint32_t));
+    q->grad = (float *)polopt__carve(a, D * L, sizeof(float));
+}
+
+static polopt_result polopt__qhead_check_config(polopt_qhead *q, const polopt_qhead_config *c, const char *fn)
+{
+    polopt_result rc;
+    if ((rc = polopt__check_range(&q->err, &c->hooks, fn, "gamma", c->gamma, 0.0, POLOPT__CLOSED, 1.0, POLOPT__OPEN)))
+        return rc;
+    POLOPT__CHECK(&q->err, &c->hooks, c->double_q == 0 || c->double_q == 1, "%s: config.double_q = %d must be 0 or 1",
+                  fn, c->double_q);
+    POLOPT__CHECK(&q->err, &c->hooks, c->target_every >= 1, "%s: config.target_every = 0 must be >= 1", fn);
+    POLOPT__CHECK(&q->err, &c->hooks, c->ef >= 1 && c->ef <= (1u << 20), "%s: config.ef = %lu must be in [1, 2^20]",
+                  fn, (unsigned long)c->ef);
+    POLOPT__CHECK(&q->err, &c->hooks, c->batch >= 1 && c->batch <= (1u << 24),
+                  "%s: config.batch = %lu must be in [1, 2^24]", fn, (unsigned long)c->batch);
+    return POLOPT_OK;
+}
+
+static polopt_result polopt__qhead_init_impl(polopt_qhead *q, const polopt_mips *index, size_t D,
+                                             const polopt_qhead_config *config)
+{
+    static const char *fn = "polopt_qhead_init";
+    polopt_qhead_config c;
+    polopt_policy_config pc;
+    polopt__arena a = {NULL, 0, 0};
+    polopt_result rc = POLOPT_OK;
+    size_t L;
+    if (!q) return POLOPT_ERR_INVALID_ARG;
+    memset(q, 0, sizeof *q);
+    c = config ? *config : polopt_qhead_config_default();
+    q->config = c;
+    POLOPT__CHECK(&q->err, &c.hooks, index && index->vectors && index->n >= 1, "%s: the index is not initialised", fn);
+    if ((rc = polopt__qhead_check_config(q, &c, fn)) != POLOPT_OK) return rc;
+    L = index->dim;
+    pc = polopt_policy_config_default(D, L); /* checks D, L, init and init_scale with its own messages */
+    pc.init = c.init, pc.init_scale = c.init_scale, pc.seed = c.seed, pc.hooks = c.hooks;
+    if ((rc = polopt_policy_init(&q->online, &pc)) != POLOPT_OK) {
+        q->err = q->online.err;
+        return rc;
+    }
+    if ((rc = polopt_policy_init(&q->target, &pc)) != POLOPT_OK) { /* the same seed: the same theta */
+        q->err = q->target.err;
+        return rc;
+    }
+    c.adam.maximize = 0; /* the TD loss is minimised, whatever the caller's config said */
+    c.adam.hooks = c.hooks;
+    if ((rc = polopt_adam_init(&q->adam, D * L, &c.adam)) != POLOPT_OK) {
+        q->err = q->adam.err;
+        return rc;
+    }
+    if ((rc = polopt_mips_scratch_init(&q->scratch, index, c.ef, &c.hooks)) != POLOPT_OK) {
+        q->err = q->scratch.err;
+        return rc;
+    }
+    polopt__qhead_layout(q, D, L, c.batch, &a);
+    if (!(q->block = polopt__arena_alloc(&c.hooks, &a, &rc)))
+        return polopt__fail(&q->err, &c.hooks, rc,
+                            "%s: cannot allocate the step buffers (batch = %lu, D = %lu, L = %lu)", fn,
+                            (unsigned long)c.batch, (unsigned long)D, (unsigned long)L);
+    polopt__arena_begin(&a, q->block);
+    polopt__qhead_layout(q, D, L, c.batch, &a);
+    q->config = c;
+    q->index = index;
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_qhead_init(polopt_qhead *q, const polopt_mips *index, size_t D,
+                                           const polopt_qhead_config *config)
+{
+    const polopt_result rc = polopt__qhead_init_impl(q, index, D, config);
+    if (rc != POLOPT_OK && q) POLOPT__ZERO_KEEPING_ERROR(q, polopt_qhead_free);
+    return rc;
+}
+
+/* The checks of a step's transitions, before anything is computed: every message names the entry. */
+static polopt_result polopt__qhead_check_batch(polopt_qhead *q, size_t n, const float *X, size_t ldx,
+                                               const uint32_t *actions, const float *rewards, const float *X_next,
+                                               size_t ldx_next, const unsigned char *done, const char *fn)
+{
+    const polopt_hooks *hk = &q->config.hooks;
+    const size_t D = q->online.D, P = q->index->n;
+    size_t i;
+    POLOPT__CHECK(&q->err, hk, n >= 1 && n <= q->config.batch, "%s: n = %lu transitions must be in [1, batch = %lu]",
+                  fn, (unsigned long)n, (unsigned long)q->config.batch);
+    POLOPT__CHECK(&q->err, hk, X && actions && rewards && X_next && done,
+                  "%s: X, actions, rewards, X_next or done is NULL", fn);
+    POLOPT__CHECK(&q->err, hk, ldx >= D && ldx_next >= D, "%s: ldx = %lu and ldx_next = %lu must be >= D = %lu", fn,
+                  (unsigned long)ldx, (unsigned long)ldx_next, (unsigned long)D);
+    for (i = 0; i < n; ++i) {
+        POLOPT__CHECK(&q->err, hk, actions[i] < P, "%s: actions[%lu] = %u is not below P = %lu", fn, (unsigned long)i,
+                      actions[i], (unsigned long)P);
+        POLOPT__CHECK(&q->err, hk, done[i] <= 1, "%s: done[%lu] = %u must be 0 or 1", fn, (unsigned long)i,
+                      (unsigned)done[i]);
+        if (!(fabsf(rewards[i]) <= FLT_MAX))
+            return polopt__fail(&q->err, hk, POLOPT_ERR_NONFINITE, "%s: rewards[%lu] = %g is not finite", fn,
+                                (unsigned long)i, (double)rewards[i]);
+    }
+    return POLOPT_OK;
+}
+
+/* u = X theta for n rows of X through a head (finiteness checked by polopt_policy_embed); the message says which. */
+static polopt_result polopt__qhead_embed(polopt_qhead *q, const polopt_policy *head, size_t n, const float *X,
+                                         size_t ldx, float *out, const char *fn, const char *what)
+{
+    const polopt_result rc = polopt_policy_embed(head, n, X, ldx, out);
+    if (rc == POLOPT_OK) return rc;
+    return polopt__fail(&q->err, &q->config.hooks, rc, "%s: %s is not finite (a row of the input, or x theta, is)", fn,
+                        what);
+}
+
+/* The TD targets y_t = r_t + gamma (1 - done_t) Q_target(x_{t+1}, a'_t) into q->q_next, a'_t chosen by MIPS:
+   double Q asks the online head for a' (van Hasselt et al. 2016) and dots the target head's u with beta_a'; plain Q
+   takes the target head's own maximum (Mnih et al. 2015). */
+static polopt_result polopt__qhead_targets(polopt_qhead *q, size_t n, const float *rewards, const float *X_next,
+                                           size_t ldx_next, const unsigned char *done, const char *fn)
+{
+    const size_t L = q->online.L;
+    const float *beta = q->index->vectors;
+    const float *chooser = q->config.double_q ? q->u_choose : q->u_next;
+    polopt_result rc;
+    size_t i;
+    if ((rc = polopt__qhead_embed(q, &q->target, n, X_next, ldx_next, q->u_next, fn, "u_target(x_next)")) != POLOPT_OK)
+        return rc;
+    if (q->config.double_q) {
+        rc = polopt__qhead_embed(q, &q->online, n, X_next, ldx_next, q->u_choose, fn, "u_online(x_next)");
+        if (rc != POLOPT_OK) return rc;
+    }
+    rc = polopt_mips_search_batch(q->index, &q->scratch, n, chooser, L, 1, q->config.ef, q->a_next, q->q_next);
+    if (rc != POLOPT_OK) {
+        q->err = q->scratch.err;
+        return rc;
+    }
+    for (i = 0; i < n; ++i) {
+        double y = rewards[i];
+        if (done[i]) {
+            q->q_next[i] = (float)y;
+            continue;
+        }
+        if (q->a_next[i] == POLOPT_NO_ITEM) /* an HNSW graph that reached nothing cannot happen with n >= 1 items */
+            return polopt__fail(&q->err, &q->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: the MIPS found no item", fn);
+        if (q->config.double_q) q->q_next[i] = polopt__dot(L, q->u_next + i * L, beta + (size_t)q->a_next[i] * L);
+        y += (double)q->config.gamma * q->q_next[i];
+        if (!(fabs(y) <= FLT_MAX))
+            return polopt__fail(&q->err, &q->config.hooks, POLOPT_ERR_NONFINITE,
+                                "%s: the TD target of transition %lu is %g; nothing updated", fn, (unsigned long)i, y);
+        q->q_next[i] = (float)y;
+    }
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_qhead_td_step(polopt_qhead *q, size_t n, const float *X, size_t ldx,
+                                              const uint32_t *actions, const float *rewards, const float *X_next,
+                                              size_t ldx_next, const unsigned char *done, double *out_loss)
+{
+    static const char *fn = "polopt_qhead_td_step";
+    size_t i, D, L, bad = 0;
+    double loss = 0.0;
+    polopt_result rc;
+    if (!q) return POLOPT_ERR_INVALID_ARG;
+    if (!q->block) return polopt__not_ready(&q->err, &q->config.hooks, fn, "Q head");
+    if ((rc = polopt__qhead_check_batch(q, n, X, ldx, actions, rewards, X_next, ldx_next, done, fn)) != POLOPT_OK)
+        return rc;
+    D = q->online.D, L = q->online.L;
+    if ((rc = polopt__qhead_targets(q, n, rewards, X_next, ldx_next, done, fn)) != POLOPT_OK) return rc;
+    if ((rc = polopt__qhead_embed(q, &q->online, n, X, ldx, q->u, fn, "u_online(x)")) != POLOPT_OK) return rc;
+    for (i = 0; i < n; ++i) { /* delta_t = Q(x_t, a_t) - y_t, then the row G_t = delta_t beta_{a_t} in place of u_t */
+        const float *b = q->index->vectors + (size_t)actions[i] * L;
+        const double delta = (double)polopt__dot(L, q->u + i * L, b) - q->q_next[i];
+        size_t j;
+        loss += delta * delta;
+        for (j = 0; j < L; ++j) q->u[i * L + j] = (float)(delta * b[j]);
+    }
+    /* grad = X^T G / n: the gradient of (1/2n) sum delta^2 with respect to theta (D x L), one gemm */
+    polopt__gemm(POLOPT_TRANS, POLOPT_NO_TRANS, D, L, n, 1.0f / (float)n, X, ldx, q->u, L, 0.0f, q->grad, L);
+    if (polopt_check_finite(D * L, q->grad, &bad) != POLOPT_OK || !(loss <= DBL_MAX))
+        return polopt__fail(&q->err, &q->config.hooks, POLOPT_ERR_NONFINITE,
+                            "%s: the gradient is not finite (entry %lu); nothing updated", fn, (unsigned long)bad);
+    if ((rc = polopt_adam_step(&q->adam, q->online.theta, q->grad)) != POLOPT_OK) {
+        q->err = q->adam.err;
+        return rc;
+    }
+    q->steps += 1;
+    if (q->steps % q->config.target_every == 0) memcpy(q->target.theta, q->online.theta, D * L * sizeof(float));
+    if (out_loss) *out_loss = loss / (double)n;
+    polopt__clear_error(&q->err);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_qhead_values(polopt_qhead *q, size_t n, const float *X, size_t ldx,
+                                             const uint32_t *actions, float *out_q)
+{
+    static const char *fn = "polopt_qhead_values";
+    size_t i0, i, L, B;
+    polopt_result rc;
+    if (!q) return POLOPT_ERR_INVALID_ARG;
+    if (!q->block) return polopt__not_ready(&q->err, &q->config.hooks, fn, "Q head");
+    if (n == 0) return POLOPT_OK;
+    POLOPT__CHECK(&q->err, &q->config.hooks, X && actions && out_q, "%s: X, actions or out_q is NULL", fn);
+    POLOPT__CHECK(&q->err, &q->config.hooks, ldx >= q->online.D, "%s: ldx = %lu must be >= D = %lu", fn,
+                  (unsigned long)ldx, (unsigned long)q->online.D);
+    for (i = 0; i < n; ++i)
+        POLOPT__CHECK(&q->err, &q->config.hooks, actions[i] < q->index->n, "%s: actions[%lu] = %u is not below P = %lu",
+                      fn, (unsigned long)i, actions[i], (unsigned long)q->index->n);
+    L = q->online.L, B = q->config.batch;
+    for (i0 = 0; i0 < n; i0 += B) {
+        const size_t m = n - i0 < B ? n - i0 : B;
+        if ((rc = polopt__qhead_embed(q, &q->online, m, X + i0 * ldx, ldx, q->u, fn, "u_online(x)")) != POLOPT_OK)
+            return rc;
+        for (i = 0; i < m; ++i) {
+            out_q[i0 + i] = polopt__dot(L, q->u + i * L, q->index->vectors + (size_t)actions[i0 + i] * L);
+            if (!(fabsf(out_q[i0 + i]) <= FLT_MAX))
+                return polopt__fail(&q->err, &q->config.hooks, POLOPT_ERR_NONFINITE,
+                                    "%s: Q(x_%lu, a) = u^T beta_a overflows float", fn, (unsigned long)(i0 + i));
+        }
+    }
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_qhead_update_target(polopt_qhead *q)
+{
+    if (!q) return POLOPT_ERR_INVALID_ARG;
+    if (!q->block) return polopt__not_ready(&q->err, &q->config.hooks, "polopt_qhead_update_target", "Q head");
+    memcpy(q->target.theta, q->online.theta, q->online.D * q->online.L * sizeof(float));
     return POLOPT_OK;
 }
 
