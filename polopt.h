@@ -2676,7 +2676,9 @@ POLOPT__AVX512 static float polopt__dot_avx512(size_t n, const float *x, const f
         a1 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i + 16), _mm512_loadu_ps(y + i + 16), a1);
     }
     for (; i + 16 <= n; i += 16) a0 = _mm512_fmadd_ps(_mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i), a0);
-    return polopt__hsum_avx2(polopt__fold_avx512(_mm512_add_ps(a0, a1))) + polopt__dot_avx2(n - i, x + i, y + i);
+    /* the tail only when there is one: x + i of an empty (possibly NULL) array is undefined */
+    return polopt__hsum_avx2(polopt__fold_avx512(_mm512_add_ps(a0, a1))) +
+           (i < n ? polopt__dot_avx2(n - i, x + i, y + i) : 0.0f);
 }
 
 POLOPT__AVX512 static void polopt__axpy_avx512(size_t n, float alpha, const float *x, float *y)
@@ -2684,7 +2686,7 @@ POLOPT__AVX512 static void polopt__axpy_avx512(size_t n, float alpha, const floa
     const __m512 a = _mm512_set1_ps(alpha);
     size_t i = 0;
     for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, _mm512_fmadd_ps(a, _mm512_loadu_ps(x + i), _mm512_loadu_ps(y + i)));
-    polopt__axpy_avx2(n - i, alpha, x + i, y + i);
+    if (i < n) polopt__axpy_avx2(n - i, alpha, x + i, y + i);
 }
 
 /* Two rows' dot products with x, each as 8 partial sums: 16 floats a step, the rest through the AVX2 kernel. */
@@ -2699,7 +2701,8 @@ POLOPT__AVX512 static void polopt__rows_dot_avx512(size_t n, const float *a, con
         c = _mm512_fmadd_ps(_mm512_loadu_ps(a + p), xv, c);
         d = _mm512_fmadd_ps(_mm512_loadu_ps(b + p), xv, d);
     }
-    polopt__rows_dot_avx2(n - p, a + p, b + p, x + p, &ca, &cb);
+    ca = cb = _mm256_setzero_ps();
+    if (p < n) polopt__rows_dot_avx2(n - p, a + p, b + p, x + p, &ca, &cb); /* x + p of an empty x is undefined */
     *out_a = _mm256_add_ps(polopt__fold_avx512(c), ca);
     *out_b = _mm256_add_ps(polopt__fold_avx512(d), cb);
 }
@@ -2804,7 +2807,8 @@ POLOPT__AVX512 static int polopt__max_avx512(size_t n, const float *x, float *ou
         m0 = _mm512_max_ps(m0, v);
         ok &= _mm512_cmp_ps_mask(v, big, _CMP_LE_OQ);
     }
-    if (ok != 0xffff || !polopt__max_avx2(n - i, x + i, &rest)) return 0;
+    rest = -INFINITY;
+    if (ok != 0xffff || (i < n && !polopt__max_avx2(n - i, x + i, &rest))) return 0;
     {
         float lanes[16], h;
         _mm512_storeu_ps(lanes, m0);
