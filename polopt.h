@@ -48,7 +48,8 @@
                   head and double Q
      >>logged     logged bandit feedback, and a streaming CSV reader with line-numbered validation
      >>ope        off-policy evaluation: IPS, clipped IPS, SNIPS, DM, DR, clipped DR, SNDR, Switch-DR; reward models
-     >>synth      deterministic synthetic catalogue: clustered item embeddings, users, ground-truth rewards
+     >>synth      deterministic synthetic catalogue: clustered item embeddings, users, ground-truth rewards, and
+                  users with state (sessions whose clicks move it) for sequential tasks
      >>license
 
    REFERENCES  (cited in the text by author and year)
@@ -1053,7 +1054,9 @@ POLOPT_DEF polopt_result polopt_linear_reward(void *user, uint32_t context, size
    its gradient cut, through polopt_lpi_advantages with reward polopt_linear_reward over U = polopt_policy_embed(
    &q.online, X); then w = exp(A / beta_kl) (polopt_lpi_weights) weights the cross-entropy of the policy head (their
    Eq. 10 with the TD term on its own head).  With the linear h of this library the two heads share no learned
-   backbone, so the TD loss changes pi only through these weights.
+   backbone, so the TD loss changes pi only through these weights, and the paper's lambda, which balances the two
+   losses, has nothing to balance: each head has its own parameters and its own Adam, whose steps do not depend on
+   the scale of the gradient.  lambda matters only where the heads share parameters.
    Note what the max assumes: Q-learning estimates the optimal Q*, not Q_mu, and off-policy the max also ranges over
    items the log never shows in that state, whose values only the linear form extrapolates (a source of optimism that
    double Q reduces but does not remove). */
@@ -1400,6 +1403,66 @@ POLOPT_DEF polopt_result polopt_synth_reward(void *user, uint32_t context, size_
    polopt_sets_free); its hooks are the catalogue's. */
 POLOPT_DEF polopt_result polopt_synth_relevant(const polopt_synth *synth, const float *items, size_t n_users,
                                                const float *tastes, size_t k, polopt_sets *out_sets);
+
+/* Users with state, for sequential tasks: the sessions of LPI-RL (Liang & Vlassis 2023, §3.3 and §4.2), whose
+   trajectories have a true value that can be simulated because the user model is known.  A session of user u
+   remembers the last `memory` items she consumed (it starts from polopt_synth_user_items(u, 0, memory), her
+   observed items), whose mean embedding is m_t, and her hidden state moves towards what she clicks:
+       z_t = (1 - recency) t_u + recency m_t / ||m_t||                      (t_u her taste, polopt_synth_user)
+   Recommended item a at step t, she clicks with probability
+       r_t(a) = sigmoid(reward_bias + reward_scale z_t^T beta_a)     (the catalogue's reward model, with z_t as taste)
+   or 0 if a was already recommended in this session; a click appends a to her history, where it replaces the
+   oldest item.  The recommender sees x_t = [m_t, x_u] (L + D floats: the recent items and her static context of
+   polopt_synth_user).  The clicks are drawn from a generator of the session's own, keyed by (seed, u): two policies
+   run on the same users with the same seed meet the same random numbers (common random numbers), so the difference
+   of their simulated values is far more precise than either value.  A policy's true value is the expected number of
+   clicks in a session: the sum over its steps of the click probability of what it recommended, which
+   polopt_synth_session_step returns. */
+typedef struct polopt_synth_session_config {
+    size_t memory;     /* M: consumed items the state remembers, >= 1; 5 */
+    double recency;    /* lambda in [0, 1], the weight of the recent items in the state; 0.5 */
+    size_t max_steps;  /* recommendations a session takes at most (the items it remembers as shown), >= 1; 15 */
+} polopt_synth_session_config;
+
+typedef struct polopt_synth_session {
+    polopt_synth_session_config config;
+    const polopt_synth *synth; /* the catalogue (its reward model and users), which must outlive the session */
+    const float *items;        /* P x L: its embeddings beta (e.g. an index's vectors) */
+    uint64_t user;             /* u, of the current session */
+    float *taste;              /* L: t_u */
+    float *context;            /* D: x_u */
+    float *recent;             /* L: m_t, the mean embedding of the history */
+    float *state;              /* L: z_t */
+    float *work;               /* 2 L: polopt_synth_user's */
+    uint32_t *history;         /* memory: the last consumed items, a ring whose oldest entry is history[head] */
+    size_t head;
+    uint32_t *shown;           /* max_steps: the items recommended so far, in order */
+    size_t steps;              /* recommendations so far */
+    polopt_rng rng;            /* the clicks */
+    void *block;
+    polopt_error err;
+} polopt_synth_session;
+
+POLOPT_DEF polopt_synth_session_config polopt_synth_session_config_default(void);
+/* A session over the catalogue synth with item embeddings items (P x L; both must outlive it); config NULL: the
+   defaults.  Allocates its buffers once; then starts user 0 with seed 0. */
+POLOPT_DEF polopt_result polopt_synth_session_init(polopt_synth_session *session, const polopt_synth *synth,
+                                                   const float *items, const polopt_synth_session_config *config);
+POLOPT_DEF void polopt_synth_session_free(polopt_synth_session *session);
+/* Start the session of user u afresh: her history, no item shown, the clicks' generator keyed by (seed, u). */
+POLOPT_DEF polopt_result polopt_synth_session_start(polopt_synth_session *session, uint64_t user, uint64_t seed);
+/* The context the recommender sees now, x_t = [m_t, x_u] (L + D floats). */
+POLOPT_DEF polopt_result polopt_synth_session_context(const polopt_synth_session *session, float *out_x);
+/* The hidden state z_t (L floats). */
+POLOPT_DEF polopt_result polopt_synth_session_state(const polopt_synth_session *session, float *out_z);
+/* Click probabilities now of the items first .. first + count - 1 (0 for those already shown): O(count L). */
+POLOPT_DEF polopt_result polopt_synth_session_click_probs(const polopt_synth_session *session, uint32_t first,
+                                                          size_t count, float *out_p);
+/* Recommend item a: draws the click (out_clicked, may be NULL), returns its probability r_t(a) (out_p, may be NULL),
+   and moves the state if she clicked.  A session past max_steps recommendations refuses (POLOPT_ERR_INVALID_ARG),
+   as does an item outside the catalogue; either leaves the session as it was. */
+POLOPT_DEF polopt_result polopt_synth_session_step(polopt_synth_session *session, uint32_t a, int *out_clicked,
+                                                   float *out_p);
 
 #ifdef __cplusplus
 }
@@ -9182,23 +9245,17 @@ POLOPT_DEF polopt_result polopt_synth_user_items(const polopt_synth *synth, uint
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_synth_user(const polopt_synth *synth, uint64_t user, float *out_context,
-                                           float *out_taste)
+/* x_u and t_u (out_taste may be NULL) of user u; work: 2 L floats. */
+static void polopt__synth_user(const polopt_synth *synth, uint64_t user, float *out_context, float *out_taste,
+                               float *work)
 {
-    static const char *fn = "polopt_synth_user";
-    polopt_result rc = polopt__synth_ready(synth, fn);
     uint32_t clusters[POLOPT__SYNTH_MAX_INTERESTS];
     double weights[POLOPT__SYNTH_MAX_INTERESTS];
     polopt_rng rng, draw;
-    size_t m, i, j, L;
-    float snorm, *item, *mean;
-    if (rc != POLOPT_OK) return rc;
-    if (!out_context) return polopt__fail(NULL, &synth->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: out_context is NULL", fn);
-    L = synth->config.dim;
-    snorm = polopt__synth_snorm(synth);
-    item = (float *)polopt__alloc(&synth->config.hooks, 2 * L, sizeof(float), &rc); /* one item, and m_u */
-    if (!item) return polopt__fail(NULL, &synth->config.hooks, rc, "%s: cannot allocate %lu floats", fn, (unsigned long)L);
-    mean = item + L;
+    const size_t L = synth->config.dim;
+    const float snorm = polopt__synth_snorm(synth);
+    float *item = work, *mean = work + L; /* one item, and m_u */
+    size_t m, i, j;
     m = polopt__synth_interests(synth, user, &rng, clusters, weights);
     if (out_taste) { /* t_u = unit(sum_j w_j d_cj + taste_noise * s * zeta / ||s||) */
         const float noise = (float)synth->config.taste_noise / snorm;
@@ -9215,7 +9272,22 @@ POLOPT_DEF polopt_result polopt_synth_user(const polopt_synth *synth, uint64_t u
         polopt__axpy(L, 1.0f / (float)synth->config.context_items, item, mean);
     }
     polopt__gemv(POLOPT_NO_TRANS, synth->context_dim, L, 1.0f, synth->mixing, L, mean, 0.0f, out_context); /* x_u = G m_u */
-    polopt__dealloc(&synth->config.hooks, item);
+}
+
+POLOPT_DEF polopt_result polopt_synth_user(const polopt_synth *synth, uint64_t user, float *out_context,
+                                           float *out_taste)
+{
+    static const char *fn = "polopt_synth_user";
+    polopt_result rc = polopt__synth_ready(synth, fn);
+    float *work;
+    if (rc != POLOPT_OK) return rc;
+    if (!out_context) return polopt__fail(NULL, &synth->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: out_context is NULL", fn);
+    work = (float *)polopt__alloc(&synth->config.hooks, 2 * synth->config.dim, sizeof(float), &rc);
+    if (!work)
+        return polopt__fail(NULL, &synth->config.hooks, rc, "%s: cannot allocate %lu floats", fn,
+                            (unsigned long)(2 * synth->config.dim));
+    polopt__synth_user(synth, user, out_context, out_taste, work);
+    polopt__dealloc(&synth->config.hooks, work);
     return POLOPT_OK;
 }
 
@@ -9290,6 +9362,191 @@ POLOPT_DEF polopt_result polopt_synth_relevant(const polopt_synth *synth, const 
     polopt_mips_scratch_free(&scratch);
     polopt_mips_free(&exact);
     return rc;
+}
+
+/* Sessions with state.  m_t and z_t are recomputed at the start and after every click, so that the const queries
+   only read them. */
+#define POLOPT__TAG_SESSION 0x73657373ULL
+
+POLOPT_DEF polopt_synth_session_config polopt_synth_session_config_default(void)
+{
+    polopt_synth_session_config c;
+    memset(&c, 0, sizeof c);
+    c.memory = 5;
+    c.recency = 0.5;
+    c.max_steps = 15;
+    return c;
+}
+
+POLOPT_DEF void polopt_synth_session_free(polopt_synth_session *session)
+{
+    if (!session) return;
+    if (session->synth) polopt__dealloc(&session->synth->config.hooks, session->block);
+    memset(session, 0, sizeof *session);
+}
+
+static void polopt__synth_session_layout(polopt_synth_session *s, size_t L, size_t D, polopt__arena *a)
+{
+    s->taste = (float *)polopt__carve(a, L, sizeof(float));
+    s->context = (float *)polopt__carve(a, D, sizeof(float));
+    s->recent = (float *)polopt__carve(a, L, sizeof(float));
+    s->state = (float *)polopt__carve(a, L, sizeof(float));
+    s->work = (float *)polopt__carve(a, 2 * L, sizeof(float));
+    s->history = (uint32_t *)polopt__carve(a, s->config.memory, sizeof(uint32_t));
+    s->shown = (uint32_t *)polopt__carve(a, s->config.max_steps, sizeof(uint32_t));
+}
+
+/* m_t = (1/M) sum of beta over the history, then z_t = (1 - lambda) t_u + lambda m_t / ||m_t||. */
+static void polopt__synth_session_update(polopt_synth_session *s)
+{
+    const size_t L = s->synth->config.dim, M = s->config.memory;
+    const float lambda = (float)s->config.recency;
+    float norm = 0.0f;
+    size_t i, j;
+    memset(s->recent, 0, L * sizeof(float));
+    for (i = 0; i < M; ++i)
+        for (j = 0; j < L; ++j) s->recent[j] += s->items[(size_t)s->history[i] * L + j] / (float)M;
+    for (j = 0; j < L; ++j) norm += s->recent[j] * s->recent[j];
+    norm = sqrtf(norm) + 1e-12f; /* m_t = 0 only if the history's embeddings cancel: z_t is then (1 - lambda) t_u */
+    for (j = 0; j < L; ++j) s->state[j] = (1.0f - lambda) * s->taste[j] + lambda * s->recent[j] / norm;
+}
+
+static polopt_result polopt__synth_session_init_impl(polopt_synth_session *s, const polopt_synth *synth,
+                                                     const float *items, const polopt_synth_session_config *config)
+{
+    static const char *fn = "polopt_synth_session_init";
+    polopt_synth_session_config c;
+    polopt__arena a = {NULL, 0, 0};
+    polopt_result rc;
+    const polopt_hooks *hk;
+    if (!s) return POLOPT_ERR_INVALID_ARG;
+    memset(s, 0, sizeof *s);
+    if ((rc = polopt__synth_ready(synth, fn)) != POLOPT_OK)
+        return polopt__fail(&s->err, NULL, rc, "%s: synth is NULL or not initialised", fn);
+    hk = &synth->config.hooks;
+    c = s->config = config ? *config : polopt_synth_session_config_default();
+    POLOPT__CHECK(&s->err, hk, items != NULL, "%s: items is NULL", fn);
+    POLOPT__CHECK(&s->err, hk, c.memory >= 1 && c.memory <= (1u << 20), "%s: config.memory = %lu must be in [1, 2^20]",
+                  fn, (unsigned long)c.memory);
+    POLOPT__CHECK(&s->err, hk, c.max_steps >= 1 && c.max_steps <= (1u << 24),
+                  "%s: config.max_steps = %lu must be in [1, 2^24]", fn, (unsigned long)c.max_steps);
+    if ((rc = polopt__check_range(&s->err, hk, fn, "recency", c.recency, 0.0, POLOPT__CLOSED, 1.0, POLOPT__CLOSED)))
+        return rc;
+    s->synth = synth; /* the hooks of polopt_synth_session_free */
+    s->items = items;
+    polopt__synth_session_layout(s, synth->config.dim, synth->context_dim, &a);
+    if (!(s->block = polopt__arena_alloc(hk, &a, &rc)))
+        return polopt__fail(&s->err, hk, rc, "%s: cannot allocate a session (memory = %lu, max_steps = %lu)", fn,
+                            (unsigned long)c.memory, (unsigned long)c.max_steps);
+    polopt__arena_begin(&a, s->block);
+    polopt__synth_session_layout(s, synth->config.dim, synth->context_dim, &a);
+    return polopt_synth_session_start(s, 0, 0);
+}
+
+POLOPT_DEF polopt_result polopt_synth_session_init(polopt_synth_session *session, const polopt_synth *synth,
+                                                   const float *items, const polopt_synth_session_config *config)
+{
+    const polopt_result rc = polopt__synth_session_init_impl(session, synth, items, config);
+    if (rc != POLOPT_OK && session) POLOPT__ZERO_KEEPING_ERROR(session, polopt_synth_session_free);
+    return rc;
+}
+
+/* The const queries have no error buffer to write: their message goes to the catalogue's log callback.  out: the
+   caller's output, which must not be NULL when the query writes anything. */
+static polopt_result polopt__synth_session_ready(const polopt_synth_session *s, int writes, const void *out,
+                                                 const char *fn)
+{
+    if (!s) return POLOPT_ERR_INVALID_ARG;
+    if (!s->block) return polopt__fail(NULL, NULL, POLOPT_ERR_INVALID_ARG, "%s: session is not initialised", fn);
+    if (writes && !out)
+        return polopt__fail(NULL, &s->synth->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: the output is NULL", fn);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_synth_session_start(polopt_synth_session *session, uint64_t user, uint64_t seed)
+{
+    static const char *fn = "polopt_synth_session_start";
+    polopt_result rc;
+    if (!session) return POLOPT_ERR_INVALID_ARG;
+    if (!session->block)
+        return polopt__fail(&session->err, NULL, POLOPT_ERR_INVALID_ARG, "%s: session is not initialised", fn);
+    /* cannot fail (the catalogue is ready, history is not NULL): the check is for a future precondition */
+    rc = polopt_synth_user_items(session->synth, user, 0, session->config.memory, session->history);
+    if (rc != POLOPT_OK) return polopt__fail(&session->err, NULL, rc, "%s: %s", fn, polopt_strerror(rc));
+    polopt__synth_user(session->synth, user, session->context, session->taste, session->work);
+    polopt__rng_keyed(&session->rng, seed, POLOPT__TAG_SESSION, user);
+    session->user = user;
+    session->head = 0;
+    session->steps = 0;
+    polopt__synth_session_update(session);
+    polopt__clear_error(&session->err);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_synth_session_context(const polopt_synth_session *session, float *out_x)
+{
+    const polopt_result rc = polopt__synth_session_ready(session, 1, out_x, "polopt_synth_session_context");
+    if (rc != POLOPT_OK) return rc;
+    memcpy(out_x, session->recent, session->synth->config.dim * sizeof(float));
+    memcpy(out_x + session->synth->config.dim, session->context, session->synth->context_dim * sizeof(float));
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_synth_session_state(const polopt_synth_session *session, float *out_z)
+{
+    const polopt_result rc = polopt__synth_session_ready(session, 1, out_z, "polopt_synth_session_state");
+    if (rc != POLOPT_OK) return rc;
+    memcpy(out_z, session->state, session->synth->config.dim * sizeof(float));
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_synth_session_click_probs(const polopt_synth_session *session, uint32_t first,
+                                                          size_t count, float *out_p)
+{
+    static const char *fn = "polopt_synth_session_click_probs";
+    polopt_result rc = polopt__synth_session_ready(session, count > 0, out_p, fn);
+    size_t t, P, L;
+    if (rc != POLOPT_OK) return rc;
+    P = session->synth->config.n_items, L = session->synth->config.dim;
+    if (first > P || count > P - first)
+        return polopt__fail(NULL, &session->synth->config.hooks, POLOPT_ERR_INVALID_ARG,
+                            "%s: items [%lu, %lu + %lu) are outside the catalogue of %lu", fn, (unsigned long)first,
+                            (unsigned long)first, (unsigned long)count, (unsigned long)P);
+    if ((rc = polopt_synth_rewards(session->synth, session->state, count, session->items + (size_t)first * L, out_p)))
+        return rc;
+    for (t = 0; t < session->steps; ++t)
+        if (session->shown[t] >= first && session->shown[t] - first < count) out_p[session->shown[t] - first] = 0.0f;
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_synth_session_step(polopt_synth_session *session, uint32_t a, int *out_clicked,
+                                                   float *out_p)
+{
+    static const char *fn = "polopt_synth_session_step";
+    polopt_result rc;
+    float p;
+    int clicked;
+    if (!session) return POLOPT_ERR_INVALID_ARG;
+    if (!session->block)
+        return polopt__fail(&session->err, NULL, POLOPT_ERR_INVALID_ARG, "%s: session is not initialised", fn);
+    POLOPT__CHECK(&session->err, &session->synth->config.hooks, a < session->synth->config.n_items,
+                  "%s: item %lu is outside the catalogue of %lu", fn, (unsigned long)a,
+                  (unsigned long)session->synth->config.n_items);
+    POLOPT__CHECK(&session->err, &session->synth->config.hooks, session->steps < session->config.max_steps,
+                  "%s: the session of user %lu has taken its max_steps = %lu recommendations", fn,
+                  (unsigned long)session->user, (unsigned long)session->config.max_steps);
+    if ((rc = polopt_synth_session_click_probs(session, a, 1, &p)) != POLOPT_OK)
+        return polopt__fail(&session->err, NULL, rc, "%s: %s", fn, polopt_strerror(rc));
+    clicked = polopt_rng_uniformf(&session->rng) < p; /* one uniform a step, clicked or not: common random numbers */
+    session->shown[session->steps++] = a;
+    if (clicked) {
+        session->history[session->head] = a;
+        session->head = (session->head + 1) % session->config.memory;
+        polopt__synth_session_update(session);
+    }
+    if (out_clicked) *out_clicked = clicked;
+    if (out_p) *out_p = p;
+    return POLOPT_OK;
 }
 
 #endif /* POLOPT__IMPLEMENTATION_DONE */

@@ -17,12 +17,13 @@
    through the weights.  So sqn IS mu_hat in this program (its row repeats mu_hat's), and sac and LPI-RL use Q only
    as a weight.
 
-   The task.  A catalogue of P items (polopt_synth: clustered embeddings beta_a).  A user u has a hidden taste t_u and
-   a static context c_u (polopt_synth_user); she has consumed a history whose last M items have mean embedding m_t.
-   Her state is z_t = (1 - LAMBDA) t_u + LAMBDA m_t / ||m_t||; recommended item a, she clicks with probability
-   sigmoid(R_BIAS + R_SCALE z_t^T beta_a) = sigmoid(-3 + 2.5 z_t^T beta_a) (polopt_synth_rewards with z_t as the
-   taste), never on an item already recommended in the session.  A click appends a to her history: the state moves
-   towards what she clicks.  The context the recommender sees is x_t = [m_t, c_u] (D = 2L).  The logging policy mu is
+   The task: the library's users with state, polopt_synth_session.  A catalogue of P items (polopt_synth: clustered
+   embeddings beta_a).  A user u has a hidden taste t_u and a static context c_u (polopt_synth_user); she has consumed
+   a history whose last M items have mean embedding m_t.  Her state is z_t = (1 - LAMBDA) t_u + LAMBDA m_t / ||m_t||;
+   recommended item a, she clicks with probability sigmoid(R_BIAS + R_SCALE z_t^T beta_a) = sigmoid(-3 + 2.5 z_t^T
+   beta_a) (the catalogue's reward model with z_t as the taste), never on an item already recommended in the session.
+   A click appends a to her history: the state moves towards what she clicks.  The context the recommender sees is
+   x_t = [m_t, c_u] (D = 2L).  The logging policy mu is
    a known softmax over h_mu(x) = m_t + G^T c_u (G: the catalogue's context matrix, so G^T c_u is a noisy view of the
    taste) at temperature T_MU = 0.5, over the items not yet shown in the session: decent (8.7 clicks of 15; the
    oracle 11.0, uniform 1.2), not optimal.  (The masking makes mu's propensities differ slightly from a plain softmax
@@ -39,8 +40,8 @@
    greedily is most of the gain (greedy mu_hat 9.6 clicks against the sampled mu's 8.7); rwCE, PG, sac and LPI-RL at
    beta_kl = 1 stay within JS 0.02 of mu_hat and within 0.1 click of it; LPI-RL at beta_kl = 0.2 moves further (JS
    0.20) and has the highest value of the learned policies (9.8), with ranking metrics unchanged; at beta_kl = 0.05 a
-   few weights of exp(37) dominate and the policy collapses (4.2, JS 0.40); IPS-PG moves furthest (JS 0.48) and loses
-   value (8.2) and ranking metrics, as in the paper's Table 3.  The Q head behind sac and LPI-RL is an early-stopped
+   few weights of exp(38) dominate and the policy collapses (3.9, JS 0.41); IPS-PG moves furthest (JS 0.44) and loses
+   value (7.9) and ranking metrics, as in the paper's Table 3.  The Q head behind sac and LPI-RL is an early-stopped
    Q-learning estimate (see train_qhead: trained longer, it diverges here).
 
    Run: build/08_lpi_rl [output directory]   (about a minute on one core; after make examples) */
@@ -115,77 +116,12 @@ typedef struct world {
     polopt_policy mu; /* the logging policy (temperature T_MU) */
 } world;
 
-/* One user's session state. */
-typedef struct session {
-    float taste[L], context[L]; /* t_u, c_u */
-    uint32_t history[M];        /* the last M consumed items, a ring */
-    size_t head;
-    uint32_t shown[T_STEPS];    /* recommended so far this session */
-    size_t n_shown;
-    polopt_rng rng;             /* the clicks */
-} session;
-
-static void session_start(const world *w, session *s, uint64_t user, uint64_t seed)
+/* A session of the environment: polopt_synth_session with the task's memory, recency and length. */
+static void session_init(const world *w, polopt_synth_session *s)
 {
-    TRY(polopt_synth_user(&w->synth, user, s->context, s->taste), "polopt_synth_user", w->synth.err.message);
-    TRY(polopt_synth_user_items(&w->synth, user, 0, M, s->history), "polopt_synth_user_items", w->synth.err.message);
-    s->head = 0;
-    s->n_shown = 0;
-    polopt_rng_seed(&s->rng, seed ^ (user * 0x9e3779b97f4a7c15ULL));
-}
-
-/* m_t, the mean embedding of the last M items. */
-static void session_recent(const world *w, const session *s, float *m)
-{
-    size_t i, j;
-    for (j = 0; j < L; ++j) m[j] = 0.0f;
-    for (i = 0; i < M; ++i)
-        for (j = 0; j < L; ++j) m[j] += w->beta[(size_t)s->history[i] * L + j] / (float)M;
-}
-
-/* The context x_t = [m_t, c_u]. */
-static void session_context(const world *w, const session *s, float *x)
-{
-    session_recent(w, s, x);
-    memcpy(x + L, s->context, L * sizeof(float));
-}
-
-/* The hidden state z_t = (1 - LAMBDA) t_u + LAMBDA m_t / ||m_t||. */
-static void session_state(const world *w, const session *s, float *z)
-{
-    float m[L], norm = 0.0f;
-    size_t j;
-    session_recent(w, s, m);
-    for (j = 0; j < L; ++j) norm += m[j] * m[j];
-    norm = sqrtf(norm) + 1e-12f;
-    for (j = 0; j < L; ++j) z[j] = (1.0f - LAMBDA) * s->taste[j] + LAMBDA * m[j] / norm;
-}
-
-/* The click probabilities of count items first, first + 1, ... now: sigmoid(R_BIAS + R_SCALE z^T beta_a), 0 for an
-   item already shown. */
-static void session_click_probs(const world *w, const session *s, uint32_t first, size_t count, float *p)
-{
-    float z[L];
-    size_t j;
-    session_state(w, s, z);
-    TRY(polopt_synth_rewards(&w->synth, z, count, w->beta + (size_t)first * L, p), "polopt_synth_rewards",
-        w->synth.err.message);
-    for (j = 0; j < s->n_shown; ++j)
-        if (s->shown[j] >= first && s->shown[j] - first < count) p[s->shown[j] - first] = 0.0f;
-}
-
-/* Recommend a: returns the click probability and draws the click, which appends a to the history. */
-static float session_step(const world *w, session *s, uint32_t a, int *clicked)
-{
-    float p = 0.0f;
-    session_click_probs(w, s, a, 1, &p);
-    *clicked = polopt_rng_uniformf(&s->rng) < p;
-    if (s->n_shown < T_STEPS) s->shown[s->n_shown++] = a;
-    if (*clicked) {
-        s->history[s->head] = a;
-        s->head = (s->head + 1) % M;
-    }
-    return p;
+    polopt_synth_session_config c = polopt_synth_session_config_default();
+    c.memory = M, c.recency = LAMBDA, c.max_steps = T_STEPS;
+    TRY(polopt_synth_session_init(s, &w->synth, w->beta, &c), "polopt_synth_session_init", s->err.message);
 }
 
 /* ---- the logged data ---------------------------------------------------------------------------------------- */
@@ -201,14 +137,15 @@ typedef struct log_data {
 /* Draw a ~ mu(. | x) among the items not yet shown in the session (a served system filters what the user has already
    been shown: without it a sharp mu repeats its favourite, which never gets a second click): the exact softmax over
    all P items (small P: a linear scan), the shown ones masked. */
-static uint32_t sample_mu(const world *w, polopt_rng *rng, const session *s, const float *x, float *scores)
+static uint32_t sample_mu(const world *w, polopt_rng *rng, const polopt_synth_session *s, const float *x,
+                          float *scores)
 {
     float h[L];
     uint32_t a;
     size_t j;
     TRY(polopt_policy_embed(&w->mu, 1, x, D, h), "polopt_policy_embed", NULL);
     TRY(polopt_gemv(POLOPT_NO_TRANS, P, L, 1.0f, w->beta, L, h, 0.0f, scores), "polopt_gemv", NULL);
-    for (j = 0; j < s->n_shown; ++j) scores[s->shown[j]] = -INFINITY;
+    for (j = 0; j < s->steps; ++j) scores[s->shown[j]] = -INFINITY;
     TRY(polopt_softmax(P, scores, T_MU, scores), "polopt_softmax", NULL);
     TRY(polopt_rng_categorical(rng, P, scores, &a), "polopt_rng_categorical", NULL);
     return a;
@@ -217,8 +154,10 @@ static uint32_t sample_mu(const world *w, polopt_rng *rng, const session *s, con
 static void log_sessions(const world *w, log_data *d, uint64_t first_user, size_t users, uint64_t seed)
 {
     float *scores = (float *)malloc(P * sizeof(float));
+    polopt_synth_session s;
     polopt_rng rng;
     size_t u, t, i = 0;
+    session_init(w, &s);
     d->n = users * T_STEPS;
     d->X = (float *)malloc(d->n * D * sizeof(float));
     d->X_next = (float *)malloc(d->n * D * sizeof(float));
@@ -229,20 +168,21 @@ static void log_sessions(const world *w, log_data *d, uint64_t first_user, size_
     d->done = (unsigned char *)malloc(d->n);
     polopt_rng_seed(&rng, seed);
     for (u = 0; u < users; ++u) {
-        session s;
-        session_start(w, &s, first_user + u, seed);
+        TRY(polopt_synth_session_start(&s, first_user + u, seed), "polopt_synth_session_start", s.err.message);
         for (t = 0; t < T_STEPS; ++t, ++i) {
-            int clicked;
-            session_context(w, &s, d->X + i * D);
+            int clicked = 0;
+            TRY(polopt_synth_session_context(&s, d->X + i * D), "polopt_synth_session_context", NULL);
             d->action[i] = sample_mu(w, &rng, &s, d->X + i * D, scores);
-            session_step(w, &s, d->action[i], &clicked);
+            TRY(polopt_synth_session_step(&s, d->action[i], &clicked, NULL), "polopt_synth_session_step",
+                s.err.message);
             d->reward[i] = (float)clicked;
             d->traj[i] = (uint32_t)u;
-            session_context(w, &s, d->X_next + i * D);
+            TRY(polopt_synth_session_context(&s, d->X_next + i * D), "polopt_synth_session_context", NULL);
             d->done[i] = 0; /* the log is censored, the user goes on: the TD target bootstraps at the end too */
         }
     }
     TRY(polopt_discounted_returns(d->n, d->traj, d->reward, GAMMA, d->ret, NULL), "polopt_discounted_returns", NULL);
+    polopt_synth_session_free(&s);
     free(scores);
 }
 
@@ -391,38 +331,41 @@ static void true_value(world *w, const polopt_policy *pi, int kind, result *r)
 {
     float *scores = (float *)malloc(P * sizeof(float));
     double sum = 0.0, sum2 = 0.0;
+    polopt_synth_session s;
     polopt_rng rng;
     size_t u, t, j;
+    session_init(w, &s);
     polopt_rng_seed(&rng, 1234);
     for (u = 0; u < N_SIM; ++u) {
-        session s;
         double v = 0.0;
-        session_start(w, &s, 1000000 + u, 4321);
+        TRY(polopt_synth_session_start(&s, 1000000 + u, 4321), "polopt_synth_session_start", s.err.message);
         for (t = 0; t < T_STEPS; ++t) {
-            float x[D];
+            float x[D], p = 0.0f;
             uint32_t top[T_STEPS + 1], a = 0;
-            int clicked;
-            session_context(w, &s, x);
+            int clicked = 0;
+            TRY(polopt_synth_session_context(&s, x), "polopt_synth_session_context", NULL);
             if (kind == 0) { /* pi's best item not shown yet: among its top t + 1 (t items were shown) */
                 TRY(polopt_policy_topk(pi, &w->index, &w->scratch, x, t + 1, KMAX, top, NULL), "topk", NULL);
                 for (j = 0; j <= t; ++j) {
                     size_t k;
-                    for (k = 0; k < s.n_shown && s.shown[k] != top[j]; ++k) {}
-                    if (k == s.n_shown) break;
+                    for (k = 0; k < s.steps && s.shown[k] != top[j]; ++k) {}
+                    if (k == s.steps) break;
                 }
                 a = top[j];
             } else if (kind == 2) { /* every item's click probability (shown ones are 0), the best */
-                session_click_probs(w, &s, 0, P, scores);
+                TRY(polopt_synth_session_click_probs(&s, 0, P, scores), "polopt_synth_session_click_probs", NULL);
                 TRY(polopt_argmax(P, scores, &a), "polopt_argmax", NULL);
             } else if (kind == 1) {
                 a = sample_mu(w, &rng, &s, x, scores);
             } else {
                 a = (uint32_t)polopt_rng_below(&rng, P);
             }
-            v += session_step(w, &s, a, &clicked);
+            TRY(polopt_synth_session_step(&s, a, &clicked, &p), "polopt_synth_session_step", s.err.message);
+            v += p;
         }
         sum += v, sum2 += v * v;
     }
+    polopt_synth_session_free(&s);
     r->value = sum / N_SIM;
     r->value_se = sqrt((sum2 / N_SIM - r->value * r->value) / N_SIM);
     free(scores);

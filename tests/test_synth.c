@@ -339,7 +339,250 @@ static void synth_relevant_sets_are_the_top_by_taste(void)
     polopt_synth_free(&s);
 }
 
+/* ---- sessions with state ---- */
+
+/* The reference of a session, in double: z = (1 - lambda) t + lambda m / ||m||, m the mean of the history's
+   embeddings, p(a) = sigmoid(bias + scale z^T beta_a), 0 for a shown item. */
+typedef struct ref_session {
+    double m[8], z[8];
+    uint32_t history[3];
+    size_t head, steps;
+    uint32_t shown[12];
+} ref_session;
+
+static void ref_update(ref_session *r, const float *items, const float *taste, size_t L, size_t M, double lambda)
+{
+    double norm = 0.0;
+    size_t i, j;
+    for (j = 0; j < L; ++j) {
+        r->m[j] = 0.0;
+        for (i = 0; i < M; ++i) r->m[j] += items[r->history[i] * L + j] / (double)M;
+        norm += r->m[j] * r->m[j];
+    }
+    for (j = 0; j < L; ++j) r->z[j] = (1.0 - lambda) * taste[j] + lambda * r->m[j] / sqrt(norm);
+}
+
+static double ref_click_prob(const ref_session *r, const polopt_synth *s, const float *items, uint32_t a)
+{
+    double dot = 0.0;
+    size_t j, t;
+    for (t = 0; t < r->steps; ++t)
+        if (r->shown[t] == a) return 0.0;
+    for (j = 0; j < s->config.dim; ++j) dot += r->z[j] * items[a * s->config.dim + j];
+    return 1.0 / (1.0 + exp(-(s->config.reward_bias + s->config.reward_scale * dot)));
+}
+
+/* A session follows its model: its history starts as the user's observed items, its context is [m_t, x_u], its
+   state and every item's click probability match the reference (float against double: 1e-5), a shown item is never
+   clicked, a click (and only a click) moves the history and the state, and the session refuses a step past
+   max_steps or an item outside the catalogue, unchanged.  The clicks are Bernoulli(p): the first step's click rate
+   over 20,000 users, with p known per user, is within 4 standard errors of the mean p. */
+static void synth_session_follows_its_model(void)
+{
+    enum { P = 300, L = 8, D = 6, M = 3, T = 12 };
+    polopt_synth s;
+    polopt_synth_config c = polopt_synth_config_default();
+    polopt_synth_session_config sc = polopt_synth_session_config_default();
+    polopt_synth_session ses;
+    float *items = (float *)malloc(P * L * sizeof *items), x[L + D], xu[D], taste[L], z[L], p[P];
+    double worst = 0.0, sum_p = 0.0, clicks = 0.0, var = 0.0;
+    uint32_t obs[M];
+    ref_session r;
+    size_t t, j, a, u, n_clicks = 0;
+    c.n_items = P, c.dim = L, c.context_dim = D, c.seed = 12;
+    CHECK_OK(polopt_synth_init(&s, &c));
+    CHECK_OK(polopt_synth_items(&s, 0, P, items));
+    sc.memory = M, sc.recency = 0.4, sc.max_steps = T;
+    CHECK_OK(polopt_synth_session_init(&ses, &s, items, &sc));
+    CHECK_OK(polopt_synth_session_start(&ses, 77, 5));
+    CHECK_OK(polopt_synth_user(&s, 77, xu, taste));
+    CHECK_OK(polopt_synth_user_items(&s, 77, 0, M, obs));
+    memset(&r, 0, sizeof r);
+    memcpy(r.history, obs, sizeof obs);
+    CHECK(memcmp(ses.history, obs, sizeof obs) == 0);
+    ref_update(&r, items, taste, L, M, 0.4);
+    for (t = 0; t < T; ++t) {
+        /* recommend the best item by the reference, but at step 5 an item shown before (never clicked) */
+        uint32_t best = 0;
+        float got_p;
+        int clicked;
+        double pb = -1.0;
+        CHECK_OK(polopt_synth_session_context(&ses, x));
+        CHECK_OK(polopt_synth_session_state(&ses, z));
+        CHECK_OK(polopt_synth_session_click_probs(&ses, 0, P, p));
+        for (j = 0; j < L; ++j) {
+            worst = fmax(worst, fabs(x[j] - r.m[j]));
+            worst = fmax(worst, fabs(z[j] - r.z[j]));
+        }
+        for (j = 0; j < D; ++j) CHECK(x[L + j] == xu[j]);
+        for (a = 0; a < P; ++a) {
+            const double want = ref_click_prob(&r, &s, items, (uint32_t)a);
+            worst = fmax(worst, fabs(p[a] - want));
+            if (want > pb) pb = want, best = (uint32_t)a;
+        }
+        if (t == 5) best = r.shown[0], pb = 0.0;
+        CHECK_OK(polopt_synth_session_step(&ses, best, &clicked, &got_p));
+        CHECK_NEAR(got_p, pb, 1e-5);
+        CHECK(!(pb == 0.0 && clicked));
+        r.shown[r.steps++] = best;
+        CHECK(ses.steps == r.steps && ses.shown[t] == best);
+        if (clicked) {
+            r.history[r.head] = best;
+            r.head = (r.head + 1) % M;
+            ref_update(&r, items, taste, L, M, 0.4);
+            ++n_clicks;
+        }
+        CHECK(memcmp(ses.history, r.history, sizeof r.history) == 0);
+    }
+    printf("    largest |session - reference| (context, state, click probabilities) %.2g; %lu clicks in %d steps\n",
+           worst, (unsigned long)n_clicks, T);
+    CHECK(worst < 1e-5);
+    CHECK(n_clicks > 0); /* the greedy items here have p near 0.5 and above: some clicks move the state */
+    {
+        uint32_t hist[M];
+        memcpy(hist, ses.history, sizeof hist);
+        CHECK_RC(polopt_synth_session_step(&ses, 0, NULL, NULL), POLOPT_ERR_INVALID_ARG); /* past max_steps */
+        CHECK(strstr(ses.err.message, "max_steps") != NULL);
+        CHECK(ses.steps == T && memcmp(ses.history, hist, sizeof hist) == 0);
+    }
+    CHECK_OK(polopt_synth_session_start(&ses, 77, 5));
+    CHECK_RC(polopt_synth_session_step(&ses, P, NULL, NULL), POLOPT_ERR_INVALID_ARG);
+    CHECK(ses.steps == 0);
+    CHECK_RC(polopt_synth_session_click_probs(&ses, P - 1, 2, p), POLOPT_ERR_INVALID_ARG);
+    /* the click rate of the first step, one step per user */
+    for (u = 0; u < 20000; ++u) {
+        int clicked;
+        float pu;
+        CHECK_OK(polopt_synth_session_start(&ses, u, 9));
+        CHECK_OK(polopt_synth_session_step(&ses, (uint32_t)(u % P), &clicked, &pu));
+        sum_p += pu, clicks += clicked, var += pu * (1.0 - pu);
+    }
+    printf("    first-step clicks of 20,000 users: %.0f, expected %.1f +- %.1f\n", clicks, sum_p, sqrt(var));
+    CHECK(fabs(clicks - sum_p) < 4.0 * sqrt(var));
+    polopt_synth_session_free(&ses);
+    polopt_synth_free(&s);
+    free(items);
+}
+
+/* Common random numbers: the same user and seed give the same clicks to the same recommendations, in another session
+   object too; another seed gives other clicks; a restart forgets the session. */
+static void synth_session_common_random_numbers(void)
+{
+    enum { P = 100, L = 4, T = 40 };
+    polopt_synth s = make(P, L, 4);
+    polopt_synth_session_config sc = polopt_synth_session_config_default();
+    polopt_synth_session a, b;
+    float *items = (float *)malloc(P * L * sizeof *items), xa[2 * L], xb[2 * L];
+    size_t t, differ = 0;
+    int ca[T], cb[T];
+    CHECK_OK(polopt_synth_items(&s, 0, P, items));
+    sc.max_steps = T;
+    CHECK_OK(polopt_synth_session_init(&a, &s, items, &sc));
+    CHECK_OK(polopt_synth_session_init(&b, &s, items, &sc));
+    CHECK_OK(polopt_synth_session_start(&a, 3, 1));
+    CHECK_OK(polopt_synth_session_step(&a, 7, NULL, NULL)); /* a session left half-way ... */
+    CHECK_OK(polopt_synth_session_start(&a, 3, 1));          /* ... is forgotten by a restart */
+    CHECK_OK(polopt_synth_session_start(&b, 3, 1));
+    for (t = 0; t < T; ++t) {
+        CHECK_OK(polopt_synth_session_step(&a, (uint32_t)(t * 2), ca + t, NULL));
+        CHECK_OK(polopt_synth_session_step(&b, (uint32_t)(t * 2), cb + t, NULL));
+        CHECK(ca[t] == cb[t]);
+    }
+    CHECK_OK(polopt_synth_session_context(&a, xa));
+    CHECK_OK(polopt_synth_session_context(&b, xb));
+    CHECK(memcmp(xa, xb, sizeof xa) == 0);
+    CHECK_OK(polopt_synth_session_start(&b, 3, 2));
+    for (t = 0; t < T; ++t) {
+        CHECK_OK(polopt_synth_session_step(&b, (uint32_t)(t * 2), cb + t, NULL));
+        differ += ca[t] != cb[t];
+    }
+    CHECK(differ > 0);
+    polopt_synth_session_free(&a);
+    polopt_synth_session_free(&b);
+    polopt_synth_session_free(&b); /* twice is allowed */
+    polopt_synth_free(&s);
+    free(items);
+}
+
+/* Bad input: each refused with a message, a failed init leaves the object zeroed, and every call on a zeroed
+   session answers POLOPT_ERR_INVALID_ARG. */
+static void synth_session_bad_input(void)
+{
+    enum { P = 20, L = 4 };
+    polopt_synth s = make(P, L, 2), never;
+    polopt_synth_session_config sc = polopt_synth_session_config_default();
+    polopt_synth_session ses;
+    float items[P * L], x[2 * L];
+    size_t j;
+    memset(&never, 0, sizeof never);
+    CHECK_OK(polopt_synth_items(&s, 0, P, items));
+    CHECK_RC(polopt_synth_session_init(&ses, NULL, items, NULL), POLOPT_ERR_INVALID_ARG);
+    CHECK_RC(polopt_synth_session_init(&ses, &never, items, NULL), POLOPT_ERR_INVALID_ARG);
+    CHECK(strstr(ses.err.message, "synth") != NULL);
+    CHECK_RC(polopt_synth_session_init(&ses, &s, NULL, NULL), POLOPT_ERR_INVALID_ARG);
+    CHECK(strstr(ses.err.message, "items") != NULL);
+    sc.memory = 0;
+    CHECK_RC(polopt_synth_session_init(&ses, &s, items, &sc), POLOPT_ERR_INVALID_ARG);
+    CHECK(strstr(ses.err.message, "memory") != NULL);
+    sc = polopt_synth_session_config_default(), sc.max_steps = 0;
+    CHECK_RC(polopt_synth_session_init(&ses, &s, items, &sc), POLOPT_ERR_INVALID_ARG);
+    CHECK(strstr(ses.err.message, "max_steps") != NULL);
+    sc = polopt_synth_session_config_default(), sc.recency = 1.5;
+    CHECK_RC(polopt_synth_session_init(&ses, &s, items, &sc), POLOPT_ERR_INVALID_ARG);
+    CHECK(strstr(ses.err.message, "recency") != NULL);
+    sc.recency = NAN;
+    CHECK_RC(polopt_synth_session_init(&ses, &s, items, &sc), POLOPT_ERR_INVALID_ARG);
+    for (j = 0; j < sizeof ses.err.message; ++j) ses.err.message[j] = 0; /* the rest of the object is zero */
+    ses.err.code = POLOPT_OK;
+    {
+        const unsigned char *bytes = (const unsigned char *)&ses;
+        size_t nonzero = 0;
+        for (j = 0; j < sizeof ses; ++j) nonzero += bytes[j] != 0;
+        CHECK(nonzero == 0);
+    }
+    CHECK_RC(polopt_synth_session_start(&ses, 1, 1), POLOPT_ERR_INVALID_ARG);
+    CHECK_RC(polopt_synth_session_context(&ses, x), POLOPT_ERR_INVALID_ARG);
+    CHECK_RC(polopt_synth_session_state(&ses, x), POLOPT_ERR_INVALID_ARG);
+    CHECK_RC(polopt_synth_session_click_probs(&ses, 0, 1, x), POLOPT_ERR_INVALID_ARG);
+    CHECK_RC(polopt_synth_session_step(&ses, 0, NULL, NULL), POLOPT_ERR_INVALID_ARG);
+    CHECK_OK(polopt_synth_session_init(&ses, &s, items, NULL));
+    CHECK_RC(polopt_synth_session_context(&ses, NULL), POLOPT_ERR_INVALID_ARG);
+    CHECK_RC(polopt_synth_session_click_probs(&ses, 0, 1, NULL), POLOPT_ERR_INVALID_ARG);
+    CHECK_OK(polopt_synth_session_click_probs(&ses, P, 0, NULL)); /* nothing asked, nothing written */
+    polopt_synth_session_free(&ses);
+    polopt_synth_free(&s);
+}
+
+static polopt_result session_alloc_scenario(const polopt_hooks *hooks, int stage, void *user)
+{
+    enum { P = 50, L = 4 };
+    polopt_synth_config c = polopt_synth_config_default();
+    polopt_synth s;
+    polopt_synth_session ses;
+    float items[P * L];
+    int clicked;
+    polopt_result rc;
+    (void)stage, (void)user;
+    memset(&ses, 0, sizeof ses);
+    c.n_items = P, c.dim = L, c.hooks = *hooks;
+    rc = polopt_synth_init(&s, &c);
+    if (rc == POLOPT_OK) rc = polopt_synth_items(&s, 0, P, items);
+    if (rc == POLOPT_OK) rc = polopt_synth_session_init(&ses, &s, items, NULL);
+    if (rc == POLOPT_OK) rc = polopt_synth_session_start(&ses, 5, 5); /* allocates nothing */
+    if (rc == POLOPT_OK) rc = polopt_synth_session_step(&ses, 3, &clicked, NULL);
+    polopt_synth_session_free(&ses);
+    polopt_synth_free(&s);
+    return rc;
+}
+
+static void synth_session_allocation_failures(void)
+{
+    CHECK_EACH_ALLOCATION_FAILURE(session_alloc_scenario, 0, NULL);
+}
+
 const th_test th_suite_synth[] = {TH(synth_deterministic_and_streamable), TH(synth_clusters_norms_and_spectrum),
                                   TH(synth_users_and_ground_truth), TH(synth_user_item_distribution),
                                   TH(synth_context_mixing_and_dimension), TH(synth_relevant_sets_are_the_top_by_taste),
-                                  TH(synth_bad_input), TH_END};
+                                  TH(synth_bad_input), TH(synth_session_follows_its_model),
+                                  TH(synth_session_common_random_numbers), TH(synth_session_bad_input),
+                                  TH(synth_session_allocation_failures), TH_END};
