@@ -1440,6 +1440,7 @@ typedef struct polopt_synth_session {
     size_t steps;              /* recommendations so far */
     polopt_rng rng;            /* the clicks */
     void *block;
+    polopt_hooks hooks;        /* the catalogue's, copied at init */
     polopt_error err;
 } polopt_synth_session;
 
@@ -9381,7 +9382,7 @@ POLOPT_DEF polopt_synth_session_config polopt_synth_session_config_default(void)
 POLOPT_DEF void polopt_synth_session_free(polopt_synth_session *session)
 {
     if (!session) return;
-    if (session->synth) polopt__dealloc(&session->synth->config.hooks, session->block);
+    polopt__dealloc(&session->hooks, session->block);
     memset(session, 0, sizeof *session);
 }
 
@@ -9432,8 +9433,9 @@ static polopt_result polopt__synth_session_init_impl(polopt_synth_session *s, co
                   "%s: config.max_steps = %lu must be in [1, 2^24]", fn, (unsigned long)c.max_steps);
     if ((rc = polopt__check_range(&s->err, hk, fn, "recency", c.recency, 0.0, POLOPT__CLOSED, 1.0, POLOPT__CLOSED)))
         return rc;
-    s->synth = synth; /* the hooks of polopt_synth_session_free */
+    s->synth = synth;
     s->items = items;
+    s->hooks = *hk;
     polopt__synth_session_layout(s, synth->config.dim, synth->context_dim, &a);
     if (!(s->block = polopt__arena_alloc(hk, &a, &rc)))
         return polopt__fail(&s->err, hk, rc, "%s: cannot allocate a session (memory = %lu, max_steps = %lu)", fn,
@@ -9459,7 +9461,7 @@ static polopt_result polopt__synth_session_ready(const polopt_synth_session *s, 
     if (!s) return POLOPT_ERR_INVALID_ARG;
     if (!s->block) return polopt__fail(NULL, NULL, POLOPT_ERR_INVALID_ARG, "%s: session is not initialised", fn);
     if (writes && !out)
-        return polopt__fail(NULL, &s->synth->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: the output is NULL", fn);
+        return polopt__fail(NULL, &s->hooks, POLOPT_ERR_INVALID_ARG, "%s: the output is NULL", fn);
     return POLOPT_OK;
 }
 
@@ -9509,7 +9511,7 @@ POLOPT_DEF polopt_result polopt_synth_session_click_probs(const polopt_synth_ses
     if (rc != POLOPT_OK) return rc;
     P = session->synth->config.n_items, L = session->synth->config.dim;
     if (first > P || count > P - first)
-        return polopt__fail(NULL, &session->synth->config.hooks, POLOPT_ERR_INVALID_ARG,
+        return polopt__fail(NULL, &session->hooks, POLOPT_ERR_INVALID_ARG,
                             "%s: items [%lu, %lu + %lu) are outside the catalogue of %lu", fn, (unsigned long)first,
                             (unsigned long)first, (unsigned long)count, (unsigned long)P);
     if ((rc = polopt_synth_rewards(session->synth, session->state, count, session->items + (size_t)first * L, out_p)))
@@ -9529,10 +9531,10 @@ POLOPT_DEF polopt_result polopt_synth_session_step(polopt_synth_session *session
     if (!session) return POLOPT_ERR_INVALID_ARG;
     if (!session->block)
         return polopt__fail(&session->err, NULL, POLOPT_ERR_INVALID_ARG, "%s: session is not initialised", fn);
-    POLOPT__CHECK(&session->err, &session->synth->config.hooks, a < session->synth->config.n_items,
+    POLOPT__CHECK(&session->err, &session->hooks, a < session->synth->config.n_items,
                   "%s: item %lu is outside the catalogue of %lu", fn, (unsigned long)a,
                   (unsigned long)session->synth->config.n_items);
-    POLOPT__CHECK(&session->err, &session->synth->config.hooks, session->steps < session->config.max_steps,
+    POLOPT__CHECK(&session->err, &session->hooks, session->steps < session->config.max_steps,
                   "%s: the session of user %lu has taken its max_steps = %lu recommendations", fn,
                   (unsigned long)session->user, (unsigned long)session->config.max_steps);
     if ((rc = polopt_synth_session_click_probs(session, a, 1, &p)) != POLOPT_OK)
