@@ -47,6 +47,8 @@
      >>qhead      an action-value head Q(x, a) = u(x)^T beta_a for LPI-RL, trained by Q-learning with a target
                   head and double Q
      >>logged     logged bandit feedback, and a streaming CSV reader with line-numbered validation
+     >>interactions  a user's own log (session, item[, weight]) as a sparse matrix with its ids both ways: CSV or
+                  TSV, duplicates dropped, min-count filters, saved and loaded
      >>ope        off-policy evaluation: IPS, clipped IPS, SNIPS, DM, DR, clipped DR, SNDR, Switch-DR; reward models
      >>synth      deterministic synthetic catalogue: clustered item embeddings, users, ground-truth rewards, and
                   users with state (sessions whose clicks move it) for sequential tasks
@@ -1179,6 +1181,87 @@ POLOPT_DEF polopt_result polopt_csv_read(polopt_csv_reader *reader, polopt_logge
 POLOPT_DEF void polopt_csv_close(polopt_csv_reader *reader);
 /* The whole file at once: open, read, close.  On failure data is empty and data->err says why. */
 POLOPT_DEF polopt_result polopt_logged_load_csv(polopt_logged *data, const char *path, const polopt_csv_config *config);
+
+/* >>interactions ------------------------------------------------------------------------------------------ */
+
+/* A user's own interaction log, as a sparse matrix: who (a session, a basket or a user) interacted with which item,
+   read from a CSV or TSV file with a header row, such as
+       session,item            or      user<TAB>item<TAB>weight
+       s17,apple                       42<TAB>B00017<TAB>3
+   Ids are any strings (up to 4,095 bytes); each becomes a dense index in order of first appearance, and both
+   directions are kept (polopt_interactions_session_name / _item_name, polopt_interactions_find_session / _item).
+   A pair seen twice counts once (the first weight is kept; stats.duplicates says how many were dropped).  The
+   file is read in blocks of 64 KiB and every row is checked: a failure names the line and the column (a missing
+   field, an empty id, a weight that is not a finite number > 0, a row with the wrong number of fields).
+   Filters drop sessions with fewer than min_session_items distinct items and items in fewer than
+   min_item_sessions sessions; with repeat_filters, until neither drops anything (every survivor then meets both
+   rules: the (min_session_items, min_item_sessions)-core, as basket data sets are often published).
+   The result is compressed rows: session s holds items[offsets[s] .. offsets[s + 1]), increasing, distinct. */
+typedef struct polopt_interactions_config {
+    const char *session;      /* the session (or user) column's name; "session" */
+    const char *item;         /* the item column's name; "item" */
+    const char *weight;       /* the weight column's name, or NULL: every interaction weighs 1 (the default) */
+    char delimiter;           /* ',' or '\t'; 0: '\t' for a path ending in ".tsv", ',' otherwise (the default) */
+    size_t min_session_items; /* >= 1; 1: no session dropped */
+    size_t min_item_sessions; /* >= 1; 1: no item dropped */
+    int repeat_filters;       /* 1: filter until nothing changes (the default); 0: sessions once, then items once */
+    polopt_hooks hooks;
+} polopt_interactions_config;
+
+/* What reading and filtering did. */
+typedef struct polopt_interactions_stats {
+    size_t rows;              /* data rows read */
+    size_t duplicates;        /* pairs dropped as repeats */
+    size_t dropped_sessions;  /* by the filters */
+    size_t dropped_items;
+    size_t filter_rounds;     /* passes of the two filters */
+} polopt_interactions_stats;
+
+typedef struct polopt_interactions {
+    size_t n_sessions, n_items, nnz;
+    size_t *offsets;          /* n_sessions + 1 */
+    uint32_t *items;          /* nnz item indices */
+    float *weights;           /* nnz weights, or NULL: all 1 */
+    char *names;              /* every id, NUL-terminated, back to back: the sessions' in order, then the items' */
+    size_t names_bytes;
+    size_t *session_names;    /* n_sessions: where each session's id starts in names */
+    size_t *item_names;       /* n_items */
+    uint32_t *session_table;  /* open addressing from an id to its index (built on load, not saved) */
+    uint32_t *item_table;
+    size_t session_mask, item_mask;
+    polopt_interactions_stats stats;
+    polopt_hooks hooks;
+    polopt_error err;
+} polopt_interactions;
+
+POLOPT_DEF polopt_interactions_config polopt_interactions_config_default(void);
+/* Read the log at path.  On failure m is zeroed and m->err names the line and column of the fault. */
+POLOPT_DEF polopt_result polopt_interactions_load_csv(polopt_interactions *m, const char *path,
+                                                      const polopt_interactions_config *config);
+/* The same from n integer pairs (session[i], item[i]) and weights (NULL: 1) held in memory: the ids become their
+   decimal strings.  config NULL: the defaults (its column names and delimiter are not used). */
+POLOPT_DEF polopt_result polopt_interactions_init(polopt_interactions *m, size_t n, const uint32_t *session,
+                                                  const uint32_t *item, const float *weight,
+                                                  const polopt_interactions_config *config);
+POLOPT_DEF void polopt_interactions_free(polopt_interactions *m);
+/* The id of session s or item a as read, or NULL when out of range. */
+POLOPT_DEF const char *polopt_interactions_session_name(const polopt_interactions *m, size_t s);
+POLOPT_DEF const char *polopt_interactions_item_name(const polopt_interactions *m, size_t a);
+/* The index of an id, or POLOPT_NO_ITEM when the log does not hold it (not an error). */
+POLOPT_DEF polopt_result polopt_interactions_find_session(const polopt_interactions *m, const char *name,
+                                                          uint32_t *out_index);
+POLOPT_DEF polopt_result polopt_interactions_find_item(const polopt_interactions *m, const char *name,
+                                                       uint32_t *out_index);
+/* Files of the library's discipline (a checksummed header and payload, written atomically): the matrix and its ids,
+   so that a large log is parsed once. */
+POLOPT_DEF polopt_result polopt_interactions_save(const polopt_interactions *m, const char *path,
+                                                  polopt_error *out_err);
+POLOPT_DEF polopt_result polopt_interactions_save_buffer(const polopt_interactions *m, void *buffer,
+                                                         size_t buffer_size, size_t *out_size, polopt_error *out_err);
+POLOPT_DEF polopt_result polopt_interactions_load(polopt_interactions *m, const char *path,
+                                                  const polopt_hooks *hooks);
+POLOPT_DEF polopt_result polopt_interactions_load_buffer(polopt_interactions *m, const void *buffer, size_t size,
+                                                         const polopt_hooks *hooks);
 
 /* >>ope --------------------------------------------------------------------------------------------------- */
 
@@ -8006,9 +8089,9 @@ static polopt_result polopt__csv_getline(polopt_csv_reader *r, int *eof, const c
     return POLOPT_OK;
 }
 
-/* Split the line in place into fields (NUL-terminated, quotes removed); the first max_fields starts go to at.
-   Returns the number of fields, or -1 for an unterminated quote. */
-static long polopt__csv_split(char *line, size_t *at, size_t max_fields)
+/* Split the line in place into fields at each delim (',' or '\t'), NUL-terminated, quotes removed; the first
+   max_fields starts go to at.  Returns the number of fields, or -1 for an unterminated quote. */
+static long polopt__csv_split(char *line, size_t *at, size_t max_fields, char delim)
 {
     char *in = line, *out = line;
     long count = 0;
@@ -8025,17 +8108,65 @@ static long polopt__csv_split(char *line, size_t *at, size_t max_fields)
                     break;
                 } else *out++ = *in++;
             }
-            while (*in && *in != ',') *out++ = *in++; /* text after the closing quote is kept as is */
+            while (*in && *in != delim) *out++ = *in++; /* text after the closing quote is kept as is */
         } else {
-            while (*in && *in != ',') *out++ = *in++;
+            while (*in && *in != delim) *out++ = *in++;
         }
         if (*in == '\0') {
             *out = '\0';
             return count;
         }
-        *out++ = '\0'; /* the comma ends the field */
+        *out++ = '\0'; /* the delimiter ends the field */
         ++in;
     }
+}
+
+/* Open a delimited text file and read its header line, split into its names (r->line, r->field_at, r->n_columns):
+   the start of every reader of such files.  r is zeroed but for config.hooks and path. */
+static polopt_result polopt__text_open(polopt_csv_reader *r, const char *path, char delim, const char *fn)
+{
+    polopt_result rc = POLOPT_OK;
+    const char *p;
+    size_t delims = 0;
+    long fields;
+    int eof;
+    r->block = (char *)polopt__alloc(&r->config.hooks, POLOPT__CSV_BLOCK, 1, &rc);
+    if (!r->block) return polopt__fail(&r->err, &r->config.hooks, rc, "%s: cannot allocate the read buffer", fn);
+    if (polopt__is_directory(path) || !(r->file = fopen(path, "rb")))
+        return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_IO, "%s: cannot open %s%s", fn, path,
+                            polopt__is_directory(path) ? " (it is a directory)" : "");
+    if ((rc = polopt__csv_getline(r, &eof, fn)) != POLOPT_OK) return rc;
+    if (eof) return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s is empty: no header line", fn, path);
+    if ((unsigned char)r->line[0] == 0xef && (unsigned char)r->line[1] == 0xbb && (unsigned char)r->line[2] == 0xbf)
+        memmove(r->line, r->line + 3, strlen(r->line + 3) + 1); /* a UTF-8 byte order mark (spreadsheet exports) */
+    for (p = r->line; *p; ++p) delims += *p == delim; /* room for the header's fields: one more than its delimiters */
+    r->n_columns = delims + 1;
+    r->field_at = (size_t *)polopt__alloc(&r->config.hooks, r->n_columns + 1, sizeof(size_t), &rc);
+    if (!r->field_at) return polopt__fail(&r->err, &r->config.hooks, rc, "%s: cannot allocate the reader's tables", fn);
+    fields = polopt__csv_split(r->line, r->field_at, r->n_columns, delim);
+    if (fields < 0)
+        return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s, line 1: unterminated quote", fn, path);
+    r->n_columns = (size_t)fields;
+    return POLOPT_OK;
+}
+
+/* The column of the header named name (exactly one of them) into *out_col. */
+static polopt_result polopt__text_column(polopt_csv_reader *r, const char *name, long *out_col, const char *fn)
+{
+    size_t c;
+    *out_col = -1;
+    for (c = 0; c < r->n_columns; ++c)
+        if (strcmp(r->line + r->field_at[c], name) == 0) {
+            if (*out_col >= 0)
+                return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT,
+                                    "%s: %s has two columns named '%s' (%ld and %lu)", fn, r->path, name, *out_col + 1,
+                                    (unsigned long)c + 1);
+            *out_col = (long)c;
+        }
+    if (*out_col < 0)
+        return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s has no column named '%s'", fn, r->path,
+                            name);
+    return POLOPT_OK;
 }
 
 static polopt_result polopt__csv_open_impl(polopt_csv_reader *r, const char *path, const polopt_csv_config *config)
@@ -8043,9 +8174,7 @@ static polopt_result polopt__csv_open_impl(polopt_csv_reader *r, const char *pat
     static const char *fn = "polopt_csv_open";
     const char *names[POLOPT__COL_FEATURES];
     polopt_result rc = POLOPT_OK;
-    size_t k, n_wanted, c;
-    long fields;
-    int eof;
+    size_t k, n_wanted;
     if (!r) return POLOPT_ERR_INVALID_ARG;
     memset(r, 0, sizeof *r);
     if (!config) return polopt__fail(&r->err, NULL, POLOPT_ERR_INVALID_ARG, "%s: config is NULL", fn);
@@ -8058,30 +8187,10 @@ static polopt_result polopt__csv_open_impl(polopt_csv_reader *r, const char *pat
     if (config->n_categorical && (config->max_levels < 1 || config->max_levels > 4096))
         return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_INVALID_ARG,
                             "%s: config.max_levels = %lu must be in [1, 4096]", fn, (unsigned long)config->max_levels);
-    r->block = (char *)polopt__alloc(&r->config.hooks, POLOPT__CSV_BLOCK, 1, &rc);
-    if (!r->block) return polopt__fail(&r->err, &r->config.hooks, rc, "%s: cannot allocate the read buffer", fn);
-    r->file = fopen(path, "rb");
-    if (!r->file) {
-        rc = polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_IO, "%s: cannot open %s", fn, path);
-        return rc;
-    }
-    if ((rc = polopt__csv_getline(r, &eof, fn)) != POLOPT_OK) return rc;
-    if (eof) {
-        rc = polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s is empty: no header line", fn, path);
-        return rc;
-    }
-    if ((unsigned char)r->line[0] == 0xef && (unsigned char)r->line[1] == 0xbb && (unsigned char)r->line[2] == 0xbf)
-        memmove(r->line, r->line + 3, strlen(r->line + 3) + 1); /* a UTF-8 byte order mark (spreadsheet exports) */
-    { /* room for the header's fields: at most one more than its commas */
-        const char *p = r->line;
-        size_t commas = 0;
-        for (; *p; ++p) commas += *p == ',';
-        r->n_columns = commas + 1;
-    }
+    if ((rc = polopt__text_open(r, path, ',', fn)) != POLOPT_OK) return rc;
     n_wanted = POLOPT__COL_FEATURES + config->n_numeric + config->n_categorical;
     r->columns = (long *)polopt__alloc(&r->config.hooks, n_wanted, sizeof(long), &rc);
-    if (r->columns) r->field_at = (size_t *)polopt__alloc(&r->config.hooks, r->n_columns + 1, sizeof(size_t), &rc);
-    if (r->field_at && config->n_categorical) {
+    if (r->columns && config->n_categorical) {
         r->levels = (char *)polopt__alloc(&r->config.hooks, config->n_categorical * config->max_levels,
                                           POLOPT_CSV_LEVEL_BYTES, &rc);
         if (r->levels) r->n_levels = (size_t *)polopt__alloc(&r->config.hooks, config->n_categorical, sizeof(size_t), &rc);
@@ -8092,13 +8201,7 @@ static polopt_result polopt__csv_open_impl(polopt_csv_reader *r, const char *pat
                           polopt_strerror(rc));
         return rc;
     }
-    /* the header split into its names, and every wanted column looked up by name */
-    fields = polopt__csv_split(r->line, r->field_at, r->n_columns);
-    if (fields < 0) {
-        rc = polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s, line 1: unterminated quote", fn, path);
-        return rc;
-    }
-    r->n_columns = (size_t)fields;
+    /* every wanted column looked up by name */
     names[POLOPT__COL_ACTION] = config->action, names[POLOPT__COL_PROPENSITY] = config->propensity;
     names[POLOPT__COL_REWARD] = config->reward, names[POLOPT__COL_POSITION] = config->position;
     for (k = 0; k < n_wanted; ++k) {
@@ -8115,19 +8218,7 @@ static polopt_result polopt__csv_open_impl(polopt_csv_reader *r, const char *pat
                                                   : k - POLOPT__COL_FEATURES - config->n_numeric));
             return rc;
         }
-        for (c = 0; c < r->n_columns; ++c)
-            if (strcmp(r->line + r->field_at[c], name) == 0) {
-                if (r->columns[k] >= 0)
-                    return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT,
-                                        "%s: %s has two columns named '%s' (%ld and %lu)", fn, path, name,
-                                        r->columns[k] + 1, (unsigned long)c + 1);
-                r->columns[k] = (long)c;
-            }
-        if (r->columns[k] < 0) {
-            rc = polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s has no column named '%s'", fn, path,
-                              name);
-            return rc;
-        }
+        if ((rc = polopt__text_column(r, name, &r->columns[k], fn)) != POLOPT_OK) return rc;
     }
     r->dim = config->n_numeric + config->n_categorical * config->max_levels;
     return POLOPT_OK;
@@ -8239,7 +8330,7 @@ POLOPT_DEF polopt_result polopt_csv_read(polopt_csv_reader *reader, polopt_logge
         if ((rc = polopt__csv_getline(reader, &eof, fn)) != POLOPT_OK) break;
         if (eof) break;
         if (reader->line[0] == '\0') continue; /* blank lines are allowed */
-        fields = polopt__csv_split(reader->line, reader->field_at, reader->n_columns);
+        fields = polopt__csv_split(reader->line, reader->field_at, reader->n_columns, ',');
         if (fields < 0) {
             rc = polopt__fail(&reader->err, &c->hooks, POLOPT_ERR_FORMAT, "%s: %s, line %lu: unterminated quote", fn, reader->path,
                               (unsigned long)reader->line_no);
@@ -8346,6 +8437,840 @@ POLOPT_DEF polopt_result polopt_logged_load_csv(polopt_logged *data, const char 
     const polopt_result rc = polopt__logged_load_csv_impl(data, path, config);
     if (rc != POLOPT_OK && data) POLOPT__ZERO_KEEPING_ERROR(data, polopt_logged_free);
     return rc;
+}
+
+/* >>interactions ------------------------------------------------------------------------------------------ */
+
+#define POLOPT__INTERACTIONS_VERSION 1
+#define POLOPT__MAX_ID_BYTES 4095
+
+POLOPT_DEF polopt_interactions_config polopt_interactions_config_default(void)
+{
+    polopt_interactions_config c;
+    memset(&c, 0, sizeof c);
+    c.session = "session";
+    c.item = "item";
+    c.min_session_items = 1;
+    c.min_item_sessions = 1;
+    c.repeat_filters = 1;
+    return c;
+}
+
+POLOPT_DEF void polopt_interactions_free(polopt_interactions *m)
+{
+    polopt_hooks h;
+    if (!m) return;
+    h = m->hooks;
+    polopt__dealloc(&h, m->offsets);
+    polopt__dealloc(&h, m->items);
+    polopt__dealloc(&h, m->weights);
+    polopt__dealloc(&h, m->names);
+    polopt__dealloc(&h, m->session_names);
+    polopt__dealloc(&h, m->item_names);
+    polopt__dealloc(&h, m->session_table);
+    polopt__dealloc(&h, m->item_table);
+    memset(m, 0, sizeof *m);
+}
+
+/* FNV-1a over the bytes, then an avalanche: the hash of an id in every table here. */
+static uint64_t polopt__hash_name(const char *s, size_t len)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    size_t i;
+    for (i = 0; i < len; ++i) h = (h ^ (unsigned char)s[i]) * 0x100000001b3ULL;
+    return polopt__splitmix64(&h);
+}
+
+/* Ids while reading: the strings back to back in pool (each with its NUL), where each starts, its hash, and an
+   open-addressing table of index + 1 (0: empty) at most half full. */
+typedef struct polopt__idmap {
+    char *pool;
+    size_t pool_len, pool_cap;
+    size_t *at;
+    uint32_t *hash;
+    size_t n, cap;
+    uint32_t *table;
+    size_t mask;
+} polopt__idmap;
+
+static void polopt__idmap_free(polopt__idmap *map, const polopt_hooks *hooks)
+{
+    polopt__dealloc(hooks, map->pool);
+    polopt__dealloc(hooks, map->at);
+    polopt__dealloc(hooks, map->hash);
+    polopt__dealloc(hooks, map->table);
+    memset(map, 0, sizeof *map);
+}
+
+/* A table of 2^k >= 2 n slots for n entries whose hashes are given, into *out_table (*out_mask = 2^k - 1). */
+static polopt_result polopt__id_table(const polopt_hooks *hooks, size_t n, const uint32_t *hash, uint32_t **out_table,
+                                      size_t *out_mask)
+{
+    size_t slots = 16, i;
+    polopt_result rc = POLOPT_OK;
+    uint32_t *t;
+    while (slots < 2 * n) slots *= 2;
+    t = (uint32_t *)polopt__alloc(hooks, slots, sizeof(uint32_t), &rc);
+    if (!t) return rc;
+    memset(t, 0, slots * sizeof(uint32_t));
+    for (i = 0; i < n; ++i) {
+        size_t at = hash[i] & (slots - 1);
+        while (t[at]) at = (at + 1) & (slots - 1);
+        t[at] = (uint32_t)(i + 1);
+    }
+    polopt__dealloc(hooks, *out_table);
+    *out_table = t;
+    *out_mask = slots - 1;
+    return POLOPT_OK;
+}
+
+/* The index of the len bytes at s among n strings (starts at, hashes hash, in table), or -1. */
+static long polopt__id_find(const char *pool, const size_t *at, const uint32_t *hash, const uint32_t *table,
+                            size_t mask, const char *s, size_t len, uint32_t h)
+{
+    size_t slot = h & mask;
+    for (; table[slot]; slot = (slot + 1) & mask) {
+        const uint32_t k = table[slot] - 1;
+        const char *name = pool + at[k];
+        if (hash[k] == h && memcmp(name, s, len) == 0 && name[len] == '\0') return (long)k;
+    }
+    return -1;
+}
+
+/* The index of the id s (len bytes, 1 .. POLOPT__MAX_ID_BYTES), added if new. */
+static polopt_result polopt__idmap_intern(polopt__idmap *map, const polopt_hooks *hooks, const char *s, size_t len,
+                                          uint32_t *out_index)
+{
+    const uint32_t h = (uint32_t)polopt__hash_name(s, len);
+    polopt_result rc = POLOPT_OK;
+    long k = map->table ? polopt__id_find(map->pool, map->at, map->hash, map->table, map->mask, s, len, h) : -1;
+    void *p;
+    if (k >= 0) {
+        *out_index = (uint32_t)k;
+        return POLOPT_OK;
+    }
+    if (map->n >= (size_t)POLOPT_NO_ITEM - 1) return POLOPT_ERR_OVERFLOW;
+    if (map->n == map->cap) {
+        const size_t cap = map->cap ? 2 * map->cap : 1024;
+        if (!(p = polopt__realloc_array(hooks, map->at, cap, sizeof(size_t), &rc))) return rc;
+        map->at = (size_t *)p;
+        if (!(p = polopt__realloc_array(hooks, map->hash, cap, sizeof(uint32_t), &rc))) return rc;
+        map->hash = (uint32_t *)p;
+        map->cap = cap;
+    }
+    if (map->pool_len + len + 1 > map->pool_cap) {
+        size_t cap = map->pool_cap ? map->pool_cap : 16384;
+        while (cap < map->pool_len + len + 1) cap *= 2;
+        if (!(p = polopt__realloc_array(hooks, map->pool, cap, 1, &rc))) return rc;
+        map->pool = (char *)p;
+        map->pool_cap = cap;
+    }
+    memcpy(map->pool + map->pool_len, s, len);
+    map->pool[map->pool_len + len] = '\0';
+    map->at[map->n] = map->pool_len;
+    map->hash[map->n] = h;
+    map->pool_len += len + 1;
+    *out_index = (uint32_t)map->n++;
+    if (!map->table || 2 * map->n > map->mask + 1) /* keep the table at most half full */
+        return polopt__id_table(hooks, map->n, map->hash, &map->table, &map->mask);
+    {
+        size_t slot = h & map->mask;
+        while (map->table[slot]) slot = (slot + 1) & map->mask;
+        map->table[slot] = (uint32_t)map->n;
+    }
+    return POLOPT_OK;
+}
+
+/* The rows read so far: session and item indices into the two id maps, and the weights (when there is a column). */
+typedef struct polopt__pairs {
+    uint32_t *session, *item;
+    float *weight;
+    size_t n, cap;
+} polopt__pairs;
+
+static void polopt__pairs_free(polopt__pairs *p, const polopt_hooks *hooks)
+{
+    polopt__dealloc(hooks, p->session);
+    polopt__dealloc(hooks, p->item);
+    polopt__dealloc(hooks, p->weight);
+    memset(p, 0, sizeof *p);
+}
+
+static polopt_result polopt__pairs_push(polopt__pairs *p, const polopt_hooks *hooks, uint32_t s, uint32_t a, float w,
+                                        int weighted)
+{
+    polopt_result rc = POLOPT_OK;
+    if (p->n == (size_t)UINT32_MAX) return POLOPT_ERR_OVERFLOW; /* rows are counted in uint32_t while sorting */
+    if (p->n == p->cap) {
+        const size_t cap = p->cap ? 2 * p->cap : 4096;
+        void *q;
+        if (!(q = polopt__realloc_array(hooks, p->session, cap, sizeof(uint32_t), &rc))) return rc;
+        p->session = (uint32_t *)q;
+        if (!(q = polopt__realloc_array(hooks, p->item, cap, sizeof(uint32_t), &rc))) return rc;
+        p->item = (uint32_t *)q;
+        if (weighted) {
+            if (!(q = polopt__realloc_array(hooks, p->weight, cap, sizeof(float), &rc))) return rc;
+            p->weight = (float *)q;
+        }
+        p->cap = cap;
+    }
+    p->session[p->n] = s, p->item[p->n] = a;
+    if (weighted) p->weight[p->n] = w;
+    p->n += 1;
+    return POLOPT_OK;
+}
+
+/* The object's arrays for its sizes (weights only if weighted), or an error with nothing allocated that stays. */
+static polopt_result polopt__interactions_alloc(polopt_interactions *m, size_t n_s, size_t n_i, size_t nnz,
+                                                size_t names_bytes, int weighted)
+{
+    polopt_result rc = POLOPT_OK;
+    m->offsets = (size_t *)polopt__alloc(&m->hooks, n_s + 1, sizeof(size_t), &rc);
+    if (m->offsets) m->items = (uint32_t *)polopt__alloc(&m->hooks, nnz, sizeof(uint32_t), &rc);
+    if (m->items && weighted) m->weights = (float *)polopt__alloc(&m->hooks, nnz, sizeof(float), &rc);
+    if (rc == POLOPT_OK) m->names = (char *)polopt__alloc(&m->hooks, names_bytes, 1, &rc);
+    if (m->names) m->session_names = (size_t *)polopt__alloc(&m->hooks, n_s, sizeof(size_t), &rc);
+    if (m->session_names) m->item_names = (size_t *)polopt__alloc(&m->hooks, n_i, sizeof(size_t), &rc);
+    if (rc != POLOPT_OK) return rc;
+    m->n_sessions = n_s, m->n_items = n_i, m->nnz = nnz, m->names_bytes = names_bytes;
+    return POLOPT_OK;
+}
+
+/* The lookup tables of the ids in names (starts session_names, item_names); a repeated id is an error. */
+static polopt_result polopt__interactions_tables(polopt_interactions *m, const char *fn, const char *source)
+{
+    polopt_result rc = POLOPT_OK;
+    int pass;
+    for (pass = 0; pass < 2 && rc == POLOPT_OK; ++pass) {
+        const size_t n = pass ? m->n_items : m->n_sessions, *at = pass ? m->item_names : m->session_names;
+        uint32_t *hash = (uint32_t *)polopt__alloc(&m->hooks, n, sizeof(uint32_t), &rc), **table;
+        size_t i, *mask;
+        if (!hash) break;
+        for (i = 0; i < n; ++i) hash[i] = (uint32_t)polopt__hash_name(m->names + at[i], strlen(m->names + at[i]));
+        table = pass ? &m->item_table : &m->session_table;
+        mask = pass ? &m->item_mask : &m->session_mask;
+        rc = polopt__id_table(&m->hooks, n, hash, table, mask);
+        for (i = 0; i < n && rc == POLOPT_OK; ++i) { /* each id must find itself: a repeat finds its first copy */
+            const char *name = m->names + at[i];
+            if (polopt__id_find(m->names, at, hash, *table, *mask, name, strlen(name), hash[i]) != (long)i)
+                rc = polopt__fail(&m->err, &m->hooks, POLOPT_ERR_FORMAT, "%s: %s: the %s id '%.64s' appears twice", fn,
+                                  source, pass ? "item" : "session", name);
+        }
+        polopt__dealloc(&m->hooks, hash);
+    }
+    if (rc != POLOPT_OK && rc != POLOPT_ERR_FORMAT)
+        rc = polopt__fail(&m->err, &m->hooks, rc, "%s: cannot allocate the id tables", fn);
+    return rc;
+}
+
+/* Stable counting sort of the row numbers in (n of them) by key[row] < n_keys into out; count: n_keys + 1 zeroed. */
+static void polopt__count_sort(size_t n, const uint32_t *in, const uint32_t *key, size_t n_keys, size_t *count,
+                               uint32_t *out)
+{
+    size_t i, k, sum = 0;
+    for (i = 0; i < n; ++i) count[key[in ? in[i] : i]] += 1;
+    for (k = 0; k < n_keys; ++k) {
+        const size_t c = count[k];
+        count[k] = sum;
+        sum += c;
+    }
+    for (i = 0; i < n; ++i) {
+        const uint32_t row = in ? in[i] : (uint32_t)i;
+        out[count[key[row]]++] = row;
+    }
+}
+
+/* From the rows and the two id maps to the object: group by session with items increasing (two stable counting
+   sorts, O(rows + sessions + items)), drop repeated pairs (the first in the file stays), filter, number the
+   survivors in order of first appearance, and copy their ids.  m has its hooks; its stats.rows is set. */
+static polopt_result polopt__interactions_build(polopt_interactions *m, const polopt__pairs *pairs,
+                                                const polopt__idmap *sessions, const polopt__idmap *items,
+                                                const polopt_interactions_config *c, const char *fn)
+{
+    const polopt_hooks *hk = &m->hooks;
+    const size_t n = pairs->n, n_s = sessions->n, n_i = items->n;
+    polopt_result rc = POLOPT_OK;
+    uint32_t *by_item = NULL, *order = NULL, *new_s = NULL, *new_i = NULL, *degree = NULL;
+    size_t *count = NULL, *start = NULL, i, s, nnz = 0, out_s = 0, out_i = 0, names_bytes = 0, kept;
+    int changed = 1;
+    by_item = (uint32_t *)polopt__alloc(hk, n, sizeof(uint32_t), &rc);
+    if (by_item) order = (uint32_t *)polopt__alloc(hk, n, sizeof(uint32_t), &rc);
+    if (order) count = (size_t *)polopt__alloc(hk, (n_s > n_i ? n_s : n_i) + 1, sizeof(size_t), &rc);
+    if (count) start = (size_t *)polopt__alloc(hk, n_s + 1, sizeof(size_t), &rc);
+    if (start) new_s = (uint32_t *)polopt__alloc(hk, n_s, sizeof(uint32_t), &rc);
+    if (new_s) new_i = (uint32_t *)polopt__alloc(hk, n_i, sizeof(uint32_t), &rc);
+    if (new_i) degree = (uint32_t *)polopt__alloc(hk, n_s > n_i ? n_s : n_i, sizeof(uint32_t), &rc);
+    if (rc != POLOPT_OK) {
+        rc = polopt__fail(&m->err, hk, rc, "%s: cannot allocate the sort of %lu rows", fn, (unsigned long)n);
+        goto done;
+    }
+    memset(count, 0, (n_i + 1) * sizeof(size_t));
+    polopt__count_sort(n, NULL, pairs->item, n_i, count, by_item);
+    memset(count, 0, (n_s + 1) * sizeof(size_t));
+    polopt__count_sort(n, by_item, pairs->session, n_s, count, order);
+    /* order: rows by session, items increasing, ties in file order; keep the first of each (session, item) */
+    for (i = 0, s = 0; s < n_s; ++s) {
+        start[s] = nnz;
+        for (; i < n && pairs->session[order[i]] == s; ++i)
+            if (nnz == start[s] || pairs->item[order[nnz - 1]] != pairs->item[order[i]]) order[nnz++] = order[i];
+    }
+    start[n_s] = nnz;
+    m->stats.duplicates = n - nnz;
+    /* the filters: new_s and new_i mark the living with 1 (the indices come after) */
+    for (s = 0; s < n_s; ++s) new_s[s] = 1;
+    for (i = 0; i < n_i; ++i) new_i[i] = 1;
+    while (changed) {
+        size_t size;
+        changed = 0;
+        m->stats.filter_rounds += 1;
+        for (s = 0; s < n_s; ++s) {
+            if (!new_s[s]) continue;
+            for (size = 0, i = start[s]; i < start[s + 1]; ++i) size += new_i[pairs->item[order[i]]];
+            if (size < c->min_session_items) new_s[s] = 0, changed = 1, m->stats.dropped_sessions += 1;
+        }
+        memset(degree, 0, n_i * sizeof(uint32_t));
+        for (s = 0; s < n_s; ++s)
+            if (new_s[s])
+                for (i = start[s]; i < start[s + 1]; ++i) degree[pairs->item[order[i]]] += 1;
+        for (i = 0; i < n_i; ++i)
+            if (new_i[i] && degree[i] < c->min_item_sessions) new_i[i] = 0, changed = 1, m->stats.dropped_items += 1;
+        if (!c->repeat_filters) break;
+    }
+    /* number the survivors; an item whose every session died is dropped too */
+    for (i = 0; i < n_i; ++i) {
+        if (new_i[i] && degree[i] == 0) new_i[i] = 0, m->stats.dropped_items += 1;
+        if (new_i[i]) new_i[i] = (uint32_t)out_i++, names_bytes += strlen(items->pool + items->at[i]) + 1;
+        else new_i[i] = POLOPT_NO_ITEM;
+    }
+    for (kept = 0, s = 0; s < n_s; ++s) {
+        size_t size = 0;
+        if (new_s[s])
+            for (i = start[s]; i < start[s + 1]; ++i) size += new_i[pairs->item[order[i]]] != POLOPT_NO_ITEM;
+        if (new_s[s] && size == 0) new_s[s] = 0, m->stats.dropped_sessions += 1; /* its items all died */
+        if (new_s[s]) new_s[s] = (uint32_t)out_s++, kept += size, names_bytes += strlen(sessions->pool + sessions->at[s]) + 1;
+        else new_s[s] = POLOPT_NO_ITEM;
+    }
+    if (out_s == 0 || out_i == 0) {
+        rc = polopt__fail(&m->err, hk, POLOPT_ERR_DOMAIN, "%s: no interaction survives the filters (%lu rows, %lu "
+                          "sessions, %lu items; min_session_items %lu, min_item_sessions %lu)", fn, (unsigned long)n,
+                          (unsigned long)n_s, (unsigned long)n_i, (unsigned long)c->min_session_items,
+                          (unsigned long)c->min_item_sessions);
+        goto done;
+    }
+    if ((rc = polopt__interactions_alloc(m, out_s, out_i, kept, names_bytes, pairs->weight != NULL)) != POLOPT_OK) {
+        rc = polopt__fail(&m->err, hk, rc, "%s: cannot allocate %lu sessions, %lu items and %lu interactions", fn,
+                          (unsigned long)out_s, (unsigned long)out_i, (unsigned long)kept);
+        goto done;
+    }
+    nnz = 0, names_bytes = 0;
+    for (s = 0; s < n_s; ++s) { /* the items of a session keep their order: the renumbering is increasing */
+        const char *name = sessions->pool + sessions->at[s];
+        if (new_s[s] == POLOPT_NO_ITEM) continue;
+        m->offsets[new_s[s]] = nnz;
+        for (i = start[s]; i < start[s + 1]; ++i) {
+            const uint32_t a = new_i[pairs->item[order[i]]];
+            if (a == POLOPT_NO_ITEM) continue;
+            m->items[nnz] = a;
+            if (m->weights) m->weights[nnz] = pairs->weight[order[i]];
+            ++nnz;
+        }
+        m->session_names[new_s[s]] = names_bytes;
+        memcpy(m->names + names_bytes, name, strlen(name) + 1);
+        names_bytes += strlen(name) + 1;
+    }
+    m->offsets[out_s] = nnz;
+    for (i = 0; i < n_i; ++i) {
+        const char *name = items->pool + items->at[i];
+        if (new_i[i] == POLOPT_NO_ITEM) continue;
+        m->item_names[new_i[i]] = names_bytes;
+        memcpy(m->names + names_bytes, name, strlen(name) + 1);
+        names_bytes += strlen(name) + 1;
+    }
+    rc = polopt__interactions_tables(m, fn, "the log");
+done:
+    polopt__dealloc(hk, by_item);
+    polopt__dealloc(hk, order);
+    polopt__dealloc(hk, count);
+    polopt__dealloc(hk, start);
+    polopt__dealloc(hk, new_s);
+    polopt__dealloc(hk, new_i);
+    polopt__dealloc(hk, degree);
+    return rc;
+}
+
+static polopt_result polopt__interactions_check_config(polopt_interactions *m, const polopt_interactions_config *c,
+                                                       const char *fn)
+{
+    POLOPT__CHECK(&m->err, &c->hooks, c->min_session_items >= 1 && c->min_item_sessions >= 1,
+                  "%s: config.min_session_items = %lu and config.min_item_sessions = %lu must be >= 1", fn,
+                  (unsigned long)c->min_session_items, (unsigned long)c->min_item_sessions);
+    POLOPT__CHECK(&m->err, &c->hooks, c->repeat_filters == 0 || c->repeat_filters == 1,
+                  "%s: config.repeat_filters = %d must be 0 or 1", fn, c->repeat_filters);
+    POLOPT__CHECK(&m->err, &c->hooks, c->delimiter == 0 || c->delimiter == ',' || c->delimiter == '\t',
+                  "%s: config.delimiter must be ',', '\\t' or 0 (from the file name)", fn);
+    return POLOPT_OK;
+}
+
+/* One id field of the current line, checked, interned. */
+static polopt_result polopt__interactions_id(polopt_csv_reader *r, polopt__idmap *map, long col, const char *what,
+                                             uint32_t *out, const char *fn)
+{
+    const char *field = r->line + r->field_at[col];
+    const size_t len = strlen(field);
+    polopt_result rc;
+    if (len == 0 || len > POLOPT__MAX_ID_BYTES)
+        return polopt__fail(&r->err, &r->config.hooks, POLOPT_ERR_FORMAT, "%s: %s, line %lu, column '%s' (%ld): %s",
+                            fn, r->path, (unsigned long)r->line_no, what, col + 1,
+                            len ? "an id longer than 4095 bytes" : "an empty id");
+    if ((rc = polopt__idmap_intern(map, &r->config.hooks, field, len, out)) != POLOPT_OK)
+        return polopt__fail(&r->err, &r->config.hooks, rc, "%s: %s, line %lu: %s", fn, r->path,
+                            (unsigned long)r->line_no,
+                            rc == POLOPT_ERR_OVERFLOW ? "more than 2^32 - 2 distinct ids" : "out of memory for the ids");
+    return POLOPT_OK;
+}
+
+static polopt_result polopt__interactions_read(polopt_csv_reader *r, polopt__pairs *pairs, polopt__idmap *sessions,
+                                               polopt__idmap *items, const polopt_interactions_config *c,
+                                               const char *fn)
+{
+    const size_t plen = strlen(r->path);
+    const char delim = c->delimiter ? c->delimiter
+                                    : plen >= 4 && strcmp(r->path + plen - 4, ".tsv") == 0 ? '\t' : ',';
+    long col_s, col_i, col_w = -1;
+    polopt_result rc;
+    int eof;
+    if ((rc = polopt__text_open(r, r->path, delim, fn)) != POLOPT_OK) return rc;
+    if ((rc = polopt__text_column(r, c->session, &col_s, fn)) != POLOPT_OK ||
+        (rc = polopt__text_column(r, c->item, &col_i, fn)) != POLOPT_OK ||
+        (c->weight && (rc = polopt__text_column(r, c->weight, &col_w, fn)) != POLOPT_OK))
+        return rc;
+    for (;;) {
+        uint32_t s, a;
+        double w = 1.0;
+        long fields;
+        if ((rc = polopt__csv_getline(r, &eof, fn)) != POLOPT_OK) return rc;
+        if (eof) return POLOPT_OK;
+        if (r->line[0] == '\0') continue; /* blank lines are allowed */
+        fields = polopt__csv_split(r->line, r->field_at, r->n_columns, delim);
+        if (fields < 0)
+            return polopt__fail(&r->err, &c->hooks, POLOPT_ERR_FORMAT, "%s: %s, line %lu: unterminated quote", fn,
+                                r->path, (unsigned long)r->line_no);
+        if ((size_t)fields != r->n_columns)
+            return polopt__fail(&r->err, &c->hooks, POLOPT_ERR_FORMAT, "%s: %s, line %lu has %ld fields; the header "
+                                "has %lu%s", fn, r->path, (unsigned long)r->line_no, fields,
+                                (unsigned long)r->n_columns, delim == ',' ? "" : " (tab-separated)");
+        if (col_w >= 0) {
+            const char *field = r->line + r->field_at[col_w];
+            if (!polopt__parse_double(field, &w) || !(w > 0.0 && w <= FLT_MAX && (float)w > 0.0f))
+                return polopt__fail(&r->err, &c->hooks, POLOPT_ERR_FORMAT, "%s: %s, line %lu, column '%s' (%ld): '%.64s' "
+                                    "is not a weight (a finite number > 0)", fn, r->path, (unsigned long)r->line_no,
+                                    c->weight, col_w + 1, field);
+        }
+        if ((rc = polopt__interactions_id(r, sessions, col_s, c->session, &s, fn)) != POLOPT_OK ||
+            (rc = polopt__interactions_id(r, items, col_i, c->item, &a, fn)) != POLOPT_OK)
+            return rc;
+        if ((rc = polopt__pairs_push(pairs, &c->hooks, s, a, (float)w, col_w >= 0)) != POLOPT_OK)
+            return polopt__fail(&r->err, &c->hooks, rc, "%s: %s, line %lu: %s", fn, r->path, (unsigned long)r->line_no,
+                                rc == POLOPT_ERR_OVERFLOW ? "more than 2^32 - 1 rows" : "out of memory for the rows");
+    }
+}
+
+static polopt_result polopt__interactions_load_csv_impl(polopt_interactions *m, const char *path,
+                                                        const polopt_interactions_config *config)
+{
+    static const char *fn = "polopt_interactions_load_csv";
+    polopt_interactions_config c;
+    polopt_csv_reader r;
+    polopt__pairs pairs;
+    polopt__idmap sessions, items;
+    polopt_result rc;
+    if (!m) return POLOPT_ERR_INVALID_ARG;
+    memset(m, 0, sizeof *m);
+    c = config ? *config : polopt_interactions_config_default();
+    m->hooks = c.hooks;
+    if ((rc = polopt__interactions_check_config(m, &c, fn)) != POLOPT_OK) return rc;
+    POLOPT__CHECK(&m->err, &c.hooks, path && c.session && c.item, "%s: path, config.session or config.item is NULL",
+                  fn);
+    memset(&r, 0, sizeof r), memset(&pairs, 0, sizeof pairs), memset(&sessions, 0, sizeof sessions);
+    memset(&items, 0, sizeof items);
+    r.config.hooks = c.hooks;
+    r.path = path;
+    rc = polopt__interactions_read(&r, &pairs, &sessions, &items, &c, fn);
+    if (rc != POLOPT_OK) m->err = r.err;
+    polopt_csv_close(&r); /* the file and the line buffers, before the sort needs the memory */
+    if (rc == POLOPT_OK && pairs.n == 0)
+        rc = polopt__fail(&m->err, &c.hooks, POLOPT_ERR_FORMAT, "%s: %s has a header but no rows", fn, path);
+    m->stats.rows = pairs.n;
+    if (rc == POLOPT_OK) rc = polopt__interactions_build(m, &pairs, &sessions, &items, &c, fn);
+    polopt__pairs_free(&pairs, &c.hooks);
+    polopt__idmap_free(&sessions, &c.hooks);
+    polopt__idmap_free(&items, &c.hooks);
+    return rc;
+}
+
+POLOPT_DEF polopt_result polopt_interactions_load_csv(polopt_interactions *m, const char *path,
+                                                      const polopt_interactions_config *config)
+{
+    const polopt_result rc = polopt__interactions_load_csv_impl(m, path, config);
+    if (rc != POLOPT_OK && m) POLOPT__ZERO_KEEPING_ERROR(m, polopt_interactions_free);
+    else if (m) polopt__clear_error(&m->err);
+    return rc;
+}
+
+/* Integer ids: their decimal strings, interned in increasing order (so index order is numeric order), and each
+   row's index into out_index.  A radix sort of a copy (two passes of 16 bits), then a binary search per row. */
+static polopt_result polopt__interactions_ints(polopt__idmap *map, const polopt_hooks *hooks, size_t n,
+                                               const uint32_t *ids, uint32_t *out_index)
+{
+    polopt_result rc = POLOPT_OK;
+    uint32_t *a = (uint32_t *)polopt__alloc(hooks, n, sizeof(uint32_t), &rc), *b = NULL;
+    size_t *count = NULL, i, d = 0;
+    int pass;
+    if (a) b = (uint32_t *)polopt__alloc(hooks, n, sizeof(uint32_t), &rc);
+    if (b) count = (size_t *)polopt__alloc(hooks, 65536, sizeof(size_t), &rc);
+    if (rc == POLOPT_OK) {
+        memcpy(a, ids, n * sizeof(uint32_t));
+        for (pass = 0; pass < 2; ++pass) { /* stable by the low 16 bits, then by the high 16 */
+            const int shift = 16 * pass;
+            size_t k, sum = 0;
+            memset(count, 0, 65536 * sizeof(size_t));
+            for (i = 0; i < n; ++i) count[(a[i] >> shift) & 0xffff] += 1;
+            for (k = 0; k < 65536; ++k) {
+                const size_t c = count[k];
+                count[k] = sum;
+                sum += c;
+            }
+            for (i = 0; i < n; ++i) b[count[(a[i] >> shift) & 0xffff]++] = a[i];
+            memcpy(a, b, n * sizeof(uint32_t));
+        }
+        for (i = 0; i < n; ++i)
+            if (d == 0 || a[i] != a[d - 1]) a[d++] = a[i]; /* the distinct ids, increasing */
+        for (i = 0; i < d && rc == POLOPT_OK; ++i) {
+            char buf[16];
+            uint32_t index;
+            const int len = sprintf(buf, "%lu", (unsigned long)a[i]);
+            rc = polopt__idmap_intern(map, hooks, buf, (size_t)len, &index);
+        }
+        for (i = 0; i < n && rc == POLOPT_OK; ++i) { /* the first distinct id >= ids[i], which is ids[i] */
+            size_t lo = 0, hi = d;
+            while (lo < hi) {
+                const size_t mid = lo + (hi - lo) / 2;
+                if (a[mid] < ids[i]) lo = mid + 1;
+                else hi = mid;
+            }
+            out_index[i] = (uint32_t)lo;
+        }
+    }
+    polopt__dealloc(hooks, a);
+    polopt__dealloc(hooks, b);
+    polopt__dealloc(hooks, count);
+    return rc;
+}
+
+static polopt_result polopt__interactions_init_impl(polopt_interactions *m, size_t n, const uint32_t *session,
+                                                    const uint32_t *item, const float *weight,
+                                                    const polopt_interactions_config *config)
+{
+    static const char *fn = "polopt_interactions_init";
+    polopt_interactions_config c;
+    polopt__pairs pairs;
+    polopt__idmap sessions, items;
+    polopt_result rc = POLOPT_OK;
+    size_t i;
+    if (!m) return POLOPT_ERR_INVALID_ARG;
+    memset(m, 0, sizeof *m);
+    c = config ? *config : polopt_interactions_config_default();
+    m->hooks = c.hooks;
+    if ((rc = polopt__interactions_check_config(m, &c, fn)) != POLOPT_OK) return rc;
+    POLOPT__CHECK(&m->err, &c.hooks, n >= 1 && session && item, "%s: n = 0, or session or item is NULL", fn);
+    POLOPT__CHECK(&m->err, &c.hooks, n <= (size_t)UINT32_MAX, "%s: n = %lu is more than 2^32 - 1 rows", fn,
+                  (unsigned long)n);
+    for (i = 0; weight && i < n; ++i)
+        POLOPT__CHECK(&m->err, &c.hooks, weight[i] > 0.0f && weight[i] <= FLT_MAX,
+                      "%s: weight[%lu] = %g is not a finite number > 0", fn, (unsigned long)i, (double)weight[i]);
+    for (i = 0; i < n; ++i)
+        POLOPT__CHECK(&m->err, &c.hooks, session[i] != POLOPT_NO_ITEM && item[i] != POLOPT_NO_ITEM,
+                      "%s: row %lu: the id 2^32 - 1 is reserved", fn, (unsigned long)i);
+    memset(&pairs, 0, sizeof pairs), memset(&sessions, 0, sizeof sessions), memset(&items, 0, sizeof items);
+    pairs.session = (uint32_t *)polopt__alloc(&c.hooks, n, sizeof(uint32_t), &rc);
+    if (pairs.session) pairs.item = (uint32_t *)polopt__alloc(&c.hooks, n, sizeof(uint32_t), &rc);
+    if (pairs.item) pairs.weight = weight ? (float *)polopt__alloc(&c.hooks, n, sizeof(float), &rc) : NULL;
+    if (rc == POLOPT_OK) rc = polopt__interactions_ints(&sessions, &c.hooks, n, session, pairs.session);
+    if (rc == POLOPT_OK) rc = polopt__interactions_ints(&items, &c.hooks, n, item, pairs.item);
+    if (rc == POLOPT_OK) {
+        if (weight) memcpy(pairs.weight, weight, n * sizeof(float));
+        pairs.n = pairs.cap = n;
+        m->stats.rows = n;
+        rc = polopt__interactions_build(m, &pairs, &sessions, &items, &c, fn);
+    } else {
+        rc = polopt__fail(&m->err, &c.hooks, rc, "%s: cannot allocate the ids of %lu rows", fn, (unsigned long)n);
+    }
+    polopt__pairs_free(&pairs, &c.hooks);
+    polopt__idmap_free(&sessions, &c.hooks);
+    polopt__idmap_free(&items, &c.hooks);
+    return rc;
+}
+
+POLOPT_DEF polopt_result polopt_interactions_init(polopt_interactions *m, size_t n, const uint32_t *session,
+                                                  const uint32_t *item, const float *weight,
+                                                  const polopt_interactions_config *config)
+{
+    const polopt_result rc = polopt__interactions_init_impl(m, n, session, item, weight, config);
+    if (rc != POLOPT_OK && m) POLOPT__ZERO_KEEPING_ERROR(m, polopt_interactions_free);
+    else if (m) polopt__clear_error(&m->err);
+    return rc;
+}
+
+POLOPT_DEF const char *polopt_interactions_session_name(const polopt_interactions *m, size_t s)
+{
+    return m && m->names && s < m->n_sessions ? m->names + m->session_names[s] : NULL;
+}
+
+POLOPT_DEF const char *polopt_interactions_item_name(const polopt_interactions *m, size_t a)
+{
+    return m && m->names && a < m->n_items ? m->names + m->item_names[a] : NULL;
+}
+
+static polopt_result polopt__interactions_find(const polopt_interactions *m, int item, const char *name,
+                                               uint32_t *out_index, const char *fn)
+{
+    const uint32_t *table;
+    const size_t *at;
+    size_t slot, mask, len;
+    uint32_t h;
+    if (!m) return POLOPT_ERR_INVALID_ARG;
+    if (!m->names) return polopt__not_ready(NULL, &m->hooks, fn, "interactions object");
+    if (!name || !out_index) return polopt__fail(NULL, &m->hooks, POLOPT_ERR_INVALID_ARG, "%s: name or out_index is NULL", fn);
+    table = item ? m->item_table : m->session_table;
+    at = item ? m->item_names : m->session_names;
+    mask = item ? m->item_mask : m->session_mask;
+    len = strlen(name);
+    h = (uint32_t)polopt__hash_name(name, len);
+    *out_index = POLOPT_NO_ITEM;
+    for (slot = h & mask; table[slot]; slot = (slot + 1) & mask)
+        if (strcmp(m->names + at[table[slot] - 1], name) == 0) {
+            *out_index = table[slot] - 1;
+            break;
+        }
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_interactions_find_session(const polopt_interactions *m, const char *name,
+                                                          uint32_t *out_index)
+{
+    return polopt__interactions_find(m, 0, name, out_index, "polopt_interactions_find_session");
+}
+
+POLOPT_DEF polopt_result polopt_interactions_find_item(const polopt_interactions *m, const char *name,
+                                                       uint32_t *out_index)
+{
+    return polopt__interactions_find(m, 1, name, out_index, "polopt_interactions_find_item");
+}
+
+/* Interaction files: the common header with 24 u64 sessions, 32 u64 items, 40 u64 interactions, 48 u64 bytes of
+   ids, 56 u32 flags (1: weights), 60 u32 filter rounds, 88 u64 rows, 96 u64 duplicates, 104 u64 dropped sessions,
+   112 u64 dropped items; payload: each session's count of items (u32), the items (u32), the weights (f32, with the
+   flag), then the ids as NUL-terminated strings, sessions first. */
+static polopt_result polopt__interactions_payload(const polopt_interactions *m, polopt__io *w)
+{
+    uint32_t buf[256];
+    size_t s = 0, k;
+    polopt_result rc = POLOPT_OK;
+    while (s < m->n_sessions && rc == POLOPT_OK) {
+        for (k = 0; k < 256 && s < m->n_sessions; ++k, ++s) buf[k] = (uint32_t)(m->offsets[s + 1] - m->offsets[s]);
+        rc = polopt__write_words(w, buf, k);
+    }
+    if (rc == POLOPT_OK) rc = polopt__write_words(w, m->items, m->nnz);
+    if (rc == POLOPT_OK && m->weights) rc = polopt__write_words(w, m->weights, m->nnz);
+    if (rc == POLOPT_OK) rc = polopt__write_bytes(w, m->names, m->names_bytes);
+    return rc;
+}
+
+static polopt_result polopt__interactions_emit(const void *ctx, polopt__io *w)
+{
+    const polopt_interactions *m = (const polopt_interactions *)ctx;
+    unsigned char h[POLOPT__HEADER_BYTES];
+    polopt__io probe;
+    polopt_result rc;
+    memset(&probe, 0, sizeof probe);
+    polopt__ck_init(&probe.ck);
+    polopt__interactions_payload(m, &probe);
+    polopt__header_begin(h, "POLOPTIX", POLOPT__INTERACTIONS_VERSION);
+    polopt__put_u64(h + 24, m->n_sessions);
+    polopt__put_u64(h + 32, m->n_items);
+    polopt__put_u64(h + 40, m->nnz);
+    polopt__put_u64(h + 48, m->names_bytes);
+    polopt__put_u32(h + 56, m->weights ? 1u : 0u);
+    polopt__put_u32(h + 60, (uint32_t)(m->stats.filter_rounds < UINT32_MAX ? m->stats.filter_rounds : UINT32_MAX));
+    polopt__put_u64(h + 88, m->stats.rows);
+    polopt__put_u64(h + 96, m->stats.duplicates);
+    polopt__put_u64(h + 104, m->stats.dropped_sessions);
+    polopt__put_u64(h + 112, m->stats.dropped_items);
+    polopt__header_seal(h, &probe);
+    if ((rc = polopt__write(w, h, sizeof h)) != POLOPT_OK) return rc;
+    return polopt__interactions_payload(m, w);
+}
+
+static size_t polopt__interactions_bytes(const polopt_interactions *m)
+{
+    return POLOPT__HEADER_BYTES + 4 * m->n_sessions + 4 * m->nnz * (m->weights ? 2 : 1) + m->names_bytes;
+}
+
+POLOPT_DEF polopt_result polopt_interactions_save(const polopt_interactions *m, const char *path, polopt_error *out_err)
+{
+    static const char *fn = "polopt_interactions_save";
+    if (!m) return POLOPT_ERR_INVALID_ARG;
+    if (!m->names) return polopt__not_ready(out_err, &m->hooks, fn, "interactions object");
+    if (!path) return polopt__fail(out_err, &m->hooks, POLOPT_ERR_INVALID_ARG, "%s: path is NULL", fn);
+    return polopt__save_atomic(path, &m->hooks, out_err, fn, polopt__interactions_emit, m);
+}
+
+POLOPT_DEF polopt_result polopt_interactions_save_buffer(const polopt_interactions *m, void *buffer,
+                                                         size_t buffer_size, size_t *out_size, polopt_error *out_err)
+{
+    static const char *fn = "polopt_interactions_save_buffer";
+    polopt__io w;
+    if (!m) return POLOPT_ERR_INVALID_ARG;
+    if (!m->names) return polopt__not_ready(out_err, &m->hooks, fn, "interactions object");
+    if (!out_size) return polopt__fail(out_err, &m->hooks, POLOPT_ERR_INVALID_ARG, "%s: out_size is NULL", fn);
+    *out_size = polopt__interactions_bytes(m);
+    if (!buffer) return POLOPT_OK;
+    if (buffer_size < *out_size)
+        return polopt__fail(out_err, &m->hooks, POLOPT_ERR_INVALID_ARG, "%s: the buffer has %lu bytes, the log needs %lu",
+                            fn, (unsigned long)buffer_size, (unsigned long)*out_size);
+    memset(&w, 0, sizeof w);
+    w.buf = (unsigned char *)buffer;
+    w.size = buffer_size;
+    return polopt__interactions_emit(m, &w);
+}
+
+/* The ids of a loaded file: exactly n strings of 1 .. POLOPT__MAX_ID_BYTES bytes each, their starts into at. */
+static polopt_result polopt__interactions_parse_names(polopt_interactions *m, const char *fn, const char *source)
+{
+    size_t pos = 0, k, total = m->n_sessions + m->n_items;
+    for (k = 0; k < total; ++k) {
+        const char *p = pos < m->names_bytes ? (const char *)memchr(m->names + pos, '\0', m->names_bytes - pos) : NULL;
+        const size_t len = p ? (size_t)(p - (m->names + pos)) : 0;
+        if (!p || len == 0 || len > POLOPT__MAX_ID_BYTES)
+            return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_FORMAT, "%s: %s: id %lu is %s", fn, source,
+                                (unsigned long)k, !p ? "missing" : len ? "longer than 4095 bytes" : "empty");
+        if (k < m->n_sessions) m->session_names[k] = pos;
+        else m->item_names[k - m->n_sessions] = pos;
+        pos += len + 1;
+    }
+    if (pos != m->names_bytes)
+        return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_FORMAT, "%s: %s: %lu bytes after the last id", fn, source,
+                            (unsigned long)(m->names_bytes - pos));
+    return POLOPT_OK;
+}
+
+static polopt_result polopt__interactions_read_file(polopt_interactions *m, polopt__io *r, size_t available,
+                                                    const char *fn, const char *source)
+{
+    unsigned char h[POLOPT__HEADER_BYTES];
+    uint64_t n_s, n_i, nnz, nb;
+    uint32_t flags, buf[256];
+    size_t s = 0, k, i, sum = 0;
+    int ok = 1;
+    polopt_result rc = polopt__header_read(r, h, "POLOPTIX", POLOPT__INTERACTIONS_VERSION, "interactions file", &m->err,
+                                           &m->hooks, fn, source);
+    if (rc != POLOPT_OK) return rc;
+    n_s = polopt__get_u64(h + 24), n_i = polopt__get_u64(h + 32), nnz = polopt__get_u64(h + 40);
+    nb = polopt__get_u64(h + 48), flags = polopt__get_u32(h + 56);
+    if (n_s < 1 || n_s > SIZE_MAX / 16 || n_i < 1 || n_i >= POLOPT_NO_ITEM || nnz < 1 || nnz > SIZE_MAX / 16 ||
+        nb < 2 * (n_s + n_i) || nb / (POLOPT__MAX_ID_BYTES + 1) > n_s + n_i || nb > SIZE_MAX / 2 || flags > 1)
+        return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_FORMAT, "%s: %s: impossible sizes (%llu sessions, %llu "
+                            "items, %llu interactions, %llu bytes of ids, flags %u)", fn, source,
+                            (unsigned long long)n_s, (unsigned long long)n_i, (unsigned long long)nnz,
+                            (unsigned long long)nb, flags);
+    if (!polopt__all_zero(h + 64, 72 - 64))
+        return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_FORMAT, "%s: %s: reserved header bytes are not zero", fn,
+                            source);
+    {
+        /* each term is below SIZE_MAX / 4 by the checks above, but their sum is checked too */
+        const size_t words = polopt__mul_size((size_t)nnz, flags ? 2 : 1, &ok) + (size_t)n_s;
+        const size_t bytes = polopt__mul_size(words, 4, &ok);
+        ok = ok && bytes <= SIZE_MAX - (size_t)nb;
+        rc = polopt__payload_size_check(available, ok ? bytes + (size_t)nb : 0, polopt__get_u64(h + 72), &m->err,
+                                        &m->hooks, fn, source);
+    }
+    if (rc != POLOPT_OK) return rc;
+    if ((rc = polopt__interactions_alloc(m, (size_t)n_s, (size_t)n_i, (size_t)nnz, (size_t)nb, (int)flags)) != POLOPT_OK)
+        return polopt__fail(&m->err, &m->hooks, rc, "%s: %s: cannot allocate %llu interactions", fn, source,
+                            (unsigned long long)nnz);
+    m->stats.filter_rounds = polopt__get_u32(h + 60);
+    m->stats.rows = (size_t)polopt__get_u64(h + 88), m->stats.duplicates = (size_t)polopt__get_u64(h + 96);
+    m->stats.dropped_sessions = (size_t)polopt__get_u64(h + 104);
+    m->stats.dropped_items = (size_t)polopt__get_u64(h + 112);
+    polopt__ck_init(&r->ck);
+    for (m->offsets[0] = 0; s < m->n_sessions;) { /* the counts, summed into offsets; each session has an item */
+        const size_t chunk = m->n_sessions - s < 256 ? m->n_sessions - s : 256;
+        if ((rc = polopt__read_words(r, buf, chunk)) != POLOPT_OK) break;
+        for (k = 0; k < chunk; ++k, ++s) {
+            if (buf[k] == 0 || buf[k] > m->nnz - sum)
+                return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_FORMAT, "%s: %s: session %lu has %lu items (%s)", fn,
+                                    source, (unsigned long)s, (unsigned long)buf[k],
+                                    buf[k] ? "more than the file holds" : "a session has at least one");
+            sum += buf[k];
+            m->offsets[s + 1] = sum;
+        }
+    }
+    if (rc == POLOPT_OK && sum != m->nnz)
+        return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_FORMAT, "%s: %s: the sessions hold %lu interactions; the "
+                            "header says %lu", fn, source, (unsigned long)sum, (unsigned long)m->nnz);
+    if (rc == POLOPT_OK) rc = polopt__read_words(r, m->items, m->nnz);
+    if (rc == POLOPT_OK && m->weights) rc = polopt__read_words(r, m->weights, m->nnz);
+    if (rc == POLOPT_OK) rc = polopt__read_bytes(r, m->names, m->names_bytes);
+    if (rc != POLOPT_OK)
+        return polopt__fail(&m->err, &m->hooks, rc, "%s: %s ends after %lu bytes", fn, source, (unsigned long)r->pos);
+    if ((rc = polopt__payload_end_check(r, h, &m->err, &m->hooks, fn, source)) != POLOPT_OK) return rc;
+    for (s = 0; s < m->n_sessions; ++s)
+        for (i = m->offsets[s]; i < m->offsets[s + 1]; ++i)
+            if (m->items[i] >= m->n_items || (i > m->offsets[s] && m->items[i] <= m->items[i - 1]))
+                return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_FORMAT, "%s: %s: session %lu: item %lu is %s", fn,
+                                    source, (unsigned long)s, (unsigned long)m->items[i],
+                                    m->items[i] >= m->n_items ? "outside the catalogue" : "out of order or repeated");
+    for (i = 0; m->weights && i < m->nnz; ++i)
+        if (!(m->weights[i] > 0.0f && m->weights[i] <= FLT_MAX))
+            return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_FORMAT, "%s: %s: weight %lu is not a finite number > 0",
+                                fn, source, (unsigned long)i);
+    if ((rc = polopt__interactions_parse_names(m, fn, source)) != POLOPT_OK) return rc;
+    return polopt__interactions_tables(m, fn, source);
+}
+
+static polopt_result polopt__interactions_read_cb(void *obj, polopt__io *r, size_t available, const char *fn,
+                                                  const char *source)
+{
+    return polopt__interactions_read_file((polopt_interactions *)obj, r, available, fn, source);
+}
+
+static polopt_result polopt__interactions_load_any(polopt_interactions *m, const char *path, const void *buffer,
+                                                   size_t size, const polopt_hooks *hooks, const char *fn)
+{
+    polopt_result rc;
+    if (!m) return POLOPT_ERR_INVALID_ARG;
+    memset(m, 0, sizeof *m);
+    m->hooks = hooks ? *hooks : polopt__no_hooks;
+    rc = polopt__load(path, buffer, size, polopt__interactions_read_cb, m, &m->err, &m->hooks, fn);
+    if (rc != POLOPT_OK) POLOPT__ZERO_KEEPING_ERROR(m, polopt_interactions_free);
+    else polopt__clear_error(&m->err);
+    return rc;
+}
+
+POLOPT_DEF polopt_result polopt_interactions_load(polopt_interactions *m, const char *path, const polopt_hooks *hooks)
+{
+    if (m && !path) {
+        memset(m, 0, sizeof *m);
+        m->hooks = hooks ? *hooks : polopt__no_hooks;
+        return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_INVALID_ARG, "polopt_interactions_load: path is NULL");
+    }
+    return polopt__interactions_load_any(m, path, NULL, 0, hooks, "polopt_interactions_load");
+}
+
+POLOPT_DEF polopt_result polopt_interactions_load_buffer(polopt_interactions *m, const void *buffer, size_t size,
+                                                         const polopt_hooks *hooks)
+{
+    return polopt__interactions_load_any(m, NULL, buffer, size, hooks, "polopt_interactions_load_buffer");
 }
 
 /* >>ope --------------------------------------------------------------------------------------------------- */

@@ -33,6 +33,7 @@ extern const th_test th_suite_hardening[];
 extern const th_test th_suite_offpolicy[];
 extern const th_test th_suite_lpi[];
 extern const th_test th_suite_qhead[];
+extern const th_test th_suite_interactions[];
 
 /* Failed checks in the current test. */
 extern int th_failures;
