@@ -49,6 +49,7 @@
      >>logged     logged bandit feedback, and a streaming CSV reader with line-numbered validation
      >>interactions  a user's own log (session, item[, weight]) as a sparse matrix with its ids both ways: CSV or
                   TSV, duplicates dropped, min-count filters, saved and loaded
+     >>svd        sparse matrices, and their truncated SVD by randomized subspace iteration (item embeddings)
      >>ope        off-policy evaluation: IPS, clipped IPS, SNIPS, DM, DR, clipped DR, SNDR, Switch-DR; reward models
      >>synth      deterministic synthetic catalogue: clustered item embeddings, users, ground-truth rewards, and
                   users with state (sessions whose clicks move it) for sequential tasks
@@ -86,6 +87,9 @@
      Wang, Agarwal & Dudik 2017    Optimal and Adaptive Off-policy Evaluation in Contextual Bandits.  ICML 2017.
      Saito et al. 2021             Open Bandit Dataset and Pipeline: Towards Realistic and Reproducible Off-Policy
                                    Evaluation.  NeurIPS 2021 Datasets and Benchmarks.  (obp, the reference for >>ope)
+     Halko, Martinsson & Tropp 2011  Finding Structure with Randomness: Probabilistic Algorithms for Constructing
+                                   Approximate Matrix Decompositions.  SIAM Review 53(2).  (>>svd: Algorithms 4.4
+                                   and 5.1)
      Walker 1977; Vose 1991        alias tables.      Blackman & Vigna 2021   xoshiro256** (ACM TOMS).
 
    GLOSSARY
@@ -1262,6 +1266,56 @@ POLOPT_DEF polopt_result polopt_interactions_load(polopt_interactions *m, const 
                                                   const polopt_hooks *hooks);
 POLOPT_DEF polopt_result polopt_interactions_load_buffer(polopt_interactions *m, const void *buffer, size_t size,
                                                          const polopt_hooks *hooks);
+
+/* >>svd --------------------------------------------------------------------------------------------------- */
+
+/* A sparse matrix in compressed rows, as a view of arrays the caller owns: row i holds the columns
+   cols[offsets[i] .. offsets[i + 1]) with values (NULL: every value 1).  polopt_interactions_matrix gives the view of
+   a log, polopt_sets (offsets, items) that of sets. */
+typedef struct polopt_csr {
+    size_t n_rows, n_cols;
+    const size_t *offsets; /* n_rows + 1 */
+    const uint32_t *cols;  /* below n_cols */
+    const float *values;   /* or NULL: all 1 */
+} polopt_csr;
+
+/* The view of a log: sessions x items, its weights (or ones). */
+POLOPT_DEF polopt_csr polopt_interactions_matrix(const polopt_interactions *m);
+
+/* The truncated SVD A ~ U diag(s) V^T of rank k of a sparse m x n matrix, by randomized subspace iteration (Halko,
+   Martinsson & Tropp, "Finding Structure with Randomness: Probabilistic Algorithms for Constructing Approximate
+   Matrix Decompositions", SIAM Review 53(2), 2011: Algorithm 4.4, then the direct SVD of Algorithm 5.1):
+     1. Omega: n x l Gaussian, l = k + oversample;  Y = A Omega;  Q = orth(Y)                     (range finder)
+     2. power_iters times: Q~ = orth(A^T Q), Q = orth(A Q~)   (each pass sharpens the spectrum by (s_j / s_1)^2;
+                                                               orthonormalising between passes keeps the small
+                                                               directions from drowning in rounding: their §4.5)
+     3. B^T = A^T Q (n x l);  B^T = Q2 R (orth again, R = Q2^T B^T, l x l);  R = W diag(s) Z^T by one-sided Jacobi
+        (Hestenes), in double;  then A ~ Q B = (Q Z) diag(s) (Q2 W)^T: V = Q2 W, U = Q Z, the top k kept.
+   orth is two passes of an orthonormalisation through the l x l Gram matrix (Y^T Y = E diag(lambda) E^T by
+   Jacobi, Y <- Y E diag(lambda)^(-1/2)): the two big products are gemms, and a direction with lambda below 1e-10
+   of the largest (numerically dependent: a matrix of rank below l) is replaced by a random one, so Q always has l
+   orthonormal columns.  The expected error is close to the best rank-k error when the spectrum decays (their
+   Theorem 10.6); the power passes pay for slow decay, which sparse interaction matrices have.  Cost: (2 q + 2)
+   passes over the nonzeros of l floats each, O(nnz l), and O((m + n) l^2) in gemms; memory (m + 2 n) l floats.
+   Signs: the largest entry of each column of V is positive (so a result does not depend on the random start's
+   sign). */
+typedef struct polopt_svd_config {
+    size_t rank;          /* k, >= 1 and <= min(m, n) (required) */
+    size_t oversample;    /* p: extra random directions; 10 */
+    size_t power_iters;   /* q: passes of step 2; 4 */
+    uint64_t seed;        /* the Gaussian start; 1 */
+    polopt_hooks hooks;
+} polopt_svd_config;
+
+POLOPT_DEF polopt_svd_config polopt_svd_config_default(size_t rank);
+/* out_s: k singular values, decreasing; out_V: n x k right singular vectors (the columns' factors, e.g. items),
+   row-major; out_U: m x k left singular vectors, or NULL.  Values must be finite. */
+POLOPT_DEF polopt_result polopt_svd_sparse(const polopt_csr *A, const polopt_svd_config *config, float *out_s,
+                                           float *out_V, float *out_U);
+/* Embeddings from the factors: out[i][j] = V[i][j] * s[j]^alpha (n x k; alpha = 1/2 splits the singular values
+   evenly between the two sides, as the session-completion experiments do; out may be V). */
+POLOPT_DEF polopt_result polopt_svd_embed(size_t n, size_t k, const float *V, const float *s, double alpha,
+                                          float *out);
 
 /* >>ope --------------------------------------------------------------------------------------------------- */
 
@@ -9271,6 +9325,330 @@ POLOPT_DEF polopt_result polopt_interactions_load_buffer(polopt_interactions *m,
                                                          const polopt_hooks *hooks)
 {
     return polopt__interactions_load_any(m, NULL, buffer, size, hooks, "polopt_interactions_load_buffer");
+}
+
+/* >>svd --------------------------------------------------------------------------------------------------- */
+
+POLOPT_DEF polopt_csr polopt_interactions_matrix(const polopt_interactions *m)
+{
+    polopt_csr A;
+    memset(&A, 0, sizeof A);
+    if (!m || !m->offsets) return A;
+    A.n_rows = m->n_sessions, A.n_cols = m->n_items;
+    A.offsets = m->offsets, A.cols = m->items, A.values = m->weights;
+    return A;
+}
+
+POLOPT_DEF polopt_svd_config polopt_svd_config_default(size_t rank)
+{
+    polopt_svd_config c;
+    memset(&c, 0, sizeof c);
+    c.rank = rank;
+    c.oversample = 10;
+    c.power_iters = 4;
+    c.seed = 1;
+    return c;
+}
+
+/* Y (m x l) = A X (X: n x l): each row of Y a sum of rows of X.  O(nnz l). */
+static void polopt__csr_mul(const polopt_csr *A, size_t l, const float *X, float *Y)
+{
+    size_t i, p;
+    for (i = 0; i < A->n_rows; ++i) {
+        float *y = Y + i * l;
+        memset(y, 0, l * sizeof(float));
+        for (p = A->offsets[i]; p < A->offsets[i + 1]; ++p)
+            polopt__axpy(l, A->values ? A->values[p] : 1.0f, X + (size_t)A->cols[p] * l, y);
+    }
+}
+
+/* X (n x l) = A^T Y (Y: m x l): each row of Y added to the rows of its columns.  O(nnz l). */
+static void polopt__csr_mul_t(const polopt_csr *A, size_t l, const float *Y, float *X)
+{
+    size_t i, p;
+    memset(X, 0, A->n_cols * l * sizeof(float));
+    for (i = 0; i < A->n_rows; ++i)
+        for (p = A->offsets[i]; p < A->offsets[i + 1]; ++p)
+            polopt__axpy(l, A->values ? A->values[p] : 1.0f, Y + i * l, X + (size_t)A->cols[p] * l);
+}
+
+/* The eigenvalues lam and eigenvectors E (columns) of the symmetric n x n matrix G (destroyed), by cyclic Jacobi
+   rotations (each zeroes one off-diagonal pair; sweeps until the off-diagonal part is below 1e-15 of the norm). */
+static void polopt__jacobi_eigen(size_t n, double *G, double *E, double *lam)
+{
+    size_t i, j, k, sweep;
+    for (i = 0; i < n * n; ++i) E[i] = 0.0;
+    for (i = 0; i < n; ++i) E[i * n + i] = 1.0;
+    for (sweep = 0; sweep < 100; ++sweep) {
+        double off = 0.0, total = 0.0;
+        for (i = 0; i < n; ++i)
+            for (j = 0; j < n; ++j) {
+                total += G[i * n + j] * G[i * n + j];
+                if (i != j) off += G[i * n + j] * G[i * n + j];
+            }
+        if (off <= 1e-30 * total || total == 0.0) break;
+        for (i = 0; i + 1 < n; ++i)
+            for (j = i + 1; j < n; ++j) {
+                const double gij = G[i * n + j];
+                double theta, t, c, s;
+                if (gij == 0.0) continue;
+                theta = (G[j * n + j] - G[i * n + i]) / (2.0 * gij);
+                t = (theta >= 0 ? 1.0 : -1.0) / (fabs(theta) + sqrt(theta * theta + 1.0));
+                c = 1.0 / sqrt(t * t + 1.0), s = t * c;
+                for (k = 0; k < n; ++k) { /* G <- J^T G J on rows and columns i, j; E <- E J */
+                    const double a = G[k * n + i], b = G[k * n + j];
+                    G[k * n + i] = c * a - s * b, G[k * n + j] = s * a + c * b;
+                }
+                for (k = 0; k < n; ++k) {
+                    const double a = G[i * n + k], b = G[j * n + k];
+                    G[i * n + k] = c * a - s * b, G[j * n + k] = s * a + c * b;
+                }
+                for (k = 0; k < n; ++k) {
+                    const double a = E[k * n + i], b = E[k * n + j];
+                    E[k * n + i] = c * a - s * b, E[k * n + j] = s * a + c * b;
+                }
+            }
+    }
+    for (i = 0; i < n; ++i) lam[i] = G[i * n + i];
+}
+
+/* The SVD of the square n x n matrix M (row-major, destroyed: it becomes W diag(s)) by one-sided Jacobi (Hestenes
+   1958): rotations on the right orthogonalise the columns of M; then s_j = ||column j||, W = M diag(1/s) and
+   M = W diag(s) Z^T.  Converges to column cosines below 1e-15. */
+static void polopt__jacobi_svd(size_t n, double *M, double *Z, double *s)
+{
+    size_t i, j, k, sweep;
+    for (i = 0; i < n * n; ++i) Z[i] = 0.0;
+    for (i = 0; i < n; ++i) Z[i * n + i] = 1.0;
+    for (sweep = 0; sweep < 100; ++sweep) {
+        int rotated = 0;
+        for (i = 0; i + 1 < n; ++i)
+            for (j = i + 1; j < n; ++j) {
+                double a = 0.0, b = 0.0, g = 0.0, zeta, t, c, sn;
+                for (k = 0; k < n; ++k) {
+                    a += M[k * n + i] * M[k * n + i], b += M[k * n + j] * M[k * n + j];
+                    g += M[k * n + i] * M[k * n + j];
+                }
+                if (g == 0.0 || fabs(g) <= 1e-15 * sqrt(a * b)) continue;
+                rotated = 1;
+                zeta = (b - a) / (2.0 * g);
+                t = (zeta >= 0 ? 1.0 : -1.0) / (fabs(zeta) + sqrt(1.0 + zeta * zeta));
+                c = 1.0 / sqrt(1.0 + t * t), sn = c * t;
+                for (k = 0; k < n; ++k) {
+                    const double x = M[k * n + i], y = M[k * n + j];
+                    M[k * n + i] = c * x - sn * y, M[k * n + j] = sn * x + c * y;
+                }
+                for (k = 0; k < n; ++k) {
+                    const double x = Z[k * n + i], y = Z[k * n + j];
+                    Z[k * n + i] = c * x - sn * y, Z[k * n + j] = sn * x + c * y;
+                }
+            }
+        if (!rotated) break;
+    }
+    for (j = 0; j < n; ++j) {
+        double norm = 0.0;
+        for (k = 0; k < n; ++k) norm += M[k * n + j] * M[k * n + j];
+        s[j] = sqrt(norm);
+        for (k = 0; k < n && s[j] > 0.0; ++k) M[k * n + j] /= s[j];
+    }
+}
+
+/* The l x l workspace of the SVD, in doubles: a Gram matrix, eigenvectors, eigenvalues; and l x l floats. */
+typedef struct polopt__svd_work {
+    size_t l;
+    double *G, *E, *lam;
+    float *T;
+    polopt_rng rng;
+} polopt__svd_work;
+
+/* G = Y^T Y (rows x l) in double: float gemms over blocks of 2048 rows, summed in double, so that the error stays
+   that of one block (about 2e-6 relative) however many rows there are. */
+#define POLOPT__GRAM_BLOCK 2048
+static void polopt__gram(const float *Y, size_t rows, polopt__svd_work *w)
+{
+    const size_t l = w->l;
+    size_t r0, i;
+    for (i = 0; i < l * l; ++i) w->G[i] = 0.0;
+    for (r0 = 0; r0 < rows; r0 += POLOPT__GRAM_BLOCK) {
+        const size_t b = rows - r0 < POLOPT__GRAM_BLOCK ? rows - r0 : POLOPT__GRAM_BLOCK;
+        polopt__gemm(POLOPT_TRANS, POLOPT_NO_TRANS, l, l, b, 1.0f, Y + r0 * l, l, Y + r0 * l, l, 0.0f, w->T, l);
+        for (i = 0; i < l * l; ++i) w->G[i] += w->T[i];
+    }
+}
+
+/* Y (rows x l) orthonormalised in place (spare: rows x l).  A pass: Y^T Y = E diag(lambda) E^T (Jacobi), then
+   Y <- Y E diag(lambda)^(-1/2), a direction with lambda <= 1e-7 lambda_max (dependent, to float precision: a
+   matrix of rank below l) replaced by a random one.  Passes until Y^T Y is the identity to 1e-4 (two, as a
+   rule: the second corrects the rounding of the first; more when a direction was replaced). */
+static polopt_result polopt__orth(float *Y, size_t rows, float *spare, polopt__svd_work *w)
+{
+    const size_t l = w->l;
+    size_t pass, i, j;
+    float *in = Y, *out = spare;
+    for (pass = 0; pass < 8; ++pass) {
+        double lmax = 0.0, worst = 0.0;
+        float *swap;
+        polopt__gram(in, rows, w);
+        for (i = 0; i < l * l; ++i)
+            if (!(fabs(w->G[i]) <= DBL_MAX)) return POLOPT_ERR_NONFINITE; /* the products overflowed float */
+        for (i = 0; i < l; ++i)
+            for (j = 0; j < l; ++j) {
+                const double d = fabs(w->G[i * l + j] - (i == j ? 1.0 : 0.0));
+                worst = d > worst ? d : worst;
+                w->G[i * l + j] = 0.5 * (w->G[i * l + j] + w->G[j * l + i]);
+            }
+        if (pass > 0 && worst <= 1e-4) break;
+        polopt__jacobi_eigen(l, w->G, w->E, w->lam);
+        for (j = 0; j < l; ++j) lmax = w->lam[j] > lmax ? w->lam[j] : lmax;
+        for (j = 0; j < l; ++j) {
+            const int keep = lmax > 0.0 && w->lam[j] > 1e-7 * lmax;
+            for (i = 0; i < l; ++i) w->T[i * l + j] = keep ? (float)(w->E[i * l + j] / sqrt(w->lam[j])) : 0.0f;
+        }
+        polopt__gemm(POLOPT_NO_TRANS, POLOPT_NO_TRANS, rows, l, l, 1.0f, in, l, w->T, l, 0.0f, out, l);
+        for (j = 0; j < l; ++j) {
+            if (lmax > 0.0 && w->lam[j] > 1e-7 * lmax) continue;
+            for (i = 0; i < rows; ++i) out[i * l + j] = (float)polopt_rng_normal(&w->rng);
+        }
+        swap = in, in = out, out = swap;
+    }
+    if (in != Y) memcpy(Y, in, rows * l * sizeof(float));
+    return POLOPT_OK;
+}
+
+static polopt_result polopt__svd_check(const polopt_csr *A, const polopt_svd_config *c, const float *out_s,
+                                       const float *out_V, const char *fn)
+{
+    const polopt_hooks *hk = &c->hooks;
+    size_t i, p;
+    POLOPT__CHECK(NULL, hk, A && A->offsets && A->cols && out_s && out_V, "%s: A (its arrays), out_s or out_V is NULL",
+                  fn);
+    POLOPT__CHECK(NULL, hk, A->n_rows >= 1 && A->n_cols >= 1 && A->n_cols <= (size_t)POLOPT_NO_ITEM,
+                  "%s: the matrix is %lu x %lu", fn, (unsigned long)A->n_rows, (unsigned long)A->n_cols);
+    POLOPT__CHECK(NULL, hk, c->rank >= 1 && c->rank <= A->n_rows && c->rank <= A->n_cols,
+                  "%s: config.rank = %lu must be in [1, min(%lu, %lu)]", fn, (unsigned long)c->rank,
+                  (unsigned long)A->n_rows, (unsigned long)A->n_cols);
+    POLOPT__CHECK(NULL, hk, c->oversample <= 4096 && c->power_iters <= 1000,
+                  "%s: config.oversample = %lu (at most 4096) or config.power_iters = %lu (at most 1000)", fn,
+                  (unsigned long)c->oversample, (unsigned long)c->power_iters);
+    POLOPT__CHECK(NULL, hk, A->offsets[0] == 0, "%s: A.offsets[0] = %lu must be 0", fn, (unsigned long)A->offsets[0]);
+    for (i = 0; i < A->n_rows; ++i) {
+        POLOPT__CHECK(NULL, hk, A->offsets[i + 1] >= A->offsets[i], "%s: A.offsets decrease at row %lu", fn,
+                      (unsigned long)i);
+        for (p = A->offsets[i]; p < A->offsets[i + 1]; ++p) {
+            POLOPT__CHECK(NULL, hk, A->cols[p] < A->n_cols, "%s: row %lu: column %lu is not below %lu", fn,
+                          (unsigned long)i, (unsigned long)A->cols[p], (unsigned long)A->n_cols);
+            POLOPT__CHECK(NULL, hk, !A->values || fabsf(A->values[p]) <= FLT_MAX, "%s: row %lu: value %lu is not finite",
+                          fn, (unsigned long)i, (unsigned long)p);
+        }
+    }
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_svd_sparse(const polopt_csr *A, const polopt_svd_config *config, float *out_s,
+                                           float *out_V, float *out_U)
+{
+    static const char *fn = "polopt_svd_sparse";
+    polopt_svd_config c;
+    polopt__svd_work w;
+    polopt_result rc = POLOPT_OK;
+    float *Y = NULL, *X = NULL, *Q2 = NULL, *spare = NULL;
+    double *M = NULL, *Z = NULL, *s = NULL;
+    size_t l, m, n, q, i, j, *order = NULL;
+    if (!config) return POLOPT_ERR_INVALID_ARG;
+    c = *config;
+    if ((rc = polopt__svd_check(A, &c, out_s, out_V, fn)) != POLOPT_OK) return rc;
+    m = A->n_rows, n = A->n_cols;
+    l = c.rank + c.oversample;
+    l = l < m ? l : m, l = l < n ? l : n;
+    memset(&w, 0, sizeof w);
+    w.l = l;
+    polopt_rng_seed(&w.rng, c.seed);
+    Y = (float *)polopt__alloc(&c.hooks, m, l * sizeof(float), &rc);
+    if (Y) X = (float *)polopt__alloc(&c.hooks, n, l * sizeof(float), &rc);
+    if (X) Q2 = (float *)polopt__alloc(&c.hooks, n, l * sizeof(float), &rc);
+    if (Q2) spare = (float *)polopt__alloc(&c.hooks, m > n ? m : n, l * sizeof(float), &rc);
+    if (spare) w.G = (double *)polopt__alloc(&c.hooks, 5 * l * l + 2 * l, sizeof(double), &rc);
+    if (w.G) w.T = (float *)polopt__alloc(&c.hooks, l * l, sizeof(float), &rc);
+    if (w.T) order = (size_t *)polopt__alloc(&c.hooks, l, sizeof(size_t), &rc);
+    if (rc != POLOPT_OK) {
+        rc = polopt__fail(NULL, &c.hooks, rc, "%s: cannot allocate the workspace ((%lu + 3 x %lu) x %lu floats)", fn,
+                          (unsigned long)m, (unsigned long)n, (unsigned long)l);
+        goto done;
+    }
+    w.E = w.G + l * l, M = w.E + l * l, Z = M + l * l, w.lam = Z + l * l, s = w.lam + l;
+    /* 1-2: the range of A, sharpened by power passes with orthonormalisation between every product */
+    polopt__rng_normals(&w.rng, n * l, X);
+    polopt__csr_mul(A, l, X, Y);
+    rc = polopt__orth(Y, m, spare, &w);
+    for (q = 0; q < c.power_iters && rc == POLOPT_OK; ++q) {
+        polopt__csr_mul_t(A, l, Y, X);
+        if ((rc = polopt__orth(X, n, spare, &w)) != POLOPT_OK) break;
+        polopt__csr_mul(A, l, X, Y);
+        rc = polopt__orth(Y, m, spare, &w);
+    }
+    /* 3: B^T = A^T Q = Q2 R, R = W diag(s) Z^T */
+    if (rc == POLOPT_OK) {
+        polopt__csr_mul_t(A, l, Y, X);
+        memcpy(Q2, X, n * l * sizeof(float));
+        rc = polopt__orth(Q2, n, spare, &w);
+    }
+    if (rc == POLOPT_OK) {
+        polopt__gemm(POLOPT_TRANS, POLOPT_NO_TRANS, l, l, n, 1.0f, Q2, l, X, l, 0.0f, w.T, l);
+        rc = polopt_check_finite(l * l, w.T, &i);
+    }
+    if (rc != POLOPT_OK) {
+        rc = polopt__fail(NULL, &c.hooks, POLOPT_ERR_NONFINITE, "%s: a product overflows float (values up to about "
+                          "1e19 / sqrt(nonzeros per row) are safe)", fn);
+        goto done;
+    }
+    for (i = 0; i < l * l; ++i) M[i] = w.T[i];
+    polopt__jacobi_svd(l, M, Z, s); /* M is now W */
+    for (i = 0; i < l; ++i) order[i] = i;
+    for (i = 1; i < l; ++i) { /* decreasing s, insertion sort of l indices */
+        const size_t o = order[i];
+        for (j = i; j > 0 && s[order[j - 1]] < s[o]; --j) order[j] = order[j - 1];
+        order[j] = o;
+    }
+    /* V = Q2 W and U = Q Z, the first k columns in that order, signs fixed by V */
+    for (i = 0; i < l * l; ++i) w.T[i] = (float)M[i];
+    polopt__gemm(POLOPT_NO_TRANS, POLOPT_NO_TRANS, n, l, l, 1.0f, Q2, l, w.T, l, 0.0f, spare, l);
+    for (j = 0; j < c.rank; ++j) {
+        const size_t o = order[j];
+        float big = 0.0f;
+        for (i = 0; i < n; ++i) big = fabsf(spare[i * l + o]) > fabsf(big) ? spare[i * l + o] : big;
+        w.lam[j] = big < 0.0f ? -1.0 : 1.0; /* the sign of column j */
+        for (i = 0; i < n; ++i) out_V[i * c.rank + j] = (float)w.lam[j] * spare[i * l + o];
+        out_s[j] = (float)s[o];
+    }
+    if (out_U) {
+        for (i = 0; i < l * l; ++i) w.T[i] = (float)Z[i];
+        polopt__gemm(POLOPT_NO_TRANS, POLOPT_NO_TRANS, m, l, l, 1.0f, Y, l, w.T, l, 0.0f, spare, l);
+        for (j = 0; j < c.rank; ++j)
+            for (i = 0; i < m; ++i) out_U[i * c.rank + j] = (float)w.lam[j] * spare[i * l + order[j]];
+    }
+done:
+    polopt__dealloc(&c.hooks, Y);
+    polopt__dealloc(&c.hooks, X);
+    polopt__dealloc(&c.hooks, Q2);
+    polopt__dealloc(&c.hooks, spare);
+    polopt__dealloc(&c.hooks, w.G);
+    polopt__dealloc(&c.hooks, w.T);
+    polopt__dealloc(&c.hooks, order);
+    return rc;
+}
+
+POLOPT_DEF polopt_result polopt_svd_embed(size_t n, size_t k, const float *V, const float *s, double alpha,
+                                          float *out)
+{
+    size_t i, j;
+    if (!V || !s || !out || k == 0 || !(alpha >= -16.0 && alpha <= 16.0)) return POLOPT_ERR_INVALID_ARG;
+    for (j = 0; j < k; ++j)
+        if (!(s[j] > 0.0f && s[j] <= FLT_MAX)) return POLOPT_ERR_DOMAIN;
+    for (j = 0; j < k; ++j) { /* column by column: one power per singular value */
+        const float f = (float)pow((double)s[j], alpha);
+        for (i = 0; i < n; ++i) out[i * k + j] = V[i * k + j] * f;
+    }
+    return POLOPT_OK;
 }
 
 /* >>ope --------------------------------------------------------------------------------------------------- */

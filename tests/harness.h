@@ -34,6 +34,7 @@ extern const th_test th_suite_offpolicy[];
 extern const th_test th_suite_lpi[];
 extern const th_test th_suite_qhead[];
 extern const th_test th_suite_interactions[];
+extern const th_test th_suite_svd[];
 
 /* Failed checks in the current test. */
 extern int th_failures;
