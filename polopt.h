@@ -1291,14 +1291,15 @@ POLOPT_DEF polopt_csr polopt_interactions_matrix(const polopt_interactions *m);
                                                                directions from drowning in rounding: their §4.5)
      3. B^T = A^T Q (n x l);  B^T = Q2 R (orth again, R = Q2^T B^T, l x l);  R = W diag(s) Z^T by one-sided Jacobi
         (Hestenes), in double;  then A ~ Q B = (Q Z) diag(s) (Q2 W)^T: V = Q2 W, U = Q Z, the top k kept.
-   orth is two passes of an orthonormalisation through the l x l Gram matrix (Y^T Y = E diag(lambda) E^T by
-   Jacobi, Y <- Y E diag(lambda)^(-1/2)): the two big products are gemms, and a direction with lambda below 1e-10
-   of the largest (numerically dependent: a matrix of rank below l) is replaced by a random one, so Q always has l
-   orthonormal columns.  The expected error is close to the best rank-k error when the spectrum decays (their
-   Theorem 10.6); the power passes pay for slow decay, which sparse interaction matrices have (measured on 25,546
-   Debian package baskets x 17,840 items, rank 64, where s_64 / s_1 = 0.11: the defaults give singular values within
-   0.5% of a 30-pass reference, q = 2 within 4%, in 0.6 s).  Cost: (2 q + 2)
-   passes over the nonzeros of l floats each, O(nnz l), and O((m + n) l^2) in gemms; memory (m + 2 n + max(m, n)) l floats.
+   orth orthonormalises through the l x l Gram matrix (Y^T Y = E diag(lambda) E^T by Jacobi, Y <- Y E
+   diag(lambda)^(-1/2)), twice as a rule (the second pass corrects the first's rounding): the big products are
+   gemms, and a direction with lambda below 1e-7 of the largest (dependent to float precision: a matrix of rank
+   below l) is replaced by a random one, so Q always has l orthonormal columns.  The expected error is close to the
+   best rank-k error when the spectrum decays (their Theorem 10.6); the power passes pay for slow decay, which
+   sparse interaction matrices have (measured on 25,546 Debian package baskets x 17,840 items, rank 64, where
+   s_64 / s_1 = 0.11: the defaults give singular values within 0.5% of a 30-pass reference, q = 2 within 4%, in
+   0.6 s).  Cost: (2 q + 2) passes over the nonzeros of l floats each, O(nnz l), and O((m + n) l^2) in gemms;
+   memory (m + 2 n + max(m, n)) l floats.
    Signs: the largest entry of each column of V is positive (so a result does not depend on the random start's
    sign). */
 typedef struct polopt_svd_config {
