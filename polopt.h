@@ -50,6 +50,8 @@
      >>interactions  a user's own log (session, item[, weight]) as a sparse matrix with its ids both ways: CSV or
                   TSV, duplicates dropped, min-count filters, saved and loaded
      >>svd        sparse matrices, and their truncated SVD by randomized subspace iteration (item embeddings)
+     >>completion the session-completion protocol on your own log: seeded splits of sessions and of their items,
+                  contexts, the set reward, evaluation with the observed items excluded
      >>ope        off-policy evaluation: IPS, clipped IPS, SNIPS, DM, DR, clipped DR, SNDR, Switch-DR; reward models
      >>synth      deterministic synthetic catalogue: clustered item embeddings, users, ground-truth rewards, and
                   users with state (sessions whose clicks move it) for sequential tasks
@@ -579,6 +581,14 @@ POLOPT_DEF polopt_result polopt_policy_embed(const polopt_policy *policy, size_t
 POLOPT_DEF polopt_result polopt_policy_topk(const polopt_policy *policy, const polopt_mips *index,
                                             polopt_mips_scratch *scratch, const float *x, size_t k, size_t ef,
                                             uint32_t *out_ids, float *out_scores);
+/* The same without some items (e.g. those the user has consumed: n_exclude ids, sorted and distinct): the k best
+   others.  It searches for k + n_exclude items (HNSW with ef raised to at least that; the scratch must allow it)
+   and drops the excluded ones, so out_ids and out_scores (may be NULL) need room for k + n_exclude entries; the
+   answer is in the first k, and slots the index could not fill hold POLOPT_NO_ITEM. */
+POLOPT_DEF polopt_result polopt_policy_topk_excluding(const polopt_policy *policy, const polopt_mips *index,
+                                                      polopt_mips_scratch *scratch, const float *x, size_t n_exclude,
+                                                      const uint32_t *exclude, size_t k, size_t ef, uint32_t *out_ids,
+                                                      float *out_scores);
 /* Serving with Boltzmann exploration (Chen et al. 2019, §5): the top M items of f by MIPS, and pi_M =
    softmax(f / T) over them; the slate is the K_top most probable, best first, then K - K_top items drawn without
    replacement from the other M - K_top with probabilities proportional to pi_M (Gumbel top-k: the largest
@@ -939,17 +949,26 @@ POLOPT_DEF polopt_result polopt_trainer_gradient_fidelity(polopt_trainer *traine
 
 /* Evaluation (Sakhi et al. 2023, §5) of the greedy policy served by MIPS: R_test = mean r_hat(j, argmax_a f(a, x_j)), which
    with the set reward is (1/N) sum_j 1[argmax in Y_j]; and, when data->relevant is set, hit-rate@k (a relevant
-   item among the top k) and nDCG@k (gains 1/log2(rank + 1), normalised by the ideal ordering). */
+   item among the top k) and nDCG@k (gains 1/log2(rank + 1), normalised by the ideal ordering).  A context whose
+   search returns no item at all (a graph that reaches too few) scores reward 0 and no hit, and is counted in
+   empty. */
 typedef struct polopt_eval {
     double reward;  /* R_test */
     double hit_rate, ndcg;
     size_t k;
     double reward_se, hit_rate_se, ndcg_se; /* standard errors of the three means: sd / sqrt(n) over contexts */
+    size_t empty;   /* contexts without any result */
 } polopt_eval;
 
 POLOPT_DEF polopt_result polopt_evaluate(const polopt_policy *policy, const polopt_mips *index,
                                          polopt_mips_scratch *scratch, const polopt_dataset *data, size_t k,
                                          size_t ef, polopt_eval *out);
+/* The same with items that are never served to context i (row i of exclude, e.g. the items it has consumed): the
+   argmax and the top k are taken over the others (polopt_policy_topk_excluding), so the scratch must allow
+   ef >= k + the largest excluded set.  exclude NULL: polopt_evaluate. */
+POLOPT_DEF polopt_result polopt_evaluate_excluding(const polopt_policy *policy, const polopt_mips *index,
+                                                   polopt_mips_scratch *scratch, const polopt_dataset *data,
+                                                   const polopt_sets *exclude, size_t k, size_t ef, polopt_eval *out);
 /* The exact value of the stochastic policy, (1/n) sum_i sum_a pi(a | x_i) r_hat(i, a): O(n P L) and P rewards per
    context.  The ground truth for small catalogues (the synthetic generator gives r_hat exactly). */
 POLOPT_DEF polopt_result polopt_policy_value(const polopt_policy *policy, const polopt_mips *index,
@@ -1319,6 +1338,56 @@ POLOPT_DEF polopt_result polopt_svd_sparse(const polopt_csr *A, const polopt_svd
    evenly between the two sides, as the session-completion experiments do; out may be V). */
 POLOPT_DEF polopt_result polopt_svd_embed(size_t n, size_t k, const float *V, const float *s, double alpha,
                                           float *out);
+
+/* >>completion -------------------------------------------------------------------------------------------- */
+
+/* The session-completion protocol of Sakhi, Rohde & Gilotte (2023, §5), on a log of your own: sessions (baskets,
+   users) are split at random into train, validation and test; the items of each session into the observed X and
+   the held-out Y.  A policy sees the context x = the mean of beta over X and earns the set reward 1[a in Y]; the
+   item embeddings beta come from the truncated SVD of the training sessions' X (polopt_completion_matrix, then
+   polopt_svd_sparse and polopt_svd_embed), so an item seen only in held-out halves or in other parts has a zero
+   row.  The seed fixes both splits.  Each part's observed and held-out sets are polopt_sets in the order of its
+   sessions, ready as the exclusion and the reward of evaluation (polopt_completion_dataset).
+   Of a session of n >= 2 items, X takes round(observed_fraction n) of a random order, at least 1 and at most n - 1;
+   a session of one item cannot be split and is skipped (counted). */
+typedef enum polopt_part { POLOPT_PART_TRAIN = 0, POLOPT_PART_VAL = 1, POLOPT_PART_TEST = 2 } polopt_part;
+
+typedef struct polopt_completion_config {
+    double val_fraction;      /* of the sessions, in [0, 1); 0.1 */
+    double test_fraction;     /* in [0, 1), val + test < 1; 0.1 */
+    double observed_fraction; /* of each session's items, in X, in (0, 1); 0.5 */
+    uint64_t seed;            /* 1 */
+    polopt_hooks hooks;
+} polopt_completion_config;
+
+typedef struct polopt_completion {
+    size_t n_items;           /* of the log */
+    size_t n[3];              /* sessions in each part */
+    uint32_t *sessions[3];    /* their indices in the log, increasing */
+    polopt_sets observed[3];  /* X: row j for session sessions[part][j] */
+    polopt_sets held_out[3];  /* Y */
+    size_t skipped;           /* sessions of a single item */
+    polopt_hooks hooks;
+    polopt_error err;
+} polopt_completion;
+
+POLOPT_DEF polopt_completion_config polopt_completion_config_default(void);
+POLOPT_DEF polopt_result polopt_completion_init(polopt_completion *split, const polopt_interactions *log,
+                                                const polopt_completion_config *config);
+POLOPT_DEF void polopt_completion_free(polopt_completion *split);
+/* The observed X of a part as a sparse sessions x items matrix (binary): the SVD's input for the training part. */
+POLOPT_DEF polopt_csr polopt_completion_matrix(const polopt_completion *split, polopt_part part);
+/* The contexts of a part: row j = the mean of beta (n_items x L) over the observed items of its session j, into
+   out_X (n[part] x L). */
+POLOPT_DEF polopt_result polopt_completion_contexts(const polopt_completion *split, polopt_part part,
+                                                    const float *beta, size_t L, float *out_X);
+/* The dataset of a part with contexts X (n[part] rows, leading dimension ldx): the set reward of its held-out
+   items (polopt_sets_reward), which are also its relevant items for hit-rate and nDCG.  Evaluate it with
+   polopt_evaluate (the greedy action over all items: R@1) or with polopt_evaluate_excluding and
+   &split->observed[part] (the observed items never recommended: R@1, HR@k and nDCG@k ex-X), and
+   polopt_policy_value (E_pi[r], exact). */
+POLOPT_DEF polopt_dataset polopt_completion_dataset(const polopt_completion *split, polopt_part part, const float *X,
+                                                    size_t ldx);
 
 /* >>ope --------------------------------------------------------------------------------------------------- */
 
@@ -5877,6 +5946,53 @@ POLOPT_DEF polopt_result polopt_policy_topk(const polopt_policy *policy, const p
     return rc;
 }
 
+/* Binary search of a sorted row of items. */
+static int polopt__sorted_contains(const uint32_t *items, size_t n, uint32_t a)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (items[mid] < a) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && items[lo] == a;
+}
+
+POLOPT_DEF polopt_result polopt_policy_topk_excluding(const polopt_policy *policy, const polopt_mips *index,
+                                                      polopt_mips_scratch *scratch, const float *x, size_t n_exclude,
+                                                      const uint32_t *exclude, size_t k, size_t ef, uint32_t *out_ids,
+                                                      float *out_scores)
+{
+    static const char *fn = "polopt_policy_topk_excluding";
+    const size_t want = k + n_exclude;
+    size_t i, kept = 0;
+    polopt_result rc;
+    if (!policy || !policy->theta || !scratch || !out_ids) return POLOPT_ERR_INVALID_ARG;
+    if (n_exclude && !exclude) return polopt__fail(NULL, &policy->hooks, POLOPT_ERR_INVALID_ARG, "%s: exclude is NULL", fn);
+    for (i = 1; i < n_exclude; ++i)
+        if (exclude[i] <= exclude[i - 1])
+            return polopt__fail(NULL, &policy->hooks, POLOPT_ERR_INVALID_ARG,
+                                "%s: exclude must be sorted and distinct (entry %lu)", fn, (unsigned long)i);
+    if (want < k || (index && want > index->n))
+        return polopt__fail(NULL, &policy->hooks, POLOPT_ERR_INVALID_ARG,
+                            "%s: k + n_exclude = %lu exceeds the catalogue", fn, (unsigned long)want);
+    rc = polopt_policy_topk(policy, index, scratch, x, want, ef > want ? ef : want, out_ids, out_scores);
+    if (rc != POLOPT_OK) return rc;
+    for (i = 0; i < want; ++i) /* keep the first k results outside exclude, in order */
+        if (out_ids[i] == POLOPT_NO_ITEM || !polopt__sorted_contains(exclude, n_exclude, out_ids[i])) {
+            if (kept < k) {
+                out_ids[kept] = out_ids[i];
+                if (out_scores) out_scores[kept] = out_scores[i];
+            }
+            ++kept;
+        }
+    for (i = kept; i < k; ++i) { /* fewer than k left (a graph that reached few items) */
+        out_ids[i] = POLOPT_NO_ITEM;
+        if (out_scores) out_scores[i] = -INFINITY;
+    }
+    return POLOPT_OK;
+}
+
 POLOPT_DEF polopt_result polopt_policy_explore(const polopt_policy *policy, const polopt_mips *index,
                                                polopt_mips_scratch *scratch, polopt_rng *rng, const float *x, size_t M,
                                                size_t K, size_t K_top, float temperature, size_t ef,
@@ -6750,18 +6866,6 @@ static double polopt__seconds(void)
     return (double)clock() / (double)CLOCKS_PER_SEC;
 }
 
-/* Binary search of a sorted row of items. */
-static int polopt__sorted_contains(const uint32_t *items, size_t n, uint32_t a)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        const size_t mid = lo + (hi - lo) / 2;
-        if (items[mid] < a) lo = mid + 1;
-        else hi = mid;
-    }
-    return lo < n && items[lo] == a;
-}
-
 static polopt_result polopt__sets_init_impl(polopt_sets *sets, size_t n, const size_t *offsets, const uint32_t *items,
                                           const polopt_hooks *hooks)
 {
@@ -7477,21 +7581,43 @@ POLOPT_DEF polopt_result polopt_evaluate(const polopt_policy *policy, const polo
                                          polopt_mips_scratch *scratch, const polopt_dataset *data, size_t k, size_t ef,
                                          polopt_eval *out)
 {
-    static const char *fn = "polopt_evaluate";
+    return polopt_evaluate_excluding(policy, index, scratch, data, NULL, k, ef, out);
+}
+
+POLOPT_DEF polopt_result polopt_evaluate_excluding(const polopt_policy *policy, const polopt_mips *index,
+                                                   polopt_mips_scratch *scratch, const polopt_dataset *data,
+                                                   const polopt_sets *exclude, size_t k, size_t ef, polopt_eval *out)
+{
+    const char *fn = exclude ? "polopt_evaluate_excluding" : "polopt_evaluate";
     polopt_result rc = POLOPT_OK;
     uint32_t *ids;
     double reward = 0.0, hits = 0.0, ndcg = 0.0, reward2 = 0.0, ndcg2 = 0.0;
-    size_t i, r;
-    float r0;
+    size_t i, r, most = 0, empty = 0;
+    float r0 = 0.0f;
     if (!policy || !policy->theta || !index || !scratch || !out) return POLOPT_ERR_INVALID_ARG;
     if (!data || !data->X || !data->reward || data->n == 0 || data->ldx < policy->D || k < 1 || k > index->n ||
-        (data->relevant && data->relevant->n < data->n))
+        (data->relevant && data->relevant->n < data->n) || (exclude && exclude->n < data->n))
         return polopt__fail(NULL, &policy->hooks, POLOPT_ERR_INVALID_ARG,
-                            "%s: bad dataset (n, X, ldx, reward, relevant sets) or k = %lu", fn, (unsigned long)k);
-    ids = (uint32_t *)polopt__alloc(&policy->hooks, k, sizeof(uint32_t), &rc);
+                            "%s: bad dataset (n, X, ldx, reward, relevant or excluded sets) or k = %lu", fn,
+                            (unsigned long)k);
+    for (i = 0; exclude && i < data->n; ++i) {
+        const size_t len = exclude->offsets[i + 1] - exclude->offsets[i];
+        most = len > most ? len : most;
+    }
+    if (most && (k + most > index->n || k + most > scratch->max_ef))
+        return polopt__fail(NULL, &policy->hooks, POLOPT_ERR_INVALID_ARG, "%s: k = %lu plus the largest excluded set "
+                            "(%lu) exceeds the catalogue (%lu) or the scratch's max_ef (%lu)", fn, (unsigned long)k,
+                            (unsigned long)most, (unsigned long)index->n, (unsigned long)scratch->max_ef);
+    ids = (uint32_t *)polopt__alloc(&policy->hooks, k + most, sizeof(uint32_t), &rc);
     if (!ids) return rc;
     for (i = 0; i < data->n && rc == POLOPT_OK; ++i) {
-        rc = polopt_policy_topk(policy, index, scratch, data->X + i * data->ldx, k, ef, ids, NULL);
+        const float *x = data->X + i * data->ldx;
+        if (exclude)
+            rc = polopt_policy_topk_excluding(policy, index, scratch, x,
+                                              exclude->offsets[i + 1] - exclude->offsets[i],
+                                              exclude->items + exclude->offsets[i], k, ef, ids, NULL);
+        else
+            rc = polopt_policy_topk(policy, index, scratch, x, k, ef, ids, NULL);
         if (rc == POLOPT_OK && ids[0] != POLOPT_NO_ITEM) rc = data->reward(data->reward_user, (uint32_t)i, 1, ids, &r0);
         if (rc != POLOPT_OK) break;
         if (!(r0 >= -FLT_MAX && r0 <= FLT_MAX)) {
@@ -7499,7 +7625,7 @@ POLOPT_DEF polopt_result polopt_evaluate(const polopt_policy *policy, const polo
                               fn, (unsigned long)i);
             break;
         }
-        if (ids[0] == POLOPT_NO_ITEM) r0 = 0.0f;
+        if (ids[0] == POLOPT_NO_ITEM) r0 = 0.0f, empty += 1;
         reward += r0;
         reward2 += (double)r0 * r0;
         if (data->relevant) {
@@ -7528,6 +7654,7 @@ POLOPT_DEF polopt_result polopt_evaluate(const polopt_policy *policy, const polo
     out->reward_se = polopt__mean_se(data->n, reward, reward2);
     out->hit_rate_se = data->relevant ? polopt__mean_se(data->n, hits, hits) : 0.0; /* hits are 0 or 1 */
     out->ndcg_se = data->relevant ? polopt__mean_se(data->n, ndcg, ndcg2) : 0.0;
+    out->empty = empty;
     return POLOPT_OK;
 }
 
@@ -9652,6 +9779,182 @@ POLOPT_DEF polopt_result polopt_svd_embed(size_t n, size_t k, const float *V, co
         for (i = 0; i < n; ++i) out[i * k + j] = V[i * k + j] * f;
     }
     return POLOPT_OK;
+}
+
+/* >>completion -------------------------------------------------------------------------------------------- */
+
+POLOPT_DEF polopt_completion_config polopt_completion_config_default(void)
+{
+    polopt_completion_config c;
+    memset(&c, 0, sizeof c);
+    c.val_fraction = 0.1;
+    c.test_fraction = 0.1;
+    c.observed_fraction = 0.5;
+    c.seed = 1;
+    return c;
+}
+
+POLOPT_DEF void polopt_completion_free(polopt_completion *split)
+{
+    polopt_hooks h;
+    int p;
+    if (!split) return;
+    h = split->hooks;
+    for (p = 0; p < 3; ++p) {
+        polopt__dealloc(&h, split->sessions[p]);
+        polopt_sets_free(&split->observed[p]);
+        polopt_sets_free(&split->held_out[p]);
+    }
+    memset(split, 0, sizeof *split);
+}
+
+static polopt_result polopt__completion_init_impl(polopt_completion *sp, const polopt_interactions *log,
+                                                  const polopt_completion_config *config)
+{
+    static const char *fn = "polopt_completion_init";
+    polopt_completion_config c;
+    polopt_result rc = POLOPT_OK;
+    polopt_rng rng;
+    uint32_t *order = NULL, *part_of = NULL, *items = NULL, *obs = NULL, *held = NULL;
+    size_t *obs_off = NULL, *held_off = NULL, s, S, n_split = 0, cut[3], most = 0;
+    int p;
+    if (!sp) return POLOPT_ERR_INVALID_ARG;
+    memset(sp, 0, sizeof *sp);
+    c = config ? *config : polopt_completion_config_default();
+    sp->hooks = c.hooks;
+    POLOPT__CHECK(&sp->err, &c.hooks, log && log->offsets, "%s: the log is NULL or not loaded", fn);
+    if ((rc = polopt__check_range(&sp->err, &c.hooks, fn, "val_fraction", c.val_fraction, 0.0, POLOPT__CLOSED, 1.0,
+                                  POLOPT__OPEN)) ||
+        (rc = polopt__check_range(&sp->err, &c.hooks, fn, "test_fraction", c.test_fraction, 0.0, POLOPT__CLOSED, 1.0,
+                                  POLOPT__OPEN)) ||
+        (rc = polopt__check_range(&sp->err, &c.hooks, fn, "observed_fraction", c.observed_fraction, 0.0,
+                                  POLOPT__OPEN, 1.0, POLOPT__OPEN)))
+        return rc;
+    POLOPT__CHECK(&sp->err, &c.hooks, c.val_fraction + c.test_fraction < 1.0,
+                  "%s: val_fraction + test_fraction = %g leaves no training sessions", fn,
+                  c.val_fraction + c.test_fraction);
+    S = log->n_sessions;
+    sp->n_items = log->n_items;
+    order = (uint32_t *)polopt__alloc(&c.hooks, S, sizeof(uint32_t), &rc);
+    if (order) part_of = (uint32_t *)polopt__alloc(&c.hooks, S, sizeof(uint32_t), &rc);
+    if (rc != POLOPT_OK) goto nomem;
+    for (s = 0; s < S; ++s) {
+        const size_t len = log->offsets[s + 1] - log->offsets[s];
+        most = len > most ? len : most;
+        if (len >= 2) order[n_split++] = (uint32_t)s;
+    }
+    sp->skipped = S - n_split;
+    if (n_split == 0) {
+        rc = polopt__fail(&sp->err, &c.hooks, POLOPT_ERR_DOMAIN, "%s: no session has two items to split", fn);
+        goto done;
+    }
+    polopt_rng_seed(&rng, c.seed);
+    polopt_rng_shuffle(&rng, n_split, order);
+    cut[2] = (size_t)floor(c.test_fraction * (double)n_split + 0.5);  /* the first test sessions of the order */
+    cut[1] = (size_t)floor(c.val_fraction * (double)n_split + 0.5);   /* then the validation ones */
+    if (cut[1] + cut[2] >= n_split) cut[1] = n_split - cut[2] - 1;     /* at least one training session */
+    cut[0] = n_split - cut[1] - cut[2];
+    for (s = 0; s < S; ++s) part_of[s] = 3; /* skipped */
+    for (s = 0; s < n_split; ++s)
+        part_of[order[s]] = s < cut[2] ? POLOPT_PART_TEST : s < cut[2] + cut[1] ? POLOPT_PART_VAL : POLOPT_PART_TRAIN;
+    items = (uint32_t *)polopt__alloc(&c.hooks, most, sizeof(uint32_t), &rc);
+    for (p = 0; p < 3 && rc == POLOPT_OK; ++p) {
+        size_t j = 0, nnz_o = 0, nnz_h = 0;
+        sp->n[p] = cut[p];
+        sp->sessions[p] = (uint32_t *)polopt__alloc(&c.hooks, cut[p] ? cut[p] : 1, sizeof(uint32_t), &rc);
+        if (rc == POLOPT_OK) obs_off = (size_t *)polopt__alloc(&c.hooks, cut[p] + 1, sizeof(size_t), &rc);
+        if (rc == POLOPT_OK) held_off = (size_t *)polopt__alloc(&c.hooks, cut[p] + 1, sizeof(size_t), &rc);
+        for (s = 0; s < S && rc == POLOPT_OK; ++s)
+            if (part_of[s] == (uint32_t)p) {
+                const size_t len = log->offsets[s + 1] - log->offsets[s];
+                size_t nx = (size_t)floor(c.observed_fraction * (double)len + 0.5);
+                nx = nx < 1 ? 1 : nx > len - 1 ? len - 1 : nx;
+                sp->sessions[p][j++] = (uint32_t)s;
+                nnz_o += nx, nnz_h += len - nx;
+            }
+        if (rc == POLOPT_OK) obs = (uint32_t *)polopt__alloc(&c.hooks, nnz_o ? nnz_o : 1, sizeof(uint32_t), &rc);
+        if (rc == POLOPT_OK) held = (uint32_t *)polopt__alloc(&c.hooks, nnz_h ? nnz_h : 1, sizeof(uint32_t), &rc);
+        if (rc != POLOPT_OK) break;
+        obs_off[0] = held_off[0] = 0;
+        for (j = 0; j < cut[p]; ++j) { /* a random order of the session's items: its first nx are X */
+            const size_t s2 = sp->sessions[p][j], len = log->offsets[s2 + 1] - log->offsets[s2];
+            size_t nx = (size_t)floor(c.observed_fraction * (double)len + 0.5), t;
+            nx = nx < 1 ? 1 : nx > len - 1 ? len - 1 : nx;
+            memcpy(items, log->items + log->offsets[s2], len * sizeof(uint32_t));
+            polopt_rng_shuffle(&rng, len, items);
+            for (t = 0; t < nx; ++t) obs[obs_off[j] + t] = items[t];
+            for (t = nx; t < len; ++t) held[held_off[j] + t - nx] = items[t];
+            obs_off[j + 1] = obs_off[j] + nx;
+            held_off[j + 1] = held_off[j] + len - nx;
+        }
+        rc = polopt_sets_init(&sp->observed[p], cut[p], obs_off, obs, &c.hooks); /* sorts each row */
+        if (rc == POLOPT_OK) rc = polopt_sets_init(&sp->held_out[p], cut[p], held_off, held, &c.hooks);
+        polopt__dealloc(&c.hooks, obs_off), polopt__dealloc(&c.hooks, held_off);
+        polopt__dealloc(&c.hooks, obs), polopt__dealloc(&c.hooks, held);
+        obs_off = held_off = NULL, obs = held = NULL;
+    }
+    polopt__dealloc(&c.hooks, obs_off), polopt__dealloc(&c.hooks, held_off);
+    polopt__dealloc(&c.hooks, obs), polopt__dealloc(&c.hooks, held);
+    polopt__dealloc(&c.hooks, items);
+nomem:
+    if (rc != POLOPT_OK)
+        polopt__fail(&sp->err, &c.hooks, rc, "%s: cannot allocate the split of %lu sessions", fn, (unsigned long)S);
+done:
+    polopt__dealloc(&c.hooks, order);
+    polopt__dealloc(&c.hooks, part_of);
+    return rc;
+}
+
+POLOPT_DEF polopt_result polopt_completion_init(polopt_completion *split, const polopt_interactions *log,
+                                                const polopt_completion_config *config)
+{
+    const polopt_result rc = polopt__completion_init_impl(split, log, config);
+    if (rc != POLOPT_OK && split) POLOPT__ZERO_KEEPING_ERROR(split, polopt_completion_free);
+    else if (split) polopt__clear_error(&split->err);
+    return rc;
+}
+
+POLOPT_DEF polopt_csr polopt_completion_matrix(const polopt_completion *split, polopt_part part)
+{
+    polopt_csr A;
+    memset(&A, 0, sizeof A);
+    if (!split || (int)part < 0 || (int)part > 2 || !split->observed[part].offsets) return A;
+    A.n_rows = split->n[part], A.n_cols = split->n_items;
+    A.offsets = split->observed[part].offsets, A.cols = split->observed[part].items;
+    return A;
+}
+
+POLOPT_DEF polopt_result polopt_completion_contexts(const polopt_completion *split, polopt_part part,
+                                                    const float *beta, size_t L, float *out_X)
+{
+    static const char *fn = "polopt_completion_contexts";
+    const polopt_sets *X;
+    size_t j, t;
+    if (!split) return POLOPT_ERR_INVALID_ARG;
+    if (!split->sessions[0]) return polopt__not_ready(NULL, &split->hooks, fn, "split");
+    if ((int)part < 0 || (int)part > 2 || !beta || !out_X || L == 0)
+        return polopt__fail(NULL, &split->hooks, POLOPT_ERR_INVALID_ARG, "%s: bad part, beta, L or out_X", fn);
+    X = &split->observed[part];
+    for (j = 0; j < split->n[part]; ++j) {
+        const size_t len = X->offsets[j + 1] - X->offsets[j];
+        float *x = out_X + j * L;
+        memset(x, 0, L * sizeof(float));
+        for (t = X->offsets[j]; t < X->offsets[j + 1]; ++t)
+            polopt__axpy(L, 1.0f / (float)len, beta + (size_t)X->items[t] * L, x);
+    }
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_dataset polopt_completion_dataset(const polopt_completion *split, polopt_part part, const float *X,
+                                                    size_t ldx)
+{
+    polopt_dataset d;
+    memset(&d, 0, sizeof d);
+    if (!split || (int)part < 0 || (int)part > 2 || !split->held_out[part].offsets) return d;
+    d.n = split->n[part], d.X = X, d.ldx = ldx;
+    d.reward = polopt_sets_reward, d.reward_user = (void *)&split->held_out[part];
+    d.relevant = &split->held_out[part];
+    return d;
 }
 
 /* >>ope --------------------------------------------------------------------------------------------------- */
