@@ -711,6 +711,8 @@ typedef struct polopt_estimator {
     uint32_t *topk;           /* SNIS: alpha_K (K) and its scores */
     float *topk_scores;
     double *block_sums;       /* REINFORCE: cumulative sums of exp f per 256 items */
+    double *uniforms;         /* REINFORCE: 2 S doubles, S sorted uniforms and the sort's input */
+    uint32_t *buckets;        /* REINFORCE: S + 1 counts of the bucket sort */
     void *block;              /* the one allocation (NULL when the caller's memory) */
     polopt_error err;
 } polopt_estimator;
@@ -6422,8 +6424,11 @@ static void polopt__estimator_layout(polopt_estimator *e, const polopt_mips *ix,
     } else {
         e->weights = (float *)polopt__carve(a, BS, sizeof(float));
     }
-    if (c->method == POLOPT_METHOD_REINFORCE)
+    if (c->method == POLOPT_METHOD_REINFORCE) {
         e->block_sums = (double *)polopt__carve(a, P / POLOPT__BLOCK + 1, sizeof(double));
+        e->uniforms = (double *)polopt__carve(a, 2 * S, sizeof(double));
+        e->buckets = (uint32_t *)polopt__carve(a, S + 1, sizeof(uint32_t));
+    }
     if (c->method == POLOPT_METHOD_SNIS) {
         e->f = (float *)polopt__carve(a, BS, sizeof(float));
         e->log_q = (float *)polopt__carve(a, BS, sizeof(float));
@@ -6633,30 +6638,62 @@ static double polopt__exp_blocks(float *row, size_t P, float inv_t, double *bloc
     return (double)mx * inv_t + log(cum);
 }
 
+/* S uniforms in [0, Z), sorted, into u: a bucket sort into S buckets of equal width, each bucket put in order by
+   insertion (expected O(1) entries a bucket).  O(S).  count: S + 1; tmp: S. */
+static void polopt__sorted_uniforms(polopt_rng *rng, size_t S, double Z, double *u, uint32_t *count, double *tmp)
+{
+    size_t s, b, sum = 0, start;
+    memset(count, 0, (S + 1) * sizeof(uint32_t));
+    for (s = 0; s < S; ++s) {
+        tmp[s] = polopt__rng_uniform(rng);
+        count[(size_t)(tmp[s] * (double)S)] += 1; /* tmp < 1: the bucket is below S */
+    }
+    for (b = 0; b <= S; ++b) { /* count[b]: where bucket b starts */
+        const size_t c = count[b];
+        count[b] = (uint32_t)sum;
+        sum += c;
+    }
+    for (s = 0; s < S; ++s) u[count[(size_t)(tmp[s] * (double)S)]++] = tmp[s]; /* count[b]: now where b ends */
+    for (b = 0, start = 0; b < S; start = count[b++]) {
+        for (s = start + 1; s < count[b]; ++s) {
+            const double v = u[s];
+            size_t k = s;
+            while (k > start && u[k - 1] > v) u[k] = u[k - 1], --k;
+            u[k] = v;
+        }
+    }
+    for (s = 0; s < S; ++s) u[s] *= Z;
+}
+
 /* REINFORCE (Williams 1992; the baseline of Sakhi et al. 2023, §5): S exact draws from pi by inverting the
-   cumulative distribution: a binary search over the block sums, then a scan inside the block. */
+   cumulative distribution at S sorted uniforms, in one merge: the block sums skip the blocks that no uniform falls
+   in, and a block that holds some is scanned once for all of them (O(P / 256 + S + 256 a block hit); a search per
+   draw cost O(S (log P + 256))).  The draws are then shuffled (Fisher-Yates), so that they come in the order of
+   S independent draws, as a caller that takes the first one expects. */
 static void polopt__estimator_reinforce(polopt_estimator *e, size_t c, const float *expo, double Z)
 {
     const size_t P = e->index->n, S = e->S, nb = (P + POLOPT__BLOCK - 1) / POLOPT__BLOCK;
     uint32_t *ids = e->ids + c * S;
     float *w = e->weights + c * S;
-    size_t s;
+    double *u = e->uniforms, acc = 0.0;
+    size_t s, b = 0, j = 0;
+    polopt__sorted_uniforms(&e->rng, S, Z, u, e->buckets, u + S);
     for (s = 0; s < S; ++s) {
-        const double u = polopt__rng_uniform(&e->rng) * Z;
-        size_t lo = 0, hi = nb - 1, j, end;
-        double rem;
-        while (lo < hi) {
-            const size_t mid = lo + (hi - lo) / 2;
-            if (e->block_sums[mid] > u) hi = mid;
-            else lo = mid + 1;
+        size_t end;
+        if (b < nb - 1 && e->block_sums[b] <= u[s]) { /* the block that holds u: the scan restarts there */
+            while (b < nb - 1 && e->block_sums[b] <= u[s]) ++b;
+            j = b * POLOPT__BLOCK, acc = b ? e->block_sums[b - 1] : 0.0;
         }
-        rem = u - (lo ? e->block_sums[lo - 1] : 0.0);
-        j = lo * POLOPT__BLOCK;
-        end = j + POLOPT__BLOCK < P ? j + POLOPT__BLOCK : P;
-        for (; j + 1 < end && (rem -= expo[j]) >= 0.0; ++j) {}
+        end = (b + 1) * POLOPT__BLOCK < P ? (b + 1) * POLOPT__BLOCK : P;
+        while (j + 1 < end && acc + expo[j] <= u[s]) acc += expo[j++]; /* the first j whose cumulative passes u */
         ids[s] = (uint32_t)j;
-        w[s] = 1.0f / (float)S;
     }
+    for (s = S; s > 1; --s) { /* Fisher-Yates */
+        const size_t r = (size_t)polopt__rng_below(&e->rng, s);
+        const uint32_t t = ids[s - 1];
+        ids[s - 1] = ids[r], ids[r] = t;
+    }
+    for (s = 0; s < S; ++s) w[s] = 1.0f / (float)S;
     e->ess[c] = (double)S;
 }
 

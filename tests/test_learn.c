@@ -270,6 +270,69 @@ static void learn_reinforce_is_unbiased(void)
     problem_free(&pb);
 }
 
+/* Consecutive cells merged until each expects at least 5 (the chi-square approximation needs it); returns the
+   number of cells, written over the inputs. */
+static size_t pool_cells(size_t n, double *observed, double *expected)
+{
+    size_t i, m = 0;
+    double o = 0.0, e = 0.0;
+    for (i = 0; i < n; ++i) {
+        o += observed[i], e += expected[i];
+        if (e >= 5.0 || i + 1 == n) observed[m] = o, expected[m++] = e, o = e = 0.0;
+    }
+    if (m > 1 && expected[m - 1] < 5.0) observed[m - 2] += observed[m - 1], expected[m - 2] += expected[m - 1], --m;
+    return m;
+}
+
+/* REINFORCE's draws are exact draws from pi, in the order of independent draws.  P = 700 items (three blocks of the
+   sampler, the last one partial) with a peaked softmax: the counts of 200 sets of S = 1000 draws fit pi by
+   chi-square (cells pooled to an expectation of at least 5), and so does the first draw alone over 20,000 sets and
+   the last draw alone (a sampler that returned its draws sorted would put low ids first and high ids last). */
+static void learn_reinforce_draws_are_exact(void)
+{
+    enum { P = 700, L = 4, SETS = 200, FIRST = 20000 };
+    static double count[P], first[P], last[P], expect[P], expect_first[P], expect_last[P];
+    size_t n1, n2, n3;
+    polopt_rng rng;
+    float beta[P * L], h[L] = {1.5f, -0.5f, 0.8f, 0.2f};
+    double pi[P], Z = 0.0, mx = -INFINITY;
+    polopt_mips index;
+    polopt_estimator est;
+    polopt_estimator_config ec = polopt_estimator_config_default();
+    size_t a, r, s;
+    polopt_rng_seed(&rng, 12);
+    polopt_rng_normals(&rng, P * L, beta);
+    for (a = 0; a < P; ++a) {
+        double f = 0.0;
+        for (s = 0; s < L; ++s) f += (double)h[s] * beta[a * L + s];
+        pi[a] = f;
+        mx = f > mx ? f : mx;
+    }
+    for (a = 0; a < P; ++a) Z += (pi[a] = exp(pi[a] - mx));
+    CHECK_OK(polopt_mips_init_exact(&index, P, L, beta, 0, NULL));
+    ec.method = POLOPT_METHOD_REINFORCE, ec.S = 1000, ec.batch = 1, ec.seed = 77;
+    CHECK_OK(polopt_estimator_init(&est, &index, &ec));
+    for (r = 0; r < FIRST; ++r) {
+        polopt_draws d;
+        CHECK_OK(polopt_estimator_set(&est, 1, h, NULL));
+        CHECK_OK(polopt_estimator_draws(&est, 0, &d));
+        first[d.ids[0]] += 1.0, last[d.ids[d.S - 1]] += 1.0;
+        if (r < SETS)
+            for (s = 0; s < d.S; ++s) count[d.ids[s]] += 1.0;
+    }
+    for (a = 0; a < P; ++a) expect[a] = (double)SETS * 1000.0 * pi[a] / Z, expect_first[a] = FIRST * pi[a] / Z;
+    memcpy(expect_last, expect_first, sizeof expect_first);
+    n1 = pool_cells(P, count, expect);
+    n2 = pool_cells(P, first, expect_first);
+    n3 = pool_cells(P, last, expect_last);
+    CHECK(n1 > 50 && n2 > 50 && n3 > 50);
+    CHECK_CHI2(n1, count, expect);
+    CHECK_CHI2(n2, first, expect_first);
+    CHECK_CHI2(n3, last, expect_last);
+    polopt_estimator_free(&est);
+    polopt_mips_free(&index);
+}
+
 /* SNIS converges to the exact gradient as S grows: mean cosine rises, mean relative error falls. */
 static void learn_snis_converges_with_S(void)
 {
@@ -822,6 +885,7 @@ static void learn_training_from_logged_feedback(void)
 const th_test th_suite_learn[] = {TH(learn_proposal_matches_q),
                                   TH(learn_estimator_by_hand),
                                   TH(learn_reinforce_is_unbiased),
+                                  TH(learn_reinforce_draws_are_exact),
                                   TH(learn_snis_converges_with_S),
                                   TH(learn_exact_gradient_matches_finite_differences),
                                   TH(learn_training_raises_true_value),
