@@ -1302,6 +1302,8 @@ typedef struct polopt_csr {
 
 /* The view of a log: sessions x items, its weights (or ones). */
 POLOPT_DEF polopt_csr polopt_interactions_matrix(const polopt_interactions *m);
+/* The view of sets as rows of ones over n_cols columns. */
+POLOPT_DEF polopt_csr polopt_sets_matrix(const polopt_sets *sets, size_t n_cols);
 
 /* The truncated SVD A ~ U diag(s) V^T of rank k of a sparse m x n matrix, by randomized subspace iteration (Halko,
    Martinsson & Tropp, "Finding Structure with Randomness: Probabilistic Algorithms for Constructing Approximate
@@ -1346,9 +1348,9 @@ POLOPT_DEF polopt_result polopt_svd_embed(size_t n, size_t k, const float *V, co
 /* The session-completion protocol of Sakhi, Rohde & Gilotte (2023, §5), on a log of your own: sessions (baskets,
    users) are split at random into train, validation and test; the items of each session into the observed X and
    the held-out Y.  A policy sees the context x = the mean of beta over X and earns the set reward 1[a in Y]; the
-   item embeddings beta come from the truncated SVD of the training sessions' X (polopt_completion_matrix, then
-   polopt_svd_sparse and polopt_svd_embed), so an item seen only in held-out halves or in other parts has a zero
-   row.  The seed fixes both splits.  Each part's observed and held-out sets are polopt_sets in the order of its
+   item embeddings beta come from the truncated SVD of the training sessions, whole (polopt_completion_matrix, then
+   polopt_svd_sparse and polopt_svd_embed: both halves of a training session are training data), so an item that
+   occurs only in validation or test sessions has a zero row.  The seed fixes both splits.  Each part's observed and held-out sets are polopt_sets in the order of its
    sessions, ready as the exclusion and the reward of evaluation (polopt_completion_dataset).
    Of a session of n >= 2 items, X takes round(observed_fraction n) of a random order, at least 1 and at most n - 1;
    a session of one item cannot be split and is skipped (counted). */
@@ -1368,6 +1370,7 @@ typedef struct polopt_completion {
     uint32_t *sessions[3];    /* their indices in the log, increasing */
     polopt_sets observed[3];  /* X: row j for session sessions[part][j] */
     polopt_sets held_out[3];  /* Y */
+    polopt_sets whole[3];     /* X and Y together: the sessions' items */
     size_t skipped;           /* sessions of a single item */
     polopt_hooks hooks;
     polopt_error err;
@@ -1377,7 +1380,8 @@ POLOPT_DEF polopt_completion_config polopt_completion_config_default(void);
 POLOPT_DEF polopt_result polopt_completion_init(polopt_completion *split, const polopt_interactions *log,
                                                 const polopt_completion_config *config);
 POLOPT_DEF void polopt_completion_free(polopt_completion *split);
-/* The observed X of a part as a sparse sessions x items matrix (binary): the SVD's input for the training part. */
+/* The sessions of a part, whole, as a sparse sessions x items matrix of ones: the SVD's input for the training part
+   (polopt_sets_matrix(&split->observed[part], split->n_items) gives the observed halves alone). */
 POLOPT_DEF polopt_csr polopt_completion_matrix(const polopt_completion *split, polopt_part part);
 /* The contexts of a part: row j = the mean of beta (n_items x L) over the observed items of its session j, into
    out_X (n[part] x L). */
@@ -9506,6 +9510,15 @@ POLOPT_DEF polopt_csr polopt_interactions_matrix(const polopt_interactions *m)
     return A;
 }
 
+POLOPT_DEF polopt_csr polopt_sets_matrix(const polopt_sets *sets, size_t n_cols)
+{
+    polopt_csr A;
+    memset(&A, 0, sizeof A);
+    if (!sets || !sets->offsets) return A;
+    A.n_rows = sets->n, A.n_cols = n_cols, A.offsets = sets->offsets, A.cols = sets->items;
+    return A;
+}
+
 POLOPT_DEF polopt_svd_config polopt_svd_config_default(size_t rank)
 {
     polopt_svd_config c;
@@ -9841,6 +9854,7 @@ POLOPT_DEF void polopt_completion_free(polopt_completion *split)
         polopt__dealloc(&h, split->sessions[p]);
         polopt_sets_free(&split->observed[p]);
         polopt_sets_free(&split->held_out[p]);
+        polopt_sets_free(&split->whole[p]);
     }
     memset(split, 0, sizeof *split);
 }
@@ -9909,7 +9923,7 @@ static polopt_result polopt__completion_init_impl(polopt_completion *sp, const p
                 sp->sessions[p][j++] = (uint32_t)s;
                 nnz_o += nx, nnz_h += len - nx;
             }
-        if (rc == POLOPT_OK) obs = (uint32_t *)polopt__alloc(&c.hooks, nnz_o ? nnz_o : 1, sizeof(uint32_t), &rc);
+        if (rc == POLOPT_OK) obs = (uint32_t *)polopt__alloc(&c.hooks, nnz_o + nnz_h, sizeof(uint32_t), &rc);
         if (rc == POLOPT_OK) held = (uint32_t *)polopt__alloc(&c.hooks, nnz_h ? nnz_h : 1, sizeof(uint32_t), &rc);
         if (rc != POLOPT_OK) break;
         obs_off[0] = held_off[0] = 0;
@@ -9926,6 +9940,16 @@ static polopt_result polopt__completion_init_impl(polopt_completion *sp, const p
         }
         rc = polopt_sets_init(&sp->observed[p], cut[p], obs_off, obs, &c.hooks); /* sorts each row */
         if (rc == POLOPT_OK) rc = polopt_sets_init(&sp->held_out[p], cut[p], held_off, held, &c.hooks);
+        for (j = 0; j < cut[p] && rc == POLOPT_OK; ++j) { /* the whole sessions: X and Y, back to back */
+            const size_t nx = obs_off[j + 1] - obs_off[j], ny = held_off[j + 1] - held_off[j];
+            uint32_t *row = obs + obs_off[j] + held_off[j];
+            memcpy(row, sp->observed[p].items + sp->observed[p].offsets[j], nx * sizeof(uint32_t));
+            memcpy(row + nx, sp->held_out[p].items + sp->held_out[p].offsets[j], ny * sizeof(uint32_t));
+        }
+        if (rc == POLOPT_OK) {
+            for (j = 0; j <= cut[p]; ++j) obs_off[j] += held_off[j];
+            rc = polopt_sets_init(&sp->whole[p], cut[p], obs_off, obs, &c.hooks);
+        }
         polopt__dealloc(&c.hooks, obs_off), polopt__dealloc(&c.hooks, held_off);
         polopt__dealloc(&c.hooks, obs), polopt__dealloc(&c.hooks, held);
         obs_off = held_off = NULL, obs = held = NULL;
@@ -9955,10 +9979,8 @@ POLOPT_DEF polopt_csr polopt_completion_matrix(const polopt_completion *split, p
 {
     polopt_csr A;
     memset(&A, 0, sizeof A);
-    if (!split || (int)part < 0 || (int)part > 2 || !split->observed[part].offsets) return A;
-    A.n_rows = split->n[part], A.n_cols = split->n_items;
-    A.offsets = split->observed[part].offsets, A.cols = split->observed[part].items;
-    return A;
+    if (!split || (int)part < 0 || (int)part > 2) return A;
+    return polopt_sets_matrix(&split->whole[part], split->n_items);
 }
 
 POLOPT_DEF polopt_result polopt_completion_contexts(const polopt_completion *split, polopt_part part,

@@ -65,8 +65,15 @@ static void completion_split_by_definition(void)
     CHECK_OK(polopt_completion_init(&other, &log, &c));
     CHECK(memcmp(other.sessions[2], sp.sessions[2], sp.n[2] * sizeof(uint32_t)) != 0);
     {
-        const polopt_csr A = polopt_completion_matrix(&sp, POLOPT_PART_TRAIN);
-        CHECK(A.n_rows == sp.n[0] && A.n_cols == log.n_items && A.values == NULL && A.offsets == sp.observed[0].offsets);
+        const polopt_csr A = polopt_completion_matrix(&sp, POLOPT_PART_TRAIN); /* whole sessions: the log's rows */
+        CHECK(A.n_rows == sp.n[0] && A.n_cols == log.n_items && A.values == NULL && A.offsets == sp.whole[0].offsets);
+        for (j = 0; j < sp.n[0]; ++j) {
+            const uint32_t s2 = sp.sessions[0][j];
+            const size_t len = log.offsets[s2 + 1] - log.offsets[s2];
+            bad += A.offsets[j + 1] - A.offsets[j] != len ||
+                   memcmp(A.cols + A.offsets[j], log.items + log.offsets[s2], len * sizeof(uint32_t)) != 0;
+        }
+        CHECK(bad == 0);
     }
     polopt_completion_free(&again), polopt_completion_free(&other);
     /* bad input */
