@@ -1352,7 +1352,8 @@ POLOPT_DEF polopt_result polopt_svd_embed(size_t n, size_t k, const float *V, co
    polopt_svd_sparse and polopt_svd_embed: both halves of a training session are training data), so an item that
    occurs only in validation or test sessions has a zero row.  The seed fixes both splits.  Each part's observed and held-out sets are polopt_sets in the order of its
    sessions, ready as the exclusion and the reward of evaluation (polopt_completion_dataset).
-   Of a session of n >= 2 items, X takes round(observed_fraction n) of a random order, at least 1 and at most n - 1;
+   Of a session of n >= 2 items, X takes floor(observed_fraction n) of a random order, at least 1 and at most n - 1
+   (with 1/2, the held-out half is the larger one for an odd n, as the usual items[:n // 2] split has it);
    a session of one item cannot be split and is skipped (counted). */
 typedef enum polopt_part { POLOPT_PART_TRAIN = 0, POLOPT_PART_VAL = 1, POLOPT_PART_TEST = 2 } polopt_part;
 
@@ -9918,7 +9919,7 @@ static polopt_result polopt__completion_init_impl(polopt_completion *sp, const p
         for (s = 0; s < S && rc == POLOPT_OK; ++s)
             if (part_of[s] == (uint32_t)p) {
                 const size_t len = log->offsets[s + 1] - log->offsets[s];
-                size_t nx = (size_t)floor(c.observed_fraction * (double)len + 0.5);
+                size_t nx = (size_t)floor(c.observed_fraction * (double)len);
                 nx = nx < 1 ? 1 : nx > len - 1 ? len - 1 : nx;
                 sp->sessions[p][j++] = (uint32_t)s;
                 nnz_o += nx, nnz_h += len - nx;
@@ -9929,7 +9930,7 @@ static polopt_result polopt__completion_init_impl(polopt_completion *sp, const p
         obs_off[0] = held_off[0] = 0;
         for (j = 0; j < cut[p]; ++j) { /* a random order of the session's items: its first nx are X */
             const size_t s2 = sp->sessions[p][j], len = log->offsets[s2 + 1] - log->offsets[s2];
-            size_t nx = (size_t)floor(c.observed_fraction * (double)len + 0.5), t;
+            size_t nx = (size_t)floor(c.observed_fraction * (double)len), t;
             nx = nx < 1 ? 1 : nx > len - 1 ? len - 1 : nx;
             memcpy(items, log->items + log->offsets[s2], len * sizeof(uint32_t));
             polopt_rng_shuffle(&rng, len, items);

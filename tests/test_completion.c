@@ -44,7 +44,7 @@ static void completion_split_by_definition(void)
             const size_t len = log.offsets[s2 + 1] - log.offsets[s2];
             const polopt_sets *X = &sp.observed[p], *Y = &sp.held_out[p];
             const size_t nx = X->offsets[j + 1] - X->offsets[j], ny = Y->offsets[j + 1] - Y->offsets[j];
-            size_t want = (size_t)floor(0.4 * (double)len + 0.5);
+            size_t want = (size_t)floor(0.4 * (double)len);
             want = want < 1 ? 1 : want > len - 1 ? len - 1 : want;
             bad += seen[s2]++ != 0 || len < 2 || nx != want || nx + ny != len;
             bad += j > 0 && sp.sessions[p][j] <= sp.sessions[p][j - 1];
