@@ -943,6 +943,17 @@ POLOPT_DEF polopt_result polopt_trainer_epoch(polopt_trainer *trainer, const pol
 POLOPT_DEF polopt_result polopt_trainer_embedding_gradient(polopt_trainer *trainer, const polopt_dataset *data,
                                                            size_t n, const uint32_t *contexts, const float *H,
                                                            float *out_G, polopt_train_stats *out_stats);
+/* Gradients out, parameters in: the two halves of polopt_trainer_epoch's step, for a caller that combines gradients
+   across processes (data-parallel training: each process computes the gradient of its share of a global minibatch,
+   the gradients are summed, and each applies the same step, so theta stays identical everywhere; the library needs
+   no MPI for it).  polopt_trainer_gradient: the gradient of the objective with respect to theta (D x L) summed over
+   n contexts (1 <= n <= batch; divide by the global minibatch's size for the epoch's mean), into out_grad; the
+   policy is not changed, and a trainer with learn_behaviour is refused (b_hat would take a step).
+   polopt_trainer_apply: one Adam step with grad (finite; otherwise theta is left as it was). */
+POLOPT_DEF polopt_result polopt_trainer_gradient(polopt_trainer *trainer, const polopt_dataset *data, size_t n,
+                                                 const uint32_t *contexts, float *out_grad,
+                                                 polopt_train_stats *out_stats);
+POLOPT_DEF polopt_result polopt_trainer_apply(polopt_trainer *trainer, const float *grad);
 /* Gradient fidelity: for n contexts, the method's gradient (w.r.t. h) against the exact one: mean cosine and
    mean relative error ||g - g_exact|| / ||g_exact||.  O(n P L). */
 POLOPT_DEF polopt_result polopt_trainer_gradient_fidelity(polopt_trainer *trainer, const polopt_dataset *data,
@@ -7414,9 +7425,10 @@ static void polopt__gather(polopt_trainer *tr, const polopt_dataset *d, const ui
     for (c = 0; c < nb; ++c) memcpy(tr->xb + c * D, d->X + (size_t)ctx[c] * d->ldx, D * sizeof(float));
 }
 
-/* One Adam step on a minibatch of contexts (linear h): H = X_B theta, G = d objective / d H, grad theta = X_B^T G / B. */
-static polopt_result polopt__step(polopt_trainer *tr, const polopt_dataset *d, const uint32_t *ctx, size_t nb,
-                                  polopt_train_stats *st)
+/* The gradient of a minibatch's objective with respect to theta (linear h): H = X_B theta, G = d objective / d H,
+   out = scale X_B^T G (one gemm). */
+static polopt_result polopt__theta_gradient(polopt_trainer *tr, const polopt_dataset *d, const uint32_t *ctx,
+                                            size_t nb, float scale, float *out, polopt_train_stats *st)
 {
     const size_t D = tr->policy->D, L = tr->policy->L;
     size_t bad = 0;
@@ -7426,17 +7438,30 @@ static polopt_result polopt__step(polopt_trainer *tr, const polopt_dataset *d, c
         return polopt__fail(&tr->err, &tr->config.hooks, rc,
                             "the embedding of a context of the minibatch is not finite (a context, or x theta, is)");
     if ((rc = polopt__batch_gradient(tr, d, ctx, nb, tr->hb, tr->gb, st)) != POLOPT_OK) return rc;
-    polopt__gemm(POLOPT_TRANS, POLOPT_NO_TRANS, D, L, nb, 1.0f / (float)nb, tr->xb, D, tr->gb, L, 0.0f, tr->grad, L);
-    if (polopt_check_finite(D * L, tr->grad, &bad) != POLOPT_OK)
+    polopt__gemm(POLOPT_TRANS, POLOPT_NO_TRANS, D, L, nb, scale, tr->xb, D, tr->gb, L, 0.0f, out, L);
+    if (polopt_check_finite(D * L, out, &bad) != POLOPT_OK)
         return polopt__fail(&tr->err, &tr->config.hooks, POLOPT_ERR_NONFINITE,
                             "the gradient is not finite (entry %lu); training stopped with the last good parameters",
                             (unsigned long)bad);
-    if ((rc = polopt_adam_step(&tr->adam, tr->policy->theta, tr->grad)) != POLOPT_OK) {
-        tr->err = tr->adam.err;
-        return rc;
-    }
-    st->steps += 1;
     return POLOPT_OK;
+}
+
+/* One Adam step with a gradient of theta. */
+static polopt_result polopt__apply(polopt_trainer *tr, const float *grad)
+{
+    const polopt_result rc = polopt_adam_step(&tr->adam, tr->policy->theta, grad);
+    if (rc != POLOPT_OK) tr->err = tr->adam.err;
+    return rc;
+}
+
+/* One Adam step on a minibatch of contexts: the mean gradient, then the step. */
+static polopt_result polopt__step(polopt_trainer *tr, const polopt_dataset *d, const uint32_t *ctx, size_t nb,
+                                  polopt_train_stats *st)
+{
+    polopt_result rc = polopt__theta_gradient(tr, d, ctx, nb, 1.0f / (float)nb, tr->grad, st);
+    if (rc == POLOPT_OK) rc = polopt__apply(tr, tr->grad);
+    if (rc == POLOPT_OK) st->steps += 1;
+    return rc;
 }
 
 /* The mean of the sums in st over n contexts (and its steps). */
@@ -7448,6 +7473,47 @@ static void polopt__stats_finish(polopt_train_stats *st, size_t n, size_t batche
     st->epsilon /= (float)n;
     st->behaviour_log_lik /= (double)n;
     if (batches) st->weight_ess /= (double)batches;
+}
+
+POLOPT_DEF polopt_result polopt_trainer_gradient(polopt_trainer *trainer, const polopt_dataset *data, size_t n,
+                                                 const uint32_t *contexts, float *out_grad,
+                                                 polopt_train_stats *out_stats)
+{
+    static const char *fn = "polopt_trainer_gradient";
+    polopt_train_stats st;
+    const double t0 = polopt__seconds();
+    polopt_result rc;
+    size_t c;
+    if (!trainer) return POLOPT_ERR_INVALID_ARG;
+    if (!trainer->policy) return polopt__not_ready(&trainer->err, &trainer->config.hooks, fn, "trainer");
+    if ((rc = polopt__check_dataset(trainer, data, fn)) != POLOPT_OK) return rc;
+    POLOPT__CHECK(&trainer->err, &trainer->config.hooks, n >= 1 && n <= trainer->config.estimator.batch && contexts &&
+                  out_grad, "%s: n = %lu must be in [1, batch = %lu], contexts and out_grad set", fn, (unsigned long)n,
+                  (unsigned long)trainer->config.estimator.batch);
+    POLOPT__CHECK(&trainer->err, &trainer->config.hooks, !trainer->config.learn_behaviour,
+                  "%s: a trainer that learns b_hat steps it inside every gradient: not with learn_behaviour", fn);
+    for (c = 0; c < n; ++c)
+        POLOPT__CHECK(&trainer->err, &trainer->config.hooks, contexts[c] < data->n,
+                      "%s: context %u is not below n = %lu", fn, contexts[c], (unsigned long)data->n);
+    memset(&st, 0, sizeof st);
+    rc = polopt__theta_gradient(trainer, data, contexts, n, 1.0f, out_grad, &st);
+    polopt__stats_finish(&st, n, 1);
+    st.seconds = polopt__seconds() - t0;
+    if (out_stats) *out_stats = st;
+    return rc;
+}
+
+POLOPT_DEF polopt_result polopt_trainer_apply(polopt_trainer *trainer, const float *grad)
+{
+    static const char *fn = "polopt_trainer_apply";
+    size_t bad = 0;
+    if (!trainer) return POLOPT_ERR_INVALID_ARG;
+    if (!trainer->policy) return polopt__not_ready(&trainer->err, &trainer->config.hooks, fn, "trainer");
+    POLOPT__CHECK(&trainer->err, &trainer->config.hooks, grad != NULL, "%s: grad is NULL", fn);
+    if (polopt_check_finite(trainer->policy->D * trainer->policy->L, grad, &bad) != POLOPT_OK)
+        return polopt__fail(&trainer->err, &trainer->config.hooks, POLOPT_ERR_NONFINITE,
+                            "%s: grad[%lu] is not finite; theta is unchanged", fn, (unsigned long)bad);
+    return polopt__apply(trainer, grad);
 }
 
 POLOPT_DEF polopt_result polopt_trainer_epoch(polopt_trainer *trainer, const polopt_dataset *data, polopt_train_stats *out_stats)

@@ -333,6 +333,51 @@ static void learn_reinforce_draws_are_exact(void)
     polopt_mips_free(&index);
 }
 
+/* Gradients out, parameters in: with the exact estimator, the summed gradients of two halves of a minibatch,
+   divided by its size and applied, give the theta of one epoch step on the whole minibatch (to 1e-6: the same sums
+   in another order), which is what data-parallel training across processes relies on; the gradient leaves theta
+   alone; bad input is refused and a non-finite gradient leaves theta unchanged. */
+static void learn_gradient_out_parameters_in(void)
+{
+    enum { P = 60, L = 6, N = 32 };
+    problem pb, pb2;
+    polopt_trainer t1, t2;
+    polopt_trainer_config c = polopt_trainer_config_default();
+    uint32_t first[16], second[16];
+    float g1[L * L], g2[L * L], before[L * L];
+    size_t i;
+    problem_make(&pb, P, L, N, 3, 0);
+    problem_make(&pb2, P, L, N, 3, 0);
+    c.estimator.method = POLOPT_METHOD_EXACT, c.estimator.batch = N, c.adam.lr = 0.05f;
+    CHECK_OK(polopt_trainer_init(&t1, &pb.policy, &pb.index, &c));
+    CHECK_OK(polopt_trainer_init(&t2, &pb2.policy, &pb2.index, &c));
+    CHECK_OK(polopt_trainer_epoch(&t1, &pb.data, NULL)); /* one step on all 32 contexts */
+    for (i = 0; i < 16; ++i) first[i] = (uint32_t)i, second[i] = (uint32_t)(16 + i);
+    memcpy(before, pb2.policy.theta, sizeof before);
+    CHECK_OK(polopt_trainer_gradient(&t2, &pb2.data, 16, first, g1, NULL));
+    CHECK_OK(polopt_trainer_gradient(&t2, &pb2.data, 16, second, g2, NULL));
+    CHECK(memcmp(before, pb2.policy.theta, sizeof before) == 0);
+    for (i = 0; i < L * L; ++i) g1[i] = (g1[i] + g2[i]) / (float)N;
+    CHECK_OK(polopt_trainer_apply(&t2, g1));
+    for (i = 0; i < L * L; ++i) CHECK_NEAR(pb2.policy.theta[i], pb.policy.theta[i], 1e-6);
+    CHECK(memcmp(before, pb2.policy.theta, sizeof before) != 0);
+    /* bad input */
+    CHECK_RC(polopt_trainer_gradient(&t2, &pb2.data, 0, first, g1, NULL), POLOPT_ERR_INVALID_ARG);
+    CHECK_RC(polopt_trainer_gradient(&t2, &pb2.data, N + 1, first, g1, NULL), POLOPT_ERR_INVALID_ARG);
+    first[3] = N;
+    CHECK_RC(polopt_trainer_gradient(&t2, &pb2.data, 16, first, g1, NULL), POLOPT_ERR_INVALID_ARG);
+    memcpy(before, pb2.policy.theta, sizeof before);
+    g1[5] = NAN;
+    CHECK_RC(polopt_trainer_apply(&t2, g1), POLOPT_ERR_NONFINITE);
+    CHECK(memcmp(before, pb2.policy.theta, sizeof before) == 0);
+    CHECK_RC(polopt_trainer_apply(&t2, NULL), POLOPT_ERR_INVALID_ARG);
+    polopt_trainer_free(&t1);
+    polopt_trainer_free(&t2);
+    CHECK_RC(polopt_trainer_apply(&t2, g2), POLOPT_ERR_INVALID_ARG); /* freed */
+    problem_free(&pb);
+    problem_free(&pb2);
+}
+
 /* SNIS converges to the exact gradient as S grows: mean cosine rises, mean relative error falls. */
 static void learn_snis_converges_with_S(void)
 {
@@ -886,6 +931,7 @@ const th_test th_suite_learn[] = {TH(learn_proposal_matches_q),
                                   TH(learn_estimator_by_hand),
                                   TH(learn_reinforce_is_unbiased),
                                   TH(learn_reinforce_draws_are_exact),
+                                  TH(learn_gradient_out_parameters_in),
                                   TH(learn_snis_converges_with_S),
                                   TH(learn_exact_gradient_matches_finite_differences),
                                   TH(learn_training_raises_true_value),
