@@ -555,8 +555,10 @@ typedef enum polopt_init { POLOPT_INIT_IDENTITY = 0, POLOPT_INIT_RANDOM = 1 } po
 
 typedef struct polopt_policy_config {
     size_t D, L;        /* context and embedding dimensions (required) */
-    polopt_init init;   /* IDENTITY (D = L; theta = I, the paper's start) or RANDOM: N(0, scale^2 / D) entries */
-    float init_scale;   /* 1 */
+    polopt_init init;   /* IDENTITY (D = L only; theta = I, the paper's start) or RANDOM: N(0, init_scale^2 / D) entries.
+                           The default depends on the shape: IDENTITY when D = L, RANDOM otherwise; set it to choose */
+    float init_scale;   /* 1.  The scale is divided by sqrt(D), so entries s N(0, 1) need init_scale = s sqrt(D)
+                           (the paper's 0.005 N(0, 1) with D = 64: 0.04) */
     float temperature;  /* T in [1 / FLT_MAX, FLT_MAX] (1/T finite); 1 */
     uint64_t seed;      /* for RANDOM; 1 */
     polopt_hooks hooks;
@@ -871,6 +873,7 @@ typedef struct polopt_progress {
     size_t epoch, step, steps_per_epoch;
     double reward;   /* mean estimated reward of the steps of this epoch so far (r_bar, or w R for returns) */
     double seconds;  /* processor time spent in this epoch so far */
+    double wall_seconds; /* wall-clock time of the same (what a user with a stopwatch compares) */
     double ess;      /* mean effective sample size of the last step (S for REINFORCE; 1 / sum pi^2 for EXACT) */
     float epsilon;   /* the mixture weight used in the last step */
 } polopt_progress;
@@ -882,7 +885,8 @@ typedef struct polopt_trainer_config {
     int warm_start;           /* 0: a full MIPS search for alpha_K at every visit (the paper); 1: keep each context's
                                  alpha_K (n x K ids of memory) and start the next visit's search from it (measured at
                                  P = 10^6, K = 256: recall 0.95 in 36 us against 0.97 in 167 us) */
-    polopt_adam_config adam;  /* maximises; lr 1e-4 in the paper */
+    polopt_adam_config adam;  /* maximises; its lr is 1e-4 here, the paper's, not the 1e-3 of
+                                 polopt_adam_config_default (Kingma & Ba's general default) */
     polopt_correction_config correction; /* for data with logged returns */
     int learn_behaviour;      /* 1: train a behaviour head b_hat (its own theta, same beta) by maximum likelihood on
                                  the logged actions, at every step; it stands in for missing propensities */
@@ -897,6 +901,7 @@ typedef struct polopt_train_stats {
     size_t steps;
     double reward;     /* mean estimated reward (the r_bar of each context; w R with logged returns) */
     double seconds;    /* processor time */
+    double wall_seconds; /* wall-clock time */
     double ess;        /* mean effective sample size per context */
     float epsilon;     /* mean eps (adaptive) */
     double weight_ess; /* logged returns: (sum w)^2 / sum w^2 of the correction weights, per context */
@@ -954,8 +959,11 @@ POLOPT_DEF polopt_result polopt_trainer_gradient(polopt_trainer *trainer, const 
                                                  const uint32_t *contexts, float *out_grad,
                                                  polopt_train_stats *out_stats);
 POLOPT_DEF polopt_result polopt_trainer_apply(polopt_trainer *trainer, const float *grad);
-/* Gradient fidelity: for n contexts, the method's gradient (w.r.t. h) against the exact one: mean cosine and
-   mean relative error ||g - g_exact|| / ||g_exact||.  O(n P L). */
+/* Gradient fidelity: for n contexts, the method's gradient g (w.r.t. h) against the exact one: the mean cosine over
+   the contexts where both are non-zero, and the pooled relative error sqrt(sum ||g - g_exact||^2 / sum
+   ||g_exact||^2).  Pooled, a context whose exact gradient all but vanishes (a saturated softmax) adds its error
+   without dividing by its own tiny norm (a per-context ratio reported 1e22 there).  When every exact gradient is
+   zero the ratio is undefined: POLOPT_ERR_DOMAIN.  O(n P L). */
 POLOPT_DEF polopt_result polopt_trainer_gradient_fidelity(polopt_trainer *trainer, const polopt_dataset *data,
                                                           size_t n, const uint32_t *contexts, double *out_cosine,
                                                           double *out_rel_error);
@@ -4099,6 +4107,7 @@ POLOPT_DEF polopt_result polopt_checksum64(const void *data, size_t size, uint64
 #include <errno.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/time.h> /* gettimeofday: the wall-clock seconds of training statistics */
 #include <unistd.h>
 #ifndef O_NOFOLLOW
 #define O_NOFOLLOW 0
@@ -6914,9 +6923,19 @@ POLOPT_DEF polopt_result polopt_estimator_gradient(const polopt_estimator *est, 
 
 /* >>learn ------------------------------------------------------------------------------------------------- */
 
+/* Processor seconds (clock) and wall-clock seconds (gettimeofday where there is one, else the processor's). */
 static double polopt__seconds(void)
 {
     return (double)clock() / (double)CLOCKS_PER_SEC;
+}
+
+static double polopt__wall_seconds(void)
+{
+#ifdef POLOPT__POSIX_FILES
+    struct timeval tv;
+    if (gettimeofday(&tv, NULL) == 0) return (double)tv.tv_sec + 1e-6 * (double)tv.tv_usec;
+#endif
+    return polopt__seconds();
 }
 
 static polopt_result polopt__sets_init_impl(polopt_sets *sets, size_t n, const size_t *offsets, const uint32_t *items,
@@ -7482,6 +7501,7 @@ POLOPT_DEF polopt_result polopt_trainer_gradient(polopt_trainer *trainer, const 
     static const char *fn = "polopt_trainer_gradient";
     polopt_train_stats st;
     const double t0 = polopt__seconds();
+    const double w0 = polopt__wall_seconds();
     polopt_result rc;
     size_t c;
     if (!trainer) return POLOPT_ERR_INVALID_ARG;
@@ -7499,6 +7519,7 @@ POLOPT_DEF polopt_result polopt_trainer_gradient(polopt_trainer *trainer, const 
     rc = polopt__theta_gradient(trainer, data, contexts, n, 1.0f, out_grad, &st);
     polopt__stats_finish(&st, n, 1);
     st.seconds = polopt__seconds() - t0;
+    st.wall_seconds = polopt__wall_seconds() - w0;
     if (out_stats) *out_stats = st;
     return rc;
 }
@@ -7522,6 +7543,7 @@ POLOPT_DEF polopt_result polopt_trainer_epoch(polopt_trainer *trainer, const pol
     polopt_train_stats st;
     polopt_progress pr;
     const double t0 = polopt__seconds();
+    const double w0 = polopt__wall_seconds();
     size_t i, done = 0, B;
     polopt_result rc = POLOPT_OK;
     if (!trainer) return POLOPT_ERR_INVALID_ARG;
@@ -7551,11 +7573,13 @@ POLOPT_DEF polopt_result polopt_trainer_epoch(polopt_trainer *trainer, const pol
             pr.ess = (st.ess - ess_before) / (double)nb;
             pr.epsilon = trainer->est.epsilon;
             pr.seconds = polopt__seconds() - t0;
+            pr.wall_seconds = polopt__wall_seconds() - w0;
             trainer->config.progress(trainer->config.progress_user, &pr);
         }
     }
     polopt__stats_finish(&st, done, st.steps);
     st.seconds = polopt__seconds() - t0;
+    st.wall_seconds = polopt__wall_seconds() - w0;
     if (out_stats) *out_stats = st;
     if (rc != POLOPT_OK) return rc;
     trainer->epoch += 1;
@@ -7570,6 +7594,7 @@ POLOPT_DEF polopt_result polopt_trainer_embedding_gradient(polopt_trainer *train
     static const char *fn = "polopt_trainer_embedding_gradient";
     polopt_train_stats st;
     const double t0 = polopt__seconds();
+    const double w0 = polopt__wall_seconds();
     size_t c0, L, B, batches = 0;
     polopt_result rc = POLOPT_OK;
     if (!trainer) return POLOPT_ERR_INVALID_ARG;
@@ -7591,6 +7616,7 @@ POLOPT_DEF polopt_result polopt_trainer_embedding_gradient(polopt_trainer *train
     }
     polopt__stats_finish(&st, n, batches);
     st.seconds = polopt__seconds() - t0;
+    st.wall_seconds = polopt__wall_seconds() - w0;
     if (out_stats) *out_stats = st;
     return rc;
 }
@@ -7620,9 +7646,9 @@ POLOPT_DEF polopt_result polopt_trainer_gradient_fidelity(polopt_trainer *traine
     const polopt_hooks *hk;
     polopt_estimator exact;
     polopt_train_stats st;
-    double cos_sum = 0.0, rel_sum = 0.0, value;
+    double cos_sum = 0.0, err2 = 0.0, exact2 = 0.0, value;
     float *h = NULL, *g = NULL, *rewards = NULL, *g_exact = NULL;
-    size_t i, j, L;
+    size_t i, j, L, cos_n = 0;
     polopt_result rc;
     if (!trainer) return POLOPT_ERR_INVALID_ARG;
     hk = &trainer->config.hooks;
@@ -7660,15 +7686,18 @@ POLOPT_DEF polopt_result polopt_trainer_gradient_fidelity(polopt_trainer *traine
             ne += (double)g_exact[j] * g_exact[j];
             nd += ((double)g[j] - g_exact[j]) * ((double)g[j] - g_exact[j]);
         }
-        cos_sum += nm > 0.0 && ne > 0.0 ? dot / sqrt(nm * ne) : 0.0;
-        rel_sum += ne > 0.0 ? sqrt(nd / ne) : 0.0;
+        if (nm > 0.0 && ne > 0.0) cos_sum += dot / sqrt(nm * ne), ++cos_n;
+        err2 += nd, exact2 += ne;
     }
     polopt_estimator_free(&exact);
     polopt__dealloc(hk, rewards);
     polopt__dealloc(hk, h);
     if (rc != POLOPT_OK) return rc;
-    *out_cosine = cos_sum / (double)n;
-    *out_rel_error = rel_sum / (double)n;
+    if (!(exact2 > 0.0))
+        return polopt__fail(&trainer->err, hk, POLOPT_ERR_DOMAIN, "%s: the exact gradient is zero in all %lu contexts: "
+                            "no relative error", fn, (unsigned long)n);
+    *out_cosine = cos_n ? cos_sum / (double)cos_n : 0.0;
+    *out_rel_error = sqrt(err2 / exact2);
     return POLOPT_OK;
 }
 

@@ -378,6 +378,53 @@ static void learn_gradient_out_parameters_in(void)
     problem_free(&pb2);
 }
 
+/* The fidelity diagnostic when the softmax saturates in some contexts (their x scaled by 1000: pi is one item, the
+   exact gradient all but vanishes and the estimate is rounding, about 1e-4): pooled over the contexts, the relative
+   error stays that of the healthy contexts (within a factor 1.5), where a mean of per-context ratios reported 1e22;
+   a reward that is zero everywhere has no relative error (POLOPT_ERR_DOMAIN, not a NaN). */
+static void learn_fidelity_when_saturated(void)
+{
+    enum { P = 300, L = 8, N = 40 };
+    problem pb;
+    polopt_trainer tr;
+    polopt_trainer_config c = polopt_trainer_config_default();
+    uint32_t ctx[N];
+    double cos_healthy, rel_healthy, cosv, rel;
+    size_t i;
+    problem_make(&pb, P, L, N, 9, 0);
+    for (i = 0; i < N; ++i) ctx[i] = (uint32_t)i;
+    c.estimator.K = 32, c.estimator.S = 2000, c.estimator.epsilon = 0.5f;
+    CHECK_OK(polopt_trainer_init(&tr, &pb.policy, &pb.index, &c));
+    CHECK_OK(polopt_trainer_gradient_fidelity(&tr, &pb.data, N / 2, ctx, &cos_healthy, &rel_healthy));
+    for (i = N / 2 * L; i < N * L; ++i) pb.X[i] *= 1000.0f; /* the second half saturates */
+    CHECK_OK(polopt_trainer_gradient_fidelity(&tr, &pb.data, N, ctx, &cosv, &rel));
+    printf("    fidelity: healthy contexts cosine %.3f, relative error %.3f; with as many saturated: %.3f, %.3f\n",
+           cos_healthy, rel_healthy, cosv, rel);
+    CHECK(rel_healthy > 0.0 && rel < 1.5 * rel_healthy);
+    for (i = 0; i < N * P; ++i) pb.r[i] = 0.0f;
+    CHECK_RC(polopt_trainer_gradient_fidelity(&tr, &pb.data, N, ctx, &cosv, &rel), POLOPT_ERR_DOMAIN);
+    polopt_trainer_free(&tr);
+    problem_free(&pb);
+}
+
+/* An epoch's statistics carry processor and wall-clock seconds; on one thread they agree to within what a busy
+   machine does to wall time (wall at least half the processor time, and not ten times it plus 0.2 s). */
+static void learn_stats_wall_clock(void)
+{
+    problem pb;
+    polopt_trainer tr;
+    polopt_trainer_config c = polopt_trainer_config_default();
+    polopt_train_stats st;
+    problem_make(&pb, 4000, 16, 600, 4, 0);
+    c.estimator.method = POLOPT_METHOD_REINFORCE;
+    CHECK_OK(polopt_trainer_init(&tr, &pb.policy, &pb.index, &c));
+    CHECK_OK(polopt_trainer_epoch(&tr, &pb.data, &st));
+    printf("    an epoch: %.3f s of processor time, %.3f s of wall time\n", st.seconds, st.wall_seconds);
+    CHECK(st.seconds > 0.0 && st.wall_seconds >= 0.5 * st.seconds && st.wall_seconds < 10.0 * st.seconds + 0.2);
+    polopt_trainer_free(&tr);
+    problem_free(&pb);
+}
+
 /* SNIS converges to the exact gradient as S grows: mean cosine rises, mean relative error falls. */
 static void learn_snis_converges_with_S(void)
 {
@@ -932,6 +979,8 @@ const th_test th_suite_learn[] = {TH(learn_proposal_matches_q),
                                   TH(learn_reinforce_is_unbiased),
                                   TH(learn_reinforce_draws_are_exact),
                                   TH(learn_gradient_out_parameters_in),
+                                  TH(learn_fidelity_when_saturated),
+                                  TH(learn_stats_wall_clock),
                                   TH(learn_snis_converges_with_S),
                                   TH(learn_exact_gradient_matches_finite_differences),
                                   TH(learn_training_raises_true_value),
