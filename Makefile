@@ -32,6 +32,9 @@ I386_NATIVE   := $(if $(HAVE_I386_CC),$(shell echo 'int main(void){return 0;}' |
                    -o /tmp/polopt-i386-probe 2>/dev/null && /tmp/polopt-i386-probe 2>/dev/null && echo 1; \
                    rm -f /tmp/polopt-i386-probe))
 HAVE_QEMU_I386 := $(call have,qemu-i386)
+# OpenMPI (libopenmpi-dev, openmpi-bin): the data-parallel build of the command-line tool and its test
+HAVE_MPI      := $(if $(call have,mpicc),$(call have,mpirun))
+MPI_TEST       = $(B)/polopt-mpi $(B)/mpi-compare
 
 # ---- The test suite, built many ways.  Each variant: its build command, whether it can be built here, the Debian
 # package it needs otherwise, and how to run it (default: the program itself).
@@ -189,12 +192,13 @@ fuzz-corpus: $(B)/fuzz/make_corpus
 	mkdir -p tests/fuzz/corpus/index tests/fuzz/corpus/policy tests/fuzz/corpus/csv
 	$(B)/fuzz/make_corpus tests/fuzz/corpus
 
-.PHONY: all test test-quick demo bench examples bench-programs clean fuzz fuzz-corpus
-all: $(TEST_BINS) $(LINKS) $(README_EXAMPLES) examples bench-programs
+.PHONY: all test test-quick demo bench examples bench-programs clean fuzz fuzz-corpus polopt-mpi
+all: $(TEST_BINS) $(LINKS) $(README_EXAMPLES) examples bench-programs $(if $(HAVE_MPI),$(MPI_TEST))
 
-test: $(TEST_BINS) $(LINKS) $(LINK_OBJS) $(README_EXAMPLES) $(FUZZ_REPLAYS)
+test: $(TEST_BINS) $(LINKS) $(LINK_OBJS) $(README_EXAMPLES) $(FUZZ_REPLAYS) $(B)/polopt $(if $(HAVE_MPI),$(MPI_TEST))
 	@tests/run.sh $(foreach v,$(RUNNABLE),"$(or $(RUN_$(v)),$(B)/test-$(v))") $(LINKS) \
 	    "tests/link/check_symbols.sh symbols $(LINK_OBJS)" \
+	    "tests/cli/run.sh $(B)" $(if $(HAVE_MPI),"tests/mpi/run.sh $(B)","skip:mpi (needs libopenmpi-dev, openmpi-bin)") \
 	    $(foreach e,$(README_EXAMPLES),"cd $(B) && ./$(notdir $(e)) $(ARGS_$(notdir $(e))) >/dev/null && echo '$(notdir $(e)): 1 passed, 0 failed'") \
 	    $(foreach r,$(FUZZ_REPLAYS),"$(r) $(FUZZ_INPUTS_$(lastword $(subst -, ,$(r))))") \
 	    $(foreach v,$(SKIPPED),"skip:$(v) (needs $(NEEDS_$(v)))") \
@@ -207,6 +211,14 @@ test-quick: $(B)/test-cc-c99
 
 $(B):
 	@mkdir -p $(B)/link
+
+# ---- The command-line tool (examples/polopt.c, built as $(B)/polopt with the examples) and its MPI build:
+# `make polopt-mpi` with OpenMPI's mpicc; tests/mpi/run.sh trains on 1 and 2 ranks and compares (mpi-compare).
+polopt-mpi: $(B)/polopt-mpi
+$(B)/polopt-mpi: examples/polopt.c polopt.h | $(B)
+	mpicc $(C99) -O2 -DPOLOPT_CLI_MPI -I. $< -o $@ -lm -pthread
+$(B)/mpi-compare: tests/mpi/compare.c polopt.h | $(B)
+	$(CC) $(C99) -O2 -I. $< -o $@ -lm -pthread
 
 # ---- Examples and benchmarks
 EXAMPLES = $(patsubst examples/%.c,$(B)/%,$(wildcard examples/*.c))
