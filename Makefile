@@ -151,7 +151,7 @@ $(B)/readme-%: $(B)/readme-%.c polopt.h
 #                     fail it.  Minimise one with `$(B)/fuzz/fuzzer-NAME -minimize_crash=1 -runs=10000 FILE`, then
 #                     keep it as tests/fuzz/regressions/NAME/SHORT-NAME.
 #   make fuzz-corpus  regenerates the binary and CSV seeds (tests/fuzz/make_corpus.c) into tests/fuzz/corpus/
-FUZZ_DRIVERS  = index policy csv
+FUZZ_DRIVERS  = index policy csv interactions
 FUZZ_SECONDS ?= 60
 FUZZ_DEP      = tests/fuzz/fuzz.h polopt.h $(B)/fuzz/defs
 FUZZ_SAN      = -fsanitize=address,undefined -fno-sanitize-recover=all
@@ -160,6 +160,7 @@ FUZZ_DEFS    ?=
 FUZZ_INPUTS_index  = tests/fuzz/corpus/index $(wildcard tests/fuzz/regressions/index)
 FUZZ_INPUTS_policy = tests/fuzz/corpus/policy $(wildcard tests/fuzz/regressions/policy)
 FUZZ_INPUTS_csv    = tests/fuzz/corpus/csv $(wildcard tests/fuzz/regressions/csv)
+FUZZ_INPUTS_interactions = tests/fuzz/corpus/interactions $(wildcard tests/fuzz/regressions/interactions)
 # libFuzzer's runtime (clang's libclang-rt-dev); the probe has no main, libFuzzer brings it
 HAVE_LIBFUZZER := $(shell command -v clang >/dev/null 2>&1 && echo 'int LLVMFuzzerTestOneInput(const char *d){return d == 0;}' \
                     | clang -x c - -o /dev/null -fsanitize=fuzzer,address,undefined 2>/dev/null && echo 1)
@@ -188,8 +189,8 @@ fuzz: $(if $(HAVE_LIBFUZZER),$(FUZZERS))
 	@$(if $(HAVE_LIBFUZZER),tests/fuzz/fuzz.sh $(FUZZ_SECONDS) $(B)/fuzz $(FUZZ_DRIVERS),echo "skipped: fuzz (needs clang, libclang-rt-dev)")
 
 fuzz-corpus: $(B)/fuzz/make_corpus
-	rm -rf tests/fuzz/corpus/index tests/fuzz/corpus/policy tests/fuzz/corpus/csv
-	mkdir -p tests/fuzz/corpus/index tests/fuzz/corpus/policy tests/fuzz/corpus/csv
+	rm -rf tests/fuzz/corpus/index tests/fuzz/corpus/policy tests/fuzz/corpus/csv tests/fuzz/corpus/interactions
+	mkdir -p tests/fuzz/corpus/index tests/fuzz/corpus/policy tests/fuzz/corpus/csv tests/fuzz/corpus/interactions
 	$(B)/fuzz/make_corpus tests/fuzz/corpus
 
 .PHONY: all test test-quick demo bench examples bench-programs clean fuzz fuzz-corpus polopt-mpi

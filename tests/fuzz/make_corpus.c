@@ -3,6 +3,8 @@
      DIR/policy/  small valid policies (identity, random, extreme theta and temperatures) and truncations
      DIR/csv/     small logs, valid and not; the first byte of each chooses the reader's configuration in
                   fuzz_csv.c ('0' + configuration; + 0x80: also try the file with a byte order mark)
+     DIR/interactions/  interaction logs (the first byte: the reader's configuration in fuzz_interactions.c) and
+                  interaction files, valid and truncated
    Deterministic: the same files on every machine (the files are a pure function of the objects, little-endian). */
 #define POLOPT_IMPLEMENTATION
 #include "polopt.h"
@@ -217,15 +219,59 @@ static void make_logs(void)
     CSV("action-unknown", '4', "action,propensity,reward,position\n10,0.5,1,0\n");
 }
 
+/* Interaction logs: the first byte is the configuration of fuzz_interactions.c (bit 0: tab, 1: a weight column w,
+   2: min_session_items 3, 3: min_item_sessions 2, 4: filters once, 5: columns user and product). */
+static void log_seed(const char *name, int selector, const char *text, size_t len)
+{
+    char *b = (char *)malloc(len + 1);
+    if (!b) exit(1);
+    b[0] = (char)selector;
+    memcpy(b + 1, text, len);
+    write_file("interactions", name, b, len + 1);
+    free(b);
+}
+#define LOG(name, selector, text) log_seed(name, selector, text, sizeof text - 1)
+
+static void make_interactions(void)
+{
+    const uint32_t sess[12] = {3, 3, 3, 9, 9, 1, 1, 1, 1, 7, 3, 9}, item[12] = {5, 6, 7, 5, 8, 5, 6, 9, 7, 5, 5, 6};
+    const float w[12] = {1, 2, 0.5f, 4, 1, 1, 3, 1, 2, 1, 9, 1};
+    polopt_interactions m;
+    polopt_interactions_config c = polopt_interactions_config_default();
+    unsigned char buf[4096];
+    size_t size;
+    LOG("plain", 0, "session,item\ns1,apple\ns1,pear\ns2,apple\ns3,fig\ns3,apple\n");
+    LOG("weights", 2, "item,session,w\nx,a,1\ny,a,2.5\nx,b,1e-3\nx,a,7\n");
+    LOG("tab", 1, "session\titem\n1\t10\n1\t11\n2\t10\n");
+    LOG("filters", 4 | 8, "session,item\na,1\na,2\na,3\nb,1\nb,2\nb,3\nc,1\nc,4\nd,2\nd,3\nd,1\n");
+    LOG("once", 4 | 8 | 16, "session,item\na,1\na,2\na,3\nb,1\nb,2\nb,4\nc,1\n");
+    LOG("named", 32, "\xef\xbb\xbfproduct,user\r\n\"p, 1\",u\r\n\"p \"\"2\"\"\",u\r\n\r\np3,v\r\n");
+    LOG("bad-row", 0, "session,item\ns1,apple\ns2\n");
+    LOG("empty-id", 2, "session,item,w\ns1,,1\n");
+    LOG("bad-weight", 2, "session,item,w\ns1,a,-1\n");
+    check(polopt_interactions_init(&m, 12, sess, item, NULL, NULL), "interactions", NULL);
+    check(polopt_interactions_save_buffer(&m, buf, sizeof buf, &size, &m.err), "interactions save", &m.err);
+    write_file("interactions", "file", buf, size);
+    write_file("interactions", "file-cut", buf, size - 5);
+    polopt_interactions_free(&m);
+    c.min_item_sessions = 2;
+    check(polopt_interactions_init(&m, 12, sess, item, w, &c), "interactions", NULL);
+    check(polopt_interactions_save_buffer(&m, buf, sizeof buf, &size, &m.err), "interactions save", &m.err);
+    write_file("interactions", "file-weights", buf, size);
+    write_file("interactions", "file-header", buf, 128);
+    polopt_interactions_free(&m);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
-        fprintf(stderr, "usage: %s DIR (with subdirectories index, policy, csv)\n", argv[0]);
+        fprintf(stderr, "usage: %s DIR (with subdirectories index, policy, csv, interactions)\n", argv[0]);
         return 2;
     }
     out_dir = argv[1];
     make_indexes();
     make_policies();
     make_logs();
+    make_interactions();
     return failures ? 1 : 0;
 }
