@@ -175,16 +175,17 @@ static void make_policies(void)
     polopt_policy_free(&p);
 }
 
-static void csv(const char *name, int selector, const char *text, size_t len)
+/* A text seed of a reader's driver: its first byte chooses the configuration, the rest is the file. */
+static void text_seed(const char *sub, const char *name, int selector, const char *text, size_t len)
 {
     char *b = (char *)malloc(len + 1);
     if (!b) exit(1);
     b[0] = (char)selector;
     memcpy(b + 1, text, len);
-    write_file("csv", name, b, len + 1);
+    write_file(sub, name, b, len + 1);
     free(b);
 }
-#define CSV(name, selector, text) csv(name, selector, text, sizeof text - 1)
+#define CSV(name, selector, text) text_seed("csv", name, selector, text, sizeof text - 1)
 
 static void make_logs(void)
 {
@@ -221,16 +222,7 @@ static void make_logs(void)
 
 /* Interaction logs: the first byte is the configuration of fuzz_interactions.c (bit 0: tab, 1: a weight column w,
    2: min_session_items 3, 3: min_item_sessions 2, 4: filters once, 5: columns user and product). */
-static void log_seed(const char *name, int selector, const char *text, size_t len)
-{
-    char *b = (char *)malloc(len + 1);
-    if (!b) exit(1);
-    b[0] = (char)selector;
-    memcpy(b + 1, text, len);
-    write_file("interactions", name, b, len + 1);
-    free(b);
-}
-#define LOG(name, selector, text) log_seed(name, selector, text, sizeof text - 1)
+#define LOG(name, selector, text) text_seed("interactions", name, selector, text, sizeof text - 1)
 
 static void make_interactions(void)
 {
