@@ -4553,7 +4553,9 @@ static void polopt__prefetch_vector(const polopt_mips *ix, uint32_t a)
 
 /* Minus the squared Moebius distance ||y_a - y_b||^2 = (|a|^2 + |b|^2 - 2 a.b) / (|a|^2 |b|^2): the similarity
    the graph is built with.  a is given by its vector and squared norm, b by its id. */
-typedef float (*polopt__dot_fn)(size_t n, const float *x, const float *y); /* the kernels' dot, chosen once */
+/* The kernels' dot and axpy, chosen once before a loop (polopt__dot and polopt__axpy ask the CPU at every call). */
+typedef float (*polopt__dot_fn)(size_t n, const float *x, const float *y);
+typedef void (*polopt__axpy_fn)(size_t n, float alpha, const float *x, float *y);
 
 static float polopt__mobius_sim(const polopt_mips *ix, polopt__dot_fn dot, const float *a, float a_sq, uint32_t b)
 {
@@ -6655,9 +6657,13 @@ static polopt_result polopt__estimator_snis(polopt_estimator *e, size_t c, uint3
         polopt__proposal_draw(&e->proposal, &e->rng, S, ids, log_q, log_kappa);
         q = &e->proposal;
     }
-    for (s = 0; s < S; ++s) { /* f(a_s) = h^T beta_a / T; the rows come from all over beta: fetch ahead */
-        if (s + 16 < S) POLOPT__PREFETCH(beta + (size_t)ids[s + 16] * L);
-        f[s] = q && log_kappa[s] > -INFINITY ? log_kappa[s] + q->log_norm : inv_t * polopt__dot(L, h, beta + (size_t)ids[s] * L);
+    {
+        const polopt__dot_fn dot = polopt__kern_auto()->dot; /* chosen once: a draw's dot is a few nanoseconds */
+        for (s = 0; s < S; ++s) { /* f(a_s) = h^T beta_a / T; the rows come from all over beta: fetch ahead */
+            if (s + 16 < S) POLOPT__PREFETCH(beta + (size_t)ids[s + 16] * L);
+            f[s] = q && log_kappa[s] > -INFINITY ? log_kappa[s] + q->log_norm
+                                                  : inv_t * dot(L, h, beta + (size_t)ids[s] * L);
+        }
     }
     polopt__self_normalise(S, f, log_q, e->weights + c * S, e->log_z + c, e->ess + c);
     if (eps_score) {
@@ -6858,6 +6864,7 @@ static void polopt__mean_beta(const polopt_estimator *est, size_t c, float *out)
     const size_t S = est->S, L = est->index->dim;
     const float *beta = est->index->vectors, *w = est->weights + c * S;
     const uint32_t *ids = est->ids + c * S;
+    const polopt__axpy_fn axpy = polopt__kern_auto()->axpy;
     size_t s;
     if (est->config.method == POLOPT_METHOD_EXACT) {
         memcpy(out, est->beta_bar + c * L, L * sizeof *out);
@@ -6866,7 +6873,7 @@ static void polopt__mean_beta(const polopt_estimator *est, size_t c, float *out)
     memset(out, 0, L * sizeof *out);
     for (s = 0; s < S; ++s) {
         if (s + 16 < S) POLOPT__PREFETCH(beta + (size_t)ids[s + 16] * L);
-        polopt__axpy(L, w[s], beta + (size_t)ids[s] * L, out);
+        axpy(L, w[s], beta + (size_t)ids[s] * L, out);
     }
 }
 
@@ -6946,11 +6953,12 @@ POLOPT_DEF polopt_result polopt_estimator_gradient(const polopt_estimator *est, 
         }
     } else {
         const uint32_t *ids = est->ids + c * S;
+        const polopt__axpy_fn axpy = polopt__kern_auto()->axpy;
         memset(out_g, 0, L * sizeof *out_g);
         for (s = 0; s < S; ++s) {
             const double k = w[s] * ((double)rewards[s] - r_bar);
             if (s + 16 < S) POLOPT__PREFETCH(beta + (size_t)ids[s + 16] * L);
-            if (k != 0.0) polopt__axpy(L, (float)(scale * k), beta + (size_t)ids[s] * L, out_g);
+            if (k != 0.0) axpy(L, (float)(scale * k), beta + (size_t)ids[s] * L, out_g);
         }
     }
     if (polopt_check_finite(L, out_g, &bad) != POLOPT_OK || !(fabs(r_bar) <= DBL_MAX))
@@ -9669,23 +9677,25 @@ POLOPT_DEF polopt_svd_config polopt_svd_config_default(size_t rank)
 /* Y (m x l) = A X (X: n x l): each row of Y a sum of rows of X.  O(nnz l). */
 static void polopt__csr_mul(const polopt_csr *A, size_t l, const float *X, float *Y)
 {
+    const polopt__axpy_fn axpy = polopt__kern_auto()->axpy;
     size_t i, p;
     for (i = 0; i < A->n_rows; ++i) {
         float *y = Y + i * l;
         memset(y, 0, l * sizeof(float));
         for (p = A->offsets[i]; p < A->offsets[i + 1]; ++p)
-            polopt__axpy(l, A->values ? A->values[p] : 1.0f, X + (size_t)A->cols[p] * l, y);
+            axpy(l, A->values ? A->values[p] : 1.0f, X + (size_t)A->cols[p] * l, y);
     }
 }
 
 /* X (n x l) = A^T Y (Y: m x l): each row of Y added to the rows of its columns.  O(nnz l). */
 static void polopt__csr_mul_t(const polopt_csr *A, size_t l, const float *Y, float *X)
 {
+    const polopt__axpy_fn axpy = polopt__kern_auto()->axpy;
     size_t i, p;
     memset(X, 0, A->n_cols * l * sizeof(float));
     for (i = 0; i < A->n_rows; ++i)
         for (p = A->offsets[i]; p < A->offsets[i + 1]; ++p)
-            polopt__axpy(l, A->values ? A->values[p] : 1.0f, Y + i * l, X + (size_t)A->cols[p] * l);
+            axpy(l, A->values ? A->values[p] : 1.0f, Y + i * l, X + (size_t)A->cols[p] * l);
 }
 
 /* The eigenvalues lam and eigenvectors E (columns) of the symmetric n x n matrix G (destroyed), by cyclic Jacobi

@@ -161,8 +161,9 @@ static void mean_sd(const double *x, int n, double *mean, double *sd)
     *sd = n > 1 ? sqrt(s2 / (n - 1)) : 0.0;
 }
 
-/* Four panels: E_pi[r] and R@1 ex-X (test, the first seed) against epochs and against training time. */
-static void write_svg(const char *path, const run *runs, int n_runs)
+/* Four panels: E_pi[r] and R@1 ex-X (test, the first seed) against epochs and against training time; the
+   untrained start (theta = identity) as a dashed line. */
+static void write_svg(const char *path, const run *runs, int n_runs, const metrics *start)
 {
     static const char *colors[N_METHODS] = {"#d62728", "#1f77b4", "#2ca02c", "#ff7f0e"};
     const double W = 980, H = 700, pw = 400, ph = 250;
@@ -186,6 +187,7 @@ static void write_svg(const char *path, const run *runs, int n_runs)
                 y_max = y > y_max ? y : y_max;
                 if (by_time && runs[r].elapsed[e] > x_max) x_max = runs[r].elapsed[e];
             }
+        y_max = (recall ? start->r1 : start->value) > y_max ? (recall ? start->r1 : start->value) : y_max;
         y_max *= 1.1;
         for (t = 0; t <= 4; ++t) {
             const double gx = x0 + pw * t / 4, gy = y0 + ph - ph * t / 4;
@@ -200,6 +202,13 @@ static void write_svg(const char *path, const run *runs, int n_runs)
                 by_time ? "training time (s)" : "epoch");
         fprintf(f, "<text x='%.0f' y='%.0f' text-anchor='middle'>%s</text>\n", x0 + pw / 2, y0 - 6,
                 recall ? "R@1 with the observed items excluded" : "E_pi[r], the probability of the held-out items");
+        {
+            const double y = y0 + ph - ph * (recall ? start->r1 : start->value) / y_max;
+            fprintf(f, "<line x1='%.1f' y1='%.1f' x2='%.1f' y2='%.1f' stroke='#777' stroke-dasharray='6,4'/>\n", x0, y,
+                    x0 + pw, y);
+            fprintf(f, "<text x='%.1f' y='%.1f' fill='#777' text-anchor='end'>start, theta = I</text>\n", x0 + pw - 4,
+                    y - 4);
+        }
         for (r = 0; r < n_runs; ++r) {
             fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='2' points='", colors[r]);
             for (e = 0; e < EPOCHS; ++e) {
@@ -235,6 +244,7 @@ int main(int argc, char **argv)
     polopt_mips hnsw, exact;
     polopt_mips_scratch scratch;
     polopt_policy identity;
+    metrics start;
     part train, val, test;
     float *beta, s[L];
     char path[1024];
@@ -284,11 +294,10 @@ int main(int argc, char **argv)
     part_make(&test, &split, POLOPT_PART_TEST, beta);
     {
         polopt_policy_config pc = polopt_policy_config_default(L, L); /* theta = I */
-        metrics st;
         check(polopt_policy_init(&identity, &pc), "policy", identity.err.message);
-        st = evaluate(&identity, &exact, &scratch, &split, &test);
+        start = evaluate(&identity, &exact, &scratch, &split, &test);
         printf("4. start, theta = identity (untrained): test E_pi[r] %.4f  R@1 %.4f  R@1 ex-X %.4f  HR@10 ex-X %.4f  "
-               "nDCG@10 ex-X %.4f\n", st.value, st.r1_all, st.r1, st.hr, st.ndcg);
+               "nDCG@10 ex-X %.4f\n", start.value, start.r1_all, start.r1, start.hr, start.ndcg);
         polopt_policy_free(&identity);
     }
 
@@ -330,7 +339,7 @@ int main(int argc, char **argv)
     printf("(E_pi[r] and R@1 ex-X are within one reference standard deviation of the reference mean where |mean - "
            "reference| <= sd; the speed-up divides the reference's fastest seconds per epoch by ours.)\n");
     snprintf(path, sizeof path, "%s/baskets.svg", dir);
-    write_svg(path, runs[0], N_METHODS);
+    write_svg(path, runs[0], N_METHODS, &start);
     printf("wrote %s\n", path);
 
     free(train.X), free(val.X), free(test.X), free(beta);
