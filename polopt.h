@@ -4961,7 +4961,7 @@ static void polopt__mips_hubs(polopt_mips *ix)
     if (k == 0 || polopt_topk(ix->n, ix->sqnorms, k, ix->hubs, NULL) != POLOPT_OK) return;
     ix->n_hubs = k;
     for (a = 0; a < ix->n; ++a)
-        if (ix->sqnorms[a] <= POLOPT__TINY_SQNORM) {
+        if (ix->sqnorms[a] <= (float)POLOPT__TINY_SQNORM) { /* the cast: x87 keeps the constant more precise */
             size_t j;
             for (j = 0; j < k && ix->hubs[j] != a; ++j) {}
             if (j == k) ix->hubs[ix->n_hubs++] = (uint32_t)a;
