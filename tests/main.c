@@ -1,8 +1,11 @@
 /* Runs every suite; prints failures and a closing "<variant>: N passed, N failed".  Arguments run only the tests
    whose "suite.name" contains one of them (e.g. "linalg numerics"). */
+#define _POSIX_C_SOURCE 200809L /* mkdir, chdir */
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -90,6 +93,14 @@ int main(int argc, char **argv)
     size_t s;
     char name[256];
     setvbuf(stdout, NULL, _IONBF, 0);
+    /* make test runs the variants at once, and the tests write files under build/: each variant works in a directory
+       of its own, build/run-<variant>/, whose build/ then holds its files (two variants writing one index file
+       made one of them read the other's) */
+    mkdir("build", 0777), mkdir("build/run-" TH_VARIANT, 0777);
+    if (chdir("build/run-" TH_VARIANT) != 0 || (mkdir("build", 0777) != 0 && access("build", W_OK) != 0)) {
+        printf("%s: cannot work in build/run-%s\n%s: 0 passed, 1 failed\n", TH_VARIANT, TH_VARIANT, TH_VARIANT);
+        return 1;
+    }
     for (s = 0; s < sizeof suites / sizeof suites[0]; ++s) {
         const th_test *t;
         for (t = suites[s].tests; t->name; ++t) {
