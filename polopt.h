@@ -6019,6 +6019,11 @@ POLOPT_DEF polopt_result polopt_policy_topk(const polopt_policy *policy, const p
 static int polopt__sorted_contains(const uint32_t *items, size_t n, uint32_t a)
 {
     size_t lo = 0, hi = n;
+    if (n <= 8) { /* a basket's few items: a scan, without the mispredicted branches of a search */
+        int found = 0;
+        for (lo = 0; lo < n; ++lo) found |= items[lo] == a;
+        return found;
+    }
     while (lo < hi) {
         const size_t mid = lo + (hi - lo) / 2;
         if (items[mid] < a) lo = mid + 1;
@@ -6597,20 +6602,18 @@ POLOPT_DEF void polopt_estimator_free(polopt_estimator *est)
    normalising): w (S), log Z_hat = log (1/S) sum_s exp lw_s, and the effective sample size. */
 static void polopt__self_normalise(size_t S, const float *f, const float *log_q, float *w, double *log_z, double *ess)
 {
-    double mx = -INFINITY, W = 0.0, W2 = 0.0;
+    float mx = -INFINITY, inv;
+    double W, W2 = 0.0;
     size_t s;
-    for (s = 0; s < S; ++s) {
-        const double lw = (double)f[s] - (double)log_q[s];
-        mx = lw > mx ? lw : mx;
+    for (s = 0; s < S; ++s) { /* the log weights f - log q (one rounding), and their maximum */
+        w[s] = f[s] - log_q[s];
+        mx = w[s] > mx ? w[s] : mx;
     }
-    for (s = 0; s < S; ++s) { /* in [0, 1]: the fast exponential is accurate to 2e-7 there */
-        const double x = polopt__expf((float)((double)f[s] - (double)log_q[s] - mx));
-        w[s] = (float)x;
-        W += x;
-        W2 += x * x;
-    }
-    for (s = 0; s < S; ++s) w[s] = (float)(w[s] / W);
-    *log_z = mx + log(W / (double)S);
+    W = polopt__sum_exp(S, w, mx, 1.0f, w); /* exp(lw - max) in (0, 1], vectorised, accurate to 2e-7 there */
+    for (s = 0; s < S; ++s) W2 += (double)w[s] * w[s];
+    inv = (float)(1.0 / W);
+    for (s = 0; s < S; ++s) w[s] *= inv;
+    *log_z = (double)mx + log(W / (double)S);
     *ess = W * W / W2;
 }
 
