@@ -296,6 +296,10 @@ POLOPT_DEF polopt_result polopt_nrm2(size_t n, const float *x, float *out);     
    or A^T (y has n entries, x m).  beta = 0 overwrites y (whatever it held, NaN included). */
 POLOPT_DEF polopt_result polopt_gemv(polopt_trans trans, size_t m, size_t n, float alpha, const float *A,
                                      size_t lda, const float *x, float beta, float *y);
+/* y_i = A_{rows_i} . x for i < k: the dot products of x with k rows picked anywhere in A (m x n, lda >= n), each
+   rows_i < m, repeats allowed (the scores h^T beta_a of sampled items).  A gather: every row is fetched ahead. */
+POLOPT_DEF polopt_result polopt_gemv_rows(size_t m, size_t n, const float *A, size_t lda, size_t k,
+                                          const uint32_t *rows, const float *x, float *y);
 /* C = alpha op(A) op(B) + beta C, with op(A) m x k, op(B) k x n, C m x n.  Stored shapes: A is m x k
    (lda >= k) or, transposed, k x m (lda >= m); likewise B.  Scoring a batch of H (m x L) against the
    catalogue beta (P x L) is polopt_gemm(NO_TRANS, TRANS, m, P, L, 1, H, L, beta, L, 0, scores, P). */
@@ -332,6 +336,8 @@ POLOPT_DEF polopt_result polopt_dot_isa(polopt_isa isa, size_t n, const float *x
 POLOPT_DEF polopt_result polopt_axpy_isa(polopt_isa isa, size_t n, float alpha, const float *x, float *y);
 POLOPT_DEF polopt_result polopt_gemv_isa(polopt_isa isa, polopt_trans trans, size_t m, size_t n, float alpha,
                                          const float *A, size_t lda, const float *x, float beta, float *y);
+POLOPT_DEF polopt_result polopt_gemv_rows_isa(polopt_isa isa, size_t m, size_t n, const float *A, size_t lda,
+                                              size_t k, const uint32_t *rows, const float *x, float *y);
 POLOPT_DEF polopt_result polopt_gemm_isa(polopt_isa isa, polopt_trans trans_a, polopt_trans trans_b, size_t m,
                                          size_t n, size_t k, float alpha, const float *A, size_t lda, const float *B,
                                          size_t ldb, float beta, float *C, size_t ldc);
@@ -638,7 +644,10 @@ typedef struct polopt_proposal {
     float *log_q;      /* log q of each member, computed once per set: a draw needs no logarithm */
     float log_q_other; /* log q outside alpha_K: log(eps / P) */
     float log_norm;    /* log sum_{b in alpha_K} exp f(b): a member's score is log kappa + log_norm */
-    double *cdf;       /* cumulative kappa, for drawing */
+    float *prob;       /* kappa's alias table (Walker 1977), for drawing in O(1): column i keeps member i with */
+    uint32_t *alias;   /* probability prob[i], else gives member alias[i] */
+    double *work;      /* K: e^(f - max), then kappa K, while setting */
+    uint32_t *stack;   /* K: the alias table's work */
     uint32_t *table;   /* open addressing: member id -> its slot + 1, 0 = empty */
     size_t table_mask;
     void *block;       /* the one allocation the arrays live in (NULL inside a preallocated estimator) */
@@ -725,7 +734,7 @@ typedef struct polopt_estimator {
     float *topk_scores;
     double *block_sums;       /* REINFORCE: cumulative sums of exp f per 256 items */
     double *uniforms;         /* REINFORCE: 2 S doubles, S sorted uniforms and the sort's input */
-    uint32_t *buckets;        /* REINFORCE: S + 1 counts of the bucket sort */
+    uint32_t *buckets;        /* REINFORCE: S + 1 counts of the bucket sort; SNIS: the draws that need a row of beta */
     void *block;              /* the one allocation (NULL when the caller's memory) */
     polopt_error err;
 } polopt_estimator;
@@ -2016,7 +2025,7 @@ static void polopt__rng_keyed(polopt_rng *rng, uint64_t seed, uint64_t tag, uint
     polopt__rng_seed(rng, polopt__splitmix64(&k));
 }
 
-static uint64_t polopt__rng_next(polopt_rng *rng)
+static POLOPT__INLINE uint64_t polopt__rng_next(polopt_rng *rng)
 {
     uint64_t *s = rng->s;
     const uint64_t result = polopt__rotl(s[1] * 5, 7) * 9;
@@ -2030,7 +2039,7 @@ static uint64_t polopt__rng_next(polopt_rng *rng)
     return result;
 }
 
-static double polopt__rng_uniform(polopt_rng *rng)
+static POLOPT__INLINE double polopt__rng_uniform(polopt_rng *rng)
 {
     return (double)(polopt__rng_next(rng) >> 11) * (1.0 / 9007199254740992.0); /* 2^-53 */
 }
@@ -2047,7 +2056,7 @@ static uint64_t polopt__mul64(uint64_t a, uint64_t b, uint64_t *lo)
 
 /* Lemire (2019), "Fast random integer generation in an interval": one multiplication, and a division only in
    the rare case that can be biased. */
-static uint64_t polopt__rng_below(polopt_rng *rng, uint64_t n)
+static POLOPT__INLINE uint64_t polopt__rng_below(polopt_rng *rng, uint64_t n)
 {
     uint64_t lo, hi;
     if (n == 0) return 0;
@@ -2065,6 +2074,21 @@ static uint64_t polopt__rng_below(polopt_rng *rng, uint64_t n)
         while (lo < threshold) hi = polopt__mul64(polopt__rng_next(rng), n, &lo);
     }
     return hi;
+}
+
+/* n integers uniform in [0, P), 1 <= P < 2^32, into out: Lemire's method on each 32-bit half of an output (the
+   scrambler of xoshiro256** leaves no weak bits), the rejection threshold 2^32 mod P computed once. */
+static void polopt__rng_below_fill(polopt_rng *rng, uint32_t P, size_t n, uint32_t *out)
+{
+    const uint32_t threshold = (uint32_t)(0 - P) % P;
+    size_t s = 0;
+    while (s < n) {
+        const uint64_t r = polopt__rng_next(rng);
+        uint64_t m = (r >> 32) * P;
+        if ((uint32_t)m >= threshold) out[s++] = (uint32_t)(m >> 32);
+        m = (r & 0xffffffffULL) * P;
+        if (s < n && (uint32_t)m >= threshold) out[s++] = (uint32_t)(m >> 32);
+    }
 }
 
 /* Marsaglia's polar method: a point uniform in the unit disc gives two independent normals. */
@@ -2255,6 +2279,38 @@ POLOPT_DEF polopt_result polopt_rng_shuffle(polopt_rng *rng, size_t n, uint32_t 
     return POLOPT_OK;
 }
 
+/* The alias table of n columns from scaled (probabilities times n: mean 1; overwritten), with stack (n) as work.
+   Vose (1991): columns below 1 ("small", front of the stack) are topped up by one column above 1 ("large", back of
+   the stack), which then loses what it gave.  O(n). */
+static void polopt__alias_build(size_t n, double *scaled, uint32_t *stack, float *prob, uint32_t *alias)
+{
+    size_t i, n_small = 0, n_large = 0;
+    for (i = 0; i < n; ++i) {
+        if (scaled[i] < 1.0) stack[n_small++] = (uint32_t)i;
+        else stack[n - 1 - n_large++] = (uint32_t)i;
+    }
+    while (n_small && n_large) {
+        const uint32_t s = stack[--n_small], l = stack[n - n_large];
+        prob[s] = (float)scaled[s];
+        alias[s] = l;
+        scaled[l] = (scaled[l] + scaled[s]) - 1.0;
+        if (scaled[l] < 1.0) {
+            --n_large;
+            stack[n_small++] = l;
+        }
+    }
+    while (n_large) { /* what remains is 1 up to rounding */
+        const uint32_t l = stack[n - n_large--];
+        prob[l] = 1.0f;
+        alias[l] = l;
+    }
+    while (n_small) {
+        const uint32_t s = stack[--n_small];
+        prob[s] = 1.0f;
+        alias[s] = s;
+    }
+}
+
 static polopt_result polopt__alias_init_impl(polopt_alias *table, size_t n, const float *weights,
                                            const polopt_hooks *hooks)
 {
@@ -2262,7 +2318,7 @@ static polopt_result polopt__alias_init_impl(polopt_alias *table, size_t n, cons
     polopt_result rc = POLOPT_OK;
     double total, *scaled = NULL;
     uint32_t *stack = NULL;
-    size_t i, bad = 0, n_small = 0, n_large = 0;
+    size_t i, bad = 0;
     if (!table) return POLOPT_ERR_INVALID_ARG;
     memset(table, 0, sizeof *table);
     table->hooks = hooks ? *hooks : polopt__no_hooks;
@@ -2287,33 +2343,8 @@ static polopt_result polopt__alias_init_impl(polopt_alias *table, size_t n, cons
         return polopt__fail(&table->err, &table->hooks, rc, "%s: cannot allocate tables for n = %lu", fn,
                             (unsigned long)n);
     }
-    /* Vose (1991): scale so the mean is 1; columns below 1 ("small", front of the stack) are topped up by one
-       column above 1 ("large", back of the stack), which then loses what it gave. */
-    for (i = 0; i < n; ++i) {
-        scaled[i] = (double)weights[i] * (double)n / total;
-        if (scaled[i] < 1.0) stack[n_small++] = (uint32_t)i;
-        else stack[n - 1 - n_large++] = (uint32_t)i;
-    }
-    while (n_small && n_large) {
-        const uint32_t s = stack[--n_small], l = stack[n - n_large];
-        table->prob[s] = (float)scaled[s];
-        table->alias[s] = l;
-        scaled[l] = (scaled[l] + scaled[s]) - 1.0;
-        if (scaled[l] < 1.0) {
-            --n_large;
-            stack[n_small++] = l;
-        }
-    }
-    while (n_large) { /* what remains is 1 up to rounding */
-        const uint32_t l = stack[n - n_large--];
-        table->prob[l] = 1.0f;
-        table->alias[l] = l;
-    }
-    while (n_small) {
-        const uint32_t s = stack[--n_small];
-        table->prob[s] = 1.0f;
-        table->alias[s] = s;
-    }
+    for (i = 0; i < n; ++i) scaled[i] = (double)weights[i] * (double)n / total;
+    polopt__alias_build(n, scaled, stack, table->prob, table->alias);
     table->n = n;
     polopt__dealloc(&table->hooks, scaled);
     polopt__dealloc(&table->hooks, stack);
@@ -2475,6 +2506,23 @@ static void polopt__gemv_n_c(size_t m, size_t n, float alpha, const float *A, si
     for (i = 0; i < m; ++i) {
         if (i % 8 == 0 && i + 24 <= m) polopt__prefetch_rows(A + (i + 16) * lda, 8, lda);
         y[i] = polopt__blend(alpha, polopt__dot_c(n, A + i * lda, x), beta, y[i]);
+    }
+}
+
+/* y_i = A_{rows_i} . x for m rows picked anywhere in A (the scores of sampled items): a gather, so each row is
+   fetched 16 rows ahead, all of its cache lines. */
+static void polopt__prefetch_gathered(const float *A, size_t lda, uint32_t row, size_t n)
+{
+    polopt__prefetch_rows(A + (size_t)row * lda, 1, n);
+}
+
+static void polopt__gemv_rows_c(size_t m, size_t n, const float *A, size_t lda, const uint32_t *rows, const float *x,
+                                float *y)
+{
+    size_t i;
+    for (i = 0; i < m; ++i) {
+        if (i + 16 < m) polopt__prefetch_gathered(A, lda, rows[i + 16], n);
+        y[i] = polopt__dot_c(n, A + (size_t)rows[i] * lda, x);
     }
 }
 
@@ -2725,6 +2773,26 @@ POLOPT__AVX2 static void polopt__gemv_n_avx2(size_t m, size_t n, float alpha, co
         _mm256_storeu_ps(y + i, d);
     }
     for (; i < m; ++i) y[i] = polopt__blend(alpha, polopt__dot_avx2(n, A + i * lda, x), beta, y[i]);
+}
+
+/* The rows picked by rows, eight at a time as in gemv_n: two rows' dot products in step, hsum8 for the eight
+   results, and the rows of the block after next fetched ahead. */
+POLOPT__AVX2 static void polopt__gemv_rows_avx2(size_t m, size_t n, const float *A, size_t lda, const uint32_t *rows,
+                                                const float *x, float *y)
+{
+    size_t i = 0, k;
+    for (; i + 8 <= m; i += 8) {
+        const uint32_t *r = rows + i;
+        __m256 c0, c1, c2, c3, c4, c5, c6, c7;
+        if (i + 24 <= m)
+            for (k = 16; k < 24; ++k) polopt__prefetch_gathered(A, lda, r[k], n);
+        polopt__rows_dot_avx2(n, A + (size_t)r[0] * lda, A + (size_t)r[1] * lda, x, &c0, &c1);
+        polopt__rows_dot_avx2(n, A + (size_t)r[2] * lda, A + (size_t)r[3] * lda, x, &c2, &c3);
+        polopt__rows_dot_avx2(n, A + (size_t)r[4] * lda, A + (size_t)r[5] * lda, x, &c4, &c5);
+        polopt__rows_dot_avx2(n, A + (size_t)r[6] * lda, A + (size_t)r[7] * lda, x, &c6, &c7);
+        _mm256_storeu_ps(y + i, polopt__hsum8_avx2(c0, c1, c2, c3, c4, c5, c6, c7));
+    }
+    for (; i < m; ++i) y[i] = polopt__dot_avx2(n, A + (size_t)rows[i] * lda, x);
 }
 
 /* y = alpha A^T x + beta y: y accumulates alpha x_i A_i.  Up to 64 columns (the embedding sizes of the learners) y
@@ -3038,6 +3106,25 @@ POLOPT__AVX512 static void polopt__gemv_n_avx512(size_t m, size_t n, float alpha
     for (; i < m; ++i) y[i] = polopt__blend(alpha, polopt__dot_avx512(n, A + i * lda, x), beta, y[i]);
 }
 
+/* As in AVX2, sixteen floats a step. */
+POLOPT__AVX512 static void polopt__gemv_rows_avx512(size_t m, size_t n, const float *A, size_t lda,
+                                                    const uint32_t *rows, const float *x, float *y)
+{
+    size_t i = 0, k;
+    for (; i + 8 <= m; i += 8) {
+        const uint32_t *r = rows + i;
+        __m256 c0, c1, c2, c3, c4, c5, c6, c7;
+        if (i + 24 <= m)
+            for (k = 16; k < 24; ++k) polopt__prefetch_gathered(A, lda, r[k], n);
+        polopt__rows_dot_avx512(n, A + (size_t)r[0] * lda, A + (size_t)r[1] * lda, x, &c0, &c1);
+        polopt__rows_dot_avx512(n, A + (size_t)r[2] * lda, A + (size_t)r[3] * lda, x, &c2, &c3);
+        polopt__rows_dot_avx512(n, A + (size_t)r[4] * lda, A + (size_t)r[5] * lda, x, &c4, &c5);
+        polopt__rows_dot_avx512(n, A + (size_t)r[6] * lda, A + (size_t)r[7] * lda, x, &c6, &c7);
+        _mm256_storeu_ps(y + i, polopt__hsum8_avx2(c0, c1, c2, c3, c4, c5, c6, c7));
+    }
+    for (; i < m; ++i) y[i] = polopt__dot_avx512(n, A + (size_t)rows[i] * lda, x);
+}
+
 /* As in AVX2: up to 128 columns y stays in eight registers for the whole pass over A. */
 POLOPT__AVX512 static void polopt__gemv_t_avx512(size_t m, size_t n, float alpha, const float *A, size_t lda,
                                                  const float *x, float beta, float *y)
@@ -3290,6 +3377,23 @@ static void polopt__gemv_n_neon(size_t m, size_t n, float alpha, const float *A,
     for (; i < m; ++i) y[i] = polopt__blend(alpha, polopt__dot_neon(n, A + i * lda, x), beta, y[i]);
 }
 
+/* Four picked rows at a time, as in gemv_n. */
+static void polopt__gemv_rows_neon(size_t m, size_t n, const float *A, size_t lda, const uint32_t *rows,
+                                   const float *x, float *y)
+{
+    size_t i = 0, k;
+    for (; i + 4 <= m; i += 4) {
+        const uint32_t *r = rows + i;
+        float32x4_t c0, c1, c2, c3;
+        if (i + 12 <= m)
+            for (k = 8; k < 12; ++k) polopt__prefetch_gathered(A, lda, r[k], n);
+        polopt__rows_dot_neon(n, A + (size_t)r[0] * lda, A + (size_t)r[1] * lda, x, &c0, &c1);
+        polopt__rows_dot_neon(n, A + (size_t)r[2] * lda, A + (size_t)r[3] * lda, x, &c2, &c3);
+        vst1q_f32(y + i, vpaddq_f32(vpaddq_f32(c0, c1), vpaddq_f32(c2, c3)));
+    }
+    for (; i < m; ++i) y[i] = polopt__dot_neon(n, A + (size_t)rows[i] * lda, x);
+}
+
 static void polopt__gemv_t_neon(size_t m, size_t n, float alpha, const float *A, size_t lda, const float *x,
                                 float beta, float *y)
 {
@@ -3462,6 +3566,7 @@ typedef struct polopt__kernels {
     void (*axpy)(size_t n, float alpha, const float *x, float *y);
     void (*gemv_n)(size_t m, size_t n, float alpha, const float *A, size_t lda, const float *x, float beta, float *y);
     void (*gemv_t)(size_t m, size_t n, float alpha, const float *A, size_t lda, const float *x, float beta, float *y);
+    void (*gemv_rows)(size_t m, size_t n, const float *A, size_t lda, const uint32_t *rows, const float *x, float *y);
     int (*max)(size_t n, const float *x, float *out_max);
     double (*sum_exp)(size_t n, const float *x, float mx, float inv_t, float *out);
     size_t mr, nr; /* the gemm micro-kernel's register tile */
@@ -3470,15 +3575,15 @@ typedef struct polopt__kernels {
 } polopt__kernels;
 
 static const polopt__kernels polopt__kernels_c = {
-    POLOPT_ISA_PORTABLE, polopt__dot_c, polopt__axpy_c,  polopt__gemv_n_c,     polopt__gemv_t_c,
+    POLOPT_ISA_PORTABLE, polopt__dot_c, polopt__axpy_c,  polopt__gemv_n_c,     polopt__gemv_t_c, polopt__gemv_rows_c,
     polopt__max_c,       polopt__sum_exp_c, POLOPT__MR_C, POLOPT__NR_C, polopt__gemm_micro_c, polopt__pack_bt_c};
 #if POLOPT__X86
 static const polopt__kernels polopt__kernels_avx2 = {
-    POLOPT_ISA_AVX2,  polopt__dot_avx2,     polopt__axpy_avx2, polopt__gemv_n_avx2,     polopt__gemv_t_avx2,
+    POLOPT_ISA_AVX2,  polopt__dot_avx2,     polopt__axpy_avx2, polopt__gemv_n_avx2,     polopt__gemv_t_avx2, polopt__gemv_rows_avx2,
     polopt__max_avx2, polopt__sum_exp_avx2, POLOPT__MR_AVX2,   POLOPT__NR_AVX2, polopt__gemm_micro_avx2,
     polopt__pack_bt_avx2};
 static const polopt__kernels polopt__kernels_avx512 = {
-    POLOPT_ISA_AVX512,  polopt__dot_avx512,     polopt__axpy_avx512, polopt__gemv_n_avx512, polopt__gemv_t_avx512,
+    POLOPT_ISA_AVX512,  polopt__dot_avx512,     polopt__axpy_avx512, polopt__gemv_n_avx512, polopt__gemv_t_avx512, polopt__gemv_rows_avx512,
     polopt__max_avx512, polopt__sum_exp_avx512, POLOPT__MR_AVX512,   POLOPT__NR_AVX512, polopt__gemm_micro_avx512,
     polopt__pack_bt_avx512};
 
@@ -3501,7 +3606,7 @@ static int polopt__cpu_avx512(void)
 #endif
 #if POLOPT__NEON
 static const polopt__kernels polopt__kernels_neon = {
-    POLOPT_ISA_NEON,  polopt__dot_neon,     polopt__axpy_neon, polopt__gemv_n_neon,     polopt__gemv_t_neon,
+    POLOPT_ISA_NEON,  polopt__dot_neon,     polopt__axpy_neon, polopt__gemv_n_neon,     polopt__gemv_t_neon, polopt__gemv_rows_neon,
     polopt__max_neon, polopt__sum_exp_neon, POLOPT__MR_NEON,   POLOPT__NR_NEON, polopt__gemm_micro_neon,
     polopt__pack_bt_neon};
 #endif
@@ -3803,6 +3908,23 @@ POLOPT_DEF polopt_result polopt_gemv(polopt_trans trans, size_t m, size_t n, flo
     return POLOPT_OK;
 }
 
+static int polopt__gemv_rows_args_ok(size_t m, size_t n, const float *A, size_t lda, size_t k, const uint32_t *rows,
+                                     const float *x, const float *y)
+{
+    size_t i;
+    if (k == 0) return 1;
+    if (!rows || !y || (n && (!A || !x)) || lda < n) return 0;
+    for (i = 0; i < k; ++i)
+        if (rows[i] >= m) return 0;
+    return 1;
+}
+
+POLOPT_DEF polopt_result polopt_gemv_rows(size_t m, size_t n, const float *A, size_t lda, size_t k,
+                                          const uint32_t *rows, const float *x, float *y)
+{
+    return polopt_gemv_rows_isa(POLOPT_ISA_AUTO, m, n, A, lda, k, rows, x, y); /* no CBLAS routine gathers */
+}
+
 POLOPT_DEF polopt_result polopt_gemm(polopt_trans trans_a, polopt_trans trans_b, size_t m, size_t n, size_t k,
                                      float alpha, const float *A, size_t lda, const float *B, size_t ldb,
                                      float beta, float *C, size_t ldc)
@@ -3837,6 +3959,21 @@ POLOPT_DEF polopt_result polopt_gemv_isa(polopt_isa isa, polopt_trans trans, siz
     if (!K) return POLOPT_ERR_UNSUPPORTED;
     if (!polopt__gemv_args_ok(trans, m, n, A, lda, x, y)) return POLOPT_ERR_INVALID_ARG;
     polopt__gemv_k(K, trans, m, n, alpha, A, lda, x, beta, y);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_gemv_rows_isa(polopt_isa isa, size_t m, size_t n, const float *A, size_t lda,
+                                              size_t k, const uint32_t *rows, const float *x, float *y)
+{
+    const polopt__kernels *K = polopt__kern(isa);
+    size_t i;
+    if (!K) return POLOPT_ERR_UNSUPPORTED;
+    if (!polopt__gemv_rows_args_ok(m, n, A, lda, k, rows, x, y)) return POLOPT_ERR_INVALID_ARG;
+    if (n == 0) {
+        for (i = 0; i < k; ++i) y[i] = 0.0f;
+        return POLOPT_OK;
+    }
+    K->gemv_rows(k, n, A, lda, rows, x, y);
     return POLOPT_OK;
 }
 
@@ -4500,6 +4637,45 @@ static POLOPT__INLINE void polopt__minheap_push(polopt__cand *h, size_t *n, polo
     h[i] = c;
 }
 
+/* Put c in place of entry i of a heap of n and sift it down (i = 0: the top). */
+static POLOPT__INLINE void polopt__maxheap_sift_at(polopt__cand *h, size_t n, size_t i, polopt__cand c)
+{
+    size_t child;
+    while ((child = 2 * i + 1) < n) {
+        if (child + 1 < n && polopt__worse_cand(h[child], h[child + 1], 0)) ++child;
+        if (!polopt__worse_cand(c, h[child], 0)) break;
+        h[i] = h[child];
+        i = child;
+    }
+    h[i] = c;
+}
+
+static POLOPT__INLINE void polopt__minheap_sift_at(polopt__cand *h, size_t n, size_t i, polopt__cand c)
+{
+    size_t child;
+    while ((child = 2 * i + 1) < n) {
+        if (child + 1 < n && polopt__worse_cand(h[child + 1], h[child], 0)) ++child;
+        if (!polopt__worse_cand(h[child], c, 0)) break;
+        h[i] = h[child];
+        i = child;
+    }
+    h[i] = c;
+}
+
+/* n entries in any order made a heap in O(n) (Floyd 1964: sift down from the last parent up); n pushes of a list
+   in order, as warm-started searches get theirs, cost O(n log n). */
+static void polopt__maxheap_build(polopt__cand *h, size_t n)
+{
+    size_t i = n / 2;
+    while (i-- > 0) polopt__maxheap_sift_at(h, n, i, h[i]);
+}
+
+static void polopt__minheap_build(polopt__cand *h, size_t n)
+{
+    size_t i = n / 2;
+    while (i-- > 0) polopt__minheap_sift_at(h, n, i, h[i]);
+}
+
 /* Put c in place of the top of a heap of n and sift it down. */
 static POLOPT__INLINE void polopt__maxheap_sift(polopt__cand *h, size_t n, polopt__cand c)
 {
@@ -4654,8 +4830,9 @@ static void polopt__search_level(const polopt_mips *ix, polopt__locks *lk, polop
     polopt__cand *C = (polopt__cand *)sc->heap_a, *W = (polopt__cand *)sc->heap_b;
     const size_t c_cap = 2 * sc->max_ef + 2;
     uint32_t buf[1 + 2 * POLOPT__MIPS_MAX_M], fresh[2 * POLOPT__MIPS_MAX_M];
-    size_t nc = 0, i, expanded = 0;
-    for (i = 0; i < *nw; ++i) polopt__maxheap_push(C, &nc, W[i]);
+    size_t nc = *nw, expanded = 0;
+    memcpy(C, W, nc * sizeof *C);
+    polopt__maxheap_build(C, nc);
     while (nc) {
         const polopt__cand c = polopt__maxheap_pop(C, &nc);
         const uint32_t *links;
@@ -5284,21 +5461,33 @@ static size_t polopt__exact_batch(const polopt_mips *ix, polopt_mips_scratch *sc
 /* HNSW search of one query: greedy descent by inner product (or the caller's seeds), then the beam on level 0. */
 static size_t polopt__hnsw_search(const polopt_mips *ix, polopt_mips_scratch *sc, const float *query, size_t k,
                                   size_t ef, const uint32_t *seeds, size_t n_seeds, size_t max_expansions,
-                                  uint32_t *out_ids, float *out_scores)
+                                  uint32_t *out_ids, float *out_scores, int best_first)
 {
     polopt__cand *W = (polopt__cand *)sc->heap_b, cur;
     polopt__query q;
     size_t nw = 0, t, nonfinite = 0;
     q.q = query, q.q_sq = 0.0f, q.mobius = 0, q.dot = polopt__kern_auto()->dot;
     polopt__visit_reset(sc);
-    for (t = 0; t < n_seeds; ++t) { /* the seeds, up to ef of them, as the first candidates */
-        if (t + 8 < n_seeds && seeds[t + 8] < ix->n) polopt__prefetch_vector(ix, seeds[t + 8]);
-        if (seeds[t] >= ix->n || sc->visited[seeds[t]] == sc->epoch) continue;
-        sc->visited[seeds[t]] = sc->epoch;
-        cur.id = seeds[t];
-        cur.s = polopt__sim(ix, &q, cur.id);
-        if (nw < ef) polopt__minheap_push(W, &nw, cur, 0);
-        else if (cur.s > W[0].s) polopt__minheap_sift(W, nw, cur, 0);
+    if (n_seeds) { /* the seeds as the first candidates, up to ef of them: scored in one gather, then a heap */
+        uint32_t *ids = (uint32_t *)sc->heap_a;  /* the frontier's room is free until the level search, and it */
+        float *scores = (float *)(ids + ef + 1); /* holds 2 ef + 2 candidates: 4 ef + 4 words */
+        size_t m = 0;
+        for (t = 0; t < n_seeds && m < ef; ++t) { /* the first ef distinct seeds in range */
+            if (seeds[t] >= ix->n || sc->visited[seeds[t]] == sc->epoch) continue;
+            sc->visited[seeds[t]] = sc->epoch;
+            ids[m++] = seeds[t];
+        }
+        polopt__kern_auto()->gemv_rows(m, ix->dim, ix->vectors, ix->dim, ids, query, scores);
+        for (nw = 0; nw < m; ++nw) W[nw].id = ids[nw], W[nw].s = scores[nw];
+        polopt__minheap_build(W, nw);
+        for (; t < n_seeds; ++t) { /* more seeds than ef: each replaces the worst kept if better */
+            if (t + 8 < n_seeds && seeds[t + 8] < ix->n) polopt__prefetch_vector(ix, seeds[t + 8]);
+            if (seeds[t] >= ix->n || sc->visited[seeds[t]] == sc->epoch) continue;
+            sc->visited[seeds[t]] = sc->epoch;
+            cur.id = seeds[t];
+            cur.s = polopt__sim(ix, &q, cur.id);
+            if (cur.s > W[0].s) polopt__minheap_sift(W, nw, cur, 0);
+        }
     }
     if (nw == 0) { /* no usable seed: descend from the entry point, and start from the hubs too */
         cur.id = ix->entry;
@@ -5322,6 +5511,15 @@ static size_t polopt__hnsw_search(const polopt_mips *ix, polopt_mips_scratch *sc
     for (t = k; t > nw; --t) { /* fewer than k reachable (a degenerate graph): empty slots at the end */
         out_ids[t - 1] = POLOPT_NO_ITEM;
         if (out_scores) out_scores[t - 1] = -INFINITY;
+    }
+    if (!best_first) { /* the set in heap order: the estimator's proposal needs no order, and k pops cost
+                          O(k log k) unpredictable branches (a fifth of a warm-started search) */
+        for (t = 0; t < nw; ++t) {
+            out_ids[t] = W[t].id;
+            if (out_scores) out_scores[t] = W[t].s;
+            nonfinite += !(fabsf(W[t].s) <= FLT_MAX);
+        }
+        return nonfinite;
     }
     while (nw) { /* the worst comes off first: fill from the back */
         const size_t at = nw - 1;
@@ -5392,7 +5590,7 @@ POLOPT_DEF polopt_result polopt_mips_search_batch(const polopt_mips *index, polo
     } else {
         for (i = 0; i < n_queries; ++i)
             nonfinite += polopt__hnsw_search(index, scratch, queries + i * ldq, k, ef, NULL, 0, 0, out_ids + i * k,
-                                             out_scores ? out_scores + i * k : NULL);
+                                             out_scores ? out_scores + i * k : NULL, 1);
     }
     return polopt__search_result(scratch, nonfinite, "polopt_mips_search");
 }
@@ -5403,9 +5601,11 @@ POLOPT_DEF polopt_result polopt_mips_search(const polopt_mips *index, polopt_mip
     return polopt_mips_search_batch(index, scratch, 1, query, index ? index->dim : 0, k, ef, out_ids, out_scores);
 }
 
-POLOPT_DEF polopt_result polopt_mips_search_from(const polopt_mips *index, polopt_mips_scratch *scratch, const float *query,
-                                                 size_t k, size_t ef, const uint32_t *seeds, size_t n_seeds,
-                                                 size_t max_expansions, uint32_t *out_ids, float *out_scores)
+/* polopt_mips_search_from, with HNSW's results in any order when best_first is 0 (exact search sorts anyway). */
+static polopt_result polopt__mips_search_from(const polopt_mips *index, polopt_mips_scratch *scratch,
+                                              const float *query, size_t k, size_t ef, const uint32_t *seeds,
+                                              size_t n_seeds, size_t max_expansions, uint32_t *out_ids,
+                                              float *out_scores, int best_first)
 {
     polopt_result rc;
     if (n_seeds && !seeds) return POLOPT_ERR_INVALID_ARG;
@@ -5415,8 +5615,17 @@ POLOPT_DEF polopt_result polopt_mips_search_from(const polopt_mips *index, polop
         scratch,
         index->kind == POLOPT_MIPS_EXACT
             ? polopt__exact_batch(index, scratch, 1, query, index->dim, k, out_ids, out_scores)
-            : polopt__hnsw_search(index, scratch, query, k, ef, seeds, n_seeds, max_expansions, out_ids, out_scores),
+            : polopt__hnsw_search(index, scratch, query, k, ef, seeds, n_seeds, max_expansions, out_ids, out_scores,
+                                  best_first),
         "polopt_mips_search_from");
+}
+
+POLOPT_DEF polopt_result polopt_mips_search_from(const polopt_mips *index, polopt_mips_scratch *scratch, const float *query,
+                                                 size_t k, size_t ef, const uint32_t *seeds, size_t n_seeds,
+                                                 size_t max_expansions, uint32_t *out_ids, float *out_scores)
+{
+    return polopt__mips_search_from(index, scratch, query, k, ef, seeds, n_seeds, max_expansions, out_ids, out_scores,
+                                    1);
 }
 
 
@@ -6242,11 +6451,14 @@ static long polopt__proposal_find(const polopt_proposal *q, uint32_t id)
 static void polopt__proposal_layout(polopt_proposal *q, size_t P, size_t max_K, polopt__arena *a)
 {
     size_t size = 4;
-    while (size < 2 * max_K) size *= 2; /* load factor at most 1/2 */
+    while (size < 4 * max_K) size *= 2; /* load factor at most 1/4: a miss (most uniform draws) probes ~1.4 slots */
     q->ids = (uint32_t *)polopt__carve(a, max_K, sizeof(uint32_t));
     q->log_kappa = (float *)polopt__carve(a, max_K, sizeof(float));
     q->log_q = (float *)polopt__carve(a, max_K, sizeof(float));
-    q->cdf = (double *)polopt__carve(a, max_K, sizeof(double));
+    q->prob = (float *)polopt__carve(a, max_K, sizeof(float));
+    q->alias = (uint32_t *)polopt__carve(a, max_K, sizeof(uint32_t));
+    q->work = (double *)polopt__carve(a, max_K, sizeof(double));
+    q->stack = (uint32_t *)polopt__carve(a, max_K, sizeof(uint32_t));
     q->table = (uint32_t *)polopt__carve(a, size, sizeof(uint32_t));
     if (q->table) memset(q->table, 0, size * sizeof(uint32_t));
     q->P = P;
@@ -6346,49 +6558,54 @@ POLOPT_DEF polopt_result polopt_proposal_set(polopt_proposal *q, float epsilon, 
         q->table[slot] = (uint32_t)(i + 1);
         q->K = i + 1;
     }
-    /* kappa = softmax of the scores over alpha_K (its logarithm exact in log space), the cumulative sum for drawing,
+    /* kappa = softmax of the scores over alpha_K (its logarithm exact in log space), its alias table for drawing,
        and log q of each member: one exponential and one logarithm per member */
     polopt__max_checked(K, scores, &mx, &bad);
-    for (i = 0; i < K; ++i) z += (q->cdf[i] = polopt__expf(scores[i] - mx)); /* e^(s - max), in (0, 1] */
+    for (i = 0; i < K; ++i) z += (q->work[i] = polopt__expf(scores[i] - mx)); /* e^(s - max), in (0, 1] */
     log_z = log(z);
     q->log_norm = (float)(mx + log_z);
     q->epsilon = epsilon;
     q->log_q_other = epsilon > 0.0f ? (float)(log((double)epsilon) - log((double)q->P)) : -INFINITY;
     for (i = 0; i < K; ++i) {
-        const double kappa = q->cdf[i] / z;
+        const double kappa = q->work[i] / z;
         q->log_kappa[i] = (float)((double)scores[i] - mx - log_z);
         q->log_q[i] = epsilon > 0.0f ? (float)log((double)epsilon / (double)q->P + (1.0 - epsilon) * kappa)
                                      : q->log_kappa[i];
-        q->cdf[i] = (i ? q->cdf[i - 1] : 0.0) + kappa;
+        q->work[i] = kappa * (double)K;
     }
+    polopt__alias_build(K, q->work, q->stack, q->prob, q->alias);
     return POLOPT_OK;
 }
 
-/* Draws with log q, and log kappa of each draw (-inf outside alpha_K) for the adaptive epsilon. */
+/* Draws with log q, and log kappa of each draw (-inf outside alpha_K) for the adaptive epsilon.  One uniform u
+   decides the component (u < eps: uniform over the catalogue) and, on kappa's side, is uniform again once
+   rescaled: v = (u - eps) / (1 - eps) K picks the alias column floor(v) and tosses its coin with the fraction
+   (53 random bits: 45 of them left for the coin when K = 256).  O(1) a draw. */
 static void polopt__proposal_draw(const polopt_proposal *q, polopt_rng *rng, size_t n, uint32_t *ids, float *log_q,
                                   float *log_kappa)
 {
-    const double eps = q->epsilon, total = q->cdf[q->K - 1];
+    const double eps = q->epsilon, scale = eps < 1.0 ? (double)q->K / (1.0 - eps) : 0.0;
+    polopt_rng g = *rng; /* a local copy: its state stays in registers, whatever the stores below may alias */
     size_t s;
     for (s = 0; s < n; ++s) {
+        const double u = polopt__rng_uniform(&g);
         long at;
-        if (polopt__rng_uniform(rng) < eps) { /* uniform over the catalogue: may land inside alpha_K */
-            ids[s] = (uint32_t)polopt__rng_below(rng, q->P);
+        if (u < eps) { /* uniform over the catalogue: may land inside alpha_K */
+            ids[s] = (uint32_t)polopt__rng_below(&g, q->P);
             at = polopt__proposal_find(q, ids[s]);
-        } else { /* from kappa: the first cumulative value above u */
-            const double u = polopt__rng_uniform(rng) * total;
-            size_t lo = 0, hi = q->K - 1;
-            while (lo < hi) {
-                const size_t mid = lo + (hi - lo) / 2;
-                if (q->cdf[mid] > u) hi = mid;
-                else lo = mid + 1;
-            }
-            ids[s] = q->ids[lo];
-            at = (long)lo;
+            if (log_q) log_q[s] = at >= 0 ? q->log_q[at] : q->log_q_other;
+            if (log_kappa) log_kappa[s] = at >= 0 ? q->log_kappa[at] : -INFINITY;
+        } else { /* from kappa */
+            const double v = (u - eps) * scale;
+            const size_t col = (size_t)v < q->K ? (size_t)v : q->K - 1; /* (rounding at u -> 1) */
+            const long other = (long)q->alias[col]; /* both read first: a select, not a branch on the coin */
+            at = v - (double)col < (double)q->prob[col] ? (long)col : other;
+            ids[s] = q->ids[at];
+            if (log_q) log_q[s] = q->log_q[at];
+            if (log_kappa) log_kappa[s] = q->log_kappa[at];
         }
-        if (log_q) log_q[s] = at >= 0 ? q->log_q[at] : q->log_q_other;
-        if (log_kappa) log_kappa[s] = at >= 0 ? q->log_kappa[at] : -INFINITY;
     }
+    *rng = g;
 }
 
 POLOPT_DEF polopt_result polopt_proposal_sample(polopt_proposal *q, polopt_rng *rng, size_t n, uint32_t *out_ids,
@@ -6502,6 +6719,7 @@ static void polopt__estimator_layout(polopt_estimator *e, const polopt_mips *ix,
         e->buckets = (uint32_t *)polopt__carve(a, S + 1, sizeof(uint32_t));
     }
     if (c->method == POLOPT_METHOD_SNIS) {
+        e->buckets = (uint32_t *)polopt__carve(a, S, sizeof(uint32_t));
         e->f = (float *)polopt__carve(a, BS, sizeof(float));
         e->log_q = (float *)polopt__carve(a, BS, sizeof(float));
         e->log_kappa = (float *)polopt__carve(a, BS, sizeof(float));
@@ -6605,12 +6823,18 @@ static void polopt__self_normalise(size_t S, const float *f, const float *log_q,
     float mx = -INFINITY, inv;
     double W, W2 = 0.0;
     size_t s;
-    for (s = 0; s < S; ++s) { /* the log weights f - log q (one rounding), and their maximum */
-        w[s] = f[s] - log_q[s];
-        mx = w[s] > mx ? w[s] : mx;
-    }
+    for (s = 0; s < S; ++s) w[s] = f[s] - log_q[s]; /* the log weights (one rounding) */
+    if (!polopt__kern_auto()->max(S, w, &mx)) /* their maximum, vectorised; a score that overflowed: NaN ignored */
+        for (mx = -INFINITY, s = 0; s < S; ++s) mx = w[s] > mx ? w[s] : mx;
     W = polopt__sum_exp(S, w, mx, 1.0f, w); /* exp(lw - max) in (0, 1], vectorised, accurate to 2e-7 there */
-    for (s = 0; s < S; ++s) W2 += (double)w[s] * w[s];
+    { /* sum w^2 in eight partial sums: one chain of S additions waits S times on the adder */
+        double part[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+        int k;
+        for (s = 0; s + 8 <= S; s += 8)
+            for (k = 0; k < 8; ++k) part[k] += (double)w[s + k] * w[s + k];
+        for (; s < S; ++s) part[0] += (double)w[s] * w[s];
+        for (k = 0; k < 8; ++k) W2 += part[k];
+    }
     inv = (float)(1.0 / W);
     for (s = 0; s < S; ++s) w[s] *= inv;
     *log_z = (double)mx + log(W / (double)S);
@@ -6622,11 +6846,11 @@ static polopt_result polopt__estimator_topk(polopt_estimator *e, const float *h,
 {
     const size_t K = e->config.K;
     polopt_result rc;
-    if (warm && warm[0] != POLOPT_NO_ITEM)
-        rc = polopt_mips_search_from(e->index, &e->mips, h, K, e->config.ef, warm, K, e->config.search_budget, e->topk,
-                                     e->topk_scores);
+    if (warm && warm[0] != POLOPT_NO_ITEM) /* alpha_K as a set: the proposal needs no order */
+        rc = polopt__mips_search_from(e->index, &e->mips, h, K, e->config.ef, warm, K, e->config.search_budget,
+                                      e->topk, e->topk_scores, 0);
     else
-        rc = polopt_mips_search(e->index, &e->mips, h, K, e->config.ef, e->topk, e->topk_scores);
+        rc = polopt__mips_search_from(e->index, &e->mips, h, K, e->config.ef, NULL, 0, 0, e->topk, e->topk_scores, 0);
     if (rc != POLOPT_OK) return polopt__fail(&e->err, &e->config.hooks, rc, "MIPS search failed: %s", e->mips.err.message);
     if (warm) memcpy(warm, e->topk, K * sizeof *warm);
     return POLOPT_OK;
@@ -6646,8 +6870,8 @@ static polopt_result polopt__estimator_snis(polopt_estimator *e, size_t c, uint3
     polopt_result rc;
     if (e->epsilon >= 1.0f && !eps_score) { /* the uniform proposal: no MIPS at all (the fastest) */
         const float lq = -(float)log((double)P);
+        polopt__rng_below_fill(&e->rng, (uint32_t)P, S, ids);
         for (s = 0; s < S; ++s) {
-            ids[s] = (uint32_t)polopt__rng_below(&e->rng, P);
             log_q[s] = lq;
             log_kappa[s] = -INFINITY;
         }
@@ -6660,12 +6884,25 @@ static polopt_result polopt__estimator_snis(polopt_estimator *e, size_t c, uint3
         polopt__proposal_draw(&e->proposal, &e->rng, S, ids, log_q, log_kappa);
         q = &e->proposal;
     }
-    {
-        const polopt__dot_fn dot = polopt__kern_auto()->dot; /* chosen once: a draw's dot is a few nanoseconds */
-        for (s = 0; s < S; ++s) { /* f(a_s) = h^T beta_a / T; the rows come from all over beta: fetch ahead */
-            if (s + 16 < S) POLOPT__PREFETCH(beta + (size_t)ids[s + 16] * L);
-            f[s] = q && log_kappa[s] > -INFINITY ? log_kappa[s] + q->log_norm
-                                                  : inv_t * dot(L, h, beta + (size_t)ids[s] * L);
+    { /* f(a_s) = h^T beta_a / T: the draws outside alpha_K gathered, their rows from all over beta in one pass
+         (the weights of c, written below, hold the dot products until then) */
+        float *dots = e->weights + c * S;
+        size_t m = 0;
+        if (!q) {
+            polopt__kern_auto()->gemv_rows(S, L, beta, L, ids, h, dots);
+            for (s = 0; s < S; ++s) f[s] = inv_t * dots[s];
+        } else {
+            for (s = 0; s < S; ++s) { /* without branches: a fifth of the draws are outside, at random */
+                e->buckets[m] = ids[s];
+                m += !(log_kappa[s] > -INFINITY);
+            }
+            polopt__kern_auto()->gemv_rows(m, L, beta, L, e->buckets, h, dots);
+            for (s = 0, m = 0; s < S; ++s) { /* m <= s: dots[m] is in range even when unused */
+                const int outside = !(log_kappa[s] > -INFINITY);
+                const float d = inv_t * dots[m];
+                f[s] = outside ? d : log_kappa[s] + q->log_norm;
+                m += outside;
+            }
         }
     }
     polopt__self_normalise(S, f, log_q, e->weights + c * S, e->log_z + c, e->ess + c);
@@ -6739,28 +6976,57 @@ static void polopt__sorted_uniforms(polopt_rng *rng, size_t S, double Z, double 
     for (s = 0; s < S; ++s) u[s] *= Z;
 }
 
+/* cum_i = base + x_0 + ... + x_i for i < n <= POLOPT__BLOCK, in double: eight chunks summed side by side, then each
+   chunk's running sum from its offset, eight chains at once (one chain of n additions waits n times on the
+   adder's latency). */
+static void polopt__block_cumsum(const float *x, size_t n, double base, double *cum)
+{
+    const size_t w = (n + 7) / 8; /* chunk k: [k w, min((k + 1) w, n)) */
+    double run[8];
+    size_t i, k;
+    for (k = 0; k < 8; ++k) run[k] = 0.0;
+    for (i = 0; i < w; ++i)
+        for (k = 0; k < 8; ++k)
+            if (k * w + i < n) run[k] += x[k * w + i];
+    for (k = 0; k < 8; ++k) { /* the offsets: what comes before each chunk */
+        const double t = run[k];
+        run[k] = base;
+        base += t;
+    }
+    for (i = 0; i < w; ++i)
+        for (k = 0; k < 8; ++k)
+            if (k * w + i < n) cum[k * w + i] = run[k] += x[k * w + i];
+}
+
 /* REINFORCE (Williams 1992; the baseline of Sakhi et al. 2023, §5): S exact draws from pi by inverting the
-   cumulative distribution at S sorted uniforms, in one merge: the block sums skip the blocks that no uniform falls
-   in, and a block that holds some is scanned once for all of them (O(P / 256 + S + 256 a block hit); a search per
-   draw cost O(S (log P + 256))).  The draws are then shuffled (Fisher-Yates), so that they come in the order of
-   S independent draws, as a caller that takes the first one expects. */
+   cumulative distribution at S sorted uniforms, block by block: the block sums skip the blocks that no uniform
+   falls in; a block that holds some gets its cumulative sums once, and each of its uniforms a binary search in
+   them (O(P / 256 + S log 256 + 256 a block hit); a search of the whole row per draw cost O(S (log P + 256)), and a
+   scan that added as it went waited on every addition).  The draws are then shuffled (Fisher-Yates), so that they
+   come in the order of S independent draws, as a caller that takes the first one expects. */
 static void polopt__estimator_reinforce(polopt_estimator *e, size_t c, const float *expo, double Z)
 {
     const size_t P = e->index->n, S = e->S, nb = (P + POLOPT__BLOCK - 1) / POLOPT__BLOCK;
     uint32_t *ids = e->ids + c * S;
     float *w = e->weights + c * S;
-    double *u = e->uniforms, acc = 0.0;
-    size_t s, b = 0, j = 0;
+    double *u = e->uniforms, cum[POLOPT__BLOCK];
+    size_t s = 0, b = 0;
     polopt__sorted_uniforms(&e->rng, S, Z, u, e->buckets, u + S);
-    for (s = 0; s < S; ++s) {
-        size_t end;
-        if (b < nb - 1 && e->block_sums[b] <= u[s]) { /* the block that holds u: the scan restarts there */
-            while (b < nb - 1 && e->block_sums[b] <= u[s]) ++b;
-            j = b * POLOPT__BLOCK, acc = b ? e->block_sums[b - 1] : 0.0;
+    while (s < S) {
+        size_t first, len;
+        while (b < nb - 1 && e->block_sums[b] <= u[s]) ++b; /* the block that holds u_s (the last takes the rest) */
+        first = b * POLOPT__BLOCK, len = P - first < POLOPT__BLOCK ? P - first : POLOPT__BLOCK;
+        polopt__block_cumsum(expo + first, len, b ? e->block_sums[b - 1] : 0.0, cum);
+        for (; s < S && (b == nb - 1 || u[s] < e->block_sums[b]); ++s) {
+            size_t lo = 0, n = len; /* the first cumulative sum above u_s (the last item if rounding says none) */
+            while (n > 1) {
+                const size_t half = n / 2;
+                lo = cum[lo + half - 1] <= u[s] ? lo + half : lo;
+                n -= half;
+            }
+            ids[s] = (uint32_t)(first + lo);
         }
-        end = (b + 1) * POLOPT__BLOCK < P ? (b + 1) * POLOPT__BLOCK : P;
-        while (j + 1 < end && acc + expo[j] <= u[s]) acc += expo[j++]; /* the first j whose cumulative passes u */
-        ids[s] = (uint32_t)j;
+        ++b;
     }
     for (s = S; s > 1; --s) { /* Fisher-Yates */
         const size_t r = (size_t)polopt__rng_below(&e->rng, s);
@@ -6932,17 +7198,34 @@ POLOPT_DEF polopt_result polopt_estimator_gradient(const polopt_estimator *est, 
 {
     static const char *fn = "polopt_estimator_gradient";
     const float *w, *beta;
-    size_t S, L, s, bad = 0;
+    size_t S, L, s, bad = 0, nonzero = 0;
     double r_bar = 0.0, scale;
     polopt_result rc;
     if (!est) return POLOPT_ERR_INVALID_ARG;
     if ((rc = polopt__estimator_query(est, c, fn)) != POLOPT_OK) return rc;
     if (!rewards || !out_g) return polopt__fail(NULL, &est->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: rewards or out_g is NULL", fn);
     S = est->S, L = est->index->dim, w = est->weights + c * S, beta = est->index->vectors;
-    if (polopt_check_finite(S, rewards, &bad) != POLOPT_OK)
-        return polopt__fail(NULL, &est->config.hooks, POLOPT_ERR_NONFINITE, "%s: rewards[%lu] is not finite", fn,
-                            (unsigned long)bad);
-    for (s = 0; s < S; ++s) r_bar += (double)w[s] * rewards[s];
+    { /* r_bar = sum_s w_s r_s in eight partial sums (one chain waits on every addition), the rewards checked finite
+         and the nonzero ones counted on the way */
+        double part[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+        int finite = 1, k;
+        for (s = 0; s < S; ++s) {
+            finite &= rewards[s] >= -FLT_MAX && rewards[s] <= FLT_MAX;
+            nonzero += rewards[s] != 0.0f;
+            part[s % 8] += (double)w[s] * rewards[s];
+        }
+        if (!finite) {
+            polopt_check_finite(S, rewards, &bad);
+            return polopt__fail(NULL, &est->config.hooks, POLOPT_ERR_NONFINITE, "%s: rewards[%lu] is not finite", fn,
+                                (unsigned long)bad);
+        }
+        for (k = 0; k < 8; ++k) r_bar += part[k];
+    }
+    if (nonzero == 0) { /* every reward 0 (most contexts of a sparse reward): the gradient is 0 */
+        memset(out_g, 0, L * sizeof *out_g);
+        if (out_value) *out_value = 0.0;
+        return POLOPT_OK;
+    }
     scale = 1.0 / est->config.temperature;
     if (est->config.method == POLOPT_METHOD_REINFORCE) scale *= (double)S / (double)(S - 1); /* unbiased covariance */
     if (est->config.method == POLOPT_METHOD_EXACT) { /* beta^T (pi * (r - r_bar)), a chunk of items at a time */
@@ -7046,11 +7329,14 @@ POLOPT_DEF polopt_result polopt_sets_reward(void *user, uint32_t context, size_t
 {
     const polopt_sets *sets = (const polopt_sets *)user;
     const uint32_t *row;
+    uint64_t mask = 0;
     size_t len, s;
     if (!sets || !sets->offsets || context >= sets->n || (n && (!items || !out_rewards))) return POLOPT_ERR_INVALID_ARG;
     row = sets->items + sets->offsets[context];
     len = sets->offsets[context + 1] - sets->offsets[context];
-    for (s = 0; s < n; ++s) out_rewards[s] = polopt__sorted_contains(row, len, items[s]) ? 1.0f : 0.0f;
+    for (s = 0; s < len; ++s) mask |= (uint64_t)1 << (row[s] & 63); /* a one-word filter: most draws miss the set */
+    for (s = 0; s < n; ++s)
+        out_rewards[s] = (mask >> (items[s] & 63) & 1) && polopt__sorted_contains(row, len, items[s]) ? 1.0f : 0.0f;
     return POLOPT_OK;
 }
 

@@ -239,6 +239,65 @@ static void linalg_gemv_both_ways(void)
     }
 }
 
+/* Picked rows: k row indices (repeats, the first and the last row of A) against a double loop; the block of eight
+   rows, the prefetch distance (16 ahead) and the tails around them. */
+static void linalg_gemv_rows_gathers(void)
+{
+    static const size_t shapes[][4] = {/* m, n, lda, k */
+                                       {1, 1, 1, 1},   {5, 3, 4, 7},     {40, 16, 16, 8},   {40, 17, 20, 9},
+                                       {300, 64, 64, 23}, {300, 64, 70, 24}, {1000, 33, 33, 25}, {1000, 128, 128, 1000},
+                                       {50, 5, 5, 0}};
+    polopt_isa isas[9];
+    const size_t nk = th_isas(isas);
+    polopt_rng rng;
+    size_t s, i, q, p;
+    polopt_rng_seed(&rng, 11);
+    for (s = 0; s < sizeof shapes / sizeof shapes[0]; ++s) {
+        const size_t m = shapes[s][0], n = shapes[s][1], lda = shapes[s][2], k = shapes[s][3];
+        float *A = rand_array(&rng, m * lda), *x = rand_array(&rng, n), *y = rand_array(&rng, k + 1);
+        uint32_t *rows = (uint32_t *)malloc((k ? k : 1) * sizeof *rows);
+        for (i = 0; i < k; ++i) rows[i] = (uint32_t)(polopt_rng_next(&rng) % m);
+        if (k > 2) rows[0] = 0, rows[1] = (uint32_t)(m - 1), rows[2] = rows[1]; /* the ends of A, a repeat */
+        for (q = 0; q < nk + 1; ++q) {
+            const float guard = y[k];
+            int bad = 0;
+            CHECK_OK(q < nk ? polopt_gemv_rows_isa(isas[q], m, n, A, lda, k, rows, x, y)
+                            : polopt_gemv_rows(m, n, A, lda, k, rows, x, y));
+            for (i = 0; i < k; ++i) {
+                double ref = 0.0, mag = 0.0;
+                for (p = 0; p < n; ++p) {
+                    ref += (double)A[rows[i] * lda + p] * x[p];
+                    mag += fabs((double)A[rows[i] * lda + p] * x[p]);
+                }
+                bad += !(fabs(y[i] - ref) <= (n + 2) * U24 * mag + 1e-30);
+            }
+            bad += memcmp(&y[k], &guard, sizeof guard) != 0; /* nothing written past the end */
+            if (bad)
+                th_fail(__FILE__, __LINE__, "gemv_rows %s %lux%lu lda %lu k %lu: %d wrong entries",
+                        q < nk ? kname(isas[q]) : "plain", (unsigned long)m, (unsigned long)n, (unsigned long)lda,
+                        (unsigned long)k, bad);
+        }
+        free(A);
+        free(x);
+        free(y);
+        free(rows);
+    }
+    {
+        float A[6] = {1, 2, 3, 4, 5, 6}, x[3] = {1, 1, 1}, y[2] = {7, 7};
+        uint32_t rows[2] = {1, 2};
+        CHECK_RC(polopt_gemv_rows(2, 3, A, 3, 2, rows, x, y), POLOPT_ERR_INVALID_ARG); /* row 2 of 2 rows */
+        CHECK(y[0] == 7.0f && y[1] == 7.0f);                                            /* y untouched */
+        CHECK_RC(polopt_gemv_rows(2, 3, A, 2, 1, rows, x, y), POLOPT_ERR_INVALID_ARG); /* lda < n */
+        CHECK_RC(polopt_gemv_rows(2, 3, A, 3, 1, NULL, x, y), POLOPT_ERR_INVALID_ARG);
+        CHECK_RC(polopt_gemv_rows(2, 3, NULL, 3, 1, rows, x, y), POLOPT_ERR_INVALID_ARG);
+        CHECK_OK(polopt_gemv_rows(2, 3, A, 3, 0, NULL, NULL, NULL)); /* nothing to do */
+        CHECK_OK(polopt_gemv_rows(2, 0, A, 3, 1, rows, NULL, y));    /* empty rows: dot products 0 */
+        CHECK(y[0] == 0.0f);
+        CHECK_OK(polopt_gemv_rows(2, 3, A, 3, 1, rows, x, y));
+        CHECK(y[0] == 15.0f);
+    }
+}
+
 /* One gemm against the double reference; returns the number of wrong entries (the padding of C included). */
 static int check_gemm(polopt_isa isa, int ta, int tb, size_t m, size_t n, size_t k, float alpha, float beta,
                       polopt_rng *rng)
@@ -347,5 +406,5 @@ static void linalg_gemm_edge_cases(void)
 
 const th_test th_suite_linalg[] = {TH(linalg_isa_choice),          TH(linalg_dot_axpy_scale),
                                    TH(linalg_scale_exact),         TH(linalg_nrm2_no_overflow),
-                                   TH(linalg_gemv_both_ways),      TH(linalg_gemm_all_transposes),
+                                   TH(linalg_gemv_both_ways), TH(linalg_gemv_rows_gathers),      TH(linalg_gemm_all_transposes),
                                    TH(linalg_gemm_score_shape),    TH(linalg_gemm_edge_cases), TH_END};
