@@ -300,6 +300,10 @@ POLOPT_DEF polopt_result polopt_gemv(polopt_trans trans, size_t m, size_t n, flo
    rows_i < m, repeats allowed (the scores h^T beta_a of sampled items).  A gather: every row is fetched ahead. */
 POLOPT_DEF polopt_result polopt_gemv_rows(size_t m, size_t n, const float *A, size_t lda, size_t k,
                                           const uint32_t *rows, const float *x, float *y);
+/* Its transpose: y += sum_{i < k} x_i A_{rows_i} (y has n entries): a weighted sum of picked rows (E_w[beta] over
+   weighted draws). */
+POLOPT_DEF polopt_result polopt_gemv_rows_t(size_t m, size_t n, const float *A, size_t lda, size_t k,
+                                            const uint32_t *rows, const float *x, float *y);
 /* C = alpha op(A) op(B) + beta C, with op(A) m x k, op(B) k x n, C m x n.  Stored shapes: A is m x k
    (lda >= k) or, transposed, k x m (lda >= m); likewise B.  Scoring a batch of H (m x L) against the
    catalogue beta (P x L) is polopt_gemm(NO_TRANS, TRANS, m, P, L, 1, H, L, beta, L, 0, scores, P). */
@@ -338,6 +342,8 @@ POLOPT_DEF polopt_result polopt_gemv_isa(polopt_isa isa, polopt_trans trans, siz
                                          const float *A, size_t lda, const float *x, float beta, float *y);
 POLOPT_DEF polopt_result polopt_gemv_rows_isa(polopt_isa isa, size_t m, size_t n, const float *A, size_t lda,
                                               size_t k, const uint32_t *rows, const float *x, float *y);
+POLOPT_DEF polopt_result polopt_gemv_rows_t_isa(polopt_isa isa, size_t m, size_t n, const float *A, size_t lda,
+                                                size_t k, const uint32_t *rows, const float *x, float *y);
 POLOPT_DEF polopt_result polopt_gemm_isa(polopt_isa isa, polopt_trans trans_a, polopt_trans trans_b, size_t m,
                                          size_t n, size_t k, float alpha, const float *A, size_t lda, const float *B,
                                          size_t ldb, float beta, float *C, size_t ldc);
@@ -649,6 +655,7 @@ typedef struct polopt_proposal {
     double *work;      /* K: e^(f - max), then kappa K, while setting */
     uint32_t *stack;   /* K: the alias table's work */
     uint32_t *table;   /* open addressing: member id -> its slot + 1, 0 = empty */
+    uint64_t filter[64]; /* one bit per hash of a member (4,096): most non-members are told by one load */
     size_t table_mask;
     void *block;       /* the one allocation the arrays live in (NULL inside a preallocated estimator) */
     polopt_hooks hooks;
@@ -660,7 +667,7 @@ POLOPT_DEF polopt_result polopt_proposal_init(polopt_proposal *q, size_t P, size
 /* Set eps and alpha_K: K distinct ids below P with their scores f (finite; e.g. from polopt_policy_topk). */
 POLOPT_DEF polopt_result polopt_proposal_set(polopt_proposal *q, float epsilon, size_t K, const uint32_t *ids,
                                              const float *scores);
-/* n draws, with log q of each (out_log_q may be NULL). */
+/* n independent draws, with log q of each (out_log_q may be NULL). */
 POLOPT_DEF polopt_result polopt_proposal_sample(polopt_proposal *q, polopt_rng *rng, size_t n, uint32_t *out_ids,
                                                 float *out_log_q);
 /* log q(a) for n items. */
@@ -680,13 +687,16 @@ POLOPT_DEF void polopt_proposal_free(polopt_proposal *q);
      - the covariance gradient of an expected reward, grad_h E_pi[r] = Cov_pi(r(a), beta_a) / T.
    Three methods compute them:
      SNIS       S draws from the eps-mixture q around the MIPS top-K (>>proposal), log w_s = f(a_s) - log q(a_s),
-                self-normalised.  O(S L + log P) per context: the catalogue is never scanned.
+                self-normalised.  O(S L + log P) per context: the catalogue is never scanned.  The draws are
+                stratified: eps S of them uniform over the catalogue, spread evenly, and the rest from kappa (eps
+                rounded to a multiple of 1 / S), which removes the variance of the split between the components.
      REINFORCE  all P scores, S exact draws from pi (equal weights); O(P L).  The unbiased-direction baseline.
      EXACT      all P scores and pi itself: the "draws" are the P items with weights pi(a); O(P L).
    With SNIS, pi(a | x) = exp f(a) / Z_hat is a ratio estimate: Z_hat = (1/S) sum_s exp f(a_s) / q(a_s) is unbiased
    for Z, so by Jensen's inequality 1 / Z_hat is not, and pi_hat(a) is biased upwards by a relative
-       E[pi_hat(a)] / pi(a) - 1  ~  Var(Z_hat) / Z^2  =  chi2(pi || q) / S,      chi2(pi || q) = E_q[(pi/q)^2] - 1
-   (the delta method), which falls as 1/S and as q nears pi; the estimator returns min(pi_hat, 1).  REINFORCE and
+       E[pi_hat(a)] / pi(a) - 1  ~  Var(Z_hat) / Z^2  <=  chi2(pi || q) / S,      chi2(pi || q) = E_q[(pi/q)^2] - 1
+   (the delta method; chi2 / S for independent draws from q, less by the spread of the components' means of pi/q
+   for the stratified ones), which falls as 1/S and as q nears pi; the estimator returns min(pi_hat, 1).  REINFORCE and
    EXACT give log pi exactly; REINFORCE estimates E_pi[beta] from its draws, EXACT computes it.
    One object holds everything a batch needs (the proposal, the MIPS scratch, the generator, the draw buffers, the
    current eps), allocated once; polopt_estimator_heap_size and polopt_estimator_init_preallocated put all of it
@@ -2526,6 +2536,17 @@ static void polopt__gemv_rows_c(size_t m, size_t n, const float *A, size_t lda, 
     }
 }
 
+/* y += sum_i x_i A_{rows_i}: the transpose of gemv_rows (a weighted sum of sampled rows), a row at a time. */
+static void polopt__gemv_rows_t_c(size_t m, size_t n, const float *A, size_t lda, const uint32_t *rows, const float *x,
+                                  float *y)
+{
+    size_t i;
+    for (i = 0; i < m; ++i) {
+        if (i + 16 < m) polopt__prefetch_gathered(A, lda, rows[i + 16], n);
+        polopt__axpy_c(n, x[i], A + (size_t)rows[i] * lda, y);
+    }
+}
+
 /* y = alpha A^T x + beta y (A m x n, y has n entries): y accumulates alpha x_i A_i, four rows at a time. */
 static void polopt__gemv_t_c(size_t m, size_t n, float alpha, const float *A, size_t lda, const float *x, float beta,
                              float *POLOPT__RESTRICT y)
@@ -2793,6 +2814,40 @@ POLOPT__AVX2 static void polopt__gemv_rows_avx2(size_t m, size_t n, const float 
         _mm256_storeu_ps(y + i, polopt__hsum8_avx2(c0, c1, c2, c3, c4, c5, c6, c7));
     }
     for (; i < m; ++i) y[i] = polopt__dot_avx2(n, A + (size_t)rows[i] * lda, x);
+}
+
+/* y += sum_i x_i A_{rows_i}: up to 64 columns y stays in eight registers for all the rows (an axpy per row would
+   store y and load it back each time); wider, an axpy per row. */
+POLOPT__AVX2 static void polopt__gemv_rows_t_avx2(size_t m, size_t n, const float *A, size_t lda,
+                                                  const uint32_t *rows, const float *x, float *y)
+{
+    size_t i, k;
+    if (n <= 64 && n % 8 == 0) {
+        const size_t nv = n / 8;
+        __m256 y0 = _mm256_setzero_ps(), y1 = y0, y2 = y0, y3 = y0, y4 = y0, y5 = y0, y6 = y0, y7 = y0;
+        for (i = 0; i < m; ++i) {
+            const float *a = A + (size_t)rows[i] * lda;
+            const __m256 c = _mm256_set1_ps(x[i]);
+            if (i + 16 < m) polopt__prefetch_gathered(A, lda, rows[i + 16], n);
+            y0 = _mm256_fmadd_ps(c, _mm256_loadu_ps(a), y0);
+            if (nv > 1) y1 = _mm256_fmadd_ps(c, _mm256_loadu_ps(a + 8), y1);
+            if (nv > 2) y2 = _mm256_fmadd_ps(c, _mm256_loadu_ps(a + 16), y2);
+            if (nv > 3) y3 = _mm256_fmadd_ps(c, _mm256_loadu_ps(a + 24), y3);
+            if (nv > 4) y4 = _mm256_fmadd_ps(c, _mm256_loadu_ps(a + 32), y4);
+            if (nv > 5) y5 = _mm256_fmadd_ps(c, _mm256_loadu_ps(a + 40), y5);
+            if (nv > 6) y6 = _mm256_fmadd_ps(c, _mm256_loadu_ps(a + 48), y6);
+            if (nv > 7) y7 = _mm256_fmadd_ps(c, _mm256_loadu_ps(a + 56), y7);
+        }
+        {
+            const __m256 acc[8] = {y0, y1, y2, y3, y4, y5, y6, y7};
+            for (k = 0; k < nv; ++k) _mm256_storeu_ps(y + 8 * k, _mm256_add_ps(_mm256_loadu_ps(y + 8 * k), acc[k]));
+        }
+        return;
+    }
+    for (i = 0; i < m; ++i) {
+        if (i + 16 < m) polopt__prefetch_gathered(A, lda, rows[i + 16], n);
+        polopt__axpy_avx2(n, x[i], A + (size_t)rows[i] * lda, y);
+    }
 }
 
 /* y = alpha A^T x + beta y: y accumulates alpha x_i A_i.  Up to 64 columns (the embedding sizes of the learners) y
@@ -3125,6 +3180,36 @@ POLOPT__AVX512 static void polopt__gemv_rows_avx512(size_t m, size_t n, const fl
     for (; i < m; ++i) y[i] = polopt__dot_avx512(n, A + (size_t)rows[i] * lda, x);
 }
 
+/* As in AVX2, up to 128 columns in eight registers. */
+POLOPT__AVX512 static void polopt__gemv_rows_t_avx512(size_t m, size_t n, const float *A, size_t lda,
+                                                      const uint32_t *rows, const float *x, float *y)
+{
+    size_t i, k;
+    if (n <= 128 && n % 16 == 0) {
+        const size_t nv = n / 16;
+        __m512 y0 = _mm512_setzero_ps(), y1 = y0, y2 = y0, y3 = y0, y4 = y0, y5 = y0, y6 = y0, y7 = y0;
+        for (i = 0; i < m; ++i) {
+            const float *a = A + (size_t)rows[i] * lda;
+            const __m512 c = _mm512_set1_ps(x[i]);
+            if (i + 16 < m) polopt__prefetch_gathered(A, lda, rows[i + 16], n);
+            y0 = _mm512_fmadd_ps(c, _mm512_loadu_ps(a), y0);
+            if (nv > 1) y1 = _mm512_fmadd_ps(c, _mm512_loadu_ps(a + 16), y1);
+            if (nv > 2) y2 = _mm512_fmadd_ps(c, _mm512_loadu_ps(a + 32), y2);
+            if (nv > 3) y3 = _mm512_fmadd_ps(c, _mm512_loadu_ps(a + 48), y3);
+            if (nv > 4) y4 = _mm512_fmadd_ps(c, _mm512_loadu_ps(a + 64), y4);
+            if (nv > 5) y5 = _mm512_fmadd_ps(c, _mm512_loadu_ps(a + 80), y5);
+            if (nv > 6) y6 = _mm512_fmadd_ps(c, _mm512_loadu_ps(a + 96), y6);
+            if (nv > 7) y7 = _mm512_fmadd_ps(c, _mm512_loadu_ps(a + 112), y7);
+        }
+        {
+            const __m512 acc[8] = {y0, y1, y2, y3, y4, y5, y6, y7};
+            for (k = 0; k < nv; ++k) _mm512_storeu_ps(y + 16 * k, _mm512_add_ps(_mm512_loadu_ps(y + 16 * k), acc[k]));
+        }
+        return;
+    }
+    polopt__gemv_rows_t_avx2(m, n, A, lda, rows, x, y);
+}
+
 /* As in AVX2: up to 128 columns y stays in eight registers for the whole pass over A. */
 POLOPT__AVX512 static void polopt__gemv_t_avx512(size_t m, size_t n, float alpha, const float *A, size_t lda,
                                                  const float *x, float beta, float *y)
@@ -3394,6 +3479,17 @@ static void polopt__gemv_rows_neon(size_t m, size_t n, const float *A, size_t ld
     for (; i < m; ++i) y[i] = polopt__dot_neon(n, A + (size_t)rows[i] * lda, x);
 }
 
+/* A row at a time. */
+static void polopt__gemv_rows_t_neon(size_t m, size_t n, const float *A, size_t lda, const uint32_t *rows,
+                                     const float *x, float *y)
+{
+    size_t i;
+    for (i = 0; i < m; ++i) {
+        if (i + 16 < m) polopt__prefetch_gathered(A, lda, rows[i + 16], n);
+        polopt__axpy_neon(n, x[i], A + (size_t)rows[i] * lda, y);
+    }
+}
+
 static void polopt__gemv_t_neon(size_t m, size_t n, float alpha, const float *A, size_t lda, const float *x,
                                 float beta, float *y)
 {
@@ -3567,6 +3663,7 @@ typedef struct polopt__kernels {
     void (*gemv_n)(size_t m, size_t n, float alpha, const float *A, size_t lda, const float *x, float beta, float *y);
     void (*gemv_t)(size_t m, size_t n, float alpha, const float *A, size_t lda, const float *x, float beta, float *y);
     void (*gemv_rows)(size_t m, size_t n, const float *A, size_t lda, const uint32_t *rows, const float *x, float *y);
+    void (*gemv_rows_t)(size_t m, size_t n, const float *A, size_t lda, const uint32_t *rows, const float *x, float *y);
     int (*max)(size_t n, const float *x, float *out_max);
     double (*sum_exp)(size_t n, const float *x, float mx, float inv_t, float *out);
     size_t mr, nr; /* the gemm micro-kernel's register tile */
@@ -3575,15 +3672,15 @@ typedef struct polopt__kernels {
 } polopt__kernels;
 
 static const polopt__kernels polopt__kernels_c = {
-    POLOPT_ISA_PORTABLE, polopt__dot_c, polopt__axpy_c,  polopt__gemv_n_c,     polopt__gemv_t_c, polopt__gemv_rows_c,
+    POLOPT_ISA_PORTABLE, polopt__dot_c, polopt__axpy_c,  polopt__gemv_n_c,     polopt__gemv_t_c, polopt__gemv_rows_c, polopt__gemv_rows_t_c,
     polopt__max_c,       polopt__sum_exp_c, POLOPT__MR_C, POLOPT__NR_C, polopt__gemm_micro_c, polopt__pack_bt_c};
 #if POLOPT__X86
 static const polopt__kernels polopt__kernels_avx2 = {
-    POLOPT_ISA_AVX2,  polopt__dot_avx2,     polopt__axpy_avx2, polopt__gemv_n_avx2,     polopt__gemv_t_avx2, polopt__gemv_rows_avx2,
+    POLOPT_ISA_AVX2,  polopt__dot_avx2,     polopt__axpy_avx2, polopt__gemv_n_avx2,     polopt__gemv_t_avx2, polopt__gemv_rows_avx2, polopt__gemv_rows_t_avx2,
     polopt__max_avx2, polopt__sum_exp_avx2, POLOPT__MR_AVX2,   POLOPT__NR_AVX2, polopt__gemm_micro_avx2,
     polopt__pack_bt_avx2};
 static const polopt__kernels polopt__kernels_avx512 = {
-    POLOPT_ISA_AVX512,  polopt__dot_avx512,     polopt__axpy_avx512, polopt__gemv_n_avx512, polopt__gemv_t_avx512, polopt__gemv_rows_avx512,
+    POLOPT_ISA_AVX512,  polopt__dot_avx512,     polopt__axpy_avx512, polopt__gemv_n_avx512, polopt__gemv_t_avx512, polopt__gemv_rows_avx512, polopt__gemv_rows_t_avx512,
     polopt__max_avx512, polopt__sum_exp_avx512, POLOPT__MR_AVX512,   POLOPT__NR_AVX512, polopt__gemm_micro_avx512,
     polopt__pack_bt_avx512};
 
@@ -3606,7 +3703,7 @@ static int polopt__cpu_avx512(void)
 #endif
 #if POLOPT__NEON
 static const polopt__kernels polopt__kernels_neon = {
-    POLOPT_ISA_NEON,  polopt__dot_neon,     polopt__axpy_neon, polopt__gemv_n_neon,     polopt__gemv_t_neon, polopt__gemv_rows_neon,
+    POLOPT_ISA_NEON,  polopt__dot_neon,     polopt__axpy_neon, polopt__gemv_n_neon,     polopt__gemv_t_neon, polopt__gemv_rows_neon, polopt__gemv_rows_t_neon,
     polopt__max_neon, polopt__sum_exp_neon, POLOPT__MR_NEON,   POLOPT__NR_NEON, polopt__gemm_micro_neon,
     polopt__pack_bt_neon};
 #endif
@@ -3908,12 +4005,12 @@ POLOPT_DEF polopt_result polopt_gemv(polopt_trans trans, size_t m, size_t n, flo
     return POLOPT_OK;
 }
 
-static int polopt__gemv_rows_args_ok(size_t m, size_t n, const float *A, size_t lda, size_t k, const uint32_t *rows,
-                                     const float *x, const float *y)
+/* A, lda and rows (each below m) of gemv_rows and gemv_rows_t; their x and y are checked by each. */
+static int polopt__gemv_rows_args_ok(size_t m, size_t n, const float *A, size_t lda, size_t k, const uint32_t *rows)
 {
     size_t i;
     if (k == 0) return 1;
-    if (!rows || !y || (n && (!A || !x)) || lda < n) return 0;
+    if (!rows || (n && !A) || lda < n) return 0;
     for (i = 0; i < k; ++i)
         if (rows[i] >= m) return 0;
     return 1;
@@ -3923,6 +4020,12 @@ POLOPT_DEF polopt_result polopt_gemv_rows(size_t m, size_t n, const float *A, si
                                           const uint32_t *rows, const float *x, float *y)
 {
     return polopt_gemv_rows_isa(POLOPT_ISA_AUTO, m, n, A, lda, k, rows, x, y); /* no CBLAS routine gathers */
+}
+
+POLOPT_DEF polopt_result polopt_gemv_rows_t(size_t m, size_t n, const float *A, size_t lda, size_t k,
+                                            const uint32_t *rows, const float *x, float *y)
+{
+    return polopt_gemv_rows_t_isa(POLOPT_ISA_AUTO, m, n, A, lda, k, rows, x, y);
 }
 
 POLOPT_DEF polopt_result polopt_gemm(polopt_trans trans_a, polopt_trans trans_b, size_t m, size_t n, size_t k,
@@ -3962,13 +4065,24 @@ POLOPT_DEF polopt_result polopt_gemv_isa(polopt_isa isa, polopt_trans trans, siz
     return POLOPT_OK;
 }
 
+POLOPT_DEF polopt_result polopt_gemv_rows_t_isa(polopt_isa isa, size_t m, size_t n, const float *A, size_t lda,
+                                                size_t k, const uint32_t *rows, const float *x, float *y)
+{
+    const polopt__kernels *K = polopt__kern(isa);
+    if (!K) return POLOPT_ERR_UNSUPPORTED;
+    if ((n && !y) || (k && !x) || !polopt__gemv_rows_args_ok(m, n, A, lda, k, rows)) return POLOPT_ERR_INVALID_ARG;
+    if (n && k) K->gemv_rows_t(k, n, A, lda, rows, x, y);
+    return POLOPT_OK;
+}
+
 POLOPT_DEF polopt_result polopt_gemv_rows_isa(polopt_isa isa, size_t m, size_t n, const float *A, size_t lda,
                                               size_t k, const uint32_t *rows, const float *x, float *y)
 {
     const polopt__kernels *K = polopt__kern(isa);
     size_t i;
     if (!K) return POLOPT_ERR_UNSUPPORTED;
-    if (!polopt__gemv_rows_args_ok(m, n, A, lda, k, rows, x, y)) return POLOPT_ERR_INVALID_ARG;
+    if ((k && !y) || (k && n && !x) || !polopt__gemv_rows_args_ok(m, n, A, lda, k, rows))
+        return POLOPT_ERR_INVALID_ARG;
     if (n == 0) {
         for (i = 0; i < k; ++i) y[i] = 0.0f;
         return POLOPT_OK;
@@ -4830,6 +4944,7 @@ static void polopt__search_level(const polopt_mips *ix, polopt__locks *lk, polop
     polopt__cand *C = (polopt__cand *)sc->heap_a, *W = (polopt__cand *)sc->heap_b;
     const size_t c_cap = 2 * sc->max_ef + 2;
     uint32_t buf[1 + 2 * POLOPT__MIPS_MAX_M], fresh[2 * POLOPT__MIPS_MAX_M];
+    float sims[2 * POLOPT__MIPS_MAX_M];
     size_t nc = *nw, expanded = 0;
     memcpy(C, W, nc * sizeof *C);
     polopt__maxheap_build(C, nc);
@@ -4849,10 +4964,12 @@ static void polopt__search_level(const polopt_mips *ix, polopt__locks *lk, polop
             fresh[n_fresh++] = e;
             polopt__prefetch_vector(ix, e);
         }
+        if (!q->mobius) /* inner products: all of them in one gather */
+            polopt__kern_auto()->gemv_rows(n_fresh, ix->dim, ix->vectors, ix->dim, fresh, q->q, sims);
         for (j = 0; j < n_fresh; ++j) {
             const uint32_t e = fresh[j];
             polopt__cand ce;
-            ce.s = polopt__sim(ix, q, e);
+            ce.s = q->mobius ? polopt__sim(ix, q, e) : sims[j];
             ce.id = e;
             if (*nw < ef) {
                 polopt__minheap_push(W, nw, ce, 0);
@@ -6436,10 +6553,18 @@ static size_t polopt__hash_slot(uint32_t id, size_t mask)
     return (size_t)((id * 0x9e3779b97f4a7c15ULL) >> 32) & mask;
 }
 
+/* The filter bit of id: other bits of the same product than the slot's. */
+static size_t polopt__filter_bit(uint32_t id)
+{
+    return (size_t)((id * 0x9e3779b97f4a7c15ULL) >> 52); /* 12 bits: 0..4095 */
+}
+
 /* The position of id in alpha_K, or -1. */
 static long polopt__proposal_find(const polopt_proposal *q, uint32_t id)
 {
+    const size_t bit = polopt__filter_bit(id);
     size_t slot = polopt__hash_slot(id, q->table_mask);
+    if (!(q->filter[bit / 64] >> (bit % 64) & 1)) return -1; /* with K = 256, 94% of non-members stop here */
     for (;; slot = (slot + 1) & q->table_mask) {
         const uint32_t v = q->table[slot];
         if (v == 0) return -1;
@@ -6461,6 +6586,7 @@ static void polopt__proposal_layout(polopt_proposal *q, size_t P, size_t max_K, 
     q->stack = (uint32_t *)polopt__carve(a, max_K, sizeof(uint32_t));
     q->table = (uint32_t *)polopt__carve(a, size, sizeof(uint32_t));
     if (q->table) memset(q->table, 0, size * sizeof(uint32_t));
+    memset(q->filter, 0, sizeof q->filter);
     q->P = P;
     q->max_K = max_K;
     q->K = 0;
@@ -6521,6 +6647,7 @@ static void polopt__proposal_clear(polopt_proposal *q)
             slot = (slot + 1) & q->table_mask;
         }
     }
+    memset(q->filter, 0, sizeof q->filter);
     q->K = 0;
 }
 
@@ -6556,6 +6683,7 @@ POLOPT_DEF polopt_result polopt_proposal_set(polopt_proposal *q, float epsilon, 
         while (q->table[slot] != 0) slot = (slot + 1) & q->table_mask;
         q->ids[i] = ids[i];
         q->table[slot] = (uint32_t)(i + 1);
+        q->filter[polopt__filter_bit(ids[i]) / 64] |= (uint64_t)1 << (polopt__filter_bit(ids[i]) % 64);
         q->K = i + 1;
     }
     /* kappa = softmax of the scores over alpha_K (its logarithm exact in log space), its alias table for drawing,
@@ -6577,26 +6705,39 @@ POLOPT_DEF polopt_result polopt_proposal_set(polopt_proposal *q, float epsilon, 
     return POLOPT_OK;
 }
 
-/* Draws with log q, and log kappa of each draw (-inf outside alpha_K) for the adaptive epsilon.  One uniform u
-   decides the component (u < eps: uniform over the catalogue) and, on kappa's side, is uniform again once
-   rescaled: v = (u - eps) / (1 - eps) K picks the alias column floor(v) and tosses its coin with the fraction
-   (53 random bits: 45 of them left for the coin when K = 256).  O(1) a draw. */
+/* Draws with log q, and log kappa of each draw (-inf outside alpha_K) for the adaptive epsilon.
+   Independent draws (stratified = 0): one uniform u decides the component (u < eps: uniform over the catalogue)
+   and, on kappa's side, is uniform again once rescaled: v = (u - eps) / (1 - eps) K picks the alias column
+   floor(v) and tosses its coin with the fraction (53 random bits: 45 left for the coin when K = 256).
+   Stratified (the estimator): the components get their shares exactly, round(eps n) uniform draws, spread evenly
+   (draw s is uniform when floor((s + 1) m / n) > floor(s m / n), m of them), so every prefix holds its share too.
+   This is deterministic mixture sampling (Owen & Zhou 2000, "Safe and effective importance sampling", JASA 95):
+   the weights pi / q with q the mixture density stay valid, the variance of the split is gone, and the
+   component of a draw is a pattern the branch predictor learns.  The caller sets eps to a multiple of 1 / n, so
+   the shares are exactly eps and 1 - eps.  O(1) a draw. */
 static void polopt__proposal_draw(const polopt_proposal *q, polopt_rng *rng, size_t n, uint32_t *ids, float *log_q,
-                                  float *log_kappa)
+                                  float *log_kappa, int stratified)
 {
     const double eps = q->epsilon, scale = eps < 1.0 ? (double)q->K / (1.0 - eps) : 0.0;
+    const size_t m = stratified ? (size_t)floor(eps * (double)n + 0.5) : 0; /* stratified: the uniform draws */
     polopt_rng g = *rng; /* a local copy: its state stays in registers, whatever the stores below may alias */
-    size_t s;
+    size_t s, acc = 0;      /* stratified: acc = s m mod n, so draw s is uniform when acc + m reaches n */
     for (s = 0; s < n; ++s) {
         const double u = polopt__rng_uniform(&g);
         long at;
-        if (u < eps) { /* uniform over the catalogue: may land inside alpha_K */
+        int uniform = u < eps;
+        if (stratified) {
+            acc += m;
+            uniform = acc >= n;
+            acc -= uniform ? n : 0;
+        }
+        if (uniform) { /* uniform over the catalogue: may land inside alpha_K */
             ids[s] = (uint32_t)polopt__rng_below(&g, q->P);
             at = polopt__proposal_find(q, ids[s]);
             if (log_q) log_q[s] = at >= 0 ? q->log_q[at] : q->log_q_other;
             if (log_kappa) log_kappa[s] = at >= 0 ? q->log_kappa[at] : -INFINITY;
         } else { /* from kappa */
-            const double v = (u - eps) * scale;
+            const double v = stratified ? u * (double)q->K : (u - eps) * scale; /* uniform in [0, K) */
             const size_t col = (size_t)v < q->K ? (size_t)v : q->K - 1; /* (rounding at u -> 1) */
             const long other = (long)q->alias[col]; /* both read first: a select, not a branch on the coin */
             at = v - (double)col < (double)q->prob[col] ? (long)col : other;
@@ -6618,7 +6759,7 @@ POLOPT_DEF polopt_result polopt_proposal_sample(polopt_proposal *q, polopt_rng *
     if (q->K == 0)
         return polopt__fail(&q->err, &q->hooks, POLOPT_ERR_INVALID_ARG,
                             "polopt_proposal_sample: no top-K set yet (call polopt_proposal_set)");
-    polopt__proposal_draw(q, rng, n, out_ids, out_log_q, NULL);
+    polopt__proposal_draw(q, rng, n, out_ids, out_log_q, NULL, 0);
     return POLOPT_OK;
 }
 
@@ -6856,6 +6997,12 @@ static polopt_result polopt__estimator_topk(polopt_estimator *e, const float *h,
     return POLOPT_OK;
 }
 
+/* eps rounded to a multiple of 1 / S: the share of uniform draws that S stratified draws can hold exactly. */
+static float polopt__stratified_epsilon(float eps, size_t S)
+{
+    return (float)(floor((double)eps * (double)S + 0.5) / (double)S);
+}
+
 /* Sakhi et al. 2023, Algorithm 1, steps 1-4 for context c: the MIPS top-K of h, the eps-mixture around it, S draws,
    their scores and self-normalised weights.  A draw inside alpha_K already has its score (log kappa + the log of
    kappa's normaliser); the others need h^T beta_a from a row anywhere in beta.  O(MIPS + S L). */
@@ -6879,9 +7026,9 @@ static polopt_result polopt__estimator_snis(polopt_estimator *e, size_t c, uint3
         if ((rc = polopt__estimator_topk(e, h, warm)) != POLOPT_OK) return rc;
         while (K > 1 && e->topk[K - 1] == POLOPT_NO_ITEM) --K; /* a graph that reached fewer than K items */
         for (s = 0; s < K; ++s) e->topk_scores[s] *= inv_t;
-        rc = polopt_proposal_set(&e->proposal, e->epsilon, K, e->topk, e->topk_scores);
+        rc = polopt_proposal_set(&e->proposal, polopt__stratified_epsilon(e->epsilon, S), K, e->topk, e->topk_scores);
         if (rc != POLOPT_OK) return polopt__fail(&e->err, &e->config.hooks, rc, "%s", e->proposal.err.message);
-        polopt__proposal_draw(&e->proposal, &e->rng, S, ids, log_q, log_kappa);
+        polopt__proposal_draw(&e->proposal, &e->rng, S, ids, log_q, log_kappa, 1);
         q = &e->proposal;
     }
     { /* f(a_s) = h^T beta_a / T: the draws outside alpha_K gathered, their rows from all over beta in one pass
@@ -7133,17 +7280,12 @@ static void polopt__mean_beta(const polopt_estimator *est, size_t c, float *out)
     const size_t S = est->S, L = est->index->dim;
     const float *beta = est->index->vectors, *w = est->weights + c * S;
     const uint32_t *ids = est->ids + c * S;
-    const polopt__axpy_fn axpy = polopt__kern_auto()->axpy;
-    size_t s;
     if (est->config.method == POLOPT_METHOD_EXACT) {
         memcpy(out, est->beta_bar + c * L, L * sizeof *out);
         return;
     }
     memset(out, 0, L * sizeof *out);
-    for (s = 0; s < S; ++s) {
-        if (s + 16 < S) POLOPT__PREFETCH(beta + (size_t)ids[s + 16] * L);
-        axpy(L, w[s], beta + (size_t)ids[s] * L, out);
-    }
+    polopt__kern_auto()->gemv_rows_t(S, L, beta, L, ids, w, out);
 }
 
 POLOPT_DEF polopt_result polopt_estimator_mean_embedding(const polopt_estimator *est, size_t c, float *out_beta_bar)
@@ -7237,14 +7379,15 @@ POLOPT_DEF polopt_result polopt_estimator_gradient(const polopt_estimator *est, 
             for (i = 0; i < m; ++i) v[i] = (float)(w[s + i] * ((double)rewards[s + i] - r_bar));
             polopt__gemv(POLOPT_TRANS, m, L, (float)scale, beta + s * L, L, v, 1.0f, out_g);
         }
-    } else {
+    } else { /* sum_s v_s beta_{a_s}, v_s = w_s (r_s - r_bar) / T: the rows gathered, g kept in registers */
         const uint32_t *ids = est->ids + c * S;
-        const polopt__axpy_fn axpy = polopt__kern_auto()->axpy;
+        float v[256];
         memset(out_g, 0, L * sizeof *out_g);
-        for (s = 0; s < S; ++s) {
-            const double k = w[s] * ((double)rewards[s] - r_bar);
-            if (s + 16 < S) POLOPT__PREFETCH(beta + (size_t)ids[s + 16] * L);
-            if (k != 0.0) axpy(L, (float)(scale * k), beta + (size_t)ids[s] * L, out_g);
+        for (s = 0; s < S; s += 256) {
+            const size_t m = S - s < 256 ? S - s : 256;
+            size_t i;
+            for (i = 0; i < m; ++i) v[i] = (float)(scale * (w[s + i] * ((double)rewards[s + i] - r_bar)));
+            polopt__kern_auto()->gemv_rows_t(m, L, beta, L, ids + s, v, out_g);
         }
     }
     if (polopt_check_finite(L, out_g, &bad) != POLOPT_OK || !(fabs(r_bar) <= DBL_MAX))

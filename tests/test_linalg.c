@@ -239,62 +239,81 @@ static void linalg_gemv_both_ways(void)
     }
 }
 
-/* Picked rows: k row indices (repeats, the first and the last row of A) against a double loop; the block of eight
-   rows, the prefetch distance (16 ahead) and the tails around them. */
-static void linalg_gemv_rows_gathers(void)
+/* Picked rows, both ways: y_i = A[rows_i] . x (gemv_rows) and y += sum_i x_i A[rows_i] (gemv_rows_t), against
+   double loops, on k row indices with repeats and the first and the last row of A.  Shapes around the blocks of
+   eight rows, the prefetch distance (16 ahead), the register paths of the transpose (n a multiple of the vector
+   width, up to 64 or 128) and the tails. */
+static void linalg_gemv_rows_both_ways(void)
 {
     static const size_t shapes[][4] = {/* m, n, lda, k */
-                                       {1, 1, 1, 1},   {5, 3, 4, 7},     {40, 16, 16, 8},   {40, 17, 20, 9},
-                                       {300, 64, 64, 23}, {300, 64, 70, 24}, {1000, 33, 33, 25}, {1000, 128, 128, 1000},
-                                       {50, 5, 5, 0}};
+                                       {1, 1, 1, 1},       {5, 3, 4, 7},       {40, 16, 16, 8},    {40, 17, 20, 9},
+                                       {300, 64, 64, 23},  {300, 64, 70, 24},  {1000, 33, 33, 25}, {1000, 128, 128, 1000},
+                                       {300, 136, 136, 40}, {50, 8, 8, 0}};
     polopt_isa isas[9];
     const size_t nk = th_isas(isas);
     polopt_rng rng;
     size_t s, i, q, p;
+    int t;
     polopt_rng_seed(&rng, 11);
-    for (s = 0; s < sizeof shapes / sizeof shapes[0]; ++s) {
-        const size_t m = shapes[s][0], n = shapes[s][1], lda = shapes[s][2], k = shapes[s][3];
-        float *A = rand_array(&rng, m * lda), *x = rand_array(&rng, n), *y = rand_array(&rng, k + 1);
-        uint32_t *rows = (uint32_t *)malloc((k ? k : 1) * sizeof *rows);
-        for (i = 0; i < k; ++i) rows[i] = (uint32_t)(polopt_rng_next(&rng) % m);
-        if (k > 2) rows[0] = 0, rows[1] = (uint32_t)(m - 1), rows[2] = rows[1]; /* the ends of A, a repeat */
-        for (q = 0; q < nk + 1; ++q) {
-            const float guard = y[k];
-            int bad = 0;
-            CHECK_OK(q < nk ? polopt_gemv_rows_isa(isas[q], m, n, A, lda, k, rows, x, y)
-                            : polopt_gemv_rows(m, n, A, lda, k, rows, x, y));
-            for (i = 0; i < k; ++i) {
-                double ref = 0.0, mag = 0.0;
-                for (p = 0; p < n; ++p) {
-                    ref += (double)A[rows[i] * lda + p] * x[p];
-                    mag += fabs((double)A[rows[i] * lda + p] * x[p]);
+    for (s = 0; s < sizeof shapes / sizeof shapes[0]; ++s)
+        for (t = 0; t < 2; ++t) {
+            const size_t m = shapes[s][0], n = shapes[s][1], lda = shapes[s][2], k = shapes[s][3];
+            const size_t nx = t ? k : n, ny = t ? n : k; /* t: the transpose */
+            float *A = rand_array(&rng, m * lda), *x = rand_array(&rng, nx), *y0 = rand_array(&rng, ny + 1);
+            float *y = (float *)malloc((ny + 1) * sizeof *y);
+            uint32_t *rows = (uint32_t *)malloc((k ? k : 1) * sizeof *rows);
+            for (i = 0; i < k; ++i) rows[i] = (uint32_t)(polopt_rng_next(&rng) % m);
+            if (k > 2) rows[0] = 0, rows[1] = (uint32_t)(m - 1), rows[2] = rows[1]; /* the ends of A, a repeat */
+            for (q = 0; q < nk + 1; ++q) {
+                int bad = 0;
+                memcpy(y, y0, (ny + 1) * sizeof *y);
+                if (t)
+                    CHECK_OK(q < nk ? polopt_gemv_rows_t_isa(isas[q], m, n, A, lda, k, rows, x, y)
+                                    : polopt_gemv_rows_t(m, n, A, lda, k, rows, x, y));
+                else
+                    CHECK_OK(q < nk ? polopt_gemv_rows_isa(isas[q], m, n, A, lda, k, rows, x, y)
+                                    : polopt_gemv_rows(m, n, A, lda, k, rows, x, y));
+                for (i = 0; i < ny; ++i) { /* y_i: the dot of row rows_i, or column i's weighted sum */
+                    double ref = t ? y0[i] : 0.0, mag = t ? fabs(y0[i]) : 0.0;
+                    for (p = 0; p < (t ? k : n); ++p) {
+                        const double v = t ? (double)x[p] * A[rows[p] * lda + i] : (double)A[rows[i] * lda + p] * x[p];
+                        ref += v;
+                        mag += fabs(v);
+                    }
+                    bad += !(fabs(y[i] - ref) <= (nx + 2) * U24 * mag + 1e-30);
                 }
-                bad += !(fabs(y[i] - ref) <= (n + 2) * U24 * mag + 1e-30);
+                bad += memcmp(&y[ny], &y0[ny], sizeof *y) != 0; /* nothing written past the end */
+                if (bad)
+                    th_fail(__FILE__, __LINE__, "gemv_rows%s %s %lux%lu lda %lu k %lu: %d wrong entries", t ? "_t" : "",
+                            q < nk ? kname(isas[q]) : "plain", (unsigned long)m, (unsigned long)n, (unsigned long)lda,
+                            (unsigned long)k, bad);
             }
-            bad += memcmp(&y[k], &guard, sizeof guard) != 0; /* nothing written past the end */
-            if (bad)
-                th_fail(__FILE__, __LINE__, "gemv_rows %s %lux%lu lda %lu k %lu: %d wrong entries",
-                        q < nk ? kname(isas[q]) : "plain", (unsigned long)m, (unsigned long)n, (unsigned long)lda,
-                        (unsigned long)k, bad);
+            free(A);
+            free(x);
+            free(y);
+            free(y0);
+            free(rows);
         }
-        free(A);
-        free(x);
-        free(y);
-        free(rows);
-    }
     {
-        float A[6] = {1, 2, 3, 4, 5, 6}, x[3] = {1, 1, 1}, y[2] = {7, 7};
+        float A[6] = {1, 2, 3, 4, 5, 6}, x[3] = {1, 1, 1}, y[3] = {7, 7, 7};
         uint32_t rows[2] = {1, 2};
         CHECK_RC(polopt_gemv_rows(2, 3, A, 3, 2, rows, x, y), POLOPT_ERR_INVALID_ARG); /* row 2 of 2 rows */
-        CHECK(y[0] == 7.0f && y[1] == 7.0f);                                            /* y untouched */
+        CHECK_RC(polopt_gemv_rows_t(2, 3, A, 3, 2, rows, x, y), POLOPT_ERR_INVALID_ARG);
+        CHECK(y[0] == 7.0f && y[1] == 7.0f && y[2] == 7.0f); /* y untouched */
         CHECK_RC(polopt_gemv_rows(2, 3, A, 2, 1, rows, x, y), POLOPT_ERR_INVALID_ARG); /* lda < n */
         CHECK_RC(polopt_gemv_rows(2, 3, A, 3, 1, NULL, x, y), POLOPT_ERR_INVALID_ARG);
         CHECK_RC(polopt_gemv_rows(2, 3, NULL, 3, 1, rows, x, y), POLOPT_ERR_INVALID_ARG);
+        CHECK_RC(polopt_gemv_rows_t(2, 3, A, 3, 1, rows, NULL, y), POLOPT_ERR_INVALID_ARG);
+        CHECK_RC(polopt_gemv_rows_t(2, 3, A, 3, 1, rows, x, NULL), POLOPT_ERR_INVALID_ARG);
         CHECK_OK(polopt_gemv_rows(2, 3, A, 3, 0, NULL, NULL, NULL)); /* nothing to do */
-        CHECK_OK(polopt_gemv_rows(2, 0, A, 3, 1, rows, NULL, y));    /* empty rows: dot products 0 */
+        CHECK_OK(polopt_gemv_rows_t(2, 3, A, 3, 0, NULL, NULL, y));
+        CHECK_OK(polopt_gemv_rows(2, 0, A, 3, 1, rows, NULL, y)); /* empty rows: dot products 0 */
         CHECK(y[0] == 0.0f);
         CHECK_OK(polopt_gemv_rows(2, 3, A, 3, 1, rows, x, y));
         CHECK(y[0] == 15.0f);
+        y[0] = y[1] = y[2] = 1.0f, rows[1] = 0, x[1] = 2.0f;
+        CHECK_OK(polopt_gemv_rows_t(2, 3, A, 3, 2, rows, x, y)); /* y += 1 (4 5 6) + 2 (1 2 3) */
+        CHECK(y[0] == 7.0f && y[1] == 10.0f && y[2] == 13.0f);
     }
 }
 
@@ -406,5 +425,5 @@ static void linalg_gemm_edge_cases(void)
 
 const th_test th_suite_linalg[] = {TH(linalg_isa_choice),          TH(linalg_dot_axpy_scale),
                                    TH(linalg_scale_exact),         TH(linalg_nrm2_no_overflow),
-                                   TH(linalg_gemv_both_ways), TH(linalg_gemv_rows_gathers),      TH(linalg_gemm_all_transposes),
+                                   TH(linalg_gemv_both_ways), TH(linalg_gemv_rows_both_ways),      TH(linalg_gemm_all_transposes),
                                    TH(linalg_gemm_score_shape),    TH(linalg_gemm_edge_cases), TH_END};

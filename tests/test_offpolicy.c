@@ -51,10 +51,13 @@ static double exact_pi(const cat *c, double *pi)
     return mx + log(Z);
 }
 
-/* The eps-mixture q of the exact top K, and chi2(pi || q) = sum pi^2 / q - 1, in double. */
-static double chi2_of_mixture(const cat *c, const double *pi, size_t K, double eps)
+/* The eps-mixture q of the exact top K, in double: chi2(pi || q) = sum pi^2 / q - 1 (into *chi2, the relative
+   variance of one draw's weight pi / q), and, returned, what remains of it when the draws are stratified, eps S from
+   the uniform component U and the rest from kappa, as the estimator draws them: eps Var_U(pi / q) + (1 - eps)
+   Var_kappa(pi / q) (the law of total variance: chi2 less the spread of the components' means). */
+static double mixture_variance(const cat *c, const double *pi, size_t K, double eps, double *chi2)
 {
-    double *q = (double *)malloc(c->P * sizeof(double)), kz = 0, chi2 = -1.0;
+    double *q = (double *)malloc(c->P * sizeof(double)), kz = 0, mu = 0, mu2 = 0, mk = 0, mk2 = 0;
     uint32_t *top = (uint32_t *)malloc(K * sizeof(uint32_t));
     float *pf = (float *)malloc(c->P * sizeof(float));
     size_t a, i;
@@ -62,21 +65,32 @@ static double chi2_of_mixture(const cat *c, const double *pi, size_t K, double e
     CHECK_OK(polopt_topk(c->P, pf, K, top, NULL));
     for (i = 0; i < K; ++i) kz += pi[top[i]];
     for (i = 0; i < K; ++i) q[top[i]] += (1.0 - eps) * pi[top[i]] / kz; /* kappa: pi renormalised on the top K */
-    for (a = 0; a < c->P; ++a) chi2 += pi[a] * pi[a] / q[a];
+    for (a = 0; a < c->P; ++a) { /* the uniform component's moments of pi / q */
+        mu += pi[a] / q[a] / (double)c->P;
+        mu2 += pi[a] * pi[a] / (q[a] * q[a]) / (double)c->P;
+    }
+    for (i = 0; i < K; ++i) { /* kappa's */
+        const double k = pi[top[i]] / kz, u = pi[top[i]] / q[top[i]];
+        mk += k * u;
+        mk2 += k * u * u;
+    }
+    *chi2 = eps * mu2 + (1.0 - eps) * mk2 - 1.0;
     free(q), free(top), free(pf);
-    return chi2;
+    return eps * (mu2 - mu * mu) + (1.0 - eps) * (mk2 - mk * mk);
 }
 
-/* SNIS's pi_hat(a) = exp f(a) / Z_hat is a ratio estimate, biased upwards by about chi2(pi || q) / S (the delta
-   method: E[Z / Z_hat] - 1 ~ Var(Z_hat) / Z^2).  For S = 16, 64, 256 and 5120 independent estimates each, the mean
-   of pi_hat / pi - 1 for an item outside the top K is within 4.5 standard errors plus 25% (the second-order terms of
-   the expansion) of chi2 / S; the bias falls with S; REINFORCE and EXACT give log pi exactly. */
+/* SNIS's pi_hat(a) = exp f(a) / Z_hat is a ratio estimate, biased upwards by about Var(Z_hat) / Z^2 (the delta
+   method: E[Z / Z_hat] - 1 ~ Var(Z_hat) / Z^2), which is chi2(pi || q) / S for independent draws and, for the
+   estimator's stratified draws, the within-component variance over S (mixture_variance).  For S = 16, 64, 256 and
+   5120 independent estimates each, the mean of pi_hat / pi - 1 for an item outside the top K is within 4.5
+   standard errors plus 25% (the second-order terms of the expansion) of that; the bias falls with S; REINFORCE and
+   EXACT give log pi exactly. */
 static void offpolicy_ratio_bias_follows_delta_method(void)
 {
     enum { P = 2000, L = 8, K = 32, B = 256, ROUNDS = 20 };
     static const size_t S_values[3] = {16, 64, 256};
     cat c;
-    double pi[P], chi2, last_bias = INFINITY;
+    double pi[P], chi2, var_strat, last_bias = INFINITY;
     float *H = (float *)malloc(B * L * sizeof(float)), lp;
     polopt_estimator est;
     polopt_estimator_config ec = polopt_estimator_config_default();
@@ -93,10 +107,10 @@ static void offpolicy_ratio_bias_follows_delta_method(void)
         CHECK_OK(polopt_topk(P, pf, 100, top, NULL));
         a = top[99];
     }
-    chi2 = chi2_of_mixture(&c, pi, K, 0.5);
+    var_strat = mixture_variance(&c, pi, K, 0.5, &chi2);
     for (b = 0; b < B; ++b) memcpy(H + b * L, c.h, L * sizeof(float));
     for (si = 0; si < 3; ++si) {
-        const double S = (double)S_values[si], predicted = chi2 / S;
+        const double S = (double)S_values[si], predicted = var_strat / S;
         double sum = 0, sq = 0, mean, se;
         ec.K = K, ec.S = S_values[si], ec.epsilon = 0.5f, ec.batch = B, ec.seed = 5 + si;
         CHECK_OK(polopt_estimator_init(&est, &c.index, &ec));
@@ -111,8 +125,8 @@ static void offpolicy_ratio_bias_follows_delta_method(void)
         }
         mean = sum / (B * ROUNDS);
         se = sqrt((sq / (B * ROUNDS) - mean * mean) / (B * ROUNDS));
-        printf("    S = %4.0f: E[pi_hat / pi] - 1 = %.4f +- %.4f, delta method chi2 / S = %.4f (chi2 = %.2f)\n", S, mean,
-               se, predicted, chi2);
+        printf("    S = %4.0f: E[pi_hat / pi] - 1 = %.4f +- %.4f, delta method %.4f (stratified; %.4f for independent "
+               "draws, chi2 = %.2f)\n", S, mean, se, predicted, chi2 / S, chi2);
         CHECK(fabs(mean - predicted) <= 4.5 * se + 0.25 * predicted);
         CHECK(mean < last_bias);
         last_bias = mean;
@@ -390,8 +404,9 @@ static polopt_result prob_reward(void *user, uint32_t ctx, size_t n, const uint3
     return POLOPT_OK;
 }
 
-static double train_logged(const logged_task *t, polopt_mips *ix, const polopt_dataset *logged,
-                           polopt_correction kind, int learn, float kl, int normalise, double *b_err)
+static double train_logged_seed(const logged_task *t, polopt_mips *ix, const polopt_dataset *logged,
+                                polopt_correction kind, int learn, float kl, int normalise, double *b_err,
+                                uint64_t seed)
 {
     polopt_policy pol;
     polopt_policy_config pc = polopt_policy_config_default(t->L, t->L);
@@ -402,7 +417,7 @@ static double train_logged(const logged_task *t, polopt_mips *ix, const polopt_d
     int e;
     pc.init_scale = 0.0f, pc.init = POLOPT_INIT_RANDOM;
     CHECK_OK(polopt_policy_init(&pol, &pc));
-    tc.estimator.K = 16, tc.estimator.S = 200, tc.estimator.epsilon = 0.5f, tc.estimator.seed = 3;
+    tc.estimator.K = 16, tc.estimator.S = 200, tc.estimator.epsilon = 0.5f, tc.estimator.seed = seed;
     tc.adam.lr = 0.05f;
     tc.correction.kind = kind, tc.correction.K = 4, tc.correction.cap = 50.0f, tc.correction.kl = kl;
     tc.correction.normalise = normalise;
@@ -443,6 +458,12 @@ static double train_logged(const logged_task *t, polopt_mips *ix, const polopt_d
     polopt_trainer_free(&tr);
     polopt_policy_free(&pol);
     return v;
+}
+
+static double train_logged(const logged_task *t, polopt_mips *ix, const polopt_dataset *logged,
+                           polopt_correction kind, int learn, float kl, int normalise, double *b_err)
+{
+    return train_logged_seed(t, ix, logged, kind, learn, kl, normalise, b_err, 3);
 }
 
 /* Every allocation failure of a trainer with a behaviour head and warm starts, through its first epoch on logged
@@ -522,12 +543,17 @@ static void offpolicy_training_from_logged_returns(void)
     logged.n = t.n, logged.X = t.X, logged.ldx = t.L, logged.returns = &lr;
     v_none = train_logged(&t, &ix, &logged, POLOPT_CORRECTION_NONE, 0, 0.0f, 0, NULL);
     v_first = train_logged(&t, &ix, &logged, POLOPT_CORRECTION_FIRST_ORDER, 0, 0.0f, 0, NULL);
-    v_topk = train_logged(&t, &ix, &logged, POLOPT_CORRECTION_TOP_K, 0, 0.0f, 0, NULL);
+    /* the top-K objective's 15 epochs at lr 0.05 end anywhere in 0.54-0.66 with the draws (a kernel's rounding
+       is enough to move them): its value is the mean of three seeds */
+    v_topk = (train_logged_seed(&t, &ix, &logged, POLOPT_CORRECTION_TOP_K, 0, 0.0f, 0, NULL, 3) +
+              train_logged_seed(&t, &ix, &logged, POLOPT_CORRECTION_TOP_K, 0, 0.0f, 0, NULL, 4) +
+              train_logged_seed(&t, &ix, &logged, POLOPT_CORRECTION_TOP_K, 0, 0.0f, 0, NULL, 5)) /
+             3.0;
     logged.returns = &lr_unknown;
     v_learned = train_logged(&t, &ix, &logged, POLOPT_CORRECTION_FIRST_ORDER, 1, 0.0f, 0, &b_err);
     v_extra = train_logged(&t, &ix, &logged, POLOPT_CORRECTION_TOP_K, 1, 0.1f, 1, NULL);
     printf("    logged returns: true value of the behaviour %.4f; trained with no correction %.4f, first-order %.4f, "
-           "top-K %.4f, first-order with b_hat %.4f (mean |log b_hat - log b| %.3f), top-K + normalised + KL %.4f\n",
+           "top-K %.4f (mean of 3 seeds), first-order with b_hat %.4f (mean |log b_hat - log b| %.3f), top-K + normalised + KL %.4f\n",
            v_behaviour, v_none, v_first, v_topk, v_learned, b_err, v_extra);
     CHECK(v_first > v_none + 0.02);
     CHECK(v_topk > v_none + 0.02);
