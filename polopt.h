@@ -3672,17 +3672,18 @@ typedef struct polopt__kernels {
 } polopt__kernels;
 
 static const polopt__kernels polopt__kernels_c = {
-    POLOPT_ISA_PORTABLE, polopt__dot_c, polopt__axpy_c,  polopt__gemv_n_c,     polopt__gemv_t_c, polopt__gemv_rows_c, polopt__gemv_rows_t_c,
-    polopt__max_c,       polopt__sum_exp_c, POLOPT__MR_C, POLOPT__NR_C, polopt__gemm_micro_c, polopt__pack_bt_c};
+    POLOPT_ISA_PORTABLE, polopt__dot_c, polopt__axpy_c, polopt__gemv_n_c, polopt__gemv_t_c, polopt__gemv_rows_c,
+    polopt__gemv_rows_t_c, polopt__max_c, polopt__sum_exp_c, POLOPT__MR_C, POLOPT__NR_C, polopt__gemm_micro_c,
+    polopt__pack_bt_c};
 #if POLOPT__X86
 static const polopt__kernels polopt__kernels_avx2 = {
-    POLOPT_ISA_AVX2,  polopt__dot_avx2,     polopt__axpy_avx2, polopt__gemv_n_avx2,     polopt__gemv_t_avx2, polopt__gemv_rows_avx2, polopt__gemv_rows_t_avx2,
-    polopt__max_avx2, polopt__sum_exp_avx2, POLOPT__MR_AVX2,   POLOPT__NR_AVX2, polopt__gemm_micro_avx2,
-    polopt__pack_bt_avx2};
+    POLOPT_ISA_AVX2, polopt__dot_avx2, polopt__axpy_avx2, polopt__gemv_n_avx2, polopt__gemv_t_avx2,
+    polopt__gemv_rows_avx2, polopt__gemv_rows_t_avx2, polopt__max_avx2, polopt__sum_exp_avx2, POLOPT__MR_AVX2,
+    POLOPT__NR_AVX2, polopt__gemm_micro_avx2, polopt__pack_bt_avx2};
 static const polopt__kernels polopt__kernels_avx512 = {
-    POLOPT_ISA_AVX512,  polopt__dot_avx512,     polopt__axpy_avx512, polopt__gemv_n_avx512, polopt__gemv_t_avx512, polopt__gemv_rows_avx512, polopt__gemv_rows_t_avx512,
-    polopt__max_avx512, polopt__sum_exp_avx512, POLOPT__MR_AVX512,   POLOPT__NR_AVX512, polopt__gemm_micro_avx512,
-    polopt__pack_bt_avx512};
+    POLOPT_ISA_AVX512, polopt__dot_avx512, polopt__axpy_avx512, polopt__gemv_n_avx512, polopt__gemv_t_avx512,
+    polopt__gemv_rows_avx512, polopt__gemv_rows_t_avx512, polopt__max_avx512, polopt__sum_exp_avx512, POLOPT__MR_AVX512,
+    POLOPT__NR_AVX512, polopt__gemm_micro_avx512, polopt__pack_bt_avx512};
 
 /* What the CPU (and the operating system, which must save the wide registers) supports, from the compiler's cpuid
    cache: a few loads, cheap enough to ask at every call. */
@@ -3703,9 +3704,9 @@ static int polopt__cpu_avx512(void)
 #endif
 #if POLOPT__NEON
 static const polopt__kernels polopt__kernels_neon = {
-    POLOPT_ISA_NEON,  polopt__dot_neon,     polopt__axpy_neon, polopt__gemv_n_neon,     polopt__gemv_t_neon, polopt__gemv_rows_neon, polopt__gemv_rows_t_neon,
-    polopt__max_neon, polopt__sum_exp_neon, POLOPT__MR_NEON,   POLOPT__NR_NEON, polopt__gemm_micro_neon,
-    polopt__pack_bt_neon};
+    POLOPT_ISA_NEON, polopt__dot_neon, polopt__axpy_neon, polopt__gemv_n_neon, polopt__gemv_t_neon,
+    polopt__gemv_rows_neon, polopt__gemv_rows_t_neon, polopt__max_neon, polopt__sum_exp_neon, POLOPT__MR_NEON,
+    POLOPT__NR_NEON, polopt__gemm_micro_neon, polopt__pack_bt_neon};
 #endif
 
 /* The best kernels for this build and CPU. */
@@ -5737,9 +5738,10 @@ static polopt_result polopt__mips_search_from(const polopt_mips *index, polopt_m
         "polopt_mips_search_from");
 }
 
-POLOPT_DEF polopt_result polopt_mips_search_from(const polopt_mips *index, polopt_mips_scratch *scratch, const float *query,
-                                                 size_t k, size_t ef, const uint32_t *seeds, size_t n_seeds,
-                                                 size_t max_expansions, uint32_t *out_ids, float *out_scores)
+POLOPT_DEF polopt_result polopt_mips_search_from(const polopt_mips *index, polopt_mips_scratch *scratch,
+                                                 const float *query, size_t k, size_t ef, const uint32_t *seeds,
+                                                 size_t n_seeds, size_t max_expansions, uint32_t *out_ids,
+                                                 float *out_scores)
 {
     return polopt__mips_search_from(index, scratch, query, k, ef, seeds, n_seeds, max_expansions, out_ids, out_scores,
                                     1);

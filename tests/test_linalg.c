@@ -246,8 +246,9 @@ static void linalg_gemv_both_ways(void)
 static void linalg_gemv_rows_both_ways(void)
 {
     static const size_t shapes[][4] = {/* m, n, lda, k */
-                                       {1, 1, 1, 1},       {5, 3, 4, 7},       {40, 16, 16, 8},    {40, 17, 20, 9},
-                                       {300, 64, 64, 23},  {300, 64, 70, 24},  {1000, 33, 33, 25}, {1000, 128, 128, 1000},
+                                       {1, 1, 1, 1},        {5, 3, 4, 7},      {40, 16, 16, 8},
+                                       {40, 17, 20, 9},     {300, 64, 64, 23}, {300, 64, 70, 24},
+                                       {1000, 33, 33, 25},  {1000, 128, 128, 1000},
                                        {300, 136, 136, 40}, {50, 8, 8, 0}};
     polopt_isa isas[9];
     const size_t nk = th_isas(isas);
@@ -425,5 +426,6 @@ static void linalg_gemm_edge_cases(void)
 
 const th_test th_suite_linalg[] = {TH(linalg_isa_choice),          TH(linalg_dot_axpy_scale),
                                    TH(linalg_scale_exact),         TH(linalg_nrm2_no_overflow),
-                                   TH(linalg_gemv_both_ways), TH(linalg_gemv_rows_both_ways),      TH(linalg_gemm_all_transposes),
-                                   TH(linalg_gemm_score_shape),    TH(linalg_gemm_edge_cases), TH_END};
+                                   TH(linalg_gemv_both_ways),      TH(linalg_gemv_rows_both_ways),
+                                   TH(linalg_gemm_all_transposes), TH(linalg_gemm_score_shape),
+                                   TH(linalg_gemm_edge_cases),     TH_END};

@@ -553,7 +553,8 @@ static void offpolicy_training_from_logged_returns(void)
     v_learned = train_logged(&t, &ix, &logged, POLOPT_CORRECTION_FIRST_ORDER, 1, 0.0f, 0, &b_err);
     v_extra = train_logged(&t, &ix, &logged, POLOPT_CORRECTION_TOP_K, 1, 0.1f, 1, NULL);
     printf("    logged returns: true value of the behaviour %.4f; trained with no correction %.4f, first-order %.4f, "
-           "top-K %.4f (mean of 3 seeds), first-order with b_hat %.4f (mean |log b_hat - log b| %.3f), top-K + normalised + KL %.4f\n",
+           "top-K %.4f (mean of 3 seeds), first-order with b_hat %.4f (mean |log b_hat - log b| %.3f), "
+           "top-K + normalised + KL %.4f\n",
            v_behaviour, v_none, v_first, v_topk, v_learned, b_err, v_extra);
     CHECK(v_first > v_none + 0.02);
     CHECK(v_topk > v_none + 0.02);
