@@ -87,6 +87,16 @@
      Beygelzimer & Langford 2009   The Offset Tree for Learning with Partial Labels.  KDD 2009.  (the direct method)
      Dudik, Langford & Li 2011     Doubly Robust Policy Evaluation and Learning.  ICML 2011.
      Wang, Agarwal & Dudik 2017    Optimal and Adaptive Off-policy Evaluation in Contextual Bandits.  ICML 2017.
+     Su et al. 2020                Doubly Robust Off-policy Evaluation with Shrinkage.  ICML 2020.  (Y. Su,
+                                   M. Dimakopoulou, A. Krishnamurthy, M. Dudik.)  DRos, and the MSE estimate that
+                                   tunes a level from the data.
+     Su, Srinath & Krishnamurthy 2020  Adaptive Estimator Selection for Off-Policy Evaluation.  ICML 2020.  (SLOPE)
+     Tucker & Lee 2021             Improved Estimator Selection for Off-Policy Evaluation.  ICML 2021 Workshop on
+                                   Reinforcement Learning Theory.  (the sqrt(6) - 1 constant of SLOPE)
+     Metelli, Russo & Restelli 2021  Subgaussian and Differentiable Importance Sampling for Off-Policy Evaluation and
+                                   Learning.  NeurIPS 2021.  (SG-IPS, SG-DR)
+     Neumaier 1974                 Rundungsfehleranalyse einiger Verfahren zur Summation endlicher Summen.  ZAMM
+                                   54.  (compensated summation)
      Saito et al. 2021             Open Bandit Dataset and Pipeline: Towards Realistic and Reproducible Off-Policy
                                    Evaluation.  NeurIPS 2021 Datasets and Benchmarks.  (obp, the reference for >>ope)
      Halko, Martinsson & Tropp 2011  Finding Structure with Randomness: Probabilistic Algorithms for Constructing
@@ -832,9 +842,9 @@ POLOPT_DEF polopt_result polopt_sets_reward(void *user, uint32_t context, size_t
    = exp f(a_i) / Z_hat with Z_hat = (1/S) sum_s exp f(a_s) / q(a_s) (unbiased for Z) and E_pi beta from the same
    weighted draws. */
 typedef struct polopt_feedback {
-    const uint32_t *action;  /* n: a_i */
-    const float *propensity; /* n: p_i in (0, 1] */
-    const float *reward;     /* n: r_i */
+    const uint32_t *action;   /* n: a_i */
+    const double *propensity; /* n: p_i in (0, 1] */
+    const double *reward;     /* n: r_i */
     float tau;               /* clipping level in [0, 1]; 0: no clipping */
 } polopt_feedback;
 
@@ -1200,7 +1210,8 @@ typedef struct polopt_logged {
     size_t n_positions;      /* slots are below this (1 without slates) */
     float *X;                /* n x dim */
     uint32_t *action, *position;
-    float *propensity, *reward;
+    double *propensity, *reward; /* double: a propensity such as 1/34 is not a float, and off-policy estimates are
+                                    compared with float64 references to the last digits */
     polopt_hooks hooks;
     polopt_error err;
 } polopt_logged;
@@ -1447,60 +1458,119 @@ POLOPT_DEF polopt_dataset polopt_completion_dataset(const polopt_completion *spl
 
 /* >>ope --------------------------------------------------------------------------------------------------- */
 
-/* Off-policy evaluation: the value of a target policy pi from data logged by another policy.  Per row,
-   with w_i = pi(a_i | x_i) / p_i (the weight at the row's own slot), a reward model r_M, q_i = r_M(a_i, x_i) and
-   dm_i = sum_a pi(a | x_i) r_M(a, x_i):
-       IPS            (1/n) sum w_i r_i                                     [Horvitz & Thompson 1952]
-       clipped IPS    (1/n) sum min(w_i, clip) r_i                          [Strehl et al. 2010]
-       SNIPS          sum w_i r_i / sum w_i                                 [Swaminathan & Joachims 2015]
-       DM             (1/n) sum dm_i                                        [Beygelzimer & Langford 2009]
-       DR             (1/n) sum [dm_i + w_i (r_i - q_i)]                    [Dudik, Langford & Li 2011, Eq. 3]
-       clipped DR     (1/n) sum [dm_i + min(w_i, clip) (r_i - q_i)]
-       SNDR           (1/n) sum dm_i + sum w_i (r_i - q_i) / sum w_i
-       Switch-DR      (1/n) sum [dm_i + 1[w_i <= switch] w_i (r_i - q_i)]   [Wang, Agarwal & Dudik 2017], in the
-                                                                            Open Bandit Pipeline's form [Saito et al. 2021]
-   Each comes with a standard error (the sample standard deviation over sqrt n; the delta method for the two
-   self-normalised ones), a bootstrap confidence interval and the effective sample size (sum w)^2 / sum w^2 of the
-   weights it uses.  The bootstrap is Poisson: each row enters each of B resamples with a Poisson(1) count, which
-   needs no stored rows, so a log larger than memory can be evaluated as it streams. */
+/* Off-policy evaluation: the value of a target policy pi from data logged by another policy.  Per row, with
+   w_i = pi(a_i | x_i) / p_i (the weight at the row's own slot), a reward model r_M, q_i = r_M(a_i, x_i) and
+   dm_i = sum_a pi(a | x_i) r_M(a, x_i) / sum_a pi(a | x_i) (the model's mean under pi, normalised as the Open
+   Bandit Pipeline does; where pi sums to one the two definitions agree), and lambda each estimator's level:
+       IPS          (1/n) sum w_i r_i                                      [Horvitz & Thompson 1952]
+       clipped IPS  (1/n) sum min(w_i, lambda) r_i                         [Strehl et al. 2010]
+       SNIPS        sum w_i r_i / sum w_i                                  [Swaminathan & Joachims 2015]
+       SG-IPS       (1/n) sum w_i / (1 - lambda + lambda w_i) r_i          [Metelli, Russo & Restelli 2021: the power
+                                                                           mean correction, lambda in [0, 1]]
+       DM           (1/n) sum dm_i                                         [Beygelzimer & Langford 2009]
+       DR           (1/n) sum [dm_i + w_i (r_i - q_i)]                     [Dudik, Langford & Li 2011, Eq. 3]
+       clipped DR   (1/n) sum [dm_i + min(w_i, lambda) (r_i - q_i)]
+       SNDR         (1/n) sum dm_i + sum w_i (r_i - q_i) / sum w_i
+       Switch-DR    (1/n) sum [dm_i + 1[w_i <= lambda] w_i (r_i - q_i)]    [Wang, Agarwal & Dudik 2017], in the
+                                                                           Open Bandit Pipeline's form [Saito et al. 2021]
+       DRos         (1/n) sum [dm_i + lambda w_i / (w_i^2 + lambda) (r_i - q_i)]   [Su et al. 2020: optimistic shrinkage;
+                                                                           lambda = 0 is DM, infinity is DR]
+       SG-DR        (1/n) sum [dm_i + w_i / (1 - lambda + lambda w_i) (r_i - q_i)] [Metelli, Russo & Restelli 2021]
+   Everything is in double precision: propensities, rewards, weights, model values, pi at the logged action, and the
+   sums (compensated, Neumaier 1974), so a log given in float64 reproduces a float64 reference to the last digits.
+   Each estimate comes with:
+     - a standard error: the sample standard deviation of its row terms over sqrt n (divisor n - 1, as for every
+       estimator); for SNIPS and SNDR the delta method, whose influence function also accounts for the estimated
+       mean weight (the Open Bandit Pipeline instead holds the mean weight fixed in its row values; the two agree
+       to first order);
+     - a bootstrap percentile interval and the bootstrap mean beside it.  The bootstrap is Poisson: each row enters
+       each of B resamples with a Poisson(1) count, which needs no stored rows, so a log larger than memory can be
+       evaluated as it streams;
+     - the effective sample size (sum v)^2 / sum v^2 of the weights v it uses, and the level lambda it used.
+   The report also holds the weight statistics a practitioner reads first: min, max and mean of w (the mean should be
+   near 1 when the log covers pi's support) and how many weights exceed 2, 5, 10 and 20.
+
+   Tuning the levels from the data (config.tune), as the Open Bandit Pipeline does: for each estimator with a level,
+   each lambda of a grid is scored on the log itself and the best is used.
+     POLOPT_TUNE_MSE    the estimated mean squared error (Su et al. 2020): var(row terms) / n + B^2, with B =
+                        |mean((w - v)(r - q))| (the bias against the same estimator with the raw weight w) plus the
+                        high-probability terms sqrt(2 mean(w^2) ln(2/delta) / n) + 2 max(w) ln(2/delta) / (3 n).
+     POLOPT_TUNE_SLOPE  SLOPE (Su, Srinath & Krishnamurthy 2020; Tucker & Lee 2021): the levels ordered from the widest one-sided
+                        interval c = t_{n-1}(1 - delta) sd / sqrt(n - 1) down; a level is kept while its estimate is
+                        within c_i + (sqrt 6 - 1) c_j of every kept one; the last kept level wins.
+   Tuning needs every row at once (4 doubles a row are kept); without it the evaluation streams. */
 typedef enum polopt_ope_estimator {
     POLOPT_OPE_IPS = 0,
     POLOPT_OPE_CLIPPED_IPS,
     POLOPT_OPE_SNIPS,
-    POLOPT_OPE_DM,
+    POLOPT_OPE_SG_IPS,
+    POLOPT_OPE_DM, /* this one and those after it need a reward model */
     POLOPT_OPE_DR,
     POLOPT_OPE_CLIPPED_DR,
     POLOPT_OPE_SNDR,
     POLOPT_OPE_SWITCH_DR,
+    POLOPT_OPE_DROS,
+    POLOPT_OPE_SG_DR,
     POLOPT_OPE_COUNT
 } polopt_ope_estimator;
 
 POLOPT_DEF const char *polopt_ope_name(polopt_ope_estimator estimator);
+/* 1 if the estimator has a level lambda (clipped IPS and DR, SG-IPS and SG-DR, Switch-DR, DRos). */
+POLOPT_DEF int polopt_ope_has_level(polopt_ope_estimator estimator);
+
+typedef enum polopt_ope_tuning { POLOPT_TUNE_NONE = 0, POLOPT_TUNE_MSE = 1, POLOPT_TUNE_SLOPE = 2 } polopt_ope_tuning;
 
 typedef struct polopt_ope_config {
-    double clip;          /* weight cap of the clipped estimators; 10 */
-    double switch_level;  /* Switch-DR uses the model where w > switch_level; 10 */
-    size_t bootstrap;     /* resamples; 200 (0: no interval) */
-    double confidence;    /* 0.95 */
-    uint64_t seed;        /* 1 */
+    double lambda[POLOPT_OPE_COUNT]; /* each estimator's level, by its index (unused where it has none):
+                                        clipped IPS and DR: the weight cap (> 0, HUGE_VAL: none); 10
+                                        Switch-DR: the model is used where w > lambda (>= 0); 10
+                                        DRos: the shrinkage (>= 0, HUGE_VAL: none); 100
+                                        SG-IPS, SG-DR: in [0, 1] (0: IPS or DR); 0.1 */
+    polopt_ope_tuning tune;          /* NONE: the levels above; MSE or SLOPE: chosen from the grids */
+    const double *grid;              /* levels tried for clipping, switching and DRos (NULL: 1, 2, 5, 10, 20, 50,
+                                        100, 500, 1000, 5000, 10^4 and HUGE_VAL) */
+    size_t grid_n;
+    const double *sg_grid;           /* levels tried for SG-IPS and SG-DR, in [0, 1] (NULL: 0, 0.01, 0.02, 0.05,
+                                        0.1, 0.2, 0.5, 1) */
+    size_t sg_grid_n;
+    double delta;                    /* the tuning's confidence parameter, in (0, 1); 0.05 */
+    size_t bootstrap;                /* resamples; 200 (0: no interval) */
+    double confidence;               /* 0.95 */
+    uint64_t seed;                   /* 1 */
     polopt_hooks hooks;
 } polopt_ope_config;
 
 typedef struct polopt_ope_estimate {
     int available;        /* 0 for the model-based estimators when no model was given */
-    double value, std_error, ci_low, ci_high, ess;
+    double value, std_error, ci_low, ci_high, boot_mean, ess;
+    double lambda;        /* the level it used, given or tuned (0 where it has none) */
 } polopt_ope_estimate;
 
-/* The streaming accumulator: running sums, and the same sums for each bootstrap resample. */
+typedef struct polopt_ope_weight_stats {
+    size_t n;             /* rows */
+    double min, max, mean;
+    size_t above[4];      /* rows with w > 2, 5, 10 and 20 */
+} polopt_ope_weight_stats;
+
+typedef struct polopt_ope_report {
+    polopt_ope_estimate est[POLOPT_OPE_COUNT]; /* by polopt_ope_estimator */
+    polopt_ope_weight_stats weights;
+} polopt_ope_report;
+
+/* The streaming accumulator (no tuning: the levels of its config): running sums, and the same sums for each
+   bootstrap resample. */
+#define POLOPT_OPE_TERMS 11
 typedef struct polopt_ope_acc {
     polopt_ope_config config;
     size_t n;
     int has_model;
-    double sum[8];        /* sums of the row terms (see the implementation) */
-    double mean[7];       /* running means of the terms t1..t7 */
-    double comoment[49];  /* their co-moments sum (t_j - mean_j)(t_k - mean_k), updated as Welford does */
-    double ess[5];        /* sums of w^2, min(w, clip), min(w, clip)^2, the Switch-DR weights and their squares */
-    double *boot;         /* bootstrap x 8 weighted sums of the row terms */
+    double sum[POLOPT_OPE_TERMS], sum_c[POLOPT_OPE_TERMS]; /* sums of the row terms, and their compensations */
+    double mean[POLOPT_OPE_TERMS - 1];                      /* running means of the terms t1 .. t10 */
+    double comoment[(POLOPT_OPE_TERMS - 1) * (POLOPT_OPE_TERMS - 1)]; /* sum (t_j - mean_j)(t_k - mean_k), Welford */
+    double v_sum[7], v_sq[7];  /* sums of each weight form (w, and the six modified ones) and of its square */
+    double w_min, w_max;
+    size_t above[4];
+    double *boot;              /* bootstrap x POLOPT_OPE_TERMS weighted sums of the row terms */
     polopt_rng rng;
     polopt_error err;
 } polopt_ope_acc;
@@ -1509,27 +1579,34 @@ POLOPT_DEF polopt_ope_config polopt_ope_config_default(void);
 POLOPT_DEF polopt_result polopt_ope_acc_init(polopt_ope_acc *acc, const polopt_ope_config *config);
 /* Add n rows: weights w (>= 0, finite), rewards r, and, if the estimate uses a model, q (r_M of the logged action)
    and dm (the model's expected reward under pi); q and dm both NULL otherwise, for every call. */
-POLOPT_DEF polopt_result polopt_ope_acc_add(polopt_ope_acc *acc, size_t n, const double *w, const float *r,
-                                           const float *q, const float *dm);
-POLOPT_DEF polopt_result polopt_ope_acc_finish(const polopt_ope_acc *acc, polopt_ope_estimate out[POLOPT_OPE_COUNT]);
+POLOPT_DEF polopt_result polopt_ope_acc_add(polopt_ope_acc *acc, size_t n, const double *w, const double *r,
+                                           const double *q, const double *dm);
+POLOPT_DEF polopt_result polopt_ope_acc_finish(const polopt_ope_acc *acc, polopt_ope_report *out);
 POLOPT_DEF void polopt_ope_acc_free(polopt_ope_acc *acc);
 
-/* Every estimator for a target policy given as probabilities: target is n x n_actions, row i the distribution of
-   pi over actions at round i's slot (rows sum to 1).  q_hat (n x n_actions, or NULL) holds the reward model's
-   predictions, e.g. out-of-fold ones from polopt_reward_model_crossfit. */
-POLOPT_DEF polopt_result polopt_ope_evaluate(const polopt_logged *data, const float *target, const float *q_hat,
-                                             const polopt_ope_config *config,
-                                             polopt_ope_estimate out[POLOPT_OPE_COUNT]);
+/* Every estimator for a target policy given as probabilities, with slates in the Open Bandit Pipeline's layout:
+   target is n x n_actions x len_list, pi(a | x_i, slot k) at (i * n_actions + a) * len_list + k, and each row is read
+   at its own slot data->position[i] (len_list = 1: no slates, every position 0).  Every slot's column sums to 1 over
+   the actions.  q_hat (the same layout, or NULL) holds the reward model's predictions, e.g. out-of-fold ones from
+   polopt_reward_model_crossfit (whose len_list is 1: pass a copy per slot, or use the callback). */
+POLOPT_DEF polopt_result polopt_ope_evaluate(const polopt_logged *data, const double *target, const double *q_hat,
+                                             size_t len_list, const polopt_ope_config *config, polopt_ope_report *out);
+/* The same for float arrays, which halve the memory of a large n x A x len_list target; each value is converted to
+   double as it is read, so the estimates are those of the float values, exactly. */
+POLOPT_DEF polopt_result polopt_ope_evaluate_f(const polopt_logged *data, const float *target, const float *q_hat,
+                                               size_t len_list, const polopt_ope_config *config,
+                                               polopt_ope_report *out);
 
 /* A target policy as a callback, for catalogues too large for dense rows.  For rounds first .. first + n - 1 of
-   data, write prob[k] = pi(a_i | x_i), the target's probability of round i = first + k's logged action at its slot;
-   and, when q and dm are not NULL (with_model set), q[k] = r_M(a_i, x_i) and dm[k] = sum_a pi(a | x_i) r_M(a, x_i).
-   Return POLOPT_OK, or an error code that stops the evaluation.  Each round is asked for once, in order. */
+   data, write prob[k] = pi(a_i | x_i, slot), the target's probability of round i = first + k's logged action at its
+   slot data->position[i]; and, when q and dm are not NULL (with_model set), q[k] = r_M(a_i, x_i) and dm[k] = the
+   model's mean under pi at that slot (defined above).  Return POLOPT_OK, or an error code that stops the
+   evaluation.  Each round is asked for once, in order. */
 typedef polopt_result (*polopt_ope_target_fn)(void *user, const polopt_logged *data, size_t first, size_t n,
-                                              double *prob, float *q, float *dm);
+                                              double *prob, double *q, double *dm);
 POLOPT_DEF polopt_result polopt_ope_evaluate_fn(const polopt_logged *data, polopt_ope_target_fn target, void *user,
                                                 int with_model, const polopt_ope_config *config,
-                                                polopt_ope_estimate out[POLOPT_OPE_COUNT]);
+                                                polopt_ope_report *out);
 
 /* Reward models for DM and DR: one linear model per action on the round's features with a bias,
    r_M(a, x) = w_a^T x + b_a, fitted on the rounds that took action a.  Ridge regression has a closed form (normal
@@ -1568,7 +1645,47 @@ POLOPT_DEF void polopt_reward_model_free(polopt_reward_model *model);
 /* Cross-fitting: the rounds split into config->folds folds at random; each fold predicted (for every action) by a
    model fitted on the other folds.  out_q_hat: n x n_actions. */
 POLOPT_DEF polopt_result polopt_reward_model_crossfit(const polopt_logged *data, const polopt_reward_model_config *config,
-                                                      float *out_q_hat);
+                                                      double *out_q_hat);
+
+/* Estimated propensities, for logs that do not record them: a multinomial logistic regression of the logged action
+   on the round's features, p_hat(a | x) = softmax_a(u_a^T x + c_a), fitted by full-batch Adam on the L2-penalised
+   log-likelihood (the biases c are not penalised, so without features p_hat is the actions' frequency) and
+   cross-fitted: each fold's rounds are scored by a model fitted on the other folds.  out_p[i] = p_hat(a_i | x_i),
+   floored at config->floor.  Use it as data->propensity (the estimators then weight by pi / p_hat).  O(epochs n A
+   D).  Slates: the model ignores the slot, so it estimates the marginal chance of the action at any slot. */
+typedef struct polopt_propensity_config {
+    float lambda;    /* L2 penalty on u; 1 */
+    size_t epochs;   /* Adam steps; 300 */
+    float lr;        /* Adam step size; 0.05 */
+    size_t folds;    /* 2 (1: fit and score on every round) */
+    uint64_t seed;   /* the folds; 1 */
+    double floor;    /* the smallest propensity returned, in (0, 1); 1e-3 */
+    polopt_hooks hooks;
+} polopt_propensity_config;
+
+POLOPT_DEF polopt_propensity_config polopt_propensity_config_default(void);
+POLOPT_DEF polopt_result polopt_propensity_crossfit(const polopt_logged *data, const polopt_propensity_config *config,
+                                                    double *out_p);
+
+/* From a log to training: a logged bandit CSV read into polopt_logged becomes the dataset of polopt_trainer_epoch,
+   whose objective is then clipped IPS, or clipped DR with a reward model (polopt_feedback above): each round is a
+   context with the features data->X (add a constant column if they have none; one-hot categorical columns already
+   sum to one), its logged action, propensity and reward.  The trainer's items are the log's actions: an index over
+   n_actions item embeddings (one-hot rows give one free logit per action and feature).  The view points into data
+   and into itself (do not copy it; it lives as long as data).  model (may be NULL: clipped IPS) is r_M of DR; tau in
+   [0, 1] the propensity floor (1 / tau is the weight cap; 0: none). */
+typedef struct polopt_logged_view {
+    polopt_feedback feedback;
+    polopt_dataset dataset;
+    const polopt_logged *data;
+    const polopt_reward_model *model;
+} polopt_logged_view;
+
+POLOPT_DEF polopt_result polopt_logged_view_init(polopt_logged_view *view, const polopt_logged *data,
+                                                 const polopt_reward_model *model, float tau);
+/* r_M(a, x_i) for the items of round i, as the polopt_reward_fn of the view's dataset (user: the view). */
+POLOPT_DEF polopt_result polopt_logged_view_reward(void *user, uint32_t context, size_t n, const uint32_t *items,
+                                                   float *out_rewards);
 
 /* >>synth ------------------------------------------------------------------------------------------------- */
 
@@ -7608,13 +7725,13 @@ static polopt_result polopt__feedback_c(const polopt_dataset *d, uint32_t ctx, s
     polopt_result rc;
     *out_c = 0.0;
     if (!fb) return POLOPT_OK;
-    if (fb->action[ctx] >= P || !(fb->propensity[ctx] > 0.0f && fb->propensity[ctx] <= 1.0f) ||
+    if (fb->action[ctx] >= P || !(fb->propensity[ctx] > 0.0 && fb->propensity[ctx] <= 1.0) ||
         !(fabs(fb->reward[ctx]) <= FLT_MAX))
         return polopt__fail(err, hooks, POLOPT_ERR_INVALID_ARG,
                             "the logged feedback of context %u is invalid (action %u of %lu, propensity %g, reward %g)",
                             ctx, fb->action[ctx], (unsigned long)P, (double)fb->propensity[ctx], (double)fb->reward[ctx]);
     if ((rc = polopt__model_rewards(d, ctx, 1, fb->action + ctx, &r_model, err, hooks)) != POLOPT_OK) return rc;
-    *out_c = ((double)fb->reward[ctx] - r_model) / (fb->propensity[ctx] > fb->tau ? fb->propensity[ctx] : fb->tau);
+    *out_c = (fb->reward[ctx] - r_model) / (fb->propensity[ctx] > fb->tau ? fb->propensity[ctx] : (double)fb->tau);
     if (!(fabs(*out_c) <= 1e30)) /* far past any meaningful reward; its products would overflow single precision */
         return polopt__fail(err, hooks, POLOPT_ERR_NONFINITE,
                             "the weighted logged reward of context %u, (r - r_M) / max(tau, p) = %g, is out of range "
@@ -9095,8 +9212,8 @@ static polopt_result polopt__logged_reserve(polopt_logged *d, size_t need)
     POLOPT__LOGGED_GROW(X, float, d->dim)
     POLOPT__LOGGED_GROW(action, uint32_t, 1)
     POLOPT__LOGGED_GROW(position, uint32_t, 1)
-    POLOPT__LOGGED_GROW(propensity, float, 1)
-    POLOPT__LOGGED_GROW(reward, float, 1)
+    POLOPT__LOGGED_GROW(propensity, double, 1)
+    POLOPT__LOGGED_GROW(reward, double, 1)
 #undef POLOPT__LOGGED_GROW
     if (rc == POLOPT_OK) d->capacity = cap;
     return rc;
@@ -9161,12 +9278,12 @@ POLOPT_DEF polopt_result polopt_csv_read(polopt_csv_reader *reader, polopt_logge
         if (c->n_actions && v >= (double)c->n_actions) POLOPT__BAD(POLOPT__COL_ACTION, "is an unknown action")
         data->action[i] = (uint32_t)v;
         field = POLOPT__FIELD(POLOPT__COL_PROPENSITY);
-        if (!polopt__parse_double(field, &v) || !(v > 0.0 && v <= 1.0 && (float)v > 0.0f)) /* > 0 as a float too */
-            POLOPT__BAD(POLOPT__COL_PROPENSITY, "is not a propensity in (0, 1] (as a float)")
-        data->propensity[i] = (float)v;
+        if (!polopt__parse_double(field, &v) || !(v > 0.0 && v <= 1.0))
+            POLOPT__BAD(POLOPT__COL_PROPENSITY, "is not a propensity in (0, 1]")
+        data->propensity[i] = v;
         field = POLOPT__FIELD(POLOPT__COL_REWARD);
         if (!polopt__parse_double(field, &v) || !(fabs(v) <= FLT_MAX)) POLOPT__BAD(POLOPT__COL_REWARD, "is not a finite number")
-        data->reward[i] = (float)v;
+        data->reward[i] = v;
         data->position[i] = 0;
         if (reader->columns[POLOPT__COL_POSITION] >= 0) {
             field = POLOPT__FIELD(POLOPT__COL_POSITION);
@@ -10598,37 +10715,121 @@ POLOPT_DEF polopt_dataset polopt_completion_dataset(const polopt_completion *spl
 
 /* >>ope --------------------------------------------------------------------------------------------------- */
 
-/* The terms of a row (with c its bootstrap count, 1 in the main estimate) whose sums give every estimator:
-     t0 = 1   t1 = w r   t2 = min(w, clip) r   t3 = w   t4 = dm   t5 = w (r - q)   t6 = min(w, clip) (r - q)
-     t7 = 1[w <= switch] w (r - q)
-   IPS = S1/S0, clipped IPS = S2/S0, SNIPS = S1/S3, DM = S4/S0, DR = (S4+S5)/S0, clipped DR = (S4+S6)/S0,
-   SNDR = S4/S0 + S5/S3, Switch-DR = (S4+S7)/S0.
-   Every standard error is that of a linear combination a^T t of the terms: for the six means the combination
-   itself (DR: t4 + t5), for SNIPS and SNDR their influence functions (the delta method).  So the accumulator keeps the
-   co-moment matrix C of t1..t7, and Var(a^T t) = a^T C a / (n - 1).  C is updated row by row as Welford does for a
+/* The terms of a row (with c its bootstrap count, 1 in the main estimate), whose sums give every estimator, with
+   d = r - q and v_e(w) each estimator's modified weight:
+     t0 = 1        t1 = w r        t2 = v_cIPS r   t3 = w          t4 = v_SGIPS r    t5 = dm
+     t6 = w d      t7 = v_cDR d    t8 = v_sw d     t9 = v_DRos d   t10 = v_SGDR d
+   IPS = S1/S0, clipped IPS = S2/S0, SNIPS = S1/S3, SG-IPS = S4/S0, DM = S5/S0, DR = (S5+S6)/S0, clipped DR =
+   (S5+S7)/S0, SNDR = S5/S0 + S6/S3, Switch-DR = (S5+S8)/S0, DRos = (S5+S9)/S0, SG-DR = (S5+S10)/S0.
+   Every standard error is that of a linear combination a^T t of the terms: for the means the combination itself
+   (DR: t5 + t6), for SNIPS and SNDR their influence functions (the delta method).  So the accumulator keeps the
+   co-moment matrix C of t1..t10, and Var(a^T t) = a^T C a / (n - 1).  C is updated row by row as Welford does for a
    variance (deviations from the running mean), which keeps its precision where sum t^2 - n mean^2 would cancel. */
-#define POLOPT__OPE_TERMS 8
-#define POLOPT__OPE_MOMENTS 7
-enum { POLOPT__ESS_W2, POLOPT__ESS_CW, POLOPT__ESS_CW2, POLOPT__ESS_SW, POLOPT__ESS_SW2 };
+#define POLOPT__OPE_MOMENTS (POLOPT_OPE_TERMS - 1)
+#define POLOPT__OPE_FORMS 7 /* the weight forms: w, then v of clipped IPS, SG-IPS, clipped DR, Switch-DR, DRos, SG-DR */
 
-static const char *const polopt__ope_names[POLOPT_OPE_COUNT] = {"IPS", "clipped IPS", "SNIPS", "DM", "DR",
-                                                                "clipped DR", "SNDR", "Switch-DR"};
+static const char *const polopt__ope_names[POLOPT_OPE_COUNT] = {
+    "IPS", "clipped IPS", "SNIPS", "SG-IPS", "DM", "DR", "clipped DR", "SNDR", "Switch-DR", "DRos", "SG-DR"};
 
 POLOPT_DEF const char *polopt_ope_name(polopt_ope_estimator estimator)
 {
     return (int)estimator >= 0 && estimator < POLOPT_OPE_COUNT ? polopt__ope_names[estimator] : "unknown estimator";
 }
 
+POLOPT_DEF int polopt_ope_has_level(polopt_ope_estimator e)
+{
+    return e == POLOPT_OPE_CLIPPED_IPS || e == POLOPT_OPE_SG_IPS || e == POLOPT_OPE_CLIPPED_DR ||
+           e == POLOPT_OPE_SWITCH_DR || e == POLOPT_OPE_DROS || e == POLOPT_OPE_SG_DR;
+}
+
+/* The weight form (0: w itself) and the term (see above) of each estimator's weight. */
+static int polopt__ope_form(polopt_ope_estimator e)
+{
+    switch (e) {
+    case POLOPT_OPE_CLIPPED_IPS: return 1;
+    case POLOPT_OPE_SG_IPS: return 2;
+    case POLOPT_OPE_CLIPPED_DR: return 3;
+    case POLOPT_OPE_SWITCH_DR: return 4;
+    case POLOPT_OPE_DROS: return 5;
+    case POLOPT_OPE_SG_DR: return 6;
+    default: return 0;
+    }
+}
+
+/* v_e(w): the weight estimator e puts on a row of weight w, at level lambda. */
+static double polopt__ope_weight(polopt_ope_estimator e, double lambda, double w)
+{
+    switch (e) {
+    case POLOPT_OPE_CLIPPED_IPS:
+    case POLOPT_OPE_CLIPPED_DR: return w < lambda ? w : lambda;
+    case POLOPT_OPE_SWITCH_DR: return w <= lambda ? w : 0.0;
+    case POLOPT_OPE_DROS: /* lambda w / (w^2 + lambda), written so that lambda = infinity gives w */
+        return lambda > DBL_MAX ? w : lambda > 0.0 && w > 0.0 ? w / (w / lambda * w + 1.0) : 0.0;
+    case POLOPT_OPE_SG_IPS:
+    case POLOPT_OPE_SG_DR: { /* w / (1 - lambda + lambda w); 0 for w = 0 (also at lambda = 1) */
+        const double den = 1.0 - lambda + lambda * w;
+        return w > 0.0 ? w / den : 0.0;
+    }
+    default: return w;
+    }
+}
+
 POLOPT_DEF polopt_ope_config polopt_ope_config_default(void)
 {
     polopt_ope_config c;
     memset(&c, 0, sizeof c);
-    c.clip = 10.0;
-    c.switch_level = 10.0;
+    c.lambda[POLOPT_OPE_CLIPPED_IPS] = c.lambda[POLOPT_OPE_CLIPPED_DR] = 10.0;
+    c.lambda[POLOPT_OPE_SWITCH_DR] = 10.0;
+    c.lambda[POLOPT_OPE_DROS] = 100.0;
+    c.lambda[POLOPT_OPE_SG_IPS] = c.lambda[POLOPT_OPE_SG_DR] = 0.1;
+    c.delta = 0.05;
     c.bootstrap = 200;
     c.confidence = 0.95;
     c.seed = 1;
     return c;
+}
+
+/* A level's check: the cap of clipping (> 0), the switch and the shrinkage (>= 0; infinity allowed), SG's in [0, 1]. */
+static int polopt__ope_level_ok(polopt_ope_estimator e, double v)
+{
+    if (v != v) return 0;
+    if (e == POLOPT_OPE_SG_IPS || e == POLOPT_OPE_SG_DR) return v >= 0.0 && v <= 1.0;
+    if (e == POLOPT_OPE_CLIPPED_IPS || e == POLOPT_OPE_CLIPPED_DR) return v > 0.0;
+    return v >= 0.0;
+}
+
+static polopt_result polopt__ope_check_config(const polopt_ope_config *c, polopt_error *err, const char *fn)
+{
+    polopt_result rc;
+    int e;
+    size_t i;
+    for (e = 0; e < POLOPT_OPE_COUNT; ++e)
+        if (polopt_ope_has_level((polopt_ope_estimator)e) && !polopt__ope_level_ok((polopt_ope_estimator)e, c->lambda[e]))
+            return polopt__fail(err, &c->hooks, POLOPT_ERR_INVALID_ARG, "%s: config.lambda[%s] = %g is outside its range "
+                                "(clipping: > 0; switching, DRos: >= 0; SG: [0, 1])", fn, polopt__ope_names[e],
+                                c->lambda[e]);
+    if ((rc = polopt__check_range(err, &c->hooks, fn, "confidence", c->confidence, 0, POLOPT__OPEN, 1, POLOPT__OPEN)) != POLOPT_OK ||
+        (rc = polopt__check_range(err, &c->hooks, fn, "delta", c->delta, 0, POLOPT__OPEN, 1, POLOPT__OPEN)) != POLOPT_OK)
+        return rc;
+    if (c->bootstrap > 100000)
+        return polopt__fail(err, &c->hooks, POLOPT_ERR_INVALID_ARG, "%s: config.bootstrap = %lu is above 100000", fn,
+                            (unsigned long)c->bootstrap);
+    if (c->tune != POLOPT_TUNE_NONE && c->tune != POLOPT_TUNE_MSE && c->tune != POLOPT_TUNE_SLOPE)
+        return polopt__fail(err, &c->hooks, POLOPT_ERR_INVALID_ARG, "%s: config.tune = %d is unknown", fn, (int)c->tune);
+    if ((!c->grid) != (c->grid_n == 0) || (!c->sg_grid) != (c->sg_grid_n == 0))
+        return polopt__fail(err, &c->hooks, POLOPT_ERR_INVALID_ARG, "%s: a grid and its length must be given together",
+                            fn);
+    if (c->grid_n > 64 || c->sg_grid_n > 64)
+        return polopt__fail(err, &c->hooks, POLOPT_ERR_INVALID_ARG, "%s: a grid has more than 64 levels", fn);
+    for (i = 0; i < c->grid_n; ++i)
+        if (!(c->grid[i] >= 0.0))
+            return polopt__fail(err, &c->hooks, POLOPT_ERR_INVALID_ARG, "%s: config.grid[%lu] = %g is not a level >= 0",
+                                fn, (unsigned long)i, c->grid[i]);
+    for (i = 0; i < c->sg_grid_n; ++i)
+        if (!(c->sg_grid[i] >= 0.0 && c->sg_grid[i] <= 1.0))
+            return polopt__fail(err, &c->hooks, POLOPT_ERR_INVALID_ARG, "%s: config.sg_grid[%lu] = %g is outside [0, 1]",
+                                fn, (unsigned long)i, c->sg_grid[i]);
+    return POLOPT_OK;
 }
 
 static polopt_result polopt__ope_acc_init_impl(polopt_ope_acc *acc, const polopt_ope_config *config)
@@ -10639,19 +10840,14 @@ static polopt_result polopt__ope_acc_init_impl(polopt_ope_acc *acc, const polopt
     if (!acc) return POLOPT_ERR_INVALID_ARG;
     memset(acc, 0, sizeof *acc);
     acc->config = c;
-    if ((rc = polopt__check_range(&acc->err, &c.hooks, fn, "clip", c.clip, 0, POLOPT__OPEN, FLT_MAX, POLOPT__CLOSED)) != POLOPT_OK ||
-        (rc = polopt__check_range(&acc->err, &c.hooks, fn, "switch_level", c.switch_level, 0, POLOPT__OPEN, FLT_MAX, POLOPT__CLOSED)) ||
-        (rc = polopt__check_range(&acc->err, &c.hooks, fn, "confidence", c.confidence, 0, POLOPT__OPEN, 1, POLOPT__OPEN)) != POLOPT_OK)
-        return rc;
-    if (c.bootstrap > 100000)
-        return polopt__fail(&acc->err, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.bootstrap = %lu is above 100000", fn,
-                            (unsigned long)c.bootstrap);
+    if ((rc = polopt__ope_check_config(&c, &acc->err, fn)) != POLOPT_OK) return rc;
     if (c.bootstrap) {
-        acc->boot = (double *)polopt__alloc(&c.hooks, c.bootstrap, POLOPT__OPE_TERMS * sizeof(double), &rc);
+        acc->boot = (double *)polopt__alloc(&c.hooks, c.bootstrap, POLOPT_OPE_TERMS * sizeof(double), &rc);
         if (!acc->boot) return polopt__fail(&acc->err, &c.hooks, rc, "%s: cannot allocate the bootstrap", fn);
-        memset(acc->boot, 0, c.bootstrap * POLOPT__OPE_TERMS * sizeof(double));
+        memset(acc->boot, 0, c.bootstrap * POLOPT_OPE_TERMS * sizeof(double));
     }
     acc->has_model = -1; /* decided by the first rows */
+    acc->w_min = HUGE_VAL, acc->w_max = 0.0;
     polopt__rng_seed(&acc->rng, c.seed);
     return POLOPT_OK;
 }
@@ -10683,14 +10879,39 @@ static int polopt__poisson1(polopt_rng *rng)
     return k;
 }
 
-POLOPT_DEF polopt_result polopt_ope_acc_add(polopt_ope_acc *acc, size_t n, const double *w, const float *r,
-                                           const float *q, const float *dm)
+/* s += x, compensated (Neumaier's variant of Kahan summation): the lost low part of each addition goes into *c. */
+static POLOPT__INLINE void polopt__sum_add(double *s, double *c, double x)
+{
+    const double t = *s + x;
+    *c += fabs(*s) >= fabs(x) ? (*s - t) + x : (x - t) + *s;
+    *s = t;
+}
+
+/* The eleven terms of a row (see above). */
+static void polopt__ope_terms(const polopt_ope_config *c, double w, double r, double q, double dm, double *t,
+                              double *v)
+{
+    const double d = r - q;
+    int f;
+    v[0] = w;
+    v[1] = polopt__ope_weight(POLOPT_OPE_CLIPPED_IPS, c->lambda[POLOPT_OPE_CLIPPED_IPS], w);
+    v[2] = polopt__ope_weight(POLOPT_OPE_SG_IPS, c->lambda[POLOPT_OPE_SG_IPS], w);
+    v[3] = polopt__ope_weight(POLOPT_OPE_CLIPPED_DR, c->lambda[POLOPT_OPE_CLIPPED_DR], w);
+    v[4] = polopt__ope_weight(POLOPT_OPE_SWITCH_DR, c->lambda[POLOPT_OPE_SWITCH_DR], w);
+    v[5] = polopt__ope_weight(POLOPT_OPE_DROS, c->lambda[POLOPT_OPE_DROS], w);
+    v[6] = polopt__ope_weight(POLOPT_OPE_SG_DR, c->lambda[POLOPT_OPE_SG_DR], w);
+    t[0] = 1.0, t[1] = w * r, t[2] = v[1] * r, t[3] = w, t[4] = v[2] * r, t[5] = dm;
+    for (f = 0; f < 4; ++f) t[7 + f] = v[3 + f] * d;
+    t[6] = w * d;
+}
+
+POLOPT_DEF polopt_result polopt_ope_acc_add(polopt_ope_acc *acc, size_t n, const double *w, const double *r,
+                                           const double *q, const double *dm)
 {
     static const char *fn = "polopt_ope_acc_add";
-    const double clip = acc ? acc->config.clip : 0, sw = acc ? acc->config.switch_level : 0;
     size_t i, b;
     if (!acc) return POLOPT_ERR_INVALID_ARG;
-    if (!(acc->config.confidence > 0.0)) /* validated in (0, 1]: zero only in a zeroed accumulator */
+    if (!(acc->config.confidence > 0.0)) /* validated in (0, 1): zero only in a zeroed accumulator */
         return polopt__not_ready(&acc->err, &acc->config.hooks, fn, "accumulator");
     if (n && (!w || !r))
         return polopt__fail(&acc->err, &acc->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: w or r is NULL", fn);
@@ -10698,55 +10919,56 @@ POLOPT_DEF polopt_result polopt_ope_acc_add(polopt_ope_acc *acc, size_t n, const
         return polopt__fail(&acc->err, &acc->config.hooks, POLOPT_ERR_INVALID_ARG,
                             "%s: q and dm must be given together, in every call or in none", fn);
     for (i = 0; i < n; ++i) /* check everything first: a bad row changes nothing */
-        if (!(w[i] >= 0.0 && w[i] <= DBL_MAX) || !(fabs(r[i]) <= FLT_MAX) ||
-            (q && (!(fabs(q[i]) <= FLT_MAX) || !(fabs(dm[i]) <= FLT_MAX))))
+        if (!(w[i] >= 0.0 && w[i] <= DBL_MAX) || !(fabs(r[i]) <= DBL_MAX) ||
+            (q && (!(fabs(q[i]) <= DBL_MAX) || !(fabs(dm[i]) <= DBL_MAX))))
             return polopt__fail(&acc->err, &acc->config.hooks, POLOPT_ERR_NONFINITE,
                                 "%s: row %lu of this call has a weight that is negative or not finite, or a non-finite "
                                 "reward or model value", fn, (unsigned long)i);
     acc->has_model = q != NULL;
     for (i = 0; i < n; ++i) {
-        const double cw = w[i] < clip ? w[i] : clip, d = q ? (double)r[i] - q[i] : 0.0, m = dm ? dm[i] : 0.0;
-        const double swi = w[i] <= sw ? w[i] : 0.0;
-        double t[POLOPT__OPE_TERMS], dev[POLOPT__OPE_MOMENTS], *mean = acc->mean, *C = acc->comoment;
+        double t[POLOPT_OPE_TERMS], v[POLOPT__OPE_FORMS], dev[POLOPT__OPE_MOMENTS], *mean = acc->mean;
+        double *C = acc->comoment;
         const double rows = (double)(acc->n + i + 1);
         int j, k;
-        t[0] = 1.0, t[1] = w[i] * r[i], t[2] = cw * r[i], t[3] = w[i];
-        t[4] = m, t[5] = w[i] * d, t[6] = cw * d, t[7] = swi * d;
-        for (k = 0; k < POLOPT__OPE_TERMS; ++k) acc->sum[k] += t[k];
+        polopt__ope_terms(&acc->config, w[i], r[i], q ? q[i] : 0.0, dm ? dm[i] : 0.0, t, v);
+        for (k = 0; k < POLOPT_OPE_TERMS; ++k) polopt__sum_add(&acc->sum[k], &acc->sum_c[k], t[k]);
         for (j = 0; j < POLOPT__OPE_MOMENTS; ++j) { /* Welford: C += (t - old mean)(t - new mean)^T */
             dev[j] = t[j + 1] - mean[j];
             mean[j] += dev[j] / rows;
         }
         for (j = 0; j < POLOPT__OPE_MOMENTS; ++j)
             for (k = j; k < POLOPT__OPE_MOMENTS; ++k) C[j * POLOPT__OPE_MOMENTS + k] += dev[j] * (t[k + 1] - mean[k]);
-        acc->ess[POLOPT__ESS_W2] += w[i] * w[i];
-        acc->ess[POLOPT__ESS_CW] += cw;
-        acc->ess[POLOPT__ESS_CW2] += cw * cw;
-        acc->ess[POLOPT__ESS_SW] += swi;
-        acc->ess[POLOPT__ESS_SW2] += swi * swi;
+        for (k = 0; k < POLOPT__OPE_FORMS; ++k) acc->v_sum[k] += v[k], acc->v_sq[k] += v[k] * v[k];
+        if (w[i] < acc->w_min) acc->w_min = w[i];
+        if (w[i] > acc->w_max) acc->w_max = w[i];
+        acc->above[0] += w[i] > 2.0, acc->above[1] += w[i] > 5.0, acc->above[2] += w[i] > 10.0;
+        acc->above[3] += w[i] > 20.0;
         for (b = 0; b < acc->config.bootstrap; ++b) { /* Poisson bootstrap: no stored rows */
             const int count = polopt__poisson1(&acc->rng);
-            double *bs = acc->boot + b * POLOPT__OPE_TERMS;
+            double *bs = acc->boot + b * POLOPT_OPE_TERMS;
             if (count)
-                for (k = 0; k < POLOPT__OPE_TERMS; ++k) bs[k] += count * t[k];
+                for (k = 0; k < POLOPT_OPE_TERMS; ++k) bs[k] += count * t[k];
         }
     }
     acc->n += n;
     return POLOPT_OK;
 }
 
-/* The eight estimates from the eight sums (an undefined ratio, with no weight at all, is 0). */
+/* Every estimate from the sums of the terms (an undefined ratio, with no weight at all, is 0). */
 static void polopt__ope_values(const double *S, double *v)
 {
     const double inv0 = S[0] > 0 ? 1.0 / S[0] : 0.0, inv3 = S[3] > 0 ? 1.0 / S[3] : 0.0;
     v[POLOPT_OPE_IPS] = S[1] * inv0;
     v[POLOPT_OPE_CLIPPED_IPS] = S[2] * inv0;
     v[POLOPT_OPE_SNIPS] = S[1] * inv3;
-    v[POLOPT_OPE_DM] = S[4] * inv0;
-    v[POLOPT_OPE_DR] = (S[4] + S[5]) * inv0;
-    v[POLOPT_OPE_CLIPPED_DR] = (S[4] + S[6]) * inv0;
-    v[POLOPT_OPE_SNDR] = S[4] * inv0 + S[5] * inv3;
-    v[POLOPT_OPE_SWITCH_DR] = (S[4] + S[7]) * inv0;
+    v[POLOPT_OPE_SG_IPS] = S[4] * inv0;
+    v[POLOPT_OPE_DM] = S[5] * inv0;
+    v[POLOPT_OPE_DR] = (S[5] + S[6]) * inv0;
+    v[POLOPT_OPE_CLIPPED_DR] = (S[5] + S[7]) * inv0;
+    v[POLOPT_OPE_SNDR] = S[5] * inv0 + S[6] * inv3;
+    v[POLOPT_OPE_SWITCH_DR] = (S[5] + S[8]) * inv0;
+    v[POLOPT_OPE_DROS] = (S[5] + S[9]) * inv0;
+    v[POLOPT_OPE_SG_DR] = (S[5] + S[10]) * inv0;
 }
 
 static int polopt__cmp_double(const void *a, const void *b)
@@ -10777,109 +10999,239 @@ static double polopt__ope_quadratic(const double *C, const double *a)
     double q = 0.0;
     int j, k;
     for (j = 0; j < POLOPT__OPE_MOMENTS; ++j) {
+        if (a[j] == 0.0) continue;
         q += a[j] * a[j] * C[j * POLOPT__OPE_MOMENTS + j];
         for (k = j + 1; k < POLOPT__OPE_MOMENTS; ++k) q += 2.0 * a[j] * a[k] * C[j * POLOPT__OPE_MOMENTS + k];
     }
     return q > 0.0 ? q : 0.0;
 }
 
-POLOPT_DEF polopt_result polopt_ope_acc_finish(const polopt_ope_acc *acc, polopt_ope_estimate out[POLOPT_OPE_COUNT])
+POLOPT_DEF polopt_result polopt_ope_acc_finish(const polopt_ope_acc *acc, polopt_ope_report *out)
 {
     static const char *fn = "polopt_ope_acc_finish";
-    const double *s;
-    double v[POLOPT_OPE_COUNT], n, se2[POLOPT_OPE_COUNT];
+    double S[POLOPT_OPE_TERMS], v[POLOPT_OPE_COUNT], n, se2[POLOPT_OPE_COUNT];
     size_t B, b;
-    int e;
+    int e, k;
     polopt_result rc = POLOPT_OK;
     if (!acc || !out) return POLOPT_ERR_INVALID_ARG;
     if (acc->n < 2)
         return polopt__fail(NULL, &acc->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: %lu rows: at least 2 are needed", fn,
                             (unsigned long)acc->n);
-    s = acc->sum;
+    for (k = 0; k < POLOPT_OPE_TERMS; ++k) S[k] = acc->sum[k] + acc->sum_c[k];
     n = (double)acc->n;
     B = acc->config.bootstrap;
-    polopt__ope_values(s, v);
-    if (!polopt__finite_doubles(POLOPT__OPE_TERMS, s) ||
+    polopt__ope_values(S, v);
+    if (!polopt__finite_doubles(POLOPT_OPE_TERMS, S) ||
         !polopt__finite_doubles(POLOPT__OPE_MOMENTS * POLOPT__OPE_MOMENTS, acc->comoment) ||
-        !polopt__finite_doubles(5, acc->ess) || !polopt__finite_doubles(B * POLOPT__OPE_TERMS, acc->boot))
+        !polopt__finite_doubles(POLOPT__OPE_FORMS, acc->v_sq) || !polopt__finite_doubles(B * POLOPT_OPE_TERMS, acc->boot))
         return polopt__fail(NULL, &acc->config.hooks, POLOPT_ERR_NONFINITE,
                             "%s: the sums overflow: weights or rewards too large for double precision", fn);
+    memset(out, 0, sizeof *out);
     { /* standard errors: Var(a^T t) / n for the means, the delta method for the two ratios (see above) */
-        /* the combinations, as coefficients of t1..t7 */
-        static const double mean_terms[6][POLOPT__OPE_MOMENTS] = {
-            {1, 0, 0, 0, 0, 0, 0}, {0, 1, 0, 0, 0, 0, 0}, {0, 0, 0, 1, 0, 0, 0},
-            {0, 0, 0, 1, 1, 0, 0}, {0, 0, 0, 1, 0, 1, 0}, {0, 0, 0, 1, 0, 0, 1}};
-        static const int which[6] = {POLOPT_OPE_IPS, POLOPT_OPE_CLIPPED_IPS, POLOPT_OPE_DM,
-                                     POLOPT_OPE_DR, POLOPT_OPE_CLIPPED_DR, POLOPT_OPE_SWITCH_DR};
-        const double R1 = v[POLOPT_OPE_SNIPS], wbar = s[3] / n, R5 = s[3] > 0 ? s[5] / s[3] : 0.0;
-        int k;
-        for (k = 0; k < 6; ++k) se2[which[k]] = polopt__ope_quadratic(acc->comoment, mean_terms[k]) / ((n - 1.0) * n);
-        /* SNIPS = S1 / S3: influence t1 - R t3 (mean 0), sum of squares over (sum t3)^2 */
-        {
-            const double a[POLOPT__OPE_MOMENTS] = {1, 0, -R1, 0, 0, 0, 0};
-            se2[POLOPT_OPE_SNIPS] = s[3] > 0 ? polopt__ope_quadratic(acc->comoment, a) / (s[3] * s[3]) : 0.0;
-        }
-        /* SNDR = mean t4 + S5 / S3: influence (t4 - mean t4) + (t5 - R5 t3) / mean w */
-        if (s[3] > 0) {
-            const double a[POLOPT__OPE_MOMENTS] = {0, 0, -R5 / wbar, 1, 1 / wbar, 0, 0};
-            se2[POLOPT_OPE_SNDR] = polopt__ope_quadratic(acc->comoment, a) / (n * (n - 1.0));
-        } else {
-            se2[POLOPT_OPE_SNDR] = se2[POLOPT_OPE_DM];
+        /* the means, as the terms they add (besides t5 = dm for the doubly robust ones) */
+        static const int term[POLOPT_OPE_COUNT] = {1, 2, 0, 4, 5, 6, 7, 0, 8, 9, 10};
+        const double wbar = S[3] / n, R1 = v[POLOPT_OPE_SNIPS], R6 = S[3] > 0 ? S[6] / S[3] : 0.0;
+        for (e = 0; e < POLOPT_OPE_COUNT; ++e) {
+            double a[POLOPT__OPE_MOMENTS] = {0};
+            if (e == POLOPT_OPE_SNIPS) { /* SNIPS = S1 / S3: influence (t1 - R t3) / mean w */
+                a[0] = 1.0, a[2] = -R1;
+                se2[e] = wbar > 0 ? polopt__ope_quadratic(acc->comoment, a) / (n * (n - 1.0)) / (wbar * wbar) : 0.0;
+                continue;
+            }
+            if (e == POLOPT_OPE_SNDR) { /* SNDR = mean t5 + S6 / S3: influence t5 + (t6 - R6 t3) / mean w */
+                a[4] = 1.0;
+                if (wbar > 0) a[5] = 1.0 / wbar, a[2] = -R6 / wbar;
+            } else {
+                a[term[e] - 1] = 1.0;
+                if (e > POLOPT_OPE_DM) a[4] = 1.0;
+            }
+            se2[e] = polopt__ope_quadratic(acc->comoment, a) / (n * (n - 1.0));
         }
     }
     for (e = 0; e < POLOPT_OPE_COUNT; ++e) {
-        out[e].available = acc->has_model == 1 || e <= POLOPT_OPE_SNIPS;
-        out[e].value = out[e].available ? v[e] : 0.0;
-        out[e].std_error = out[e].available ? sqrt(se2[e] > 0 ? se2[e] : 0.0) : 0.0;
-        out[e].ci_low = out[e].ci_high = out[e].value;
+        polopt_ope_estimate *x = out->est + e;
+        const int f = polopt__ope_form((polopt_ope_estimator)e);
+        x->available = acc->has_model == 1 || e < POLOPT_OPE_DM;
+        if (!x->available) continue;
+        x->value = v[e];
+        x->std_error = sqrt(se2[e]);
+        x->ci_low = x->ci_high = x->boot_mean = x->value;
+        x->ess = e == POLOPT_OPE_DM ? n : acc->v_sq[f] > 0 ? acc->v_sum[f] / acc->v_sq[f] * acc->v_sum[f] : 0.0;
+        x->lambda = polopt_ope_has_level((polopt_ope_estimator)e) ? acc->config.lambda[e] : 0.0;
     }
-    { /* effective sample sizes of the weights each estimator uses (DM uses none: n) */
-        const double *q = acc->ess;
-        const double ess_w = q[POLOPT__ESS_W2] > 0 ? s[3] / q[POLOPT__ESS_W2] * s[3] : 0.0;
-        const double ess_c = q[POLOPT__ESS_CW2] > 0 ? q[POLOPT__ESS_CW] / q[POLOPT__ESS_CW2] * q[POLOPT__ESS_CW] : 0.0;
-        const double ess_s = q[POLOPT__ESS_SW2] > 0 ? q[POLOPT__ESS_SW] / q[POLOPT__ESS_SW2] * q[POLOPT__ESS_SW] : 0.0;
-        out[POLOPT_OPE_IPS].ess = out[POLOPT_OPE_SNIPS].ess = out[POLOPT_OPE_DR].ess = out[POLOPT_OPE_SNDR].ess = ess_w;
-        out[POLOPT_OPE_CLIPPED_IPS].ess = out[POLOPT_OPE_CLIPPED_DR].ess = ess_c;
-        out[POLOPT_OPE_SWITCH_DR].ess = ess_s;
-        out[POLOPT_OPE_DM].ess = n;
-    }
-    if (B >= 2) { /* percentile intervals of the bootstrap resamples */
-        /* vals: B rows of the eight estimates, then one column of B gathered for sorting */
+    out->weights.n = acc->n;
+    out->weights.min = acc->w_min, out->weights.max = acc->w_max, out->weights.mean = S[3] / n;
+    for (k = 0; k < 4; ++k) out->weights.above[k] = acc->above[k];
+    if (B >= 2) { /* percentile intervals and the means of the bootstrap resamples */
+        /* vals: B rows of the estimates, then one column of B gathered for sorting */
         double *vals = (double *)polopt__alloc(&acc->config.hooks, B, (POLOPT_OPE_COUNT + 1) * sizeof(double), &rc);
         const double tail = (1.0 - acc->config.confidence) / 2.0;
         double *sorted;
         if (!vals) return polopt__fail(NULL, &acc->config.hooks, rc, "%s: cannot allocate the bootstrap values", fn);
         sorted = vals + B * POLOPT_OPE_COUNT;
-        for (b = 0; b < B; ++b) polopt__ope_values(acc->boot + b * POLOPT__OPE_TERMS, vals + b * POLOPT_OPE_COUNT);
+        for (b = 0; b < B; ++b) polopt__ope_values(acc->boot + b * POLOPT_OPE_TERMS, vals + b * POLOPT_OPE_COUNT);
         for (e = 0; e < POLOPT_OPE_COUNT; ++e) {
-            if (!out[e].available) continue;
-            for (b = 0; b < B; ++b) sorted[b] = vals[b * POLOPT_OPE_COUNT + e];
+            double m = 0.0;
+            if (!out->est[e].available) continue;
+            for (b = 0; b < B; ++b) m += sorted[b] = vals[b * POLOPT_OPE_COUNT + e];
             qsort(sorted, B, sizeof *sorted, polopt__cmp_double);
-            out[e].ci_low = polopt__quantile(sorted, B, tail);
-            out[e].ci_high = polopt__quantile(sorted, B, 1.0 - tail);
+            out->est[e].ci_low = polopt__quantile(sorted, B, tail);
+            out->est[e].ci_high = polopt__quantile(sorted, B, 1.0 - tail);
+            out->est[e].boot_mean = m / (double)B;
         }
         polopt__dealloc(&acc->config.hooks, vals);
     }
     return POLOPT_OK;
 }
 
+/* Tuning ------------------------------------------------------------------------------------------------ */
+
+/* The standard normal quantile: Acklam's rational approximation (relative error 1.2e-9), then one Halley step on
+   erfc, which brings it to double precision. */
+static double polopt__normal_quantile(double p)
+{
+    static const double a[6] = {-3.969683028665376e+01, 2.209460984245205e+02, -2.759285104469687e+02,
+                                1.383577518672690e+02, -3.066479806614716e+01, 2.506628277459239e+00};
+    static const double b[5] = {-5.447609879822406e+01, 1.615858368580409e+02, -1.556989798598866e+02,
+                                6.680131188771972e+01, -1.328068155288572e+01};
+    static const double c[6] = {-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e+00,
+                                -2.549732539343734e+00, 4.374664141464968e+00, 2.938163982698783e+00};
+    static const double d[4] = {7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e+00,
+                                3.754408661907416e+00};
+    double x, q, r, e, u;
+    if (p < 0.02425) {
+        q = sqrt(-2.0 * log(p));
+        x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+            ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0);
+    } else if (p <= 1.0 - 0.02425) {
+        q = p - 0.5, r = q * q;
+        x = (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q /
+            (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1.0);
+    } else {
+        q = sqrt(-2.0 * log(1.0 - p));
+        x = -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+            ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1.0);
+    }
+    e = 0.5 * erfc(-x / sqrt(2.0)) - p;
+    u = e * sqrt(2.0 * 3.14159265358979323846) * exp(x * x / 2.0);
+    return x - u / (1.0 + x * u / 2.0);
+}
+
+/* Student's t quantile with nu degrees of freedom, by the Cornish-Fisher expansion around the normal one (Abramowitz
+   & Stegun 26.7.5): error below 1e-4 for nu >= 10, and the logs that tuning sees have hundreds of rows or more. */
+static double polopt__t_quantile(double p, double nu)
+{
+    const double z = polopt__normal_quantile(p), z2 = z * z;
+    const double g1 = (z2 + 1.0) * z / 4.0, g2 = ((5.0 * z2 + 16.0) * z2 + 3.0) * z / 96.0;
+    const double g3 = (((3.0 * z2 + 19.0) * z2 + 17.0) * z2 - 15.0) * z / 384.0;
+    const double g4 = ((((79.0 * z2 + 776.0) * z2 + 1482.0) * z2 - 1920.0) * z2 - 945.0) * z / 92160.0;
+    return z + g1 / nu + g2 / (nu * nu) + g3 / (nu * nu * nu) + g4 / (nu * nu * nu * nu);
+}
+
+/* The rows an evaluation keeps for tuning. */
+typedef struct polopt__ope_rows {
+    size_t n;
+    double *w, *r, *q, *dm; /* q and dm NULL without a model */
+} polopt__ope_rows;
+
+/* Mean and variance (divisor n) of estimator e's row values at level lambda; *bias: |mean((w - v)(r - q))|. */
+static void polopt__ope_row_stats(const polopt__ope_rows *R, polopt_ope_estimator e, double lambda, double *out_mean,
+                                  double *out_var, double *out_bias)
+{
+    const int dr = e > POLOPT_OPE_DM;
+    double mean = 0.0, m2 = 0.0, bias = 0.0;
+    size_t i;
+    for (i = 0; i < R->n; ++i) {
+        const double q = dr ? R->q[i] : 0.0, v = polopt__ope_weight(e, lambda, R->w[i]);
+        const double x = (dr ? R->dm[i] : 0.0) + v * (R->r[i] - q), dev = x - mean;
+        mean += dev / (double)(i + 1);
+        m2 += dev * (x - mean);
+        bias += (R->w[i] - v) * (R->r[i] - q);
+    }
+    *out_mean = mean, *out_var = m2 / (double)R->n, *out_bias = fabs(bias / (double)R->n);
+}
+
+/* The level of estimator e chosen from the grid (see the declarations). */
+static double polopt__ope_tune(const polopt__ope_rows *R, polopt_ope_estimator e, const polopt_ope_config *c,
+                               const double *grid, size_t m, double *scratch)
+{
+    const double n = (double)R->n, l2d = log(2.0 / c->delta);
+    double best = grid[0], best_score = HUGE_VAL, w2 = 0.0, wmax = 0.0;
+    size_t g, i, j;
+    for (i = 0; i < R->n; ++i) w2 += R->w[i] * R->w[i], wmax = R->w[i] > wmax ? R->w[i] : wmax;
+    if (c->tune == POLOPT_TUNE_MSE) {
+        const double hp = sqrt(2.0 * (w2 / n) * l2d / n) + 2.0 * wmax * l2d / (3.0 * n);
+        for (g = 0; g < m; ++g) {
+            double mean, var, bias, score;
+            polopt__ope_row_stats(R, e, grid[g], &mean, &var, &bias);
+            score = var / n + (bias + hp) * (bias + hp);
+            if (score < best_score) best_score = score, best = grid[g];
+        }
+        return best;
+    }
+    { /* SLOPE: theta and the one-sided widths cnf; visit from the widest; keep while consistent with every kept */
+        double *theta = scratch, *cnf = scratch + m;
+        size_t *order = (size_t *)(void *)(scratch + 2 * m), kept = 0, last = 0;
+        const double t = polopt__t_quantile(1.0 - c->delta, n - 1.0), C = sqrt(6.0) - 1.0;
+        for (g = 0; g < m; ++g) {
+            double mean, var, bias;
+            polopt__ope_row_stats(R, e, grid[g], &mean, &var, &bias);
+            theta[g] = mean, cnf[g] = sqrt(var / (n - 1.0)) * t;
+            order[g] = g;
+        }
+        for (i = 1; i < m; ++i) /* insertion sort by decreasing width (a stable order for equal ones) */
+            for (j = i; j > 0 && cnf[order[j]] > cnf[order[j - 1]]; --j) {
+                const size_t tmp = order[j];
+                order[j] = order[j - 1], order[j - 1] = tmp;
+            }
+        for (i = 0; i < m; ++i) {
+            const size_t at = order[i];
+            int ok = 1;
+            for (j = 0; j < kept && ok; ++j)
+                if (fabs(theta[order[j]] - theta[at]) > cnf[at] + C * cnf[order[j]]) ok = 0;
+            if (!ok) break;
+            kept = i + 1, last = at;
+        }
+        return grid[last];
+    }
+}
+
+#define POLOPT__OPE_GRID_MAX 64
+static const double polopt__ope_default_grid[12] = {1, 2, 5, 10, 20, 50, 100, 500, 1000, 5000, 1e4, HUGE_VAL};
+static const double polopt__ope_default_sg_grid[8] = {0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1};
+
+/* Evaluation ------------------------------------------------------------------------------------------------ */
+
 POLOPT_DEF polopt_result polopt_ope_evaluate_fn(const polopt_logged *data, polopt_ope_target_fn target, void *user,
                                                 int with_model, const polopt_ope_config *config,
-                                                polopt_ope_estimate out[POLOPT_OPE_COUNT])
+                                                polopt_ope_report *out)
 {
     static const char *fn = "polopt_ope_evaluate";
 #define POLOPT__OPE_CHUNK 1024
-    double w[POLOPT__OPE_CHUNK];
-    float q[POLOPT__OPE_CHUNK], dm[POLOPT__OPE_CHUNK];
+    double w[POLOPT__OPE_CHUNK], q[POLOPT__OPE_CHUNK], dm[POLOPT__OPE_CHUNK];
+    polopt_ope_config c = config ? *config : polopt_ope_config_default();
+    const polopt_hooks *hooks = &c.hooks;
+    polopt__ope_rows rows;
     polopt_ope_acc acc;
-    const polopt_hooks *hooks = config ? &config->hooks : &polopt__no_hooks;
-    polopt_result rc;
+    polopt_result rc = POLOPT_OK;
     size_t i0, i;
+    const int tune = c.tune != POLOPT_TUNE_NONE;
+    memset(&acc, 0, sizeof acc); /* freed on every path */
     if (!data || !data->action || !data->propensity || !data->reward || !target || !out)
         return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: data, its arrays, target and out are required",
                             fn);
     if (data->n < 2) return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: fewer than 2 rounds", fn);
-    if ((rc = polopt_ope_acc_init(&acc, config)) != POLOPT_OK) return rc;
+    if ((rc = polopt__ope_check_config(&c, NULL, fn)) != POLOPT_OK) return rc;
+    memset(&rows, 0, sizeof rows);
+    if (tune) { /* every row is kept, then the levels are tuned, then the rows are accumulated */
+        rows.w = (double *)polopt__alloc(hooks, data->n, (with_model ? 4 : 2) * sizeof(double), &rc);
+        if (!rows.w) return polopt__fail(NULL, hooks, rc, "%s: cannot keep %lu rows for tuning", fn,
+                                         (unsigned long)data->n);
+        rows.r = rows.w + data->n;
+        if (with_model) rows.q = rows.r + data->n, rows.dm = rows.q + data->n;
+    } else if ((rc = polopt_ope_acc_init(&acc, &c)) != POLOPT_OK) {
+        return rc;
+    }
     for (i0 = 0; i0 < data->n && rc == POLOPT_OK; i0 += POLOPT__OPE_CHUNK) {
         const size_t m = data->n - i0 < POLOPT__OPE_CHUNK ? data->n - i0 : POLOPT__OPE_CHUNK;
         if ((rc = target(user, data, i0, m, w, with_model ? q : NULL, with_model ? dm : NULL)) != POLOPT_OK) {
@@ -10893,85 +11245,143 @@ POLOPT_DEF polopt_result polopt_ope_evaluate_fn(const polopt_logged *data, polop
                                   "not in [0, 1]", fn, (unsigned long)(i0 + i), w[i]);
                 break;
             }
-            if (!(data->propensity[i0 + i] > 0.0f && data->propensity[i0 + i] <= 1.0f)) {
+            if (!(data->propensity[i0 + i] > 0.0 && data->propensity[i0 + i] <= 1.0)) {
                 rc = polopt__fail(NULL, hooks, POLOPT_ERR_DOMAIN, "%s: round %lu has propensity %g, outside (0, 1]",
-                                  fn, (unsigned long)(i0 + i), (double)data->propensity[i0 + i]);
+                                  fn, (unsigned long)(i0 + i), data->propensity[i0 + i]);
                 break;
             }
-            w[i] /= (double)data->propensity[i0 + i];
+            w[i] /= data->propensity[i0 + i];
         }
-        if (rc == POLOPT_OK) {
-            rc = polopt_ope_acc_add(&acc, m, w, data->reward + i0, with_model ? q : NULL, with_model ? dm : NULL);
-            if (rc != POLOPT_OK) polopt__fail(NULL, hooks, rc, "%s: rounds %lu to %lu: %s", fn, (unsigned long)i0,
-                                              (unsigned long)(i0 + m - 1), acc.err.message);
+        if (rc != POLOPT_OK) break;
+        if (tune) {
+            memcpy(rows.w + i0, w, m * sizeof(double));
+            memcpy(rows.r + i0, data->reward + i0, m * sizeof(double));
+            if (with_model) memcpy(rows.q + i0, q, m * sizeof(double)), memcpy(rows.dm + i0, dm, m * sizeof(double));
+            rows.n = i0 + m;
+        } else if ((rc = polopt_ope_acc_add(&acc, m, w, data->reward + i0, with_model ? q : NULL,
+                                            with_model ? dm : NULL)) != POLOPT_OK) {
+            polopt__fail(NULL, hooks, rc, "%s: rounds %lu to %lu: %s", fn, (unsigned long)i0,
+                         (unsigned long)(i0 + m - 1), acc.err.message);
         }
+    }
+    if (tune && rc == POLOPT_OK) {
+        const double *grid = c.grid ? c.grid : polopt__ope_default_grid;
+        const double *sg = c.sg_grid ? c.sg_grid : polopt__ope_default_sg_grid;
+        const size_t gn = c.grid ? c.grid_n : 12, sgn = c.sg_grid ? c.sg_grid_n : 8;
+        double levels[POLOPT__OPE_GRID_MAX], scratch[3 * POLOPT__OPE_GRID_MAX];
+        int e;
+        for (e = 0; e < POLOPT_OPE_COUNT; ++e) {
+            const polopt_ope_estimator est = (polopt_ope_estimator)e;
+            const int is_sg = est == POLOPT_OPE_SG_IPS || est == POLOPT_OPE_SG_DR;
+            const double *src = is_sg ? sg : grid;
+            const size_t sn = is_sg ? sgn : gn;
+            size_t g, usable = 0;
+            if (!polopt_ope_has_level(est) || (e > POLOPT_OPE_DM && !with_model)) continue;
+            for (g = 0; g < sn; ++g) /* the grid's levels valid for this estimator (clipping needs > 0) */
+                if (polopt__ope_level_ok(est, src[g])) levels[usable++] = src[g];
+            if (usable) c.lambda[e] = polopt__ope_tune(&rows, est, &c, levels, usable, scratch);
+        }
+        if ((rc = polopt_ope_acc_init(&acc, &c)) == POLOPT_OK)
+            rc = polopt_ope_acc_add(&acc, rows.n, rows.w, rows.r, rows.q, rows.dm);
     }
     if (rc == POLOPT_OK) rc = polopt_ope_acc_finish(&acc, out);
     polopt_ope_acc_free(&acc);
+    polopt__dealloc(hooks, rows.w);
     return rc;
 }
 
-/* The dense target as a callback: rows of probabilities, and the model's predictions for every action. */
+/* The dense target as a callback: pi and the model's predictions for every action and slot, in double or float. */
 typedef struct polopt__dense_target {
-    const float *target, *q_hat;
+    const void *target, *q_hat;
+    int is_float;
+    size_t len_list;
 } polopt__dense_target;
 
+static POLOPT__INLINE double polopt__dense_at(const void *a, int is_float, size_t at)
+{
+    return is_float ? (double)((const float *)a)[at] : ((const double *)a)[at];
+}
+
 static polopt_result polopt__dense_target_fn(void *user, const polopt_logged *d, size_t first, size_t n, double *prob,
-                                             float *q, float *dm)
+                                             double *q, double *dm)
 {
     const polopt__dense_target *t = (const polopt__dense_target *)user;
-    const size_t A = d->n_actions;
+    const size_t A = d->n_actions, K = t->len_list;
     size_t k, a;
     for (k = 0; k < n; ++k) {
-        const size_t row = first + k;
-        const float *pi = t->target + row * A;
-        prob[k] = pi[d->action[row]];
-        if (q) {
-            const float *qh = t->q_hat + row * A;
-            double s = 0.0;
-            for (a = 0; a < A; ++a) s += (double)pi[a] * qh[a];
-            q[k] = qh[d->action[row]];
-            dm[k] = (float)s;
+        const size_t row = first + k, slot = K > 1 ? d->position[row] : 0, base = row * A * K + slot;
+        prob[k] = polopt__dense_at(t->target, t->is_float, base + (size_t)d->action[row] * K);
+        if (q) { /* dm: the model's mean under pi, normalised by the total of pi (see the declarations) */
+            double s = 0.0, sc = 0.0, tot = 0.0, tc = 0.0;
+            for (a = 0; a < A; ++a) {
+                const double p = polopt__dense_at(t->target, t->is_float, base + a * K);
+                polopt__sum_add(&s, &sc, p * polopt__dense_at(t->q_hat, t->is_float, base + a * K));
+                polopt__sum_add(&tot, &tc, p);
+            }
+            q[k] = polopt__dense_at(t->q_hat, t->is_float, base + (size_t)d->action[row] * K);
+            dm[k] = (s + sc) / (tot + tc);
         }
     }
     return POLOPT_OK;
 }
 
-POLOPT_DEF polopt_result polopt_ope_evaluate(const polopt_logged *data, const float *target, const float *q_hat,
-                                             const polopt_ope_config *config, polopt_ope_estimate out[POLOPT_OPE_COUNT])
+static polopt_result polopt__ope_evaluate_dense(const polopt_logged *data, const void *target, const void *q_hat,
+                                                int is_float, size_t len_list, const polopt_ope_config *config,
+                                                polopt_ope_report *out, const char *fn)
 {
-    static const char *fn = "polopt_ope_evaluate";
     const polopt_hooks *hooks = config ? &config->hooks : &polopt__no_hooks;
     polopt__dense_target t;
-    size_t i, a, bad, A;
+    size_t i, a, k, A, K = len_list;
     if (!data || !data->action || !target || !out)
         return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: data, its actions, target and out are required",
                             fn);
     A = data->n_actions;
     if (A == 0) return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: the data has no actions", fn);
-    for (i = 0; i < data->n; ++i) { /* the target: a distribution in every row; the logged actions in range */
-        double total = 0.0;
+    if (K == 0) return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: len_list is 0 (1: no slates)", fn);
+    if (K > 1 && !data->position)
+        return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: len_list = %lu but the data has no slots", fn,
+                            (unsigned long)K);
+    for (i = 0; i < data->n; ++i) { /* the target: a distribution at every slot; the logged action and slot in range */
         if (data->action[i] >= A)
             return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: round %lu took action %lu of %lu", fn,
                                 (unsigned long)i, (unsigned long)data->action[i], (unsigned long)A);
-        if (polopt_check_finite(A, target + i * A, &bad) != POLOPT_OK)
-            return polopt__fail(NULL, hooks, POLOPT_ERR_NONFINITE, "%s: target[%lu][%lu] is not finite", fn,
-                                (unsigned long)i, (unsigned long)bad);
-        for (a = 0; a < A; ++a) {
-            if (target[i * A + a] < 0.0f)
-                return polopt__fail(NULL, hooks, POLOPT_ERR_DOMAIN, "%s: target[%lu][%lu] is negative", fn,
-                                    (unsigned long)i, (unsigned long)a);
-            total += target[i * A + a];
+        if (K > 1 && data->position[i] >= K)
+            return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: round %lu is at slot %lu of len_list = %lu",
+                                fn, (unsigned long)i, (unsigned long)data->position[i], (unsigned long)K);
+        for (k = 0; k < K; ++k) {
+            double total = 0.0;
+            for (a = 0; a < A; ++a) {
+                const size_t at = (i * A + a) * K + k;
+                const double p = polopt__dense_at(target, is_float, at);
+                if (!(p >= 0.0 && p <= 1.0))
+                    return polopt__fail(NULL, hooks, p != p || fabs(p) > DBL_MAX ? POLOPT_ERR_NONFINITE : POLOPT_ERR_DOMAIN,
+                                        "%s: target[%lu][%lu][%lu] = %g is not a probability", fn, (unsigned long)i,
+                                        (unsigned long)a, (unsigned long)k, p);
+                if (q_hat && !(fabs(polopt__dense_at(q_hat, is_float, at)) <= DBL_MAX))
+                    return polopt__fail(NULL, hooks, POLOPT_ERR_NONFINITE, "%s: q_hat[%lu][%lu][%lu] is not finite",
+                                        fn, (unsigned long)i, (unsigned long)a, (unsigned long)k);
+                total += p;
+            }
+            if (fabs(total - 1.0) > 1e-3)
+                return polopt__fail(NULL, hooks, POLOPT_ERR_DOMAIN, "%s: target row %lu, slot %lu sums to %g, not 1",
+                                    fn, (unsigned long)i, (unsigned long)k, total);
         }
-        if (fabs(total - 1.0) > 1e-3)
-            return polopt__fail(NULL, hooks, POLOPT_ERR_DOMAIN, "%s: target row %lu sums to %g, not 1", fn,
-                                (unsigned long)i, total);
-        if (q_hat && polopt_check_finite(A, q_hat + i * A, &bad) != POLOPT_OK)
-            return polopt__fail(NULL, hooks, POLOPT_ERR_NONFINITE, "%s: q_hat[%lu][%lu] is not finite", fn,
-                                (unsigned long)i, (unsigned long)bad);
     }
-    t.target = target, t.q_hat = q_hat;
+    t.target = target, t.q_hat = q_hat, t.is_float = is_float, t.len_list = K;
     return polopt_ope_evaluate_fn(data, polopt__dense_target_fn, &t, q_hat != NULL, config, out);
+}
+
+POLOPT_DEF polopt_result polopt_ope_evaluate(const polopt_logged *data, const double *target, const double *q_hat,
+                                             size_t len_list, const polopt_ope_config *config, polopt_ope_report *out)
+{
+    return polopt__ope_evaluate_dense(data, target, q_hat, 0, len_list, config, out, "polopt_ope_evaluate");
+}
+
+POLOPT_DEF polopt_result polopt_ope_evaluate_f(const polopt_logged *data, const float *target, const float *q_hat,
+                                               size_t len_list, const polopt_ope_config *config,
+                                               polopt_ope_report *out)
+{
+    return polopt__ope_evaluate_dense(data, target, q_hat, 1, len_list, config, out, "polopt_ope_evaluate_f");
 }
 
 /* Reward models ------------------------------------------------------------------------------------------- */
@@ -11054,7 +11464,7 @@ static polopt_result polopt__reward_model_fit_impl(polopt_reward_model *m, const
             return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_INVALID_ARG, "%s: row %lu is not below n", fn,
                                 (unsigned long)row);
         if ((d->dim && polopt_check_finite(d->dim, d->X + row * d->dim, &bad) != POLOPT_OK) ||
-            !(fabsf(d->reward[row]) <= FLT_MAX))
+            !(fabs(d->reward[row]) <= FLT_MAX))
             return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_NONFINITE, "%s: round %lu has a non-finite feature or "
                                 "reward", fn, (unsigned long)row);
         if (c.kind == POLOPT_MODEL_LOGISTIC && !(d->reward[row] >= 0.0f && d->reward[row] <= 1.0f))
@@ -11175,47 +11585,243 @@ POLOPT_DEF polopt_result polopt_reward_model_predict(const polopt_reward_model *
     return POLOPT_OK;
 }
 
+/* Cross-fitting's folds: the rounds shuffled by seed into *out_order (n, then n of room for a fold's training
+   rows); round order[i] is in fold i mod folds. */
+static polopt_result polopt__folds(size_t n, size_t folds, uint64_t seed, const polopt_hooks *hooks, const char *fn,
+                                   uint32_t **out_order)
+{
+    polopt_result rc = POLOPT_OK;
+    polopt_rng rng;
+    uint32_t *order;
+    size_t i;
+    *out_order = NULL;
+    if (folds < 1 || folds > n)
+        return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: config.folds = %lu must be in [1, n]", fn,
+                            (unsigned long)folds);
+    if (n > (size_t)UINT32_MAX)
+        return polopt__fail(NULL, hooks, POLOPT_ERR_OVERFLOW, "%s: %lu rounds: at most 2^32 - 1", fn, (unsigned long)n);
+    order = (uint32_t *)polopt__alloc(hooks, n, 2 * sizeof(uint32_t), &rc);
+    if (!order) return polopt__fail(NULL, hooks, rc, "%s: out of memory", fn);
+    for (i = 0; i < n; ++i) order[i] = (uint32_t)i;
+    polopt__rng_seed(&rng, seed);
+    polopt_rng_shuffle(&rng, n, order);
+    *out_order = order;
+    return POLOPT_OK;
+}
+
+/* The training rows of fold f into train: every other fold (with one fold, everything); their count. */
+static size_t polopt__fold_train(size_t n, size_t folds, size_t f, const uint32_t *order, uint32_t *train)
+{
+    size_t i, m = 0;
+    for (i = 0; i < n; ++i)
+        if (folds == 1 || i % folds != f) train[m++] = order[i];
+    return m;
+}
+
 POLOPT_DEF polopt_result polopt_reward_model_crossfit(const polopt_logged *data, const polopt_reward_model_config *config,
-                                                      float *out_q_hat)
+                                                      double *out_q_hat)
 {
     static const char *fn = "polopt_reward_model_crossfit";
     const polopt_reward_model_config c = config ? *config : polopt_reward_model_config_default();
     polopt_result rc = POLOPT_OK;
     uint32_t *order, *train;
-    polopt_rng rng;
-    size_t f, i, n_train;
+    float *row = NULL;
+    size_t f, i, a, n_train;
     if (!data || !data->action || !out_q_hat) return POLOPT_ERR_INVALID_ARG;
-    if (c.folds < 1 || c.folds > data->n)
-        return polopt__fail(NULL, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: config.folds = %lu must be in [1, n]", fn,
-                            (unsigned long)c.folds);
-    if (data->n > (size_t)UINT32_MAX)
-        return polopt__fail(NULL, &c.hooks, POLOPT_ERR_OVERFLOW, "%s: %lu rounds: at most 2^32 - 1", fn,
-                            (unsigned long)data->n);
-    order = (uint32_t *)polopt__alloc(&c.hooks, data->n, 2 * sizeof(uint32_t), &rc);
-    if (!order) return polopt__fail(NULL, &c.hooks, rc, "%s: out of memory", fn);
+    if ((rc = polopt__folds(data->n, c.folds, c.seed, &c.hooks, fn, &order)) != POLOPT_OK) return rc;
     train = order + data->n;
-    for (i = 0; i < data->n; ++i) order[i] = (uint32_t)i;
-    polopt__rng_seed(&rng, c.seed);
-    rc = polopt_rng_shuffle(&rng, data->n, order);
-    /* fold of round order[i] = i mod folds; with one fold, the model is fitted and evaluated on everything */
+    row = (float *)polopt__alloc(&c.hooks, data->n_actions ? data->n_actions : 1, sizeof(float), &rc);
+    if (!row) rc = polopt__fail(NULL, &c.hooks, rc, "%s: out of memory", fn);
     for (f = 0; f < c.folds && rc == POLOPT_OK; ++f) {
         polopt_reward_model m;
-        for (n_train = 0, i = 0; i < data->n; ++i)
-            if (c.folds == 1 || i % c.folds != f) train[n_train++] = order[i];
+        n_train = polopt__fold_train(data->n, c.folds, f, order, train);
         rc = polopt_reward_model_fit(&m, data, train, n_train, &c);
         if (rc != POLOPT_OK) {
             polopt__fail(NULL, &c.hooks, rc, "%s: fold %lu: %s", fn, (unsigned long)f, m.err.message);
             break;
         }
-        for (i = f; i < data->n && rc == POLOPT_OK; i += c.folds)
+        for (i = f; i < data->n && rc == POLOPT_OK; i += c.folds) {
+            double *out = out_q_hat + (size_t)order[i] * data->n_actions;
             if ((rc = polopt_reward_model_predict(&m, data->dim ? data->X + (size_t)order[i] * data->dim : NULL,
-                                                  out_q_hat + (size_t)order[i] * data->n_actions)) != POLOPT_OK)
+                                                  row)) != POLOPT_OK)
                 polopt__fail(NULL, &c.hooks, rc, "%s: round %lu has a non-finite feature", fn,
                              (unsigned long)order[i]);
+            for (a = 0; a < data->n_actions; ++a) out[a] = row[a];
+        }
         polopt_reward_model_free(&m);
     }
+    polopt__dealloc(&c.hooks, row);
     polopt__dealloc(&c.hooks, order);
     return rc;
+}
+
+/* Estimated propensities ------------------------------------------------------------------------------------ */
+
+POLOPT_DEF polopt_propensity_config polopt_propensity_config_default(void)
+{
+    polopt_propensity_config c;
+    memset(&c, 0, sizeof c);
+    c.lambda = 1.0f;
+    c.epochs = 300;
+    c.lr = 0.05f;
+    c.folds = 2;
+    c.seed = 1;
+    c.floor = 1e-3;
+    return c;
+}
+
+/* Fit the softmax regression on the rounds rows[0 .. m) (weights W: A x (D + 1), u_a then c_a) by full-batch Adam on
+   the mean negative log-likelihood plus (lambda / (2 m)) ||u||^2.  Scratch: logits m x A, gradient and Adam moments
+   3 A (D + 1), features with a 1, m x (D + 1). */
+static void polopt__propensity_fit(const polopt_logged *d, const uint32_t *rows, size_t m,
+                                   const polopt_propensity_config *c, float *W, float *Z, float *G, float *Phi)
+{
+    const size_t A = d->n_actions, D = d->dim, D1 = D + 1, nw = A * D1;
+    float *M1 = G + nw, *M2 = M1 + nw;
+    const float b1 = 0.9f, b2 = 0.999f;
+    double p1 = 1.0, p2 = 1.0;
+    size_t i, a, j, it;
+    for (i = 0; i < m; ++i) {
+        if (D) memcpy(Phi + i * D1, d->X + (size_t)rows[i] * D, D * sizeof(float));
+        Phi[i * D1 + D] = 1.0f;
+    }
+    memset(W, 0, nw * sizeof(float));
+    memset(M1, 0, 2 * nw * sizeof(float));
+    for (it = 0; it < c->epochs; ++it) {
+        /* Z = Phi W^T (m x A), then softmax minus the one-hot of the logged action, over m */
+        polopt_gemm(POLOPT_NO_TRANS, POLOPT_TRANS, m, A, D1, 1.0f, Phi, D1, W, D1, 0.0f, Z, A);
+        for (i = 0; i < m; ++i) {
+            float *z = Z + i * A, mx = z[0];
+            double tot = 0.0;
+            for (a = 1; a < A; ++a) mx = z[a] > mx ? z[a] : mx;
+            for (a = 0; a < A; ++a) tot += z[a] = expf(z[a] - mx);
+            for (a = 0; a < A; ++a) z[a] = (float)(z[a] / tot) / (float)m;
+            z[d->action[rows[i]]] -= 1.0f / (float)m;
+        }
+        /* G = Z^T Phi (A x D1) + (lambda / m) u */
+        polopt_gemm(POLOPT_TRANS, POLOPT_NO_TRANS, A, D1, m, 1.0f, Z, A, Phi, D1, 0.0f, G, D1);
+        for (a = 0; a < A; ++a)
+            for (j = 0; j < D; ++j) G[a * D1 + j] += c->lambda / (float)m * W[a * D1 + j];
+        p1 *= b1, p2 *= b2;
+        for (j = 0; j < nw; ++j) { /* Adam (Kingma & Ba 2015), bias-corrected, descending */
+            M1[j] = b1 * M1[j] + (1.0f - b1) * G[j];
+            M2[j] = b2 * M2[j] + (1.0f - b2) * G[j] * G[j];
+            W[j] -= c->lr * (float)(M1[j] / (1.0 - p1)) / (sqrtf((float)(M2[j] / (1.0 - p2))) + 1e-8f);
+        }
+    }
+}
+
+POLOPT_DEF polopt_result polopt_propensity_crossfit(const polopt_logged *data, const polopt_propensity_config *config,
+                                                    double *out_p)
+{
+    static const char *fn = "polopt_propensity_crossfit";
+    const polopt_propensity_config c = config ? *config : polopt_propensity_config_default();
+    polopt_result rc = POLOPT_OK;
+    uint32_t *order = NULL, *train;
+    float *W = NULL, *Z, *G, *Phi, *z;
+    size_t A, D1, f, i, a, n_train, bad;
+    if (!data || !data->action || !out_p || (data->dim && !data->X))
+        return polopt__fail(NULL, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: data (with its actions) and out_p are required",
+                            fn);
+    A = data->n_actions, D1 = data->dim + 1;
+    if (A < 2 || data->n < 2)
+        return polopt__fail(NULL, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: %lu rounds of %lu actions: at least 2 of each",
+                            fn, (unsigned long)data->n, (unsigned long)A);
+    if ((rc = polopt__check_range(NULL, &c.hooks, fn, "lambda", c.lambda, 0, POLOPT__CLOSED, FLT_MAX, POLOPT__CLOSED)) != POLOPT_OK ||
+        (rc = polopt__check_range(NULL, &c.hooks, fn, "lr", c.lr, 0, POLOPT__OPEN, FLT_MAX, POLOPT__CLOSED)) != POLOPT_OK ||
+        (rc = polopt__check_range(NULL, &c.hooks, fn, "floor", c.floor, 0, POLOPT__OPEN, 1, POLOPT__OPEN)) != POLOPT_OK)
+        return rc;
+    for (i = 0; i < data->n; ++i)
+        if (data->action[i] >= A || (data->dim && polopt_check_finite(data->dim, data->X + i * data->dim, &bad) != POLOPT_OK))
+            return polopt__fail(NULL, &c.hooks, POLOPT_ERR_INVALID_ARG, "%s: round %lu has action %lu of %lu or a "
+                                "non-finite feature", fn, (unsigned long)i, (unsigned long)data->action[i],
+                                (unsigned long)A);
+    if ((rc = polopt__folds(data->n, c.folds, c.seed, &c.hooks, fn, &order)) != POLOPT_OK) return rc;
+    train = order + data->n;
+    { /* W, the logits of every round, G and the Adam moments, and the features with a 1 */
+        int ok = 1;
+        const size_t count = polopt__mul_size(A * D1 * 4 + A, 1, &ok) + polopt__mul_size(data->n, A + D1, &ok);
+        if (ok) W = (float *)polopt__alloc(&c.hooks, count, sizeof(float), &rc);
+        if (!W) rc = polopt__fail(NULL, &c.hooks, ok ? rc : POLOPT_ERR_OVERFLOW, "%s: out of memory", fn);
+    }
+    Z = W + A * D1, G = Z + data->n * A, Phi = G + 3 * A * D1, z = Phi + data->n * D1;
+    for (f = 0; f < c.folds && rc == POLOPT_OK; ++f) {
+        n_train = polopt__fold_train(data->n, c.folds, f, order, train);
+        polopt__propensity_fit(data, train, n_train, &c, W, Z, G, Phi);
+        if (polopt_check_finite(A * D1, W, &bad) != POLOPT_OK) {
+            rc = polopt__fail(NULL, &c.hooks, POLOPT_ERR_NONFINITE, "%s: fold %lu: the fit diverged (lower lr)", fn,
+                              (unsigned long)f);
+            break;
+        }
+        for (i = f; i < data->n; i += c.folds) { /* score the held-out fold */
+            const size_t r = order[i];
+            float mx;
+            double tot = 0.0, p;
+            for (a = 0; a < A; ++a)
+                z[a] = (data->dim ? polopt__dot(data->dim, W + a * D1, data->X + r * data->dim) : 0.0f) +
+                       W[a * D1 + data->dim];
+            for (mx = z[0], a = 1; a < A; ++a) mx = z[a] > mx ? z[a] : mx;
+            for (a = 0; a < A; ++a) tot += exp((double)z[a] - mx);
+            p = exp((double)z[data->action[r]] - mx) / tot;
+            out_p[r] = p > c.floor ? p : c.floor;
+        }
+    }
+    polopt__dealloc(&c.hooks, W);
+    polopt__dealloc(&c.hooks, order);
+    return rc;
+}
+
+/* From a log to training ------------------------------------------------------------------------------------ */
+
+POLOPT_DEF polopt_result polopt_logged_view_reward(void *user, uint32_t context, size_t n, const uint32_t *items,
+                                                   float *out_rewards)
+{
+    const polopt_logged_view *v = (const polopt_logged_view *)user;
+    const polopt_reward_model *m = v ? v->model : NULL;
+    size_t k, D;
+    if (!v || !v->data || context >= v->data->n || (n && (!items || !out_rewards))) return POLOPT_ERR_INVALID_ARG;
+    D = v->data->dim;
+    for (k = 0; k < n; ++k) {
+        const float *w;
+        float z;
+        if (!m) { out_rewards[k] = 0.0f; continue; }
+        if (items[k] >= m->n_actions) return POLOPT_ERR_INVALID_ARG;
+        w = m->weights + (size_t)items[k] * (D + 1);
+        z = (D ? polopt__dot(D, w, v->data->X + (size_t)context * D) : 0.0f) + w[D];
+        out_rewards[k] = m->kind == POLOPT_MODEL_LOGISTIC ? (float)(1.0 / (1.0 + exp(-(double)z))) : z; /* as predict */
+    }
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_logged_view_init(polopt_logged_view *view, const polopt_logged *data,
+                                                 const polopt_reward_model *model, float tau)
+{
+    static const char *fn = "polopt_logged_view_init";
+    const polopt_hooks *hooks = data ? &data->hooks : &polopt__no_hooks;
+    size_t i;
+    if (!view) return POLOPT_ERR_INVALID_ARG;
+    memset(view, 0, sizeof *view);
+    if (!data || !data->action || !data->propensity || !data->reward || (data->dim && !data->X) || data->n == 0)
+        return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: no logged data", fn);
+    if (!(tau >= 0.0f && tau <= 1.0f))
+        return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: tau = %g is outside [0, 1]", fn, (double)tau);
+    if (model && (model->n_actions != data->n_actions || model->dim != data->dim || !model->weights))
+        return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: the reward model has %lu actions of %lu features, "
+                            "the log %lu of %lu", fn, (unsigned long)model->n_actions, (unsigned long)model->dim,
+                            (unsigned long)data->n_actions, (unsigned long)data->dim);
+    for (i = 0; i < data->n; ++i)
+        if (data->action[i] >= data->n_actions || !(data->propensity[i] > 0.0 && data->propensity[i] <= 1.0) ||
+            !(fabs(data->reward[i]) <= FLT_MAX))
+            return polopt__fail(NULL, hooks, POLOPT_ERR_INVALID_ARG, "%s: round %lu has action %lu of %lu, propensity "
+                                "%g or reward %g", fn, (unsigned long)i, (unsigned long)data->action[i],
+                                (unsigned long)data->n_actions, data->propensity[i], data->reward[i]);
+    view->data = data, view->model = model;
+    view->feedback.action = data->action, view->feedback.propensity = data->propensity;
+    view->feedback.reward = data->reward, view->feedback.tau = tau;
+    view->dataset.n = data->n, view->dataset.X = data->X, view->dataset.ldx = data->dim;
+    view->dataset.feedback = &view->feedback;
+    if (model) view->dataset.reward = polopt_logged_view_reward, view->dataset.reward_user = view;
+    return POLOPT_OK;
 }
 
 /* >>synth ------------------------------------------------------------------------------------------------- */

@@ -99,7 +99,7 @@ typedef struct obd_log {
     char names[N_FEATURES][MAX_LEVELS][LEVEL_BYTES];
     size_t n_levels[N_FEATURES];
     float *X;       /* n x D: the one-hot user features in the campaign's common level order, then a constant 1 */
-    float *q_hat;   /* n x A: the reward model's out-of-fold predictions (for DM and the DR family) */
+    double *q_hat;  /* n x A: the reward model's out-of-fold predictions (for DM and the DR family) */
     double clicks;
 } obd_log;
 
@@ -287,6 +287,7 @@ static void probabilities(const polopt_policy *policy, const polopt_mips *index,
    uniform policy row by row (paired: both on the same rows, so its error is much smaller than either's). */
 typedef struct result {
     polopt_ope_estimate est[POLOPT_OPE_COUNT];
+    polopt_ope_weight_stats weights;
     double diff, diff_se; /* IPS(target) - IPS(uniform), with its standard error */
     double max_pi, n_eff;  /* mean over rows of max_a pi and of exp(entropy): the items pi effectively spreads over */
 } result;
@@ -297,9 +298,17 @@ static void evaluate(const obd_log *lg, const float *target, result *out)
     polopt_ope_config oc = polopt_ope_config_default();
     double s = 0.0, s2 = 0.0, mx = 0.0, ne = 0.0;
     size_t i, a;
+    polopt_ope_report rep;
+    memset(&rep, 0, sizeof rep);
     oc.hooks.log = log_to_stderr;
-    check(polopt_ope_evaluate(&lg->d, target, lg->q_hat, &oc, out->est), "polopt_ope_evaluate",
-          "see the message above");
+    {   /* the policy's float rows, converted to the double precision of the estimators */
+        double *t64 = (double *)xcalloc(n * P, sizeof(double));
+        for (i = 0; i < n * P; ++i) t64[i] = target[i];
+        check(polopt_ope_evaluate(&lg->d, t64, lg->q_hat, 1, &oc, &rep), "polopt_ope_evaluate", "see the message above");
+        memcpy(out->est, rep.est, sizeof out->est);
+        out->weights = rep.weights;
+        free(t64);
+    }
     for (i = 0; i < n; ++i) {
         const float *pi = target + i * P;
         const double d = ((double)pi[lg->d.action[i]] - 1.0 / (double)P) / lg->d.propensity[i] * lg->d.reward[i];
@@ -391,7 +400,7 @@ int main(int argc, char **argv)
         for (j = 0; j < 2; ++j) {
             logs[j].clicks = 0.0;
             for (i = 0; i < logs[j].d.n; ++i) logs[j].clicks += logs[j].d.reward[i];
-            logs[j].q_hat = (float *)xcalloc(logs[j].d.n * P, sizeof(float));
+            logs[j].q_hat = (double *)xcalloc(logs[j].d.n * P, sizeof(double));
             check(polopt_reward_model_crossfit(&logs[j].d, &mc, logs[j].q_hat), "polopt_reward_model_crossfit",
                   "see the message above");
         }

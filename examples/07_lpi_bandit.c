@@ -396,7 +396,8 @@ static int obd(task *t, const char *dir, const char *campaign, polopt_linear_tas
     polopt_reward_model_config mc = polopt_reward_model_config_default();
     polopt_logged lg;
     char path[1024];
-    float *q, *U, *beta;
+    double *q;
+    float *U, *beta;
     size_t i, j, A, at;
     int pass;
     memset(t, 0, sizeof *t);
@@ -410,7 +411,7 @@ static int obd(task *t, const char *dir, const char *campaign, polopt_linear_tas
     A = lg.n_actions;
     t->name = strcmp(campaign, "men") == 0 ? "obd-men" : "obd-women";
     t->D = lg.dim + 1;
-    q = (float *)xcalloc(lg.n * A, sizeof(float));
+    q = (double *)xcalloc(lg.n * A, sizeof(double));
     mc.kind = POLOPT_MODEL_LOGISTIC, mc.lambda = 10.0f; /* as ope_obd.c */
     check(polopt_reward_model_crossfit(&lg, &mc, q), "polopt_reward_model_crossfit", "");
     t->X = (float *)xcalloc(lg.n * t->D, sizeof(float));
@@ -423,7 +424,7 @@ static int obd(task *t, const char *dir, const char *campaign, polopt_linear_tas
             for (j = 0; j < lg.dim; ++j) t->X[at * t->D + j] = lg.X[i * lg.dim + j];
             t->X[at * t->D + lg.dim] = 1.0f;
             t->act[at] = lg.action[i], t->click[at] = lg.reward[i];
-            memcpy(U + at * A, q + i * A, A * sizeof(float));
+            for (j = 0; j < A; ++j) U[at * A + j] = (float)q[i * A + j];
             if (pass == 0) ++t->n_train;
             ++at;
         }

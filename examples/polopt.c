@@ -949,13 +949,15 @@ static int cmd_recommend(int argc, char **argv)
 /* ---- ope --------------------------------------------------------------------------------------------------- */
 
 static const char *const ope_opts[] = {"log", "policy", "action", "propensity", "reward", "position", "position-base",
-                                       "numeric", "categorical", "max-levels", "clip", "model", "json!", NULL};
+                                       "numeric", "categorical", "max-levels", "clip", "tune", "model", "json!", NULL};
 static const char ope_help[] =
     "usage: polopt ope --log FILE [--policy POLICY] [columns as in train --logged] [options]\n"
     "Estimates, from a logged bandit CSV, the value of a target policy: the uniform one over the log's actions, or\n"
-    "POLICY (made by polopt train --logged on the same columns).  Every estimator: IPS, clipped IPS, SNIPS, DM, DR,\n"
-    "clipped DR, SNDR, Switch-DR, with standard errors, 95% bootstrap intervals and effective sample sizes.\n"
+    "POLICY (made by polopt train --logged on the same columns).  Every estimator: IPS, clipped IPS, SNIPS, SG-IPS,\n"
+    "DM, DR, clipped DR, SNDR, Switch-DR, DRos, SG-DR, with standard errors, 95% bootstrap intervals, effective\n"
+    "sample sizes and levels, and the weights' statistics.\n"
     "  --clip W      the weight cap of the clipped estimators and Switch-DR's switch (10)\n"
+    "  --tune T      choose every estimator's level from the data: mse or slope (as the Open Bandit Pipeline)\n"
     "  --model M     the reward model of DM and DR: logistic (default) or ridge, cross-fitted on 2 folds\n"
     "  --json        one JSON line instead of the table\n";
 
@@ -968,20 +970,21 @@ static int cmd_ope(int argc, char **argv)
     polopt_logged d;
     polopt_ope_config oc = polopt_ope_config_default();
     polopt_reward_model_config mc = polopt_reward_model_config_default();
-    polopt_ope_estimate est[POLOPT_OPE_COUNT];
-    float *target, *q_hat;
-    size_t i, A;
+    polopt_ope_report rep;
+    const polopt_ope_estimate *est = rep.est;
+    double *target, *q_hat;
+    size_t i, a, A;
     int e;
     parse_opts(argc, argv, ope_opts, &o);
     logged_columns(&o, &cc, numeric, categorical, num, cat);
     check(polopt_logged_load_csv(&d, need(&o, "log"), &cc), "reading the log", d.err.message);
     A = d.n_actions;
-    target = (float *)malloc(d.n * A * sizeof(float));
-    q_hat = (float *)malloc(d.n * A * sizeof(float));
+    target = (double *)malloc(d.n * A * sizeof(double));
+    q_hat = (double *)malloc(d.n * A * sizeof(double));
     if (!target || !q_hat) fail("out of memory for %lu x %lu probabilities", (unsigned long)d.n, (unsigned long)A);
     if (opt_str(&o, "policy", NULL)) { /* softmax over the actions of x^T theta (features and a constant) */
         polopt_policy pol;
-        float *X = with_bias(&d), *H = (float *)malloc(A * sizeof(float));
+        float *X = with_bias(&d), *H = (float *)malloc(2 * A * sizeof(float));
         if (!H) fail("out of memory");
         check(polopt_policy_load(&pol, opt_str(&o, "policy", NULL), NULL), opt_str(&o, "policy", NULL), pol.err.message);
         if (pol.D != d.dim + 1 || pol.L != A)
@@ -990,36 +993,48 @@ static int cmd_ope(int argc, char **argv)
                  (unsigned long)A);
         for (i = 0; i < d.n; ++i) {
             check(polopt_policy_embed(&pol, 1, X + i * (d.dim + 1), d.dim + 1, H), "the policy", pol.err.message);
-            check(polopt_softmax(A, H, pol.temperature, target + i * A), "the policy", NULL);
+            check(polopt_softmax(A, H, pol.temperature, H + A), "the policy", NULL);
+            for (a = 0; a < A; ++a) target[i * A + a] = H[A + a];
         }
         polopt_policy_free(&pol);
         free(X), free(H);
     } else {
-        for (i = 0; i < d.n * A; ++i) target[i] = 1.0f / (float)A;
+        for (i = 0; i < d.n * A; ++i) target[i] = 1.0 / (double)A;
     }
     model_kind = opt_str(&o, "model", "logistic");
     if (!strcmp(model_kind, "logistic")) mc.kind = POLOPT_MODEL_LOGISTIC;
     else if (!strcmp(model_kind, "ridge")) mc.kind = POLOPT_MODEL_RIDGE;
     else fail("--model %s: logistic or ridge", model_kind);
     check(polopt_reward_model_crossfit(&d, &mc, q_hat), "the reward model", NULL);
-    oc.clip = oc.switch_level = opt_num(&o, "clip", 10.0, 1.0, 1e9);
-    check(polopt_ope_evaluate(&d, target, q_hat, &oc, est), "the estimators", NULL);
+    oc.lambda[POLOPT_OPE_CLIPPED_IPS] = oc.lambda[POLOPT_OPE_CLIPPED_DR] = oc.lambda[POLOPT_OPE_SWITCH_DR] =
+        opt_num(&o, "clip", 10.0, 1.0, 1e9);
+    if (opt_str(&o, "tune", NULL)) {
+        const char *t = opt_str(&o, "tune", NULL);
+        if (!strcmp(t, "mse")) oc.tune = POLOPT_TUNE_MSE;
+        else if (!strcmp(t, "slope")) oc.tune = POLOPT_TUNE_SLOPE;
+        else fail("--tune %s: mse or slope", t);
+    }
+    check(polopt_ope_evaluate(&d, target, q_hat, 1, &oc, &rep), "the estimators", NULL);
     if (opt_flag(&o, "json")) {
         printf("{\"rows\": %lu", (unsigned long)d.n);
         for (e = 0; e < POLOPT_OPE_COUNT; ++e)
             if (est[e].available)
-                printf(", \"%s\": {\"value\": %.8g, \"std_error\": %.8g, \"ci\": [%.8g, %.8g], \"ess\": %.1f}",
-                       polopt_ope_name((polopt_ope_estimator)e), est[e].value, est[e].std_error, est[e].ci_low,
-                       est[e].ci_high, est[e].ess);
+                printf(", \"%s\": {\"value\": %.17g, \"std_error\": %.8g, \"ci\": [%.8g, %.8g], \"ess\": %.1f, "
+                       "\"lambda\": %.8g}", polopt_ope_name((polopt_ope_estimator)e), est[e].value, est[e].std_error,
+                       est[e].ci_low, est[e].ci_high, est[e].ess, est[e].lambda);
         printf("}\n");
     } else {
         printf("%lu rows, %lu actions; target: %s\n", (unsigned long)d.n, (unsigned long)A,
                opt_str(&o, "policy", "uniform"));
-        printf("%-12s %11s %11s %25s %10s\n", "estimator", "estimate", "std err", "95% interval", "ESS");
+        printf("weights: min %.4g, max %.4g, mean %.4f; above 2 / 5 / 10 / 20: %lu / %lu / %lu / %lu\n",
+               rep.weights.min, rep.weights.max, rep.weights.mean, (unsigned long)rep.weights.above[0],
+               (unsigned long)rep.weights.above[1], (unsigned long)rep.weights.above[2],
+               (unsigned long)rep.weights.above[3]);
+        printf("%-12s %11s %11s %25s %10s %8s\n", "estimator", "estimate", "std err", "95% interval", "ESS", "level");
         for (e = 0; e < POLOPT_OPE_COUNT; ++e)
             if (est[e].available)
-                printf("%-12s %11.6f %11.6f   [%10.6f, %10.6f] %10.1f\n", polopt_ope_name((polopt_ope_estimator)e),
-                       est[e].value, est[e].std_error, est[e].ci_low, est[e].ci_high, est[e].ess);
+                printf("%-12s %11.6f %11.6f   [%10.6f, %10.6f] %10.1f %8.3g\n", polopt_ope_name((polopt_ope_estimator)e),
+                       est[e].value, est[e].std_error, est[e].ci_low, est[e].ci_high, est[e].ess, est[e].lambda);
     }
     polopt_logged_free(&d);
     free(target), free(q_hat);

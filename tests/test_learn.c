@@ -874,7 +874,7 @@ static void learn_feedback_estimators(void)
     problem pb;
     polopt_feedback fb;
     const uint32_t logged_action = 7, ctx = 0;
-    const float logged_p = 0.05f, logged_r = 1.0f;
+    const double logged_p = 0.05, logged_r = 1.0;
     float h[L], g[L];
     double ref[L];
     int model, j;
@@ -913,7 +913,7 @@ static void learn_feedback_estimators(void)
         polopt_trainer_free(&tr);
     }
     {
-        const float bad_p = 0.0f; /* a propensity of 0 is refused, with the context named */
+        const double bad_p = 0.0; /* a propensity of 0 is refused, with the context named */
         polopt_trainer_config tc = polopt_trainer_config_default();
         polopt_trainer tr;
         fb.propensity = &bad_p;
@@ -922,7 +922,7 @@ static void learn_feedback_estimators(void)
         CHECK_RC(polopt_trainer_embedding_gradient(&tr, &pb.data, 1, &ctx, h, g, NULL), POLOPT_ERR_INVALID_ARG);
         CHECK(strstr(tr.err.message, "context 0") != NULL);
         {
-            const float tiny_p = 1e-30f, huge_r = 1e10f; /* unclipped, (r - r_M) / p = 1e40: refused, not infinite */
+            const double tiny_p = 1e-30, huge_r = 1e10; /* unclipped, (r - r_M) / p = 1e40: refused, not infinite */
             fb.propensity = &tiny_p, fb.reward = &huge_r, fb.tau = 0.0f;
             CHECK_RC(polopt_trainer_embedding_gradient(&tr, &pb.data, 1, &ctx, h, g, NULL), POLOPT_ERR_NONFINITE);
             CHECK(strstr(tr.err.message, "(set tau)") != NULL);
@@ -944,7 +944,8 @@ static void learn_training_from_logged_feedback(void)
     polopt_feedback fb;
     polopt_dataset logged;
     uint32_t *act = (uint32_t *)malloc(n * sizeof *act);
-    float *prop = (float *)malloc(n * sizeof *prop), *rew = (float *)malloc(n * sizeof *rew), r;
+    double *prop = (double *)malloc(n * sizeof *prop), *rew = (double *)malloc(n * sizeof *rew);
+    float r;
     polopt_rng rng;
     double v0, v1;
     size_t i;
@@ -953,9 +954,9 @@ static void learn_training_from_logged_feedback(void)
     polopt_rng_seed(&rng, 21);
     for (i = 0; i < n; ++i) { /* a uniform logging policy and Bernoulli rewards from the ground truth */
         act[i] = (uint32_t)polopt_rng_below(&rng, P);
-        prop[i] = 1.0f / (float)P;
+        prop[i] = 1.0 / (double)P;
         polopt_synth_reward(&s.task, (uint32_t)i, 1, act + i, &r);
-        rew[i] = polopt_rng_uniform(&rng) < r ? 1.0f : 0.0f;
+        rew[i] = polopt_rng_uniform(&rng) < r ? 1.0 : 0.0;
     }
     fb.action = act, fb.propensity = prop, fb.reward = rew, fb.tau = 0.0f;
     logged = s.data;

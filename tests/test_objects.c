@@ -305,8 +305,9 @@ static void objects_logged_csv_ope_model(void)
     const char *numeric[1] = {"x"};
     FILE *f = fopen(path, "w");
     double w[2] = {1, 1};
-    float r[2] = {1, 0}, qv[2] = {0.5f, 0.5f}, x[1] = {1}, out[4];
-    polopt_ope_estimate est[POLOPT_OPE_COUNT];
+    double r[2] = {1, 0}, qv[2] = {0.5, 0.5}, qd[4];
+    float x[1] = {1}, out[4];
+    polopt_ope_report est;
     size_t rows = 0;
     int s;
     CHECK(f != NULL);
@@ -358,10 +359,10 @@ static void objects_logged_csv_ope_model(void)
         CHECK_UNUSABLE(polopt_csv_read(&rd, &read_into, 10, &rows), rd);
         polopt_logged_free(&read_into);
         CHECK_UNUSABLE(polopt_ope_acc_add(&acc, 2, w, r, qv, qv), acc);
-        CHECK_RC(polopt_ope_acc_finish(&acc, est), POLOPT_ERR_INVALID_ARG);
+        CHECK_RC(polopt_ope_acc_finish(&acc, &est), POLOPT_ERR_INVALID_ARG);
         CHECK_RC(polopt_reward_model_predict(&m, x, out), POLOPT_ERR_INVALID_ARG);
-        CHECK_RC(polopt_ope_evaluate(&d, qv, NULL, &oc, est), POLOPT_ERR_INVALID_ARG);
-        CHECK_RC(polopt_reward_model_crossfit(&d, &mc, out), POLOPT_ERR_INVALID_ARG);
+        CHECK_RC(polopt_ope_evaluate(&d, qv, NULL, 1, &oc, &est), POLOPT_ERR_INVALID_ARG);
+        CHECK_RC(polopt_reward_model_crossfit(&d, &mc, qd), POLOPT_ERR_INVALID_ARG);
         CHECK_RC(polopt_reward_model_fit(&m, &d, NULL, 0, NULL), POLOPT_ERR_INVALID_ARG);
         polopt_reward_model_free(&m);
     }
