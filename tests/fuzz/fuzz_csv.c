@@ -164,10 +164,10 @@ static void check_rows(const polopt_csv_config *c, const uint8_t *file, size_t s
         FUZZ_CHECK(v == (double)d->action[row], "an action differs from the file");
         FUZZ_CHECK(!c->n_actions || d->action[row] < c->n_actions, "an action beyond config.n_actions was read");
         v = strtod(fields[col[1]], NULL);
-        FUZZ_CHECK(d->propensity[row] > 0.0f && d->propensity[row] <= 1.0f, "a propensity outside (0, 1]");
-        FUZZ_CHECK(close_to(d->propensity[row], (float)v), "a propensity differs from the file");
+        FUZZ_CHECK(d->propensity[row] > 0.0 && d->propensity[row] <= 1.0, "a propensity outside (0, 1]");
+        FUZZ_CHECK(d->propensity[row] == v, "a propensity differs from the file (it is kept in double precision)");
         v = strtod(fields[col[2]], NULL);
-        FUZZ_CHECK(isfinite(d->reward[row]) && close_to(d->reward[row], (float)v), "a reward differs from the file");
+        FUZZ_CHECK(isfinite(d->reward[row]) && d->reward[row] == v, "a reward differs from the file");
         if (c->position) {
             FUZZ_CHECK(looks_integer(fields[col[3]]) || !FUZZ_CHECK_KNOWN_BUGS, "a slot that is not written as an integer was read");
             v = strtod(fields[col[3]], NULL);
@@ -245,8 +245,8 @@ static polopt_result stream(const char *path, const polopt_csv_config *c, size_t
         cap = all->n + got;
         all->action = (uint32_t *)realloc(all->action, (cap + 1) * sizeof *all->action);
         all->position = (uint32_t *)realloc(all->position, (cap + 1) * sizeof *all->position);
-        all->propensity = (float *)realloc(all->propensity, (cap + 1) * sizeof *all->propensity);
-        all->reward = (float *)realloc(all->reward, (cap + 1) * sizeof *all->reward);
+        all->propensity = (double *)realloc(all->propensity, (cap + 1) * sizeof *all->propensity);
+        all->reward = (double *)realloc(all->reward, (cap + 1) * sizeof *all->reward);
         all->X = (float *)realloc(all->X, ((cap + 1) * all->dim + 1) * sizeof *all->X);
         FUZZ_CHECK(all->action && all->position && all->propensity && all->reward && all->X, "out of memory");
         for (i = 0; i < got; ++i, ++all->n) {
