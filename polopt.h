@@ -1529,7 +1529,7 @@ typedef struct polopt_ope_config {
     polopt_ope_tuning tune;          /* NONE: the levels above; MSE or SLOPE: chosen from the grids */
     const double *grid;              /* levels tried for clipping, switching and DRos (NULL: 1, 2, 5, 10, 20, 50,
                                         100, 500, 1000, 5000, 10^4 and HUGE_VAL) */
-    size_t grid_n;
+    size_t grid_n;                   /* at most 64 (so is sg_grid_n) */
     const double *sg_grid;           /* levels tried for SG-IPS and SG-DR, in [0, 1] (NULL: 0, 0.01, 0.02, 0.05,
                                         0.1, 0.2, 0.5, 1) */
     size_t sg_grid_n;
@@ -10726,6 +10726,7 @@ POLOPT_DEF polopt_dataset polopt_completion_dataset(const polopt_completion *spl
    co-moment matrix C of t1..t10, and Var(a^T t) = a^T C a / (n - 1).  C is updated row by row as Welford does for a
    variance (deviations from the running mean), which keeps its precision where sum t^2 - n mean^2 would cancel. */
 #define POLOPT__OPE_MOMENTS (POLOPT_OPE_TERMS - 1)
+#define POLOPT__OPE_GRID_MAX 64 /* levels a tuning grid may hold */
 #define POLOPT__OPE_FORMS 7 /* the weight forms: w, then v of clipped IPS, SG-IPS, clipped DR, Switch-DR, DRos, SG-DR */
 
 static const char *const polopt__ope_names[POLOPT_OPE_COUNT] = {
@@ -10819,8 +10820,9 @@ static polopt_result polopt__ope_check_config(const polopt_ope_config *c, polopt
     if ((!c->grid) != (c->grid_n == 0) || (!c->sg_grid) != (c->sg_grid_n == 0))
         return polopt__fail(err, &c->hooks, POLOPT_ERR_INVALID_ARG, "%s: a grid and its length must be given together",
                             fn);
-    if (c->grid_n > 64 || c->sg_grid_n > 64)
-        return polopt__fail(err, &c->hooks, POLOPT_ERR_INVALID_ARG, "%s: a grid has more than 64 levels", fn);
+    if (c->grid_n > POLOPT__OPE_GRID_MAX || c->sg_grid_n > POLOPT__OPE_GRID_MAX)
+        return polopt__fail(err, &c->hooks, POLOPT_ERR_INVALID_ARG, "%s: a grid has more than %d levels", fn,
+                            POLOPT__OPE_GRID_MAX);
     for (i = 0; i < c->grid_n; ++i)
         if (!(c->grid[i] >= 0.0))
             return polopt__fail(err, &c->hooks, POLOPT_ERR_INVALID_ARG, "%s: config.grid[%lu] = %g is not a level >= 0",
@@ -11196,7 +11198,6 @@ static double polopt__ope_tune(const polopt__ope_rows *R, polopt_ope_estimator e
     }
 }
 
-#define POLOPT__OPE_GRID_MAX 64
 static const double polopt__ope_default_grid[12] = {1, 2, 5, 10, 20, 50, 100, 500, 1000, 5000, 1e4, HUGE_VAL};
 static const double polopt__ope_default_sg_grid[8] = {0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1};
 
@@ -11572,16 +11573,20 @@ POLOPT_DEF polopt_result polopt_reward_model_fit(polopt_reward_model *model, con
     return rc;
 }
 
+/* r_M from the linear score z = w_a^T x + b_a: z itself (ridge) or sigmoid(z) (logistic). */
+static float polopt__model_link(polopt_model_kind kind, float z)
+{
+    return kind == POLOPT_MODEL_LOGISTIC ? (float)(1.0 / (1.0 + exp(-(double)z))) : z;
+}
+
 POLOPT_DEF polopt_result polopt_reward_model_predict(const polopt_reward_model *model, const float *x, float *out)
 {
     size_t a, bad;
     if (!model || !model->weights || (model->dim && !x) || !out) return POLOPT_ERR_INVALID_ARG;
     if (polopt_check_finite(model->dim, x, &bad) != POLOPT_OK) return POLOPT_ERR_NONFINITE;
     polopt__gemv(POLOPT_NO_TRANS, model->n_actions, model->dim, 1.0f, model->weights, model->dim + 1, x, 0.0f, out);
-    for (a = 0; a < model->n_actions; ++a) {
-        const float z = out[a] + model->weights[a * (model->dim + 1) + model->dim];
-        out[a] = model->kind == POLOPT_MODEL_LOGISTIC ? (float)(1.0 / (1.0 + exp(-(double)z))) : z;
-    }
+    for (a = 0; a < model->n_actions; ++a)
+        out[a] = polopt__model_link(model->kind, out[a] + model->weights[a * (model->dim + 1) + model->dim]);
     return POLOPT_OK;
 }
 
@@ -11671,44 +11676,44 @@ POLOPT_DEF polopt_propensity_config polopt_propensity_config_default(void)
 }
 
 /* Fit the softmax regression on the rounds rows[0 .. m) (weights W: A x (D + 1), u_a then c_a) by full-batch Adam on
-   the mean negative log-likelihood plus (lambda / (2 m)) ||u||^2.  Scratch: logits m x A, gradient and Adam moments
-   3 A (D + 1), features with a 1, m x (D + 1). */
-static void polopt__propensity_fit(const polopt_logged *d, const uint32_t *rows, size_t m,
-                                   const polopt_propensity_config *c, float *W, float *Z, float *G, float *Phi)
+   the mean negative log-likelihood plus (lambda / (2 m)) ||u||^2.  Scratch: logits m x A, the gradient A (D + 1),
+   the features with a 1, m x (D + 1). */
+static polopt_result polopt__propensity_fit(const polopt_logged *d, const uint32_t *rows, size_t m,
+                                            const polopt_propensity_config *c, float *W, float *Z, float *G,
+                                            float *Phi, polopt_error *err)
 {
     const size_t A = d->n_actions, D = d->dim, D1 = D + 1, nw = A * D1;
-    float *M1 = G + nw, *M2 = M1 + nw;
-    const float b1 = 0.9f, b2 = 0.999f;
-    double p1 = 1.0, p2 = 1.0;
+    polopt_adam_config ac = polopt_adam_config_default();
+    polopt_adam adam;
+    polopt_result rc = POLOPT_OK;
     size_t i, a, j, it;
     for (i = 0; i < m; ++i) {
         if (D) memcpy(Phi + i * D1, d->X + (size_t)rows[i] * D, D * sizeof(float));
         Phi[i * D1 + D] = 1.0f;
     }
     memset(W, 0, nw * sizeof(float));
-    memset(M1, 0, 2 * nw * sizeof(float));
-    for (it = 0; it < c->epochs; ++it) {
-        /* Z = Phi W^T (m x A), then softmax minus the one-hot of the logged action, over m */
+    ac.lr = c->lr, ac.hooks = c->hooks;
+    if ((rc = polopt_adam_init(&adam, nw, &ac)) != POLOPT_OK) {
+        *err = adam.err;
+        return rc;
+    }
+    for (it = 0; it < c->epochs && rc == POLOPT_OK; ++it) {
+        /* Z = softmax(Phi W^T) row by row, minus the one-hot of the logged action, over m: dloss / dlogits */
         polopt_gemm(POLOPT_NO_TRANS, POLOPT_TRANS, m, A, D1, 1.0f, Phi, D1, W, D1, 0.0f, Z, A);
-        for (i = 0; i < m; ++i) {
-            float *z = Z + i * A, mx = z[0];
-            double tot = 0.0;
-            for (a = 1; a < A; ++a) mx = z[a] > mx ? z[a] : mx;
-            for (a = 0; a < A; ++a) tot += z[a] = expf(z[a] - mx);
-            for (a = 0; a < A; ++a) z[a] = (float)(z[a] / tot) / (float)m;
+        for (i = 0; i < m && rc == POLOPT_OK; ++i) {
+            float *z = Z + i * A;
+            rc = polopt_softmax(A, z, 1.0f, z);
+            for (a = 0; a < A; ++a) z[a] /= (float)m;
             z[d->action[rows[i]]] -= 1.0f / (float)m;
         }
         /* G = Z^T Phi (A x D1) + (lambda / m) u */
         polopt_gemm(POLOPT_TRANS, POLOPT_NO_TRANS, A, D1, m, 1.0f, Z, A, Phi, D1, 0.0f, G, D1);
         for (a = 0; a < A; ++a)
             for (j = 0; j < D; ++j) G[a * D1 + j] += c->lambda / (float)m * W[a * D1 + j];
-        p1 *= b1, p2 *= b2;
-        for (j = 0; j < nw; ++j) { /* Adam (Kingma & Ba 2015), bias-corrected, descending */
-            M1[j] = b1 * M1[j] + (1.0f - b1) * G[j];
-            M2[j] = b2 * M2[j] + (1.0f - b2) * G[j] * G[j];
-            W[j] -= c->lr * (float)(M1[j] / (1.0 - p1)) / (sqrtf((float)(M2[j] / (1.0 - p2))) + 1e-8f);
-        }
+        if (rc == POLOPT_OK && (rc = polopt_adam_step(&adam, W, G)) != POLOPT_OK) *err = adam.err;
     }
+    polopt_adam_free(&adam);
+    return rc;
 }
 
 POLOPT_DEF polopt_result polopt_propensity_crossfit(const polopt_logged *data, const polopt_propensity_config *config,
@@ -11738,31 +11743,30 @@ POLOPT_DEF polopt_result polopt_propensity_crossfit(const polopt_logged *data, c
                                 (unsigned long)A);
     if ((rc = polopt__folds(data->n, c.folds, c.seed, &c.hooks, fn, &order)) != POLOPT_OK) return rc;
     train = order + data->n;
-    { /* W, the logits of every round, G and the Adam moments, and the features with a 1 */
+    { /* W, the logits of every round, G, the features with a 1, and one round's logits */
         int ok = 1;
-        const size_t count = polopt__mul_size(A * D1 * 4 + A, 1, &ok) + polopt__mul_size(data->n, A + D1, &ok);
+        const size_t count = polopt__mul_size(A, 2 * D1 + 1, &ok) + polopt__mul_size(data->n, A + D1, &ok);
         if (ok) W = (float *)polopt__alloc(&c.hooks, count, sizeof(float), &rc);
         if (!W) rc = polopt__fail(NULL, &c.hooks, ok ? rc : POLOPT_ERR_OVERFLOW, "%s: out of memory", fn);
     }
-    Z = W + A * D1, G = Z + data->n * A, Phi = G + 3 * A * D1, z = Phi + data->n * D1;
+    Z = W + A * D1, G = Z + data->n * A, Phi = G + A * D1, z = Phi + data->n * D1;
     for (f = 0; f < c.folds && rc == POLOPT_OK; ++f) {
+        polopt_error fit_err;
+        memset(&fit_err, 0, sizeof fit_err);
         n_train = polopt__fold_train(data->n, c.folds, f, order, train);
-        polopt__propensity_fit(data, train, n_train, &c, W, Z, G, Phi);
-        if (polopt_check_finite(A * D1, W, &bad) != POLOPT_OK) {
-            rc = polopt__fail(NULL, &c.hooks, POLOPT_ERR_NONFINITE, "%s: fold %lu: the fit diverged (lower lr)", fn,
-                              (unsigned long)f);
+        if ((rc = polopt__propensity_fit(data, train, n_train, &c, W, Z, G, Phi, &fit_err)) != POLOPT_OK) {
+            rc = polopt__fail(NULL, &c.hooks, rc, "%s: fold %lu: the fit diverged (lower lr): %s", fn,
+                              (unsigned long)f, fit_err.message);
             break;
         }
-        for (i = f; i < data->n; i += c.folds) { /* score the held-out fold */
+        for (i = f; i < data->n && rc == POLOPT_OK; i += c.folds) { /* score the held-out fold */
             const size_t r = order[i];
-            float mx;
-            double tot = 0.0, p;
+            double lse, p;
             for (a = 0; a < A; ++a)
                 z[a] = (data->dim ? polopt__dot(data->dim, W + a * D1, data->X + r * data->dim) : 0.0f) +
                        W[a * D1 + data->dim];
-            for (mx = z[0], a = 1; a < A; ++a) mx = z[a] > mx ? z[a] : mx;
-            for (a = 0; a < A; ++a) tot += exp((double)z[a] - mx);
-            p = exp((double)z[data->action[r]] - mx) / tot;
+            if ((rc = polopt_logsumexp(A, z, 1.0f, &lse)) != POLOPT_OK) break;
+            p = exp((double)z[data->action[r]] - lse);
             out_p[r] = p > c.floor ? p : c.floor;
         }
     }
@@ -11788,7 +11792,7 @@ POLOPT_DEF polopt_result polopt_logged_view_reward(void *user, uint32_t context,
         if (items[k] >= m->n_actions) return POLOPT_ERR_INVALID_ARG;
         w = m->weights + (size_t)items[k] * (D + 1);
         z = (D ? polopt__dot(D, w, v->data->X + (size_t)context * D) : 0.0f) + w[D];
-        out_rewards[k] = m->kind == POLOPT_MODEL_LOGISTIC ? (float)(1.0 / (1.0 + exp(-(double)z))) : z; /* as predict */
+        out_rewards[k] = polopt__model_link(m->kind, z);
     }
     return POLOPT_OK;
 }
