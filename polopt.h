@@ -10154,6 +10154,18 @@ static polopt_result polopt__interactions_read_file(polopt_interactions *m, polo
         if (!(m->weights[i] > 0.0f && m->weights[i] <= FLT_MAX))
             return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_FORMAT, "%s: %s: weight %lu is not a finite number > 0",
                                 fn, source, (unsigned long)i);
+    { /* every item is in some session, as the reader makes it: the filters count on it, the SVD too */
+        unsigned char *seen = (unsigned char *)polopt__alloc(&m->hooks, m->n_items, 1, &rc);
+        if (!seen) return polopt__fail(&m->err, &m->hooks, rc, "%s: cannot allocate %lu bytes", fn,
+                                       (unsigned long)m->n_items);
+        memset(seen, 0, m->n_items);
+        for (i = 0; i < m->nnz; ++i) seen[m->items[i]] = 1;
+        for (k = 0; k < m->n_items && seen[k]; ++k) {}
+        polopt__dealloc(&m->hooks, seen);
+        if (k < m->n_items)
+            return polopt__fail(&m->err, &m->hooks, POLOPT_ERR_FORMAT, "%s: %s: item %lu is in no session", fn, source,
+                                (unsigned long)k);
+    }
     if ((rc = polopt__interactions_parse_names(m, fn, source)) != POLOPT_OK) return rc;
     return polopt__interactions_tables(m, fn, source);
 }

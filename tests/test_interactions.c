@@ -344,6 +344,22 @@ static void interactions_files(void)
             }
         }
     }
+    { /* an item in no session (found by fuzzing): sessions {4, 5} and {6}, the second's item made 4 */
+        const uint32_t s3[3] = {1, 1, 2}, i3[3] = {4, 5, 6};
+        polopt_interactions small;
+        unsigned char tiny[512];
+        size_t tiny_size;
+        CHECK_OK(polopt_interactions_init(&small, 3, s3, i3, NULL, NULL));
+        CHECK(small.n_items == 3 && small.items[2] != small.items[0]);
+        CHECK_OK(polopt_interactions_save_buffer(&small, tiny, sizeof tiny, &tiny_size, NULL));
+        CHECK(128 + 4 * 2 + 4 * 3 <= tiny_size);
+        memset(tiny + 128 + 4 * 2 + 4 * 2, 0, 4); /* the file is little-endian; items[0] < 3 */
+        tiny[128 + 4 * 2 + 4 * 2] = (unsigned char)small.items[0];
+        th_reseal(tiny, tiny_size);
+        CHECK_RC(polopt_interactions_load_buffer(&back, tiny, tiny_size, NULL), POLOPT_ERR_FORMAT);
+        CHECK(strstr(back.err.message, "is in no session") != NULL);
+        polopt_interactions_free(&small);
+    }
     CHECK_RC(polopt_interactions_load(&back, TI_FILE("none.bin"), NULL), POLOPT_ERR_IO);
     CHECK_RC(polopt_interactions_load(&back, NULL, NULL), POLOPT_ERR_INVALID_ARG);
     CHECK_RC(polopt_interactions_save(&back, TI_FILE("m.bin"), NULL), POLOPT_ERR_INVALID_ARG); /* zeroed */
