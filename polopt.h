@@ -1264,6 +1264,12 @@ POLOPT_DEF polopt_result polopt_csv_open(polopt_csv_reader *reader, const char *
 POLOPT_DEF polopt_result polopt_csv_read(polopt_csv_reader *reader, polopt_logged *data, size_t max_rows,
                                          size_t *out_rows);
 POLOPT_DEF void polopt_csv_close(polopt_csv_reader *reader);
+/* Two logs in one feature layout (a training log and an evaluation log, say): levels are numbered per file, so the
+   same level gets different one-hot columns in two files read apart.  Called after polopt_csv_open and before the
+   first read, this starts reader's levels from those from has seen so far: each keeps its column, and a level new
+   to this file takes the next free one (the rows read by from have 0 there).  Both readers must name the same
+   numeric and categorical columns in the same order, with the same max_levels. */
+POLOPT_DEF polopt_result polopt_csv_share_levels(polopt_csv_reader *reader, const polopt_csv_reader *from);
 /* The whole file at once: open, read, close.  On failure data is empty and data->err says why. */
 POLOPT_DEF polopt_result polopt_logged_load_csv(polopt_logged *data, const char *path, const polopt_csv_config *config);
 
@@ -9149,6 +9155,40 @@ POLOPT_DEF polopt_result polopt_csv_open(polopt_csv_reader *reader, const char *
     const polopt_result rc = polopt__csv_open_impl(reader, path, config);
     if (rc != POLOPT_OK && reader) POLOPT__ZERO_KEEPING_ERROR(reader, polopt_csv_close);
     return rc;
+}
+
+POLOPT_DEF polopt_result polopt_csv_share_levels(polopt_csv_reader *reader, const polopt_csv_reader *from)
+{
+    static const char *fn = "polopt_csv_share_levels";
+    const polopt_csv_config *a, *b;
+    size_t k;
+    if (!reader) return POLOPT_ERR_INVALID_ARG;
+    if (!reader->columns || !from || !from->columns)
+        return polopt__fail(&reader->err, &reader->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: %s is not an open reader",
+                            fn, reader->columns ? "from" : "reader");
+    a = &reader->config, b = &from->config;
+    if (a->n_numeric != b->n_numeric || a->n_categorical != b->n_categorical ||
+        (a->n_categorical && a->max_levels != b->max_levels))
+        return polopt__fail(&reader->err, &a->hooks, POLOPT_ERR_INVALID_ARG, "%s: the readers' layouts differ (%lu "
+                            "numeric and %lu categorical columns of %lu levels, against %lu, %lu of %lu)", fn,
+                            (unsigned long)a->n_numeric, (unsigned long)a->n_categorical, (unsigned long)a->max_levels,
+                            (unsigned long)b->n_numeric, (unsigned long)b->n_categorical, (unsigned long)b->max_levels);
+    for (k = 0; k < a->n_numeric + a->n_categorical; ++k) {
+        const char *x = k < a->n_numeric ? a->numeric[k] : a->categorical[k - a->n_numeric];
+        const char *y = k < a->n_numeric ? b->numeric[k] : b->categorical[k - a->n_numeric];
+        if (strcmp(x, y) != 0)
+            return polopt__fail(&reader->err, &a->hooks, POLOPT_ERR_INVALID_ARG, "%s: feature %lu is '%.64s' here and "
+                                "'%.64s' in from", fn, (unsigned long)k, x, y);
+    }
+    for (k = 0; k < a->n_categorical; ++k)
+        if (reader->n_levels[k])
+            return polopt__fail(&reader->err, &a->hooks, POLOPT_ERR_INVALID_ARG, "%s: reader has read rows already; "
+                                "share the levels before the first read", fn);
+    if (a->n_categorical) {
+        memcpy(reader->levels, from->levels, a->n_categorical * a->max_levels * POLOPT_CSV_LEVEL_BYTES);
+        memcpy(reader->n_levels, from->n_levels, a->n_categorical * sizeof(size_t));
+    }
+    return POLOPT_OK;
 }
 
 /* A field as a finite number (the whole field, spaces around it allowed). */

@@ -415,6 +415,69 @@ static void ope_csv_streams(void)
     remove("build/test_stream.csv");
 }
 
+/* Two logs in one feature layout: the second reader starts from the first's levels. */
+static void ope_csv_shared_levels(void)
+{
+    static const char *const num[1] = {"x"}, *const cat[2] = {"g", "h"}, *const other[2] = {"g", "k"};
+    polopt_csv_config c = polopt_csv_config_default();
+    polopt_csv_reader ra, rb, closed;
+    polopt_logged a, b, apart;
+    size_t got;
+    FILE *f = fopen("build/test_levels_a.csv", "wb");
+    fputs("a,p,r,x,g,h\n0,0.5,1,1,u,p\n1,0.5,0,2,v,p\n", f);
+    fclose(f);
+    f = fopen("build/test_levels_b.csv", "wb");
+    fputs("h,g,a,p,r,x\nq,v,1,0.5,1,3\np,w,0,0.5,0,4\nq,u,0,0.5,0,5\n", f); /* other column order, new levels */
+    fclose(f);
+    c.action = "a", c.propensity = "p", c.reward = "r", c.numeric = num, c.n_numeric = 1, c.categorical = cat;
+    c.n_categorical = 2, c.max_levels = 3;
+    memset(&a, 0, sizeof a), memset(&b, 0, sizeof b);
+    CHECK_OK(polopt_csv_open(&ra, "build/test_levels_a.csv", &c));
+    CHECK_OK(polopt_csv_read(&ra, &a, 100, &got));
+    CHECK_OK(polopt_csv_open(&rb, "build/test_levels_b.csv", &c));
+    CHECK_OK(polopt_csv_share_levels(&rb, &ra));
+    CHECK_OK(polopt_csv_read(&rb, &b, 100, &got));
+    CHECK(a.n == 2 && b.n == 3 && a.dim == 7 && b.dim == 7);
+    { /* x, then g's levels u v w, then h's levels p q: A's levels first, B's new ones after them */
+        static const float want_a[2][7] = {{1, 1, 0, 0, 1, 0, 0}, {2, 0, 1, 0, 1, 0, 0}};
+        static const float want_b[3][7] = {{3, 0, 1, 0, 0, 1, 0}, {4, 0, 0, 1, 1, 0, 0}, {5, 1, 0, 0, 0, 1, 0}};
+        CHECK(memcmp(a.X, want_a, sizeof want_a) == 0);
+        CHECK(memcmp(b.X, want_b, sizeof want_b) == 0);
+    }
+    CHECK(strcmp(rb.levels + 2 * POLOPT_CSV_LEVEL_BYTES, "w") == 0 && rb.n_levels[0] == 3 && rb.n_levels[1] == 2);
+    CHECK(ra.n_levels[0] == 2 && ra.n_levels[1] == 1); /* from is read, not written */
+    CHECK_OK(polopt_logged_load_csv(&apart, "build/test_levels_b.csv", &c)); /* read apart: v takes u's column */
+    CHECK(apart.X[1] == 1.0f && b.X[1] == 0.0f);
+    polopt_logged_free(&apart);
+    /* misuse: after a read, a closed reader, another layout */
+    CHECK_RC(polopt_csv_share_levels(&rb, &ra), POLOPT_ERR_INVALID_ARG);
+    CHECK(strstr(rb.err.message, "before the first read") != NULL);
+    memset(&closed, 0, sizeof closed);
+    polopt_csv_close(&rb);
+    CHECK_OK(polopt_csv_open(&rb, "build/test_levels_b.csv", &c));
+    CHECK_RC(polopt_csv_share_levels(&rb, &closed), POLOPT_ERR_INVALID_ARG);
+    CHECK(strstr(rb.err.message, "from is not an open reader") != NULL);
+    CHECK_RC(polopt_csv_share_levels(NULL, &ra), POLOPT_ERR_INVALID_ARG);
+    polopt_csv_close(&rb);
+    c.max_levels = 4;
+    CHECK_OK(polopt_csv_open(&rb, "build/test_levels_b.csv", &c));
+    CHECK_RC(polopt_csv_share_levels(&rb, &ra), POLOPT_ERR_INVALID_ARG);
+    CHECK(strstr(rb.err.message, "layouts differ") != NULL);
+    polopt_csv_close(&rb);
+    c.max_levels = 3, c.categorical = other;
+    f = fopen("build/test_levels_b.csv", "wb");
+    fputs("k,g,a,p,r,x\nq,v,1,0.5,1,3\n", f);
+    fclose(f);
+    CHECK_OK(polopt_csv_open(&rb, "build/test_levels_b.csv", &c));
+    CHECK_RC(polopt_csv_share_levels(&rb, &ra), POLOPT_ERR_INVALID_ARG);
+    CHECK(strstr(rb.err.message, "feature 2 is 'k' here and 'h' in from") != NULL);
+    polopt_csv_close(&rb);
+    polopt_csv_close(&ra);
+    polopt_logged_free(&a), polopt_logged_free(&b);
+    remove("build/test_levels_a.csv");
+    remove("build/test_levels_b.csv");
+}
+
 /* Streaming evaluation: rows added in chunks give exactly the estimates of one call. */
 static void ope_streaming_equals_batch(void)
 {
@@ -955,7 +1018,7 @@ static void ope_logged_view(void)
 
 const th_test th_suite_ope[] = {TH(ope_small_case_by_hand),      TH(ope_ips_and_dr_are_unbiased),
                                 TH(ope_identities),               TH(ope_bootstrap_coverage),
-                                TH(ope_csv_messages),             TH(ope_csv_streams),
+                                TH(ope_csv_messages),             TH(ope_csv_streams), TH(ope_csv_shared_levels),
                                 TH(ope_streaming_equals_batch),   TH(ope_reward_models),
                                 TH(ope_bad_targets),              TH(ope_target_callback),
                                 TH(ope_precision_and_overflow),   TH(ope_precision_against_long_double),
