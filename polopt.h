@@ -52,7 +52,9 @@
      >>svd        sparse matrices, and their truncated SVD by randomized subspace iteration (item embeddings)
      >>completion the session-completion protocol on your own log: seeded splits of sessions and of their items,
                   contexts, the set reward, evaluation with the observed items excluded
-     >>ope        off-policy evaluation: IPS, clipped IPS, SNIPS, DM, DR, clipped DR, SNDR, Switch-DR; reward models
+     >>ope        off-policy evaluation: IPS, clipped IPS, SNIPS, SG-IPS, DM, DR, clipped DR, SNDR, Switch-DR, DRos,
+                  SG-DR, their levels tuned from the data; reward models, estimated propensities, a log as training
+                  feedback
      >>synth      deterministic synthetic catalogue: clustered item embeddings, users, ground-truth rewards, and
                   users with state (sessions whose clicks move it) for sequential tasks
      >>license
