@@ -9,7 +9,7 @@ OPT     = -O3 -march=native
 B       = build
 
 TEST_SRC = tests/main.c tests/impl.c $(sort $(wildcard tests/test_*.c))
-TEST_DEP = $(TEST_SRC) tests/harness.h polopt.h
+TEST_DEP = $(TEST_SRC) tests/harness.h polopt.h polopt_cuda.h
 
 # ---- What this machine has.  A test variant whose tools are missing is skipped, and says which package it needs.
 have     = $(shell command -v $(1) >/dev/null 2>&1 && echo 1)
@@ -188,12 +188,27 @@ FORCE:
 fuzz: $(if $(HAVE_LIBFUZZER),$(FUZZERS))
 	@$(if $(HAVE_LIBFUZZER),tests/fuzz/fuzz.sh $(FUZZ_SECONDS) $(B)/fuzz $(FUZZ_DRIVERS),echo "skipped: fuzz (needs clang, libclang-rt-dev)")
 
+# ---- The CUDA companion, polopt_cuda.h.  `make cuda-check` compiles it and its device tests with nvcc (warnings
+# are errors) for a recent (sm_90) and an older (sm_75) architecture, with or without a GPU; `make cuda-test` runs
+# the device tests, which print "skipped:" without a device.  make test runs the host tests of its device math.
+NVCC      ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+CUDA_ARCH  = -gencode arch=compute_90,code=sm_90 -gencode arch=compute_75,code=sm_75
+NVCC_FLAGS = -std=c++17 -O2 -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror $(CUDA_ARCH)
+CUDA_BINS  = $(B)/cuda/test_cuda
+cuda-check: $(if $(NVCC),$(CUDA_BINS))
+	@$(if $(NVCC),echo "cuda-check: $(words $(CUDA_BINS)) program(s) built by $(NVCC)",echo "skipped: cuda-check (needs nvcc, the CUDA toolkit)")
+cuda-test: cuda-check
+	@$(if $(NVCC),$(B)/cuda/test_cuda,echo "skipped: cuda-test (needs nvcc, the CUDA toolkit)")
+$(B)/cuda/%: tests/cuda/%.cu polopt_cuda.h polopt.h
+	@mkdir -p $(B)/cuda
+	$(NVCC) $(NVCC_FLAGS) -I. $< -o $@
+
 fuzz-corpus: $(B)/fuzz/make_corpus
 	rm -rf tests/fuzz/corpus/index tests/fuzz/corpus/policy tests/fuzz/corpus/csv tests/fuzz/corpus/interactions
 	mkdir -p tests/fuzz/corpus/index tests/fuzz/corpus/policy tests/fuzz/corpus/csv tests/fuzz/corpus/interactions
 	$(B)/fuzz/make_corpus tests/fuzz/corpus
 
-.PHONY: all test test-quick demo bench examples bench-programs clean fuzz fuzz-corpus polopt-mpi
+.PHONY: all test test-quick demo bench examples bench-programs clean fuzz fuzz-corpus polopt-mpi cuda-check cuda-test
 all: $(TEST_BINS) $(LINKS) $(README_EXAMPLES) examples bench-programs $(if $(HAVE_MPI),$(MPI_TEST))
 
 test: $(TEST_BINS) $(LINKS) $(LINK_OBJS) $(README_EXAMPLES) $(FUZZ_REPLAYS) $(B)/polopt $(if $(HAVE_MPI),$(MPI_TEST))

@@ -212,13 +212,14 @@ extern "C" {
     X(POLOPT_ERR_VERSION, -8, "unsupported format version")                            \
     X(POLOPT_ERR_CHECKSUM, -9, "checksum mismatch (corrupted data)")                   \
     X(POLOPT_ERR_TRUNCATED, -10, "truncated file or buffer")                           \
-    X(POLOPT_ERR_UNSUPPORTED, -11, "not supported by this build or this CPU")
+    X(POLOPT_ERR_UNSUPPORTED, -11, "not supported by this build or this CPU")          \
+    X(POLOPT_ERR_DEVICE, -12, "GPU error (the message has CUDA's own)")
 
 typedef enum polopt_result {
 #define POLOPT__RESULT_ENUM(name, value, text) name = value,
     POLOPT_RESULT_LIST(POLOPT__RESULT_ENUM)
 #undef POLOPT__RESULT_ENUM
-    POLOPT__RESULT_END_ = -12
+    POLOPT__RESULT_END_ = -13
 } polopt_result;
 
 /* A short description of a result code ("invalid argument").  Never NULL. */

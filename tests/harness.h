@@ -36,6 +36,7 @@ extern const th_test th_suite_qhead[];
 extern const th_test th_suite_interactions[];
 extern const th_test th_suite_svd[];
 extern const th_test th_suite_completion[];
+extern const th_test th_suite_cuda[];
 
 /* Failed checks in the current test. */
 extern int th_failures;

@@ -8,11 +8,11 @@
 static void api_strerror_covers_every_code(void)
 {
     int code;
-    for (code = 0; code >= -10; --code) {
+    for (code = 0; code > POLOPT__RESULT_END_; --code) {
         const char *s = polopt_strerror((polopt_result)code);
         int other;
         CHECK(s != NULL && s[0] != '\0' && strcmp(s, "unknown polopt result code") != 0);
-        for (other = code - 1; other >= -10; --other) CHECK(strcmp(s, polopt_strerror((polopt_result)other)) != 0);
+        for (other = code - 1; other > POLOPT__RESULT_END_; --other) CHECK(strcmp(s, polopt_strerror((polopt_result)other)) != 0);
     }
     CHECK(strcmp(polopt_strerror((polopt_result)-99), "unknown polopt result code") == 0);
     CHECK(strcmp(polopt_strerror(POLOPT_OK), "success") == 0);
