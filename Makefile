@@ -194,12 +194,18 @@ fuzz: $(if $(HAVE_LIBFUZZER),$(FUZZERS))
 NVCC      ?= $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
 CUDA_ARCH  = -gencode arch=compute_90,code=sm_90 -gencode arch=compute_75,code=sm_75
 NVCC_FLAGS = -std=c++17 -O2 -Werror all-warnings -Xcompiler -Wall,-Wextra,-Werror $(CUDA_ARCH)
-CUDA_BINS  = $(B)/cuda/test_cuda
+CUDA_BINS  = $(B)/cuda/test_cuda $(B)/cuda/cuda_train $(B)/cuda/bench_cuda
 cuda-check: $(if $(NVCC),$(CUDA_BINS))
 	@$(if $(NVCC),echo "cuda-check: $(words $(CUDA_BINS)) program(s) built by $(NVCC)",echo "skipped: cuda-check (needs nvcc, the CUDA toolkit)")
 cuda-test: cuda-check
 	@$(if $(NVCC),$(B)/cuda/test_cuda,echo "skipped: cuda-test (needs nvcc, the CUDA toolkit)")
 $(B)/cuda/%: tests/cuda/%.cu polopt_cuda.h polopt.h
+	@mkdir -p $(B)/cuda
+	$(NVCC) $(NVCC_FLAGS) -I. $< -o $@
+$(B)/cuda/%: examples/%.cu polopt_cuda.h polopt.h
+	@mkdir -p $(B)/cuda
+	$(NVCC) $(NVCC_FLAGS) -I. $< -o $@
+$(B)/cuda/%: bench/%.cu bench/bench.h polopt_cuda.h polopt.h
 	@mkdir -p $(B)/cuda
 	$(NVCC) $(NVCC_FLAGS) -I. $< -o $@
 

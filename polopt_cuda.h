@@ -32,8 +32,13 @@
      polopt_cuda_topk     batched exact top-K (K <= 1024): each block scores a range of items for one context and
                           keeps a running top-K in shared memory (only items better than its current K-th enter,
                           sorted in by a bitonic network); the ranges' lists are then merged pairwise.
+     polopt_cuda_gradient the covariance gradient of a batch from weighted draws (REINFORCE's, or SNIS's with their
+                          log-weights): the weights' normaliser, the mean reward, and the gather of the draws' rows
+                          of beta reduced into g.
      polopt_cuda_adam     Adam over flat parameter arrays, the same update as polopt_adam_step.
-   Not here yet (see the README): the batched SNIS gradient, the exact gradient and policy value, the benchmark.
+   Not here yet (see the README): the exact gradient and policy value over the whole catalogue.
+   examples/cuda_train.cu trains with them; bench/bench_cuda.cu measures them; tests/cuda/test_cuda.cu checks them
+   against polopt.h on a device.
 
    The per-element and per-tile math is in inline functions that compile for the host as well as for the device
    (>>devmath); polopt's tests call them on the CPU and check them against polopt.h.
@@ -288,6 +293,19 @@ POLOPT_DEF polopt_result polopt_cuda_topk_init(polopt_cuda_topk *tk, const polop
 POLOPT_DEF polopt_result polopt_cuda_topk_run(polopt_cuda_topk *tk, size_t n, const float *H,
                                               polopt_cuda_stream stream);
 POLOPT_DEF void polopt_cuda_topk_free(polopt_cuda_topk *tk);
+
+/* The covariance gradient of n contexts from S weighted draws each (Sakhi, Rohde & Gilotte 2023, Eq. 9 and
+   Algorithm 1, steps 4-5), as polopt_estimator_gradient computes it for one context: with draws a_s, log-weights
+   lw_s and rewards r_s (device arrays, n x S),
+       w_bar = softmax(lw),   r_bar = sum_s w_bar_s r_s,   g = (1/T) sum_s w_bar_s (r_s - r_bar) beta_{a_s}
+   into out_g (device, n x L) and r_bar into out_value (device, n doubles; may be NULL).  log_w NULL: equal weights,
+   REINFORCE's exact draws (polopt_cuda_sample's), and g is scaled by S / (S - 1), which makes the covariance
+   unbiased.  SNIS's draws come with their log-weights f(a_s) - log q(a_s).  1 <= S <= 12000 (a float each in
+   shared memory), ids below P, weights and rewards finite (not checked on the device). */
+POLOPT_DEF polopt_result polopt_cuda_gradient(const polopt_cuda_catalogue *cat, size_t n, size_t S,
+                                              const uint32_t *ids, const float *log_w, const float *rewards,
+                                              float temperature, float *out_g, double *out_value,
+                                              polopt_cuda_stream stream, polopt_error *out_err);
 
 /* Adam over n parameters on the device (config as polopt_adam_init's; its hooks are not used). */
 typedef struct polopt_cuda_adam {
@@ -689,6 +707,96 @@ POLOPT_DEF polopt_result polopt_cuda_sample(polopt_cuda_sampler *smp, size_t n, 
                                                         smp->calls * smp->batch * smp->S, smp->ids);
     smp->calls += 1;
     return polopt_cuda__check(cudaGetLastError(), &smp->err, &smp->hooks, fn, "a kernel launch");
+}
+
+/* ---- the covariance gradient */
+
+/* A block-wide reduction: every thread's (m, s) state merged, the result in every thread. */
+__device__ static polopt_cuda_lse polopt_cuda__block_lse(polopt_cuda_lse st, polopt_cuda_lse *shared32)
+{
+    const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+    unsigned off;
+    for (off = 16; off > 0; off /= 2) {
+        polopt_cuda_lse o;
+        o.m = __shfl_xor_sync(0xffffffffu, st.m, off);
+        o.s = __shfl_xor_sync(0xffffffffu, st.s, off);
+        st = polopt_cuda_lse_merge(st, o);
+    }
+    if (lane == 0) shared32[warp] = st;
+    __syncthreads();
+    st = shared32[0];
+    for (off = 1; off < warps; ++off) st = polopt_cuda_lse_merge(st, shared32[off]);
+    __syncthreads();
+    return st;
+}
+
+/* A block-wide sum of doubles, the result in every thread. */
+__device__ static double polopt_cuda__block_sum(double x, double *shared32)
+{
+    const unsigned lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+    unsigned off;
+    for (off = 16; off > 0; off /= 2) x += __shfl_xor_sync(0xffffffffu, x, off);
+    if (lane == 0) shared32[warp] = x;
+    __syncthreads();
+    x = 0.0;
+    for (off = 0; off < warps; ++off) x += shared32[off];
+    __syncthreads();
+    return x;
+}
+
+/* One block per context: the weights' normaliser, r_bar, then each coordinate l of g summed over the draws (the
+   threads read a row of beta together: coalesced). */
+__global__ static void polopt_cuda__gradient(const float *beta, size_t L, size_t S, const uint32_t *ids,
+                                             const float *log_w, const float *rewards, float scale, float *out_g,
+                                             double *out_value)
+{
+    extern __shared__ float polopt_cuda__shared_c[]; /* S coefficients w_bar_s (r_s - r_bar) scale */
+    __shared__ polopt_cuda_lse lse32[32];
+    __shared__ double sum32[32];
+    const size_t b = blockIdx.x;
+    const uint32_t *a = ids + b * S;
+    const float *lw = log_w ? log_w + b * S : NULL, *r = rewards + b * S;
+    polopt_cuda_lse st = polopt_cuda_lse_of(-INFINITY);
+    double z, r_bar = 0.0;
+    size_t s, l;
+    for (s = threadIdx.x; s < S; s += blockDim.x) st = polopt_cuda_lse_merge(st, polopt_cuda_lse_of(lw ? lw[s] : 0.0f));
+    st = polopt_cuda__block_lse(st, lse32);
+    z = (double)st.s;
+    for (s = threadIdx.x; s < S; s += blockDim.x) {
+        const double w = exp((double)(lw ? lw[s] : 0.0f) - (double)st.m) / z;
+        polopt_cuda__shared_c[s] = (float)w;
+        r_bar += w * (double)r[s];
+    }
+    r_bar = polopt_cuda__block_sum(r_bar, sum32);
+    for (s = threadIdx.x; s < S; s += blockDim.x)
+        polopt_cuda__shared_c[s] = (float)((double)polopt_cuda__shared_c[s] * ((double)r[s] - r_bar) * scale);
+    __syncthreads();
+    for (l = threadIdx.x; l < L; l += blockDim.x) {
+        float acc = 0.0f;
+        for (s = 0; s < S; ++s) acc = fmaf(polopt_cuda__shared_c[s], beta[(size_t)a[s] * L + l], acc);
+        out_g[b * L + l] = acc;
+    }
+    if (out_value && threadIdx.x == 0) out_value[b] = r_bar;
+}
+
+POLOPT_DEF polopt_result polopt_cuda_gradient(const polopt_cuda_catalogue *cat, size_t n, size_t S,
+                                              const uint32_t *ids, const float *log_w, const float *rewards,
+                                              float temperature, float *out_g, double *out_value,
+                                              polopt_cuda_stream stream, polopt_error *out_err)
+{
+    static const char *fn = "polopt_cuda_gradient";
+    const polopt_cuda_hooks *h = cat ? &cat->hooks : NULL;
+    float scale;
+    if (!cat || !cat->beta) return polopt_cuda__fail(out_err, h, POLOPT_ERR_INVALID_ARG, "%s: no catalogue", fn);
+    if (n < 1 || n > 65535 || S < 1 || S > 12000 || (!log_w && S < 2) || !ids || !rewards || !out_g ||
+        !(temperature >= 1.0f / FLT_MAX && temperature <= FLT_MAX))
+        return polopt_cuda__fail(out_err, h, POLOPT_ERR_INVALID_ARG, "%s: n = %lu (1 .. 65535), S = %lu (1 .. 12000; "
+                                 ">= 2 for equal weights), temperature = %g, ids, rewards and out_g are required", fn,
+                                 (unsigned long)n, (unsigned long)S, (double)temperature);
+    scale = (float)((log_w ? 1.0 : (double)S / (double)(S - 1)) / (double)temperature);
+    polopt_cuda__gradient<<<(unsigned)n, 256, S * sizeof(float), (cudaStream_t)stream>>>(
+        cat->beta, cat->dim, S, ids, log_w, rewards, scale, out_g, out_value);
+    return polopt_cuda__check(cudaGetLastError(), out_err, h, fn, "a kernel launch");
 }
 
 /* ---- top-K */

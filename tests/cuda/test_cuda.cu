@@ -118,6 +118,50 @@ static void topk_matches_cpu(size_t P, size_t L, size_t n, size_t K)
     polopt_cuda_catalogue_free(&cat);
 }
 
+/* The covariance gradient against its formula in double on the host, with log-weights and with equal weights. */
+static void gradient_matches_formula(int weighted)
+{
+    const size_t P = 50000, L = 48, n = 5, S = 1000;
+    const float T = 0.7f;
+    polopt_rng rng;
+    std::vector<float> beta(P * L), lw(n * S), r(n * S), g(n * L);
+    std::vector<uint32_t> ids(n * S);
+    std::vector<double> value(n);
+    polopt_cuda_catalogue cat;
+    uint32_t *d_ids = NULL;
+    float *d_lw = NULL, *d_r = NULL, *d_g = NULL;
+    double *d_v = NULL;
+    polopt_rng_seed(&rng, 4 + weighted);
+    fill(&rng, beta, -1.0f, 1.0f), fill(&rng, lw, -3.0f, 3.0f), fill(&rng, r, 0.0f, 1.0f);
+    for (size_t i = 0; i < n * S; ++i) ids[i] = (uint32_t)polopt_rng_below(&rng, P);
+    CHECK_OK(polopt_cuda_catalogue_init(&cat, P, L, beta.data(), NULL, NULL));
+    CHECK(cudaMalloc(&d_ids, n * S * 4) == cudaSuccess && cudaMalloc(&d_lw, n * S * 4) == cudaSuccess &&
+          cudaMalloc(&d_r, n * S * 4) == cudaSuccess && cudaMalloc(&d_g, n * L * 4) == cudaSuccess &&
+          cudaMalloc(&d_v, n * 8) == cudaSuccess);
+    CHECK_OK(polopt_cuda_upload(d_ids, ids.data(), n * S * 4, NULL, NULL));
+    CHECK_OK(polopt_cuda_upload(d_lw, lw.data(), n * S * 4, NULL, NULL));
+    CHECK_OK(polopt_cuda_upload(d_r, r.data(), n * S * 4, NULL, NULL));
+    CHECK_OK(polopt_cuda_gradient(&cat, n, S, d_ids, weighted ? d_lw : NULL, d_r, T, d_g, d_v, NULL, NULL));
+    CHECK_OK(polopt_cuda_download(g.data(), d_g, n * L * 4, NULL, NULL));
+    CHECK_OK(polopt_cuda_download(value.data(), d_v, n * 8, NULL, NULL));
+    for (size_t c = 0; c < n; ++c) {
+        double m = -INFINITY, z = 0.0, rb = 0.0;
+        std::vector<double> w(S), want(L, 0.0);
+        for (size_t s = 0; s < S; ++s) m = fmax(m, weighted ? lw[c * S + s] : 0.0);
+        for (size_t s = 0; s < S; ++s) z += w[s] = exp((weighted ? lw[c * S + s] : 0.0) - m);
+        for (size_t s = 0; s < S; ++s) w[s] /= z, rb += w[s] * r[c * S + s];
+        for (size_t s = 0; s < S; ++s)
+            for (size_t l = 0; l < L; ++l)
+                want[l] += w[s] * (r[c * S + s] - rb) * beta[(size_t)ids[c * S + s] * L + l] / T *
+                           (weighted ? 1.0 : (double)S / (double)(S - 1));
+        CHECK(fabs(value[c] - rb) <= 1e-6);
+        for (size_t l = 0; l < L; ++l) CHECK(fabs(g[c * L + l] - want[l]) <= 1e-5);
+    }
+    CHECK(polopt_cuda_gradient(&cat, n, 1, d_ids, NULL, d_r, T, d_g, NULL, NULL, NULL) == POLOPT_ERR_INVALID_ARG);
+    cudaFree(d_ids), cudaFree(d_lw), cudaFree(d_r), cudaFree(d_g), cudaFree(d_v);
+    polopt_cuda_catalogue_free(&cat);
+}
+
 /* Adam on the device against polopt_adam_step; a non-finite gradient leaves everything as it was. */
 static void adam_matches_cpu(void)
 {
@@ -194,6 +238,8 @@ int main(void)
         {"topk K=10", [] { topk_matches_cpu(200000, 32, 32, 10); }},
         {"topk K=1024", [] { topk_matches_cpu(300007, 64, 8, 1024); }},
         {"topk K=P", [] { topk_matches_cpu(700, 8, 2, 700); }},
+        {"gradient, log-weights", [] { gradient_matches_formula(1); }},
+        {"gradient, equal weights", [] { gradient_matches_formula(0); }},
         {"adam", adam_matches_cpu},
         {"arguments", arguments_are_checked},
     };
