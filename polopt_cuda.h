@@ -36,7 +36,8 @@
                           log-weights): the weights' normaliser, the mean reward, and the gather of the draws' rows
                           of beta reduced into g.
      polopt_cuda_adam     Adam over flat parameter arrays, the same update as polopt_adam_step.
-   Not here yet (see the README): the exact gradient and policy value over the whole catalogue.
+     polopt_cuda_exact_run the exact policy value and its gradient over the whole catalogue, for sparse rewards
+                          (ground truth at scale): log Z and E_pi[beta] in passes over beta, no batch x P matrix.
    examples/cuda_train.cu trains with them; bench/bench_cuda.cu measures them; tests/cuda/test_cuda.cu checks them
    against polopt.h on a device.
 
@@ -306,6 +307,39 @@ POLOPT_DEF polopt_result polopt_cuda_gradient(const polopt_cuda_catalogue *cat, 
                                               const uint32_t *ids, const float *log_w, const float *rewards,
                                               float temperature, float *out_g, double *out_value,
                                               polopt_cuda_stream stream, polopt_error *out_err);
+
+/* Ground truth at scale: the exact policy value and its gradient for a batch of contexts, over the whole catalogue.
+   Rewards are sparse, in compressed rows on the device: r(a, x_c) = rewards[k] for a = items[k], k in
+   [offsets[c], offsets[c + 1]), and 0 for every other item (the set reward 1[a in Y_u], or a dense reward listed in
+   full).  Then
+       V_c = sum_a pi(a | x_c) r(a, x_c),      g_c = grad_h V_c = (1/T) sum_a pi(a) r(a) (beta_a - E_pi[beta])
+   with log Z_c and E_pi[beta] (beta_bar) on the way.  Three passes over beta: the online softmax states of the
+   sampler, then E_pi[beta] as a tiled product of the weights exp(f - M) with beta (no batch x P matrix: each block
+   forms 32 items' weights in shared memory and accumulates its share of the batch x L result), then the sums over
+   the listed rewards.  O(P L) a batch, plus O(L) a listed reward; L <= 128. */
+typedef struct polopt_cuda_exact {
+    const polopt_cuda_catalogue *cat;
+    size_t batch, n_tiles, n_blocks;
+    float temperature;
+    float *H;          /* device, batch x L */
+    double *log_z;     /* device, batch */
+    float *beta_bar;   /* device, batch x L: E_pi[beta] */
+    double *value;     /* device, batch: V */
+    float *grad;       /* device, batch x L: grad_h V */
+    float *tile_m, *tile_s, *max_score; /* as the sampler's */
+    double *prefix;
+    float *partial;    /* device, n_blocks x batch x L: the blocks' shares of sum_a exp(f - M) beta_a */
+    polopt_cuda_hooks hooks;
+    polopt_error err;
+} polopt_cuda_exact;
+
+POLOPT_DEF polopt_result polopt_cuda_exact_init(polopt_cuda_exact *ex, const polopt_cuda_catalogue *cat, size_t batch,
+                                                float temperature, const polopt_cuda_hooks *hooks);
+/* n <= batch contexts H (device, n x L); offsets (n + 1 entries), items (below P) and rewards on the device. */
+POLOPT_DEF polopt_result polopt_cuda_exact_run(polopt_cuda_exact *ex, size_t n, const float *H,
+                                               const uint32_t *offsets, const uint32_t *items, const float *rewards,
+                                               polopt_cuda_stream stream);
+POLOPT_DEF void polopt_cuda_exact_free(polopt_cuda_exact *ex);
 
 /* Adam over n parameters on the device (config as polopt_adam_init's; its hooks are not used). */
 typedef struct polopt_cuda_adam {
@@ -797,6 +831,182 @@ POLOPT_DEF polopt_result polopt_cuda_gradient(const polopt_cuda_catalogue *cat, 
     polopt_cuda__gradient<<<(unsigned)n, 256, S * sizeof(float), (cudaStream_t)stream>>>(
         cat->beta, cat->dim, S, ids, log_w, rewards, scale, out_g, out_value);
     return polopt_cuda__check(cudaGetLastError(), out_err, h, fn, "a kernel launch");
+}
+
+/* ---- the exact value and gradient */
+
+#define POLOPT_CUDA__EXACT_CHUNK 32     /* items whose weights a block forms at once */
+#define POLOPT_CUDA__EXACT_MAX_L 128
+#define POLOPT_CUDA__EXACT_BLOCKS 1024  /* blocks of the mean-embedding pass (each takes a range of items) */
+
+/* Pass 2: block k takes a range of items; for each chunk of 32 it loads their rows of beta, forms the weights
+   w[b][i] = exp(f_b(a_i) - M_b) of every context, and each thread accumulates some (b, l) of sum_i w[b][i]
+   beta_{a_i}[l].  The block's share goes to partial[k]. */
+__global__ static void polopt_cuda__mean_partial(const float *beta, size_t P, size_t L, const float *H, size_t n,
+                                                 float inv_t, const float *max_score, size_t range, float *partial)
+{
+    __shared__ float sb[POLOPT_CUDA__EXACT_CHUNK * POLOPT_CUDA__EXACT_MAX_L];
+    __shared__ float sh[POLOPT_CUDA_MAX_BATCH * POLOPT_CUDA__EXACT_MAX_L];
+    __shared__ float sw[POLOPT_CUDA_MAX_BATCH * POLOPT_CUDA__EXACT_CHUNK];
+    const size_t lo = (size_t)blockIdx.x * range, hi = lo + range < P ? lo + range : P, outputs = n * L;
+    float acc[(POLOPT_CUDA_MAX_BATCH * POLOPT_CUDA__EXACT_MAX_L + 255) / 256];
+    size_t i, base, o, k;
+    for (i = threadIdx.x; i < n * L; i += blockDim.x) sh[i] = H[i];
+    for (k = 0; k < sizeof acc / sizeof acc[0]; ++k) acc[k] = 0.0f;
+    __syncthreads();
+    for (base = lo; base < hi; base += POLOPT_CUDA__EXACT_CHUNK) {
+        const size_t m = hi - base < POLOPT_CUDA__EXACT_CHUNK ? hi - base : POLOPT_CUDA__EXACT_CHUNK;
+        for (i = threadIdx.x; i < m * L; i += blockDim.x) sb[i] = beta[base * L + i];
+        __syncthreads();
+        for (i = threadIdx.x; i < n * POLOPT_CUDA__EXACT_CHUNK; i += blockDim.x) {
+            const size_t b = i / POLOPT_CUDA__EXACT_CHUNK, j = i % POLOPT_CUDA__EXACT_CHUNK;
+            sw[i] = j < m ? expf(polopt_cuda__dot(sb + j * L, sh + b * L, L) * inv_t - max_score[b]) : 0.0f;
+        }
+        __syncthreads();
+        for (o = threadIdx.x, k = 0; o < outputs; o += blockDim.x, ++k) {
+            const size_t b = o / L, l = o % L;
+            float s = acc[k];
+            for (i = 0; i < m; ++i) s = fmaf(sw[b * POLOPT_CUDA__EXACT_CHUNK + i], sb[i * L + l], s);
+            acc[k] = s;
+        }
+        __syncthreads();
+    }
+    for (o = threadIdx.x, k = 0; o < outputs; o += blockDim.x, ++k) partial[(size_t)blockIdx.x * outputs + o] = acc[k];
+}
+
+/* Pass 2's end: the blocks' shares summed in double and divided by Z / e^M (the prefix's total). */
+__global__ static void polopt_cuda__mean_reduce(size_t n_blocks, size_t outputs, size_t L, const float *partial,
+                                                const double *prefix, size_t n_tiles, float *beta_bar)
+{
+    const size_t o = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    double s = 0.0;
+    size_t k;
+    if (o >= outputs) return;
+    for (k = 0; k < n_blocks; ++k) s += (double)partial[k * outputs + o];
+    beta_bar[o] = (float)(s / prefix[(o / L) * n_tiles + n_tiles - 1]);
+}
+
+/* Pass 3: one block per context, the sums over its listed rewards: c_k = pi(a_k) r_k for a chunk of them (one a
+   thread), then V += sum c_k and each coordinate l of sum c_k beta_{a_k}; O(|rewards| L).  blockDim 128. */
+__global__ static void polopt_cuda__sparse_value(const float *beta, size_t L, const float *H, float inv_t,
+                                                 const double *log_z, const float *beta_bar, const uint32_t *offsets,
+                                                 const uint32_t *items, const float *rewards, double *value,
+                                                 float *grad)
+{
+    __shared__ double c[128], sum32[32];
+    __shared__ uint32_t a[128];
+    const size_t b = blockIdx.x, first = offsets[b], last = offsets[b + 1];
+    double v = 0.0, g[POLOPT_CUDA__EXACT_MAX_L / 128];
+    size_t base, k, l, j;
+    for (j = 0; j < sizeof g / sizeof g[0]; ++j) g[j] = 0.0;
+    for (base = first; base < last; base += blockDim.x) {
+        const size_t m = last - base < blockDim.x ? last - base : blockDim.x;
+        if (threadIdx.x < m) {
+            k = base + threadIdx.x;
+            a[threadIdx.x] = items[k];
+            c[threadIdx.x] = exp((double)(polopt_cuda__dot(beta + (size_t)items[k] * L, H + b * L, L) * inv_t) -
+                                 log_z[b]) * (double)rewards[k];
+            v += c[threadIdx.x];
+        }
+        __syncthreads();
+        for (l = threadIdx.x, j = 0; l < L; l += blockDim.x, ++j)
+            for (k = 0; k < m; ++k) g[j] += c[k] * (double)beta[(size_t)a[k] * L + l];
+        __syncthreads();
+    }
+    v = polopt_cuda__block_sum(v, sum32);
+    for (l = threadIdx.x, j = 0; l < L; l += blockDim.x, ++j) /* (1/T) (sum_k c_k beta_k - V beta_bar) */
+        grad[b * L + l] = (float)((g[j] - v * (double)beta_bar[b * L + l]) * (double)inv_t);
+    if (threadIdx.x == 0) value[b] = v;
+}
+
+POLOPT_DEF void polopt_cuda_exact_free(polopt_cuda_exact *ex)
+{
+    if (!ex) return;
+    polopt_cuda__free(&ex->hooks, ex->H);
+    polopt_cuda__free(&ex->hooks, ex->log_z);
+    polopt_cuda__free(&ex->hooks, ex->beta_bar);
+    polopt_cuda__free(&ex->hooks, ex->value);
+    polopt_cuda__free(&ex->hooks, ex->grad);
+    polopt_cuda__free(&ex->hooks, ex->tile_m);
+    polopt_cuda__free(&ex->hooks, ex->tile_s);
+    polopt_cuda__free(&ex->hooks, ex->max_score);
+    polopt_cuda__free(&ex->hooks, ex->prefix);
+    polopt_cuda__free(&ex->hooks, ex->partial);
+    memset(ex, 0, sizeof *ex);
+}
+
+POLOPT_DEF polopt_result polopt_cuda_exact_init(polopt_cuda_exact *ex, const polopt_cuda_catalogue *cat, size_t batch,
+                                                float temperature, const polopt_cuda_hooks *hooks)
+{
+    static const char *fn = "polopt_cuda_exact_init";
+    polopt_result rc = POLOPT_OK;
+    size_t nt, L;
+    if (!ex) return POLOPT_ERR_INVALID_ARG;
+    memset(ex, 0, sizeof *ex);
+    ex->hooks = hooks ? *hooks : cat ? cat->hooks : polopt_cuda__no_hooks;
+    if (!cat || !cat->beta)
+        return polopt_cuda__fail(&ex->err, &ex->hooks, POLOPT_ERR_INVALID_ARG, "%s: no catalogue", fn);
+    L = cat->dim;
+    if (batch < 1 || batch > POLOPT_CUDA_MAX_BATCH || L > POLOPT_CUDA__EXACT_MAX_L ||
+        !(temperature >= 1.0f / FLT_MAX && temperature <= FLT_MAX))
+        return polopt_cuda__fail(&ex->err, &ex->hooks, POLOPT_ERR_INVALID_ARG,
+                                 "%s: batch = %lu (1 .. %d), L = %lu (at most %d), temperature = %g", fn,
+                                 (unsigned long)batch, POLOPT_CUDA_MAX_BATCH, (unsigned long)L,
+                                 POLOPT_CUDA__EXACT_MAX_L, (double)temperature);
+    nt = (cat->n + POLOPT_CUDA_TILE - 1) / POLOPT_CUDA_TILE;
+    ex->cat = cat, ex->batch = batch, ex->n_tiles = nt, ex->temperature = temperature;
+    ex->n_blocks = cat->n < POLOPT_CUDA__EXACT_BLOCKS * POLOPT_CUDA__EXACT_CHUNK
+                       ? (cat->n + POLOPT_CUDA__EXACT_CHUNK - 1) / POLOPT_CUDA__EXACT_CHUNK
+                       : POLOPT_CUDA__EXACT_BLOCKS;
+#define POLOPT_CUDA__GET(field, count, type)                                                                      \
+    if (rc == POLOPT_OK)                                                                                          \
+        rc = polopt_cuda__alloc_array((void **)&ex->field, count, sizeof(type), &ex->err, &ex->hooks, fn, #field);
+    POLOPT_CUDA__GET(H, batch * L, float)
+    POLOPT_CUDA__GET(log_z, batch, double)
+    POLOPT_CUDA__GET(beta_bar, batch * L, float)
+    POLOPT_CUDA__GET(value, batch, double)
+    POLOPT_CUDA__GET(grad, batch * L, float)
+    POLOPT_CUDA__GET(tile_m, batch * nt, float)
+    POLOPT_CUDA__GET(tile_s, batch * nt, float)
+    POLOPT_CUDA__GET(max_score, batch, float)
+    POLOPT_CUDA__GET(prefix, batch * nt, double)
+    POLOPT_CUDA__GET(partial, ex->n_blocks * batch * L, float)
+#undef POLOPT_CUDA__GET
+    if (rc != POLOPT_OK) {
+        const polopt_error keep = ex->err;
+        polopt_cuda_exact_free(ex);
+        ex->err = keep;
+    }
+    return rc;
+}
+
+POLOPT_DEF polopt_result polopt_cuda_exact_run(polopt_cuda_exact *ex, size_t n, const float *H,
+                                               const uint32_t *offsets, const uint32_t *items, const float *rewards,
+                                               polopt_cuda_stream stream)
+{
+    static const char *fn = "polopt_cuda_exact_run";
+    const cudaStream_t st = (cudaStream_t)stream;
+    size_t P, L, range;
+    float inv_t;
+    if (!ex) return POLOPT_ERR_INVALID_ARG;
+    if (!ex->H) return polopt_cuda__fail(&ex->err, &ex->hooks, POLOPT_ERR_INVALID_ARG, "%s: not initialised", fn);
+    if (n < 1 || n > ex->batch || !H || !offsets || !items || !rewards)
+        return polopt_cuda__fail(&ex->err, &ex->hooks, POLOPT_ERR_INVALID_ARG, "%s: n = %lu of batch %lu; H, offsets, "
+                                 "items and rewards are required", fn, (unsigned long)n, (unsigned long)ex->batch);
+    P = ex->cat->n, L = ex->cat->dim, inv_t = 1.0f / ex->temperature;
+    range = (P + ex->n_blocks - 1) / ex->n_blocks;
+    range = (range + POLOPT_CUDA__EXACT_CHUNK - 1) / POLOPT_CUDA__EXACT_CHUNK * POLOPT_CUDA__EXACT_CHUNK;
+    polopt_cuda__tile_states<<<(unsigned)((P + 255) / 256), 256, n * L * sizeof(float), st>>>(
+        ex->cat->beta, P, L, H, (int)n, inv_t, ex->n_tiles, ex->tile_m, ex->tile_s);
+    polopt_cuda__tile_prefix<<<(unsigned)n, 1024, 0, st>>>(ex->n_tiles, ex->tile_m, ex->tile_s, ex->prefix,
+                                                           ex->max_score, ex->log_z);
+    polopt_cuda__mean_partial<<<(unsigned)ex->n_blocks, 256, 0, st>>>(ex->cat->beta, P, L, H, n, inv_t, ex->max_score,
+                                                                      range, ex->partial);
+    polopt_cuda__mean_reduce<<<(unsigned)((n * L + 255) / 256), 256, 0, st>>>(ex->n_blocks, n * L, L, ex->partial,
+                                                                              ex->prefix, ex->n_tiles, ex->beta_bar);
+    polopt_cuda__sparse_value<<<(unsigned)n, 128, 0, st>>>(ex->cat->beta, L, H, inv_t, ex->log_z, ex->beta_bar,
+                                                           offsets, items, rewards, ex->value, ex->grad);
+    return polopt_cuda__check(cudaGetLastError(), &ex->err, &ex->hooks, fn, "a kernel launch");
 }
 
 /* ---- top-K */

@@ -162,6 +162,69 @@ static void gradient_matches_formula(int weighted)
     polopt_cuda_catalogue_free(&cat);
 }
 
+/* The exact value and gradient against the same sums in double on the host: context 0 with every item's reward
+   listed (a dense reward), the others with 5 items. */
+static void exact_matches_host(size_t P, size_t L, float T)
+{
+    const size_t n = 4;
+    polopt_rng rng;
+    std::vector<float> beta(P * L), H(n * L), scores(P), rew, g(n * L), bbar(n * L);
+    std::vector<uint32_t> offsets(n + 1), items;
+    std::vector<double> value(n), log_z(n);
+    polopt_cuda_catalogue cat;
+    polopt_cuda_exact ex;
+    uint32_t *d_off = NULL, *d_items = NULL;
+    float *d_rew = NULL;
+    polopt_rng_seed(&rng, 6 + P);
+    fill(&rng, beta, -0.5f, 0.5f), fill(&rng, H, -1.0f, 1.0f);
+    for (size_t c = 0; c < n; ++c) {
+        offsets[c] = (uint32_t)items.size();
+        const size_t m = c == 0 ? P : 5;
+        for (size_t k = 0; k < m; ++k) {
+            items.push_back(c == 0 ? (uint32_t)k : (uint32_t)polopt_rng_below(&rng, P));
+            rew.push_back(polopt_rng_uniformf(&rng));
+        }
+    }
+    offsets[n] = (uint32_t)items.size();
+    CHECK_OK(polopt_cuda_catalogue_init(&cat, P, L, beta.data(), NULL, NULL));
+    CHECK_OK(polopt_cuda_exact_init(&ex, &cat, n, T, NULL));
+    CHECK(cudaMalloc(&d_off, offsets.size() * 4) == cudaSuccess && cudaMalloc(&d_items, items.size() * 4) == cudaSuccess &&
+          cudaMalloc(&d_rew, rew.size() * 4) == cudaSuccess);
+    CHECK_OK(polopt_cuda_upload(d_off, offsets.data(), offsets.size() * 4, NULL, NULL));
+    CHECK_OK(polopt_cuda_upload(d_items, items.data(), items.size() * 4, NULL, NULL));
+    CHECK_OK(polopt_cuda_upload(d_rew, rew.data(), rew.size() * 4, NULL, NULL));
+    CHECK_OK(polopt_cuda_upload(ex.H, H.data(), H.size() * 4, NULL, NULL));
+    CHECK_OK(polopt_cuda_exact_run(&ex, n, ex.H, d_off, d_items, d_rew, NULL));
+    CHECK_OK(polopt_cuda_download(value.data(), ex.value, n * 8, NULL, NULL));
+    CHECK_OK(polopt_cuda_download(log_z.data(), ex.log_z, n * 8, NULL, NULL));
+    CHECK_OK(polopt_cuda_download(g.data(), ex.grad, n * L * 4, NULL, NULL));
+    CHECK_OK(polopt_cuda_download(bbar.data(), ex.beta_bar, n * L * 4, NULL, NULL));
+    for (size_t c = 0; c < n; ++c) {
+        double lz, v = 0.0;
+        std::vector<double> pi(P), mean(L, 0.0), want(L, 0.0);
+        polopt_gemv(POLOPT_NO_TRANS, P, L, 1.0f, beta.data(), L, H.data() + c * L, 0.0f, scores.data());
+        CHECK_OK(polopt_logsumexp(P, scores.data(), T, &lz));
+        for (size_t a = 0; a < P; ++a) {
+            pi[a] = exp((double)scores[a] / T - lz);
+            for (size_t l = 0; l < L; ++l) mean[l] += pi[a] * beta[a * L + l];
+        }
+        for (size_t k = offsets[c]; k < offsets[c + 1]; ++k) {
+            const uint32_t a = items[k];
+            v += pi[a] * rew[k];
+            for (size_t l = 0; l < L; ++l) want[l] += pi[a] * rew[k] * (beta[a * L + l] - mean[l]) / T;
+        }
+        CHECK(fabs(log_z[c] - lz) <= 1e-5 * (1.0 + fabs(lz)));
+        CHECK(fabs(value[c] - v) <= 1e-5 * (1e-3 + fabs(v)));
+        for (size_t l = 0; l < L; ++l) {
+            CHECK(fabs(bbar[c * L + l] - mean[l]) <= 1e-5);
+            CHECK(fabs(g[c * L + l] - want[l]) <= 1e-5 * (1e-2 + fabs(want[l])) + 1e-7);
+        }
+    }
+    cudaFree(d_off), cudaFree(d_items), cudaFree(d_rew);
+    polopt_cuda_exact_free(&ex);
+    polopt_cuda_catalogue_free(&cat);
+}
+
 /* Adam on the device against polopt_adam_step; a non-finite gradient leaves everything as it was. */
 static void adam_matches_cpu(void)
 {
@@ -240,6 +303,8 @@ int main(void)
         {"topk K=P", [] { topk_matches_cpu(700, 8, 2, 700); }},
         {"gradient, log-weights", [] { gradient_matches_formula(1); }},
         {"gradient, equal weights", [] { gradient_matches_formula(0); }},
+        {"exact P=20000", [] { exact_matches_host(20000, 16, 1.0f); }},
+        {"exact P=1000003 L=100 T=0.3", [] { exact_matches_host(1000003, 100, 0.3f); }},
         {"adam", adam_matches_cpu},
         {"arguments", arguments_are_checked},
     };
