@@ -808,6 +808,36 @@ POLOPT_DEF polopt_result polopt_estimator_log_prob(const polopt_estimator *est, 
 POLOPT_DEF polopt_result polopt_estimator_gradient(const polopt_estimator *est, size_t c, const float *rewards,
                                                    float *out_g, double *out_value);
 
+/* Slates: K distinct items shown at once, in order, from the Plackett-Luce extension of pi (Plackett 1975; Luce
+   1959): position 1 from pi, position k from pi over the items not yet placed,
+       pi(a_1..a_K | x) = prod_k exp f(a_k) / (Z - sum_{j<k} exp f(a_j)),
+   which is also how a slate is sampled: the K largest f(a) + G_a, G_a independent standard Gumbel (the Gumbel
+   top-k trick).  Its score, with pi_k the softmax over the items left at step k,
+       grad_h log pi(a_1..a_K | x) = sum_k (beta_{a_k} - E_{pi_k}[beta]) / T,
+   needs Z and E over a different set at each of the K steps.  One set of weighted draws serves all of them: the
+   slate's own items are taken out of the draws and counted exactly, and the draws of every other item estimate
+   the rest of the catalogue once,
+       Z_rest = Z_hat sum_{s: a_s not in the slate} w_bar_s,     M_rest = Z_hat sum_{s: a_s not in the slate} w_bar_s beta_{a_s}
+       Z_k    = Z_rest + sum_{j>=k} exp f(a_j),                   E_{pi_k}[beta] = (M_rest + sum_{j>=k} exp f(a_j) beta_{a_j}) / Z_k
+   so every Z_k holds exp f(a_k) exactly and pi_k(a_k) <= 1 whatever the draws: the step-k term is the step-1 SNIS
+   estimate with the placed items removed from both sums (exact with EXACT, where the draws are every item with
+   weight pi).  Costs O(S L + S log K) per slate beyond the draws; K <= POLOPT_SLATE_MAX. */
+#define POLOPT_SLATE_MAX 64
+/* log pi of each prefix of a slate of context c (K distinct items, best position first):
+   out_log_pi[k] = log pi(a_1..a_{k+1} | x) (K values, decreasing; the last is the slate's), and out_grad (K x L,
+   may be NULL) row k = grad_h log pi(a_1..a_{k+1} | x).  The prefixes are what the cascade estimators (RIPS)
+   weigh each position with. */
+POLOPT_DEF polopt_result polopt_estimator_slate_log_prob(const polopt_estimator *est, size_t c, size_t K,
+                                                         const uint32_t *slate, float *out_log_pi, float *out_grad);
+/* A slate of K distinct items for context c, sampled from the Plackett-Luce policy of its draws: K draws without
+   replacement from the weighted draws (the same item's weights pooled), in order.  With EXACT these are exact draws
+   from pi(slate | x); with SNIS and REINFORCE they are draws from the weighted empirical distribution that estimates
+   pi (sampling-importance-resampling, consistent as S grows).  If the draws hold fewer than K distinct items (S < K,
+   or a very peaked pi), the last positions are filled uniformly from the rest of the catalogue.  The estimator is
+   not changed: rng supplies the randomness.  O(K S). */
+POLOPT_DEF polopt_result polopt_estimator_sample_slate(const polopt_estimator *est, size_t c, size_t K,
+                                                       polopt_rng *rng, uint32_t *out_slate);
+
 /* >>learn ------------------------------------------------------------------------------------------------- */
 
 /* The reward estimator r_hat(i, a) of the training objective (Sakhi et al. 2023, Eq. 6), asked for n items of context i at once.  It returns POLOPT_OK or an
@@ -7522,6 +7552,179 @@ POLOPT_DEF polopt_result polopt_estimator_gradient(const polopt_estimator *est, 
         return polopt__fail(NULL, &est->config.hooks, POLOPT_ERR_NONFINITE, "%s: the gradient of context %lu is not finite",
                             fn, (unsigned long)c);
     if (out_value) *out_value = r_bar;
+    return POLOPT_OK;
+}
+
+/* Checks shared by the slate queries: K in 1..POLOPT_SLATE_MAX (and <= P), every item below P, no repeats.  sorted
+   receives the slate's items in increasing order (for the membership tests of the draws). */
+static polopt_result polopt__slate_check(const polopt_estimator *est, size_t K, const uint32_t *slate, uint32_t *sorted,
+                                         const char *fn)
+{
+    const polopt_hooks *hk = &est->config.hooks;
+    const size_t P = est->index->n;
+    size_t i;
+    POLOPT__CHECK(NULL, hk, K >= 1 && K <= POLOPT_SLATE_MAX && K <= P,
+                  "%s: K = %lu must be in 1 .. %d and at most P = %lu", fn, (unsigned long)K, POLOPT_SLATE_MAX,
+                  (unsigned long)P);
+    if (!slate) return POLOPT_OK;
+    for (i = 0; i < K; ++i) {
+        size_t j = i;
+        POLOPT__CHECK(NULL, hk, slate[i] < P, "%s: slate[%lu] = %u is not below P = %lu", fn, (unsigned long)i, slate[i],
+                      (unsigned long)P);
+        while (j > 0 && sorted[j - 1] > slate[i]) { /* insertion sort: K is small */
+            sorted[j] = sorted[j - 1];
+            --j;
+        }
+        sorted[j] = slate[i];
+    }
+    for (i = 1; i < K; ++i)
+        POLOPT__CHECK(NULL, hk, sorted[i] != sorted[i - 1], "%s: item %u appears twice in the slate", fn, sorted[i]);
+    return POLOPT_OK;
+}
+
+/* Whether a is among the n sorted ids. */
+static int polopt__in_sorted(const uint32_t *sorted, size_t n, uint32_t a)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        const size_t mid = lo + (hi - lo) / 2;
+        if (sorted[mid] < a) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo < n && sorted[lo] == a;
+}
+
+POLOPT_DEF polopt_result polopt_estimator_slate_log_prob(const polopt_estimator *est, size_t c, size_t K,
+                                                         const uint32_t *slate, float *out_log_pi, float *out_grad)
+{
+    static const char *fn = "polopt_estimator_slate_log_prob";
+    uint32_t sorted[POLOPT_SLATE_MAX];
+    double f[POLOPT_SLATE_MAX], e[POLOPT_SLATE_MAX], rest = 0.0, shift, acc, tail;
+    polopt_draws d;
+    size_t k, s, L;
+    float inv_t;
+    polopt_result rc;
+    if (!est) return POLOPT_ERR_INVALID_ARG;
+    if ((rc = polopt__estimator_query(est, c, fn)) != POLOPT_OK) return rc;
+    if (!slate) return polopt__fail(NULL, &est->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: slate is NULL", fn);
+    if ((rc = polopt__slate_check(est, K, slate, sorted, fn)) != POLOPT_OK) return rc;
+    polopt_estimator_draws(est, c, &d);
+    L = est->index->dim, inv_t = 1.0f / est->config.temperature;
+    /* Everything in units of Z_hat exp(shift): e_k = exp(f_k - log Z_hat - shift), the shift keeping e_k <= 1 when an
+       item scores far above the estimate of log Z (an SNIS estimate that missed it). */
+    shift = 0.0;
+    for (k = 0; k < K; ++k) {
+        f[k] = (double)polopt__dot(L, est->H + c * L, est->index->vectors + (size_t)slate[k] * L) * inv_t;
+        if (f[k] - d.log_z > shift) shift = f[k] - d.log_z;
+    }
+    for (k = 0; k < K; ++k) e[k] = exp(f[k] - d.log_z - shift);
+    for (s = 0; s < d.S; ++s)
+        if (!polopt__in_sorted(sorted, K, d.ids[s])) rest += d.weights[s];
+    rest *= exp(-shift);
+    if (out_log_pi) { /* log pi(a_1..a_k) = sum_{j<=k} [log e_j - log(rest + sum_{i>=j} e_i)] */
+        tail = rest;
+        for (k = K; k-- > 0;) tail += e[k];
+        acc = 0.0;
+        for (k = 0; k < K; ++k) {
+            acc += log(e[k]) - log(tail);
+            tail -= e[k];
+            if (tail < rest) tail = rest; /* rounding: the sums only lose the placed items */
+            out_log_pi[k] = (float)(acc < 0.0 ? acc : 0.0);
+        }
+    }
+    if (out_grad) {
+        /* M_rest / (Z_hat exp(shift)) into row K - 1 (scratch), from the draws outside the slate */
+        float *m_rest = out_grad + (K - 1) * L, v[256];
+        const float scale = (float)exp(-shift);
+        size_t j;
+        memset(m_rest, 0, L * sizeof *m_rest);
+        for (s = 0; s < d.S; s += 256) {
+            const size_t m = d.S - s < 256 ? d.S - s : 256;
+            size_t i;
+            for (i = 0; i < m; ++i)
+                v[i] = polopt__in_sorted(sorted, K, d.ids[s + i]) ? 0.0f : d.weights[s + i] * scale;
+            polopt__kern_auto()->gemv_rows_t(m, L, est->index->vectors, L, d.ids + s, v, m_rest);
+        }
+        /* Backwards: row k = M_k = M_rest + sum_{i>=k} e_i beta_{a_i} (in the units above), Z_k into f[k] (f is
+           no longer needed) */
+        tail = rest;
+        for (k = K; k-- > 0;) {
+            const float *b = est->index->vectors + (size_t)slate[k] * L;
+            float *row = out_grad + k * L;
+            tail += e[k];
+            if (k != K - 1) memcpy(row, row + L, L * sizeof *row);
+            for (j = 0; j < L; ++j) row[j] += (float)e[k] * b[j];
+            f[k] = tail;
+        }
+        /* rows hold M_k; now row k = sum_{j<=k} (beta_{a_j} - M_j / Z_j) / T, forwards */
+        for (k = 0; k < K; ++k) {
+            const float *b = est->index->vectors + (size_t)slate[k] * L;
+            float *row = out_grad + k * L;
+            const float inv_z = (float)(1.0 / f[k]);
+            for (j = 0; j < L; ++j) {
+                const float term = (b[j] - row[j] * inv_z) * inv_t;
+                row[j] = k ? out_grad[(k - 1) * L + j] + term : term;
+            }
+        }
+        {
+            size_t bad;
+            if (polopt_check_finite(K * L, out_grad, &bad) != POLOPT_OK)
+                return polopt__fail(NULL, &est->config.hooks, POLOPT_ERR_NONFINITE,
+                                    "%s: the gradient of context %lu is not finite", fn, (unsigned long)c);
+        }
+    }
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_estimator_sample_slate(const polopt_estimator *est, size_t c, size_t K,
+                                                       polopt_rng *rng, uint32_t *out_slate)
+{
+    static const char *fn = "polopt_estimator_sample_slate";
+    uint32_t chosen[POLOPT_SLATE_MAX]; /* the items placed so far, sorted */
+    polopt_draws d;
+    size_t k, s, P;
+    double total = 0.0;
+    polopt_result rc;
+    if (!est) return POLOPT_ERR_INVALID_ARG;
+    if ((rc = polopt__estimator_query(est, c, fn)) != POLOPT_OK) return rc;
+    if (!rng || !out_slate)
+        return polopt__fail(NULL, &est->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: rng or out_slate is NULL", fn);
+    if ((rc = polopt__slate_check(est, K, NULL, NULL, fn)) != POLOPT_OK) return rc;
+    polopt_estimator_draws(est, c, &d);
+    P = est->index->n;
+    for (s = 0; s < d.S; ++s) total += d.weights[s];
+    for (k = 0; k < K; ++k) {
+        uint32_t a = POLOPT_NO_ITEM;
+        size_t i;
+        if (total > 0.0) { /* one draw from the weights of the items not yet placed: a scan to u * total */
+            const double u = polopt_rng_uniform(rng) * total;
+            double run = 0.0;
+            uint32_t last = POLOPT_NO_ITEM;
+            for (s = 0; s < d.S; ++s) {
+                if (d.weights[s] <= 0.0f || polopt__in_sorted(chosen, k, d.ids[s])) continue;
+                run += d.weights[s], last = d.ids[s];
+                if (run > u) break;
+            }
+            a = s < d.S ? d.ids[s] : last; /* rounding at the end of the scan: the last candidate */
+        }
+        if (a == POLOPT_NO_ITEM) /* the draws are used up: uniform over the items not placed (K <= P) */
+            do a = (uint32_t)polopt_rng_below(rng, P);
+            while (polopt__in_sorted(chosen, k, a));
+        out_slate[k] = a;
+        if (total > 0.0) { /* take a's pooled weight out of the total */
+            double wa = 0.0;
+            for (s = 0; s < d.S; ++s)
+                if (d.ids[s] == a) wa += d.weights[s];
+            total -= wa;
+            if (total < 1e-300) total = 0.0;
+        }
+        i = k; /* insert a into chosen */
+        while (i > 0 && chosen[i - 1] > a) {
+            chosen[i] = chosen[i - 1];
+            --i;
+        }
+        chosen[i] = a;
+    }
     return POLOPT_OK;
 }
 

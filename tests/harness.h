@@ -37,6 +37,7 @@ extern const th_test th_suite_interactions[];
 extern const th_test th_suite_svd[];
 extern const th_test th_suite_completion[];
 extern const th_test th_suite_cuda[];
+extern const th_test th_suite_slates[];
 
 /* Failed checks in the current test. */
 extern int th_failures;

@@ -88,7 +88,8 @@ int main(int argc, char **argv)
                   {"ope", th_suite_ope},         {"optim", th_suite_optim},       {"synth", th_suite_synth},   {"api", th_suite_api},
                   {"objects", th_suite_objects}, {"hardening", th_suite_hardening}, {"offpolicy", th_suite_offpolicy},
                   {"lpi", th_suite_lpi},         {"qhead", th_suite_qhead},       {"interactions", th_suite_interactions},
-                  {"svd", th_suite_svd},         {"completion", th_suite_completion}, {"cuda", th_suite_cuda}};
+                  {"svd", th_suite_svd},         {"completion", th_suite_completion}, {"cuda", th_suite_cuda},
+                  {"slates", th_suite_slates}};
     int passed = 0, failed = 0, a, wanted;
     size_t s;
     char name[256];
