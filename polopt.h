@@ -1726,6 +1726,142 @@ POLOPT_DEF polopt_result polopt_logged_view_init(polopt_logged_view *view, const
 POLOPT_DEF polopt_result polopt_logged_view_reward(void *user, uint32_t context, size_t n, const uint32_t *items,
                                                    float *out_rewards);
 
+/* >>slates ------------------------------------------------------------------------------------------------ */
+
+/* Slates: a page shows K items at once, in positions 1..K, and the reward comes per position (a click at k, say).
+   Aouali et al. (2022, KDD tutorial "Reward Optimizing Recommendation using Deep Learning and Fast Maximum Inner
+   Product Search", §3.2-3.4) name three tools for them, all here:
+     - the Plackett-Luce policy over MIPS and its gradient (>>estimator: polopt_estimator_slate_log_prob and
+       polopt_estimator_sample_slate), which lets REINFORCE train a slate policy at O(S L + log P) a context;
+     - off-policy estimators of a slate policy's value, from a log of slates, below;
+     - a reward model of the slate that uses both whether the user clicked and where (PRR, below).
+
+   Off-policy estimators of V(pi) = E_x E_{s ~ pi(.|x)} [sum_k r_k], from n logged slates s_i = (a_i1..a_iK) of a
+   logger pi0 with per-position rewards r_ik.  Each row's term t_i, the estimate their mean:
+     SIPS  sum_k r_ik * pi(s_i | x_i) / pi0(s_i | x_i)             the slate Horvitz-Thompson estimator (Horvitz &
+                                                                  Thompson 1952): unbiased for any reward, and its
+                                                                  weight is a ratio of whole-slate probabilities
+     IIPS  sum_k r_ik * pi(a_ik at k | x_i) / pi0(a_ik at k | x_i)  independent items (Li et al. 2018): unbiased when
+                                                                  r_k depends on the item at k only
+     RIPS  sum_k r_ik * pi(a_i1..a_ik | x_i) / pi0(a_i1..a_ik | x_i) reward interactions (McInerney et al. 2020):
+                                                                  unbiased when r_k depends on the items at 1..k only
+                                                                  (a cascade: the user reads down the slate)
+     PI    (sum_k r_ik) * theta_i^T 1_{s_i},  theta_i = Gamma^+ q_i  the pseudo-inverse estimator (Swaminathan et al.
+                                                                  2017, Eq. 4 and Prop. 1): unbiased when the slate's
+                                                                  reward is additive, sum_k phi_x(k, a_k), with
+       1_s in {0,1}^{K m} the indicator of (position, item) pairs of s over m items (index k m + a), q_i = E_pi[1_s | x_i]
+       the target's marginals and Gamma = E_pi0[1_s 1_s^T] the logger's pair marginals; with weights that stay far
+       smaller than SIPS's, since they add per-position terms instead of multiplying them.  d = K m <= 512 (the pseudo-inverse is dense).
+   The weights come from the caller (the probabilities of the target and the logger): for a Plackett-Luce target,
+   the cascade probabilities are exp of polopt_estimator_slate_log_prob.  Each estimate has the standard error of its
+   row terms and a Poisson-bootstrap percentile interval (as >>ope). */
+typedef enum polopt_slate_estimator {
+    POLOPT_SLATE_SIPS = 0,
+    POLOPT_SLATE_IIPS,
+    POLOPT_SLATE_RIPS,
+    POLOPT_SLATE_PI,
+    POLOPT_SLATE_COUNT
+} polopt_slate_estimator;
+
+POLOPT_DEF const char *polopt_slate_name(polopt_slate_estimator estimator);
+
+/* A log of slates and a target's probabilities of them.  Every array is n x K, row i position k at i K + k; a
+   probability array left NULL makes the estimators that need it unavailable (pi0 and pi in pairs). */
+typedef struct polopt_slate_log {
+    size_t n, K;                     /* slates, positions (1 .. POLOPT_SLATE_MAX) */
+    const double *reward;            /* the reward at each position (finite) */
+    const double *pscore_cascade;    /* pi0(a_i1..a_ik | x_i), in (0, 1]: SIPS (column K - 1) and RIPS */
+    const double *target_cascade;    /* pi(a_i1..a_ik | x_i), in [0, 1] */
+    const double *pscore_item_position; /* pi0(a_ik at k | x_i), in (0, 1]: IIPS */
+    const double *target_item_position; /* pi(a_ik at k | x_i), in [0, 1] */
+    const double *pi_weight;         /* n (not n x K): theta_i^T 1_{s_i} of each slate (polopt_slate_pi_weights): PI */
+} polopt_slate_log;
+
+typedef struct polopt_slate_ope_config {
+    size_t bootstrap;  /* resamples; 200 (0: no interval) */
+    double confidence; /* 0.95 */
+    uint64_t seed;     /* 1 */
+    polopt_hooks hooks;
+} polopt_slate_ope_config;
+
+typedef struct polopt_slate_report {
+    polopt_ope_estimate est[POLOPT_SLATE_COUNT]; /* by polopt_slate_estimator; lambda 0; ess: of the slate weight for
+                                                    SIPS and PI, of the last position's weight for RIPS and IIPS */
+} polopt_slate_report;
+
+POLOPT_DEF polopt_slate_ope_config polopt_slate_ope_config_default(void);
+POLOPT_DEF polopt_result polopt_slate_ope_evaluate(const polopt_slate_log *log, const polopt_slate_ope_config *config,
+                                                   polopt_slate_report *out);
+
+/* The pseudo-inverse estimator's pieces, for a logger that does not depend on the context (uniform, a fixed
+   ranking with noise, a context-free bandit; the common case, and the OBD's):
+     polopt_slate_gamma        Gamma_hat = (1/n) sum_i 1_{s_i} 1_{s_i}^T from n logged slates over m items (or
+                               pass the exact Gamma of a known logger), d x d with d = K m <= 512;
+     polopt_slate_pinv         its pseudo-inverse, by the symmetric eigendecomposition (cyclic Jacobi), eigenvalues
+                               below 1e-10 times the largest dropped (the null space of the sum-to-one constraints);
+     polopt_slate_pi_weights   theta_i^T 1_{s_i} = sum_k (Gamma^+ q_i)[k m + a_ik] for each slate, q_i = the target's
+                               marginals pi(a at k | x_i) (K x m a row, position-major; q_stride 0: one row for all). */
+POLOPT_DEF polopt_result polopt_slate_gamma(size_t n, size_t K, size_t m, const uint32_t *items, double *out_gamma,
+                                            const polopt_hooks *hooks);
+POLOPT_DEF polopt_result polopt_slate_pinv(size_t d, const double *gamma, double *out_pinv, const polopt_hooks *hooks);
+POLOPT_DEF polopt_result polopt_slate_pi_weights(size_t n, size_t K, size_t m, const uint32_t *items,
+                                                 const double *pinv, const double *q, size_t q_stride, double *out_w,
+                                                 const polopt_hooks *hooks);
+
+/* PRR, the probabilistic rank and reward model (Aouali, Ait Sidi Hammou, Ivanov, Sakhi, Rohde & Vasile 2022,
+   "Probabilistic Rank and Reward: A Scalable Model for Slate Recommendation"; Aouali et al. 2021, "Combining Reward
+   and Rank Signals for Slate Recommendation").  The user clicks at most one item of the slate s = (a_1..a_K); the
+   outcome c is 0 (no click) or the position k clicked, from one categorical distribution
+       P(c = k | x, s) = exp(u_k) / (1 + sum_j exp(u_j)),   P(c = 0 | x, s) = 1 / (1 + sum_j exp(u_j)),
+       u_k = e(x) + b_k + h(x)^T beta_{a_k},   e(x) = w^T x + w_0 (engagement),  h(x) = theta^T x (interest)
+   so one likelihood learns from both signals: whether the slate was clicked (the reward) and which item was (the
+   rank).  Its terms: the user's engagement e(x), how likely she is to click anything; the position biases b_k; her
+   interest in each item, an inner product with its embedding.  The slate's reward is P(c > 0 | x, s), increasing in
+   sum_k exp(b_k) exp(h^T beta_{a_k}), whatever e(x): the engagement is a nuisance for the decision, and the best
+   slate is the K items of largest h(x)^T beta_a (one MIPS query), the best of them at the position of largest b_k
+   (the rearrangement inequality).  Fitting: maximum likelihood (mean negative log-likelihood plus l2 ||theta||^2,
+   by Adam over minibatches).  The likelihood involves the K items shown and never the rest of the catalogue, so a
+   step costs O(K (L + D) + D L) a slate whatever P: the catalogue enters only at serving, through the MIPS index. */
+typedef struct polopt_prr_config {
+    size_t D, L, K;    /* contexts, item embeddings, positions (all required; K <= POLOPT_SLATE_MAX) */
+    float lr;          /* Adam's step size; 0.01 */
+    float l2;          /* penalty on theta and w; 1e-4 */
+    size_t epochs;     /* passes over the data; 10 */
+    size_t batch;      /* slates per step; 64 */
+    uint64_t seed;     /* the order of the minibatches; 1 */
+    polopt_hooks hooks;
+} polopt_prr_config;
+
+typedef struct polopt_prr {
+    polopt_prr_config config;
+    float *params;     /* theta (D x L, row-major: h = theta^T x), b (K), w (D), w_0: D L + K + D + 1 floats */
+    polopt_error err;
+} polopt_prr;
+
+/* Logged slates and their outcomes. */
+typedef struct polopt_slate_clicks {
+    size_t n;
+    const float *X;        /* n x D contexts */
+    const uint32_t *items; /* n x K, position 1 first */
+    const int32_t *click;  /* n: the position clicked, 0 .. K - 1, or -1: no click */
+} polopt_slate_clicks;
+
+POLOPT_DEF polopt_prr_config polopt_prr_config_default(size_t D, size_t L, size_t K);
+/* A model with theta = 0, b = 0, w = 0 and w_0 = -log K - 2 (about a 12% click rate), ready to fit. */
+POLOPT_DEF polopt_result polopt_prr_init(polopt_prr *prr, const polopt_prr_config *config);
+POLOPT_DEF void polopt_prr_free(polopt_prr *prr);
+/* Fit to data over the items of index (beta, P x L), config.epochs passes; out_nll (may be NULL): the mean negative
+   log-likelihood of the data at the end (without the penalty).  On failure the parameters are those before. */
+POLOPT_DEF polopt_result polopt_prr_fit(polopt_prr *prr, const polopt_mips *index, const polopt_slate_clicks *data,
+                                        double *out_nll);
+/* P(c | x, slate) into out_p (K + 1: P(no click), then each position). */
+POLOPT_DEF polopt_result polopt_prr_probs(const polopt_prr *prr, const polopt_mips *index, const float *x,
+                                          const uint32_t *slate, double *out_p);
+/* The decision: the K items of largest h(x)^T beta_a, by MIPS (ef: the search's beam, >= K; 0: K),
+   placed by decreasing position bias.  scratch: one of index's (polopt_mips_scratch_init). */
+POLOPT_DEF polopt_result polopt_prr_slate(const polopt_prr *prr, const polopt_mips *index, polopt_mips_scratch *scratch,
+                                          const float *x, size_t ef, uint32_t *out_slate);
+
 /* >>synth ------------------------------------------------------------------------------------------------- */
 
 /* A synthetic large catalogue that looks like learned (SVD) embeddings, with users and an exact ground truth.
@@ -12083,6 +12219,527 @@ POLOPT_DEF polopt_result polopt_logged_view_init(polopt_logged_view *view, const
     view->dataset.n = data->n, view->dataset.X = data->X, view->dataset.ldx = data->dim;
     view->dataset.feedback = &view->feedback;
     if (model) view->dataset.reward = polopt_logged_view_reward, view->dataset.reward_user = view;
+    return POLOPT_OK;
+}
+
+/* >>slates ------------------------------------------------------------------------------------------------ */
+
+static const char *const polopt__slate_names[POLOPT_SLATE_COUNT] = {"SIPS", "IIPS", "RIPS", "PI"};
+
+POLOPT_DEF const char *polopt_slate_name(polopt_slate_estimator estimator)
+{
+    return (int)estimator >= 0 && estimator < POLOPT_SLATE_COUNT ? polopt__slate_names[estimator] : "unknown estimator";
+}
+
+POLOPT_DEF polopt_slate_ope_config polopt_slate_ope_config_default(void)
+{
+    polopt_slate_ope_config c;
+    memset(&c, 0, sizeof c);
+    c.bootstrap = 200, c.confidence = 0.95, c.seed = 1;
+    return c;
+}
+
+/* Checks one probability array of a slate log: every value finite and in [lo, 1] (lo > 0 open for a logger). */
+static polopt_result polopt__slate_probs_ok(const polopt_hooks *hk, const char *fn, const char *name, size_t count,
+                                           const double *p, int logger)
+{
+    size_t i;
+    for (i = 0; i < count; ++i)
+        if (!(logger ? p[i] > 0.0 : p[i] >= 0.0) || !(p[i] <= 1.0))
+            return polopt__fail(NULL, hk, POLOPT_ERR_INVALID_ARG, "%s: log->%s[%lu] = %g is outside %s", fn, name,
+                                (unsigned long)i, p[i], logger ? "(0, 1]" : "[0, 1]");
+    return POLOPT_OK;
+}
+
+/* The row term of estimator e for slate i (available ones only), and the weight its ess counts. */
+static double polopt__slate_term(const polopt_slate_log *g, int e, size_t i, double *weight)
+{
+    const size_t K = g->K;
+    const double *r = g->reward + i * K;
+    double t = 0.0, c = 0.0, sum_r = 0.0;
+    size_t k;
+    for (k = 0; k < K; ++k) polopt__sum_add(&sum_r, &c, r[k]);
+    sum_r += c, c = 0.0;
+    switch (e) {
+    case POLOPT_SLATE_SIPS:
+        *weight = g->target_cascade[i * K + K - 1] / g->pscore_cascade[i * K + K - 1];
+        return sum_r * *weight;
+    case POLOPT_SLATE_PI: *weight = g->pi_weight[i]; return sum_r * *weight;
+    default: {
+        const double *pt = e == POLOPT_SLATE_IIPS ? g->target_item_position : g->target_cascade;
+        const double *p0 = e == POLOPT_SLATE_IIPS ? g->pscore_item_position : g->pscore_cascade;
+        for (k = 0; k < K; ++k) polopt__sum_add(&t, &c, r[k] * (pt[i * K + k] / p0[i * K + k]));
+        *weight = pt[i * K + K - 1] / p0[i * K + K - 1];
+        return t + c;
+    }
+    }
+}
+
+POLOPT_DEF polopt_result polopt_slate_ope_evaluate(const polopt_slate_log *log, const polopt_slate_ope_config *config,
+                                                   polopt_slate_report *out)
+{
+    static const char *fn = "polopt_slate_ope_evaluate";
+    polopt_slate_ope_config c = config ? *config : polopt_slate_ope_config_default();
+    const polopt_hooks *hk = &c.hooks;
+    int avail[POLOPT_SLATE_COUNT], e;
+    double *boot = NULL, *col = NULL;
+    size_t i, b, n, K;
+    polopt_rng rng;
+    polopt_result rc = POLOPT_OK;
+    if (!log || !out) return polopt__fail(NULL, hk, POLOPT_ERR_INVALID_ARG, "%s: log or out is NULL", fn);
+    n = log->n, K = log->K;
+    POLOPT__CHECK(NULL, hk, n >= 2, "%s: log->n = %lu: at least 2 slates are needed", fn, (unsigned long)n);
+    POLOPT__CHECK(NULL, hk, K >= 1 && K <= POLOPT_SLATE_MAX, "%s: log->K = %lu is outside 1 .. %d", fn,
+                  (unsigned long)K, POLOPT_SLATE_MAX);
+    POLOPT__CHECK(NULL, hk, n <= SIZE_MAX / K, "%s: n x K overflows", fn);
+    POLOPT__CHECK(NULL, hk, log->reward != NULL, "%s: log->reward is NULL", fn);
+    POLOPT__CHECK(NULL, hk, !log->pscore_cascade == !log->target_cascade,
+                  "%s: pscore_cascade and target_cascade come in a pair (both given or both NULL)", fn);
+    POLOPT__CHECK(NULL, hk, !log->pscore_item_position == !log->target_item_position,
+                  "%s: pscore_item_position and target_item_position come in a pair (both given or both NULL)", fn);
+    POLOPT__CHECK(NULL, hk, c.confidence > 0.0 && c.confidence < 1.0, "%s: config.confidence = %g is outside (0, 1)", fn,
+                  c.confidence);
+    POLOPT__CHECK(NULL, hk, c.bootstrap <= 100000, "%s: config.bootstrap = %lu is above 100000", fn,
+                  (unsigned long)c.bootstrap);
+    POLOPT__CHECK(NULL, hk, log->pscore_cascade || log->pscore_item_position || log->pi_weight,
+                  "%s: no estimator is available: give the cascade or item-position probabilities, or PI weights", fn);
+    for (i = 0; i < n * K; ++i)
+        if (!(fabs(log->reward[i]) <= DBL_MAX))
+            return polopt__fail(NULL, hk, POLOPT_ERR_NONFINITE, "%s: log->reward[%lu] is not finite", fn,
+                                (unsigned long)i);
+    if (log->pscore_cascade &&
+        ((rc = polopt__slate_probs_ok(hk, fn, "pscore_cascade", n * K, log->pscore_cascade, 1)) != POLOPT_OK ||
+         (rc = polopt__slate_probs_ok(hk, fn, "target_cascade", n * K, log->target_cascade, 0)) != POLOPT_OK))
+        return rc;
+    if (log->pscore_item_position &&
+        ((rc = polopt__slate_probs_ok(hk, fn, "pscore_item_position", n * K, log->pscore_item_position, 1)) !=
+             POLOPT_OK ||
+         (rc = polopt__slate_probs_ok(hk, fn, "target_item_position", n * K, log->target_item_position, 0)) != POLOPT_OK))
+        return rc;
+    if (log->pi_weight)
+        for (i = 0; i < n; ++i)
+            if (!(fabs(log->pi_weight[i]) <= DBL_MAX))
+                return polopt__fail(NULL, hk, POLOPT_ERR_NONFINITE, "%s: log->pi_weight[%lu] is not finite", fn,
+                                    (unsigned long)i);
+    avail[POLOPT_SLATE_SIPS] = avail[POLOPT_SLATE_RIPS] = log->pscore_cascade != NULL;
+    avail[POLOPT_SLATE_IIPS] = log->pscore_item_position != NULL;
+    avail[POLOPT_SLATE_PI] = log->pi_weight != NULL;
+    if (c.bootstrap >= 2) {
+        boot = (double *)polopt__alloc(hk, c.bootstrap, POLOPT_SLATE_COUNT * sizeof(double), &rc);
+        col = boot ? (double *)polopt__alloc(hk, c.bootstrap, sizeof(double), &rc) : NULL;
+        if (!col) {
+            POLOPT_FREE(boot, hk->alloc_ctx);
+            return polopt__fail(NULL, hk, rc, "%s: cannot allocate the bootstrap sums", fn);
+        }
+        memset(boot, 0, c.bootstrap * POLOPT_SLATE_COUNT * sizeof(double));
+    }
+    polopt_rng_seed(&rng, c.seed);
+    memset(out, 0, sizeof *out);
+    { /* one pass: compensated sums, Welford's variance, the Poisson bootstrap (each row a Poisson(1) count) */
+        double sum[POLOPT_SLATE_COUNT] = {0}, sum_c[POLOPT_SLATE_COUNT] = {0}, mean[POLOPT_SLATE_COUNT] = {0};
+        double m2[POLOPT_SLATE_COUNT] = {0}, ws[POLOPT_SLATE_COUNT] = {0}, ws2[POLOPT_SLATE_COUNT] = {0};
+        double boot_n[1];
+        double *bn = c.bootstrap >= 2 ? col : boot_n; /* the resamples' row counts, in col until the end */
+        if (c.bootstrap >= 2) memset(col, 0, c.bootstrap * sizeof(double));
+        for (i = 0; i < n; ++i) {
+            double t[POLOPT_SLATE_COUNT];
+            for (e = 0; e < POLOPT_SLATE_COUNT; ++e) {
+                double w = 0.0, d;
+                if (!avail[e]) continue;
+                t[e] = polopt__slate_term(log, e, i, &w);
+                polopt__sum_add(&sum[e], &sum_c[e], t[e]);
+                d = t[e] - mean[e];
+                mean[e] += d / (double)(i + 1);
+                m2[e] += d * (t[e] - mean[e]);
+                ws[e] += w, ws2[e] += w * w;
+            }
+            for (b = 0; c.bootstrap >= 2 && b < c.bootstrap; ++b) {
+                const int count = polopt__poisson1(&rng);
+                if (!count) continue;
+                bn[b] += count;
+                for (e = 0; e < POLOPT_SLATE_COUNT; ++e)
+                    if (avail[e]) boot[b * POLOPT_SLATE_COUNT + e] += count * t[e];
+            }
+        }
+        for (e = 0; e < POLOPT_SLATE_COUNT; ++e) {
+            polopt_ope_estimate *x = out->est + e;
+            if (!avail[e]) continue;
+            x->available = 1;
+            x->value = (sum[e] + sum_c[e]) / (double)n;
+            x->std_error = sqrt((m2[e] > 0.0 ? m2[e] : 0.0) / ((double)n - 1.0) / (double)n);
+            x->ess = ws2[e] > 0.0 ? ws[e] / ws2[e] * ws[e] : 0.0;
+            x->ci_low = x->ci_high = x->boot_mean = x->value;
+            if (!(fabs(x->value) <= DBL_MAX) || !(x->std_error <= DBL_MAX)) {
+                POLOPT_FREE(boot, hk->alloc_ctx);
+                POLOPT_FREE(col, hk->alloc_ctx);
+                memset(out, 0, sizeof *out);
+                return polopt__fail(NULL, hk, POLOPT_ERR_NONFINITE,
+                                    "%s: the %s sums overflow: weights or rewards too large for double precision", fn,
+                                    polopt__slate_names[e]);
+            }
+        }
+        if (c.bootstrap >= 2) { /* each resample's mean (its own row count), then percentiles */
+            const double tail = (1.0 - c.confidence) / 2.0;
+            for (b = 0; b < c.bootstrap; ++b)
+                for (e = 0; e < POLOPT_SLATE_COUNT; ++e)
+                    boot[b * POLOPT_SLATE_COUNT + e] = bn[b] > 0 ? boot[b * POLOPT_SLATE_COUNT + e] / bn[b] : 0.0;
+            for (e = 0; e < POLOPT_SLATE_COUNT; ++e) {
+                polopt_ope_estimate *x = out->est + e;
+                double s = 0.0;
+                if (!avail[e]) continue;
+                for (b = 0; b < c.bootstrap; ++b) s += col[b] = boot[b * POLOPT_SLATE_COUNT + e];
+                qsort(col, c.bootstrap, sizeof *col, polopt__cmp_double);
+                x->boot_mean = s / (double)c.bootstrap;
+                x->ci_low = polopt__quantile(col, c.bootstrap, tail);
+                x->ci_high = polopt__quantile(col, c.bootstrap, 1.0 - tail);
+            }
+        }
+    }
+    POLOPT_FREE(boot, hk->alloc_ctx);
+    POLOPT_FREE(col, hk->alloc_ctx);
+    return POLOPT_OK;
+}
+
+#define POLOPT__PI_MAX_D 512
+
+POLOPT_DEF polopt_result polopt_slate_gamma(size_t n, size_t K, size_t m, const uint32_t *items, double *out_gamma,
+                                            const polopt_hooks *hooks)
+{
+    static const char *fn = "polopt_slate_gamma";
+    const polopt_hooks *hk = hooks ? hooks : &polopt__no_hooks;
+    size_t i, j, k, d;
+    POLOPT__CHECK(NULL, hk, items && out_gamma, "%s: items or out_gamma is NULL", fn);
+    POLOPT__CHECK(NULL, hk, n >= 1 && K >= 1 && m >= 1, "%s: n, K and m must be at least 1", fn);
+    POLOPT__CHECK(NULL, hk, K <= POLOPT_SLATE_MAX && m <= POLOPT__PI_MAX_D && K * m <= POLOPT__PI_MAX_D,
+                  "%s: K m = %lu x %lu is above %d", fn, (unsigned long)K, (unsigned long)m, POLOPT__PI_MAX_D);
+    POLOPT__CHECK(NULL, hk, n <= SIZE_MAX / K, "%s: n x K overflows", fn);
+    for (i = 0; i < n * K; ++i)
+        POLOPT__CHECK(NULL, hk, items[i] < m, "%s: items[%lu] = %u is not below m = %lu", fn, (unsigned long)i, items[i],
+                      (unsigned long)m);
+    d = K * m;
+    memset(out_gamma, 0, d * d * sizeof *out_gamma);
+    for (i = 0; i < n; ++i)
+        for (j = 0; j < K; ++j)
+            for (k = 0; k < K; ++k) out_gamma[(j * m + items[i * K + j]) * d + k * m + items[i * K + k]] += 1.0;
+    for (i = 0; i < d * d; ++i) out_gamma[i] /= (double)n;
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_slate_pinv(size_t d, const double *gamma, double *out_pinv, const polopt_hooks *hooks)
+{
+    static const char *fn = "polopt_slate_pinv";
+    const polopt_hooks *hk = hooks ? hooks : &polopt__no_hooks;
+    double *G, *E, *lam, top = 0.0;
+    size_t i, j, k;
+    polopt_result rc = POLOPT_OK;
+    POLOPT__CHECK(NULL, hk, gamma && out_pinv, "%s: gamma or out_pinv is NULL", fn);
+    POLOPT__CHECK(NULL, hk, d >= 1 && d <= POLOPT__PI_MAX_D, "%s: d = %lu is outside 1 .. %d", fn, (unsigned long)d,
+                  POLOPT__PI_MAX_D);
+    for (i = 0; i < d; ++i)
+        for (j = 0; j < d; ++j) {
+            const double a = gamma[i * d + j], b = gamma[j * d + i];
+            if (!(fabs(a) <= DBL_MAX))
+                return polopt__fail(NULL, hk, POLOPT_ERR_NONFINITE, "%s: gamma[%lu] is not finite", fn,
+                                    (unsigned long)(i * d + j));
+            if (fabs(a - b) > 1e-9 * (fabs(a) + fabs(b)) + 1e-300)
+                return polopt__fail(NULL, hk, POLOPT_ERR_INVALID_ARG, "%s: gamma is not symmetric at (%lu, %lu)", fn,
+                                    (unsigned long)i, (unsigned long)j);
+        }
+    G = (double *)polopt__alloc(hk, d * d * 2 + d, sizeof(double), &rc);
+    if (!G) return polopt__fail(NULL, hk, rc, "%s: cannot allocate %lu x %lu doubles", fn, (unsigned long)d, (unsigned long)d);
+    E = G + d * d, lam = E + d * d;
+    memcpy(G, gamma, d * d * sizeof *G);
+    polopt__jacobi_eigen(d, G, E, lam); /* gamma = E diag(lam) E^T */
+    for (i = 0; i < d; ++i)
+        if (fabs(lam[i]) > top) top = fabs(lam[i]);
+    for (i = 0; i < d; ++i) lam[i] = fabs(lam[i]) > 1e-10 * top ? 1.0 / lam[i] : 0.0;
+    for (i = 0; i < d; ++i)
+        for (j = 0; j < d; ++j) {
+            double s = 0.0;
+            for (k = 0; k < d; ++k) s += E[i * d + k] * lam[k] * E[j * d + k];
+            out_pinv[i * d + j] = s;
+        }
+    POLOPT_FREE(G, hk->alloc_ctx);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_slate_pi_weights(size_t n, size_t K, size_t m, const uint32_t *items,
+                                                 const double *pinv, const double *q, size_t q_stride, double *out_w,
+                                                 const polopt_hooks *hooks)
+{
+    static const char *fn = "polopt_slate_pi_weights";
+    const polopt_hooks *hk = hooks ? hooks : &polopt__no_hooks;
+    size_t i, k, e, d;
+    POLOPT__CHECK(NULL, hk, items && pinv && q && out_w, "%s: items, pinv, q or out_w is NULL", fn);
+    POLOPT__CHECK(NULL, hk, n >= 1 && K >= 1 && m >= 1 && K <= POLOPT_SLATE_MAX && m <= POLOPT__PI_MAX_D &&
+                                K * m <= POLOPT__PI_MAX_D,
+                  "%s: n, K, m = %lu, %lu, %lu: each at least 1 and K m at most %d", fn, (unsigned long)n,
+                  (unsigned long)K, (unsigned long)m, POLOPT__PI_MAX_D);
+    d = K * m;
+    POLOPT__CHECK(NULL, hk, q_stride == 0 || q_stride >= d, "%s: q_stride = %lu is neither 0 nor at least K m = %lu", fn,
+                  (unsigned long)q_stride, (unsigned long)d);
+    POLOPT__CHECK(NULL, hk, n <= SIZE_MAX / K, "%s: n x K overflows", fn);
+    for (i = 0; i < n * K; ++i)
+        POLOPT__CHECK(NULL, hk, items[i] < m, "%s: items[%lu] = %u is not below m = %lu", fn, (unsigned long)i, items[i],
+                      (unsigned long)m);
+    for (i = 0; i < n; ++i) {
+        const double *qi = q + i * q_stride;
+        double w = 0.0;
+        for (k = 0; k < K; ++k) { /* (Gamma^+ q_i)[k m + a_ik] */
+            const double *row = pinv + (k * m + items[i * K + k]) * d;
+            for (e = 0; e < d; ++e) w += row[e] * qi[e];
+        }
+        if (!(fabs(w) <= DBL_MAX))
+            return polopt__fail(NULL, hk, POLOPT_ERR_NONFINITE, "%s: the weight of slate %lu is not finite", fn,
+                                (unsigned long)i);
+        out_w[i] = w;
+    }
+    return POLOPT_OK;
+}
+
+/* ---- PRR */
+
+POLOPT_DEF polopt_prr_config polopt_prr_config_default(size_t D, size_t L, size_t K)
+{
+    polopt_prr_config c;
+    memset(&c, 0, sizeof c);
+    c.D = D, c.L = L, c.K = K;
+    c.lr = 0.01f, c.l2 = 1e-4f, c.epochs = 10, c.batch = 64, c.seed = 1;
+    return c;
+}
+
+static size_t polopt__prr_size(const polopt_prr_config *c) { return c->D * c->L + c->K + c->D + 1; }
+
+POLOPT_DEF polopt_result polopt_prr_init(polopt_prr *prr, const polopt_prr_config *config)
+{
+    static const char *fn = "polopt_prr_init";
+    polopt_prr_config c;
+    polopt_result rc = POLOPT_OK;
+    size_t np;
+    if (!prr) return POLOPT_ERR_INVALID_ARG;
+    memset(prr, 0, sizeof *prr);
+    if (!config) return polopt__fail(&prr->err, NULL, POLOPT_ERR_INVALID_ARG, "%s: config is NULL", fn);
+    c = *config;
+    POLOPT__CHECK(&prr->err, &c.hooks, c.D >= 1 && c.L >= 1 && c.K >= 1 && c.K <= POLOPT_SLATE_MAX,
+                  "%s: config.D, L and K must be at least 1 and K at most %d", fn, POLOPT_SLATE_MAX);
+    POLOPT__CHECK(&prr->err, &c.hooks, c.D <= (SIZE_MAX / 8) / c.L, "%s: config.D x config.L overflows", fn);
+    POLOPT__CHECK(&prr->err, &c.hooks, c.lr > 0.0f && c.lr <= FLT_MAX, "%s: config.lr = %g must be > 0", fn, c.lr);
+    POLOPT__CHECK(&prr->err, &c.hooks, c.l2 >= 0.0f && c.l2 <= FLT_MAX, "%s: config.l2 = %g must be >= 0", fn, c.l2);
+    POLOPT__CHECK(&prr->err, &c.hooks, c.batch >= 1, "%s: config.batch must be at least 1", fn);
+    np = polopt__prr_size(&c);
+    prr->params = (float *)polopt__alloc(&c.hooks, np, sizeof(float), &rc);
+    if (!prr->params) return polopt__fail(&prr->err, &c.hooks, rc, "%s: cannot allocate %lu parameters", fn, (unsigned long)np);
+    memset(prr->params, 0, np * sizeof(float));
+    prr->params[np - 1] = (float)(-log((double)c.K) - 2.0);
+    prr->config = c;
+    return POLOPT_OK;
+}
+
+POLOPT_DEF void polopt_prr_free(polopt_prr *prr)
+{
+    if (!prr) return;
+    if (prr->params) POLOPT_FREE(prr->params, prr->config.hooks.alloc_ctx);
+    memset(prr, 0, sizeof *prr);
+}
+
+/* The K + 1 logits of one slate: u[0] = 0 (no click), u[1 + k] = e(x) + b_k + h^T beta_{a_k}; h (L) receives h(x). */
+static void polopt__prr_logits(const polopt_prr_config *c, const float *params, const float *beta, const float *x,
+                               const uint32_t *slate, float *h, double *u)
+{
+    const size_t D = c->D, L = c->L, K = c->K;
+    const float *theta = params, *b = params + D * L, *w = b + K;
+    double e = w[D];
+    size_t k;
+    polopt__gemv(POLOPT_TRANS, D, L, 1.0f, theta, L, x, 0.0f, h); /* h = theta^T x */
+    for (k = 0; k < D; ++k) e += (double)w[k] * x[k];
+    u[0] = 0.0;
+    for (k = 0; k < K; ++k) u[1 + k] = e + b[k] + polopt__dot(L, h, beta + (size_t)slate[k] * L);
+}
+
+/* Softmax of the K + 1 logits in place; returns log of their normaliser. */
+static double polopt__prr_softmax(size_t K, double *u)
+{
+    double m = u[0], z = 0.0;
+    size_t k;
+    for (k = 1; k <= K; ++k)
+        if (u[k] > m) m = u[k];
+    for (k = 0; k <= K; ++k) z += u[k] = exp(u[k] - m);
+    for (k = 0; k <= K; ++k) u[k] /= z;
+    return m + log(z);
+}
+
+static polopt_result polopt__prr_check_x(const polopt_prr *prr, const polopt_mips *index, const char *fn)
+{
+    const polopt_hooks *hk = &prr->config.hooks;
+    if (!prr->params) return polopt__not_ready(NULL, hk, fn, "PRR model");
+    POLOPT__CHECK(NULL, hk, index && index->n >= prr->config.K && index->dim == prr->config.L,
+                  "%s: the index must hold at least K = %lu items of dimension L = %lu", fn,
+                  (unsigned long)prr->config.K, (unsigned long)prr->config.L);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_prr_probs(const polopt_prr *prr, const polopt_mips *index, const float *x,
+                                          const uint32_t *slate, double *out_p)
+{
+    static const char *fn = "polopt_prr_probs";
+    float h[1024];
+    size_t k;
+    polopt_result rc;
+    if (!prr) return POLOPT_ERR_INVALID_ARG;
+    if ((rc = polopt__prr_check_x(prr, index, fn)) != POLOPT_OK) return rc;
+    POLOPT__CHECK(NULL, &prr->config.hooks, x && slate && out_p, "%s: x, slate or out_p is NULL", fn);
+    POLOPT__CHECK(NULL, &prr->config.hooks, prr->config.L <= 1024, "%s: L = %lu is above 1024", fn,
+                  (unsigned long)prr->config.L);
+    for (k = 0; k < prr->config.K; ++k)
+        POLOPT__CHECK(NULL, &prr->config.hooks, slate[k] < index->n, "%s: slate[%lu] = %u is not below P = %lu", fn,
+                      (unsigned long)k, slate[k], (unsigned long)index->n);
+    if (polopt_check_finite(prr->config.D, x, &k) != POLOPT_OK)
+        return polopt__fail(NULL, &prr->config.hooks, POLOPT_ERR_NONFINITE, "%s: x[%lu] is not finite", fn, (unsigned long)k);
+    polopt__prr_logits(&prr->config, prr->params, index->vectors, x, slate, h, out_p);
+    polopt__prr_softmax(prr->config.K, out_p);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_prr_fit(polopt_prr *prr, const polopt_mips *index, const polopt_slate_clicks *data,
+                                        double *out_nll)
+{
+    static const char *fn = "polopt_prr_fit";
+    polopt_prr_config *c;
+    const polopt_hooks *hk;
+    size_t D, L, K, np, n, i, k, j, epoch, bad;
+    float *work = NULL, *grad, *trial, *h, *gh;
+    uint32_t *order = NULL;
+    polopt_adam adam;
+    polopt_adam_config ac = polopt_adam_config_default();
+    polopt_rng rng;
+    double nll = 0.0;
+    polopt_result rc;
+    if (!prr) return POLOPT_ERR_INVALID_ARG;
+    if ((rc = polopt__prr_check_x(prr, index, fn)) != POLOPT_OK) return rc;
+    c = &prr->config, hk = &c->hooks;
+    D = c->D, L = c->L, K = c->K, np = polopt__prr_size(c);
+    POLOPT__CHECK(&prr->err, hk, data && data->X && data->items && data->click, "%s: data or one of its arrays is NULL", fn);
+    n = data->n;
+    POLOPT__CHECK(&prr->err, hk, n >= 1 && n <= UINT32_MAX && n <= SIZE_MAX / (K > D ? K : D),
+                  "%s: data->n = %lu is outside 1 .. 2^32 - 1", fn, (unsigned long)n);
+    for (i = 0; i < n; ++i) {
+        POLOPT__CHECK(&prr->err, hk, data->click[i] >= -1 && data->click[i] < (int32_t)K,
+                      "%s: data->click[%lu] = %d is outside -1 .. K - 1 = %lu", fn, (unsigned long)i, (int)data->click[i],
+                      (unsigned long)K - 1);
+        for (k = 0; k < K; ++k) {
+            const uint32_t a = data->items[i * K + k];
+            POLOPT__CHECK(&prr->err, hk, a < index->n, "%s: data->items[%lu] = %u is not below P = %lu", fn,
+                          (unsigned long)(i * K + k), a, (unsigned long)index->n);
+            for (j = 0; j < k; ++j)
+                POLOPT__CHECK(&prr->err, hk, data->items[i * K + j] != a, "%s: slate %lu shows item %u twice", fn,
+                              (unsigned long)i, a);
+        }
+    }
+    if (polopt_check_finite(n * D, data->X, &bad) != POLOPT_OK)
+        return polopt__fail(&prr->err, hk, POLOPT_ERR_NONFINITE, "%s: data->X[%lu] is not finite", fn, (unsigned long)bad);
+    work = (float *)polopt__alloc(hk, 2 * np + 2 * L, sizeof(float), &rc);
+    order = work ? (uint32_t *)polopt__alloc(hk, n, sizeof(uint32_t), &rc) : NULL;
+    if (!order) {
+        if (work) POLOPT_FREE(work, hk->alloc_ctx);
+        return polopt__fail(&prr->err, hk, rc, "%s: cannot allocate the work space", fn);
+    }
+    grad = work, trial = grad + np, h = trial + np, gh = h + L;
+    memcpy(trial, prr->params, np * sizeof *trial); /* fitted in trial, copied back on success */
+    ac.lr = c->lr, ac.hooks = *hk;
+    if ((rc = polopt_adam_init(&adam, np, &ac)) != POLOPT_OK) {
+        POLOPT_FREE(work, hk->alloc_ctx);
+        POLOPT_FREE(order, hk->alloc_ctx);
+        return polopt__fail(&prr->err, hk, rc, "%s: cannot set up Adam: %s", fn, adam.err.message);
+    }
+    polopt_rng_seed(&rng, c->seed);
+    for (i = 0; i < n; ++i) order[i] = (uint32_t)i;
+    for (epoch = 0; epoch < c->epochs && rc == POLOPT_OK; ++epoch) {
+        size_t first;
+        polopt_rng_shuffle(&rng, n, order);
+        for (first = 0; first < n && rc == POLOPT_OK; first += c->batch) {
+            const size_t m = n - first < c->batch ? n - first : c->batch;
+            const float inv_m = 1.0f / (float)m;
+            float *gtheta = grad, *gb = grad + D * L, *gw = gb + K;
+            size_t r;
+            memset(grad, 0, np * sizeof *grad);
+            for (r = 0; r < m; ++r) { /* d(-log p_c) / du_k = p_k - 1[k = c] for the K + 1 outcomes */
+                const size_t row = order[first + r];
+                const float *x = data->X + row * D;
+                const uint32_t *slate = data->items + row * K;
+                double u[POLOPT_SLATE_MAX + 1], de = 0.0;
+                polopt__prr_logits(c, trial, index->vectors, x, slate, h, u);
+                polopt__prr_softmax(K, u);
+                u[data->click[row] + 1] -= 1.0;
+                memset(gh, 0, L * sizeof *gh);
+                for (k = 0; k < K; ++k) {
+                    const float g = (float)u[1 + k] * inv_m;
+                    de += u[1 + k];
+                    gb[k] += g;
+                    polopt__axpy(L, g, index->vectors + (size_t)slate[k] * L, gh); /* d/dh = sum_k g_k beta_{a_k} */
+                }
+                for (j = 0; j < D; ++j) { /* theta += x gh^T, w += de x */
+                    polopt__axpy(L, x[j], gh, gtheta + j * L);
+                    gw[j] += (float)de * inv_m * x[j];
+                }
+                gw[D] += (float)de * inv_m;
+            }
+            for (j = 0; j < D * L; ++j) gtheta[j] += 2.0f * c->l2 * trial[j];
+            for (j = 0; j < D; ++j) gw[j] += 2.0f * c->l2 * trial[D * L + K + j];
+            rc = polopt_adam_step(&adam, trial, grad);
+        }
+    }
+    if (rc == POLOPT_OK) { /* the mean negative log-likelihood at the end */
+        double u[POLOPT_SLATE_MAX + 1];
+        for (i = 0; i < n; ++i) {
+            polopt__prr_logits(c, trial, index->vectors, data->X + i * D, data->items + i * K, h, u);
+            polopt__prr_softmax(K, u);
+            nll -= log(u[data->click[i] + 1] > 1e-300 ? u[data->click[i] + 1] : 1e-300);
+        }
+        nll /= (double)n;
+        if (!(nll <= DBL_MAX) || polopt_check_finite(np, trial, &bad) != POLOPT_OK) rc = POLOPT_ERR_NONFINITE;
+    }
+    polopt_adam_free(&adam);
+    if (rc == POLOPT_OK) memcpy(prr->params, trial, np * sizeof *trial);
+    POLOPT_FREE(work, hk->alloc_ctx);
+    POLOPT_FREE(order, hk->alloc_ctx);
+    if (rc != POLOPT_OK)
+        return polopt__fail(&prr->err, hk, rc, "%s: the fit diverged (non-finite parameters or likelihood): lower config.lr",
+                            fn);
+    if (out_nll) *out_nll = nll;
+    polopt__clear_error(&prr->err);
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_prr_slate(const polopt_prr *prr, const polopt_mips *index, polopt_mips_scratch *scratch,
+                                          const float *x, size_t ef, uint32_t *out_slate)
+{
+    static const char *fn = "polopt_prr_slate";
+    float h[1024];
+    uint32_t ids[POLOPT_SLATE_MAX];
+    size_t K, k, order[POLOPT_SLATE_MAX], bad;
+    const float *b;
+    polopt_result rc;
+    if (!prr) return POLOPT_ERR_INVALID_ARG;
+    if ((rc = polopt__prr_check_x(prr, index, fn)) != POLOPT_OK) return rc;
+    POLOPT__CHECK(NULL, &prr->config.hooks, scratch && x && out_slate, "%s: scratch, x or out_slate is NULL", fn);
+    POLOPT__CHECK(NULL, &prr->config.hooks, prr->config.L <= 1024, "%s: L = %lu is above 1024", fn,
+                  (unsigned long)prr->config.L);
+    if (polopt_check_finite(prr->config.D, x, &bad) != POLOPT_OK)
+        return polopt__fail(NULL, &prr->config.hooks, POLOPT_ERR_NONFINITE, "%s: x[%lu] is not finite", fn,
+                            (unsigned long)bad);
+    K = prr->config.K, b = prr->params + prr->config.D * prr->config.L;
+    polopt__gemv(POLOPT_TRANS, prr->config.D, prr->config.L, 1.0f, prr->params, prr->config.L, x, 0.0f, h);
+    if ((rc = polopt_mips_search(index, scratch, h, K, ef ? ef : K, ids, NULL)) != POLOPT_OK)
+        return polopt__fail(NULL, &prr->config.hooks, rc, "%s: the MIPS search failed (%s)", fn, polopt_strerror(rc));
+    for (k = 0; k < K; ++k) { /* positions by decreasing bias (insertion sort; ties keep position order) */
+        size_t i = k;
+        while (i > 0 && b[order[i - 1]] < b[k]) {
+            order[i] = order[i - 1];
+            --i;
+        }
+        order[i] = k;
+    }
+    for (k = 0; k < K; ++k) out_slate[order[k]] = ids[k]; /* the k-th best item at the k-th best position */
     return POLOPT_OK;
 }
 

@@ -249,5 +249,344 @@ static void slates_estimator_misuse(void)
     slate_cat_free(&c);
 }
 
+/* ---- Slate off-policy estimators: a 5-item, 2-position world enumerated exactly (20 ordered slates). */
+enum { OPE_M = 5, OPE_K = 2, OPE_SLATES = OPE_M * (OPE_M - 1) };
+
+typedef struct slate_world {
+    uint32_t s[OPE_SLATES][OPE_K];
+    double mu[OPE_SLATES], pi[OPE_SLATES];           /* whole-slate probabilities */
+    double mu1[OPE_SLATES], pi1[OPE_SLATES];         /* of the first position (the cascade's first prefix) */
+    double mu_at[OPE_K][OPE_M], pi_at[OPE_K][OPE_M]; /* item-position marginals */
+    double gamma[OPE_K * OPE_M * OPE_K * OPE_M];     /* E_mu[1_s 1_s^T] */
+} slate_world;
+
+/* Plackett-Luce over scores v: P(a, b) = e^{v_a} / Z * e^{v_b} / (Z - e^{v_a}). */
+static void pl_pair(const double *v, uint32_t a, uint32_t b, double *p_first, double *p_pair)
+{
+    double z = 0.0;
+    size_t i;
+    for (i = 0; i < OPE_M; ++i) z += exp(v[i]);
+    *p_first = exp(v[a]) / z;
+    *p_pair = *p_first * exp(v[b]) / (z - exp(v[a]));
+}
+
+static void slate_world_make(slate_world *w)
+{
+    static const double v_mu[OPE_M] = {0.3, -0.2, 0.1, 0.0, -0.4}, v_pi[OPE_M] = {-1.0, 1.2, 0.4, -0.3, 0.9};
+    size_t n = 0, a, b, i, j;
+    memset(w, 0, sizeof *w);
+    for (a = 0; a < OPE_M; ++a)
+        for (b = 0; b < OPE_M; ++b) {
+            if (a == b) continue;
+            w->s[n][0] = (uint32_t)a, w->s[n][1] = (uint32_t)b;
+            pl_pair(v_mu, (uint32_t)a, (uint32_t)b, &w->mu1[n], &w->mu[n]);
+            pl_pair(v_pi, (uint32_t)a, (uint32_t)b, &w->pi1[n], &w->pi[n]);
+            w->mu_at[0][a] += w->mu[n], w->mu_at[1][b] += w->mu[n];
+            w->pi_at[0][a] += w->pi[n], w->pi_at[1][b] += w->pi[n];
+            for (i = 0; i < OPE_K; ++i)
+                for (j = 0; j < OPE_K; ++j)
+                    w->gamma[(i * OPE_M + w->s[n][i]) * OPE_K * OPE_M + j * OPE_M + w->s[n][j]] += w->mu[n];
+            ++n;
+        }
+}
+
+/* Three reward structures, E[r_k | s]: 0 additive (r_k depends on the item at k), 1 a cascade (r_2 also on the item
+   above it), 2 general (r_1 also on the item below it). */
+static double slate_mean_reward(int kind, const uint32_t *s, size_t k)
+{
+    static const double phi[OPE_K][OPE_M] = {{0.30, 0.10, 0.50, 0.20, 0.05}, {0.15, 0.40, 0.05, 0.25, 0.30}};
+    double r = phi[k][s[k]];
+    if (kind == 1 && k == 1) r *= s[0] == 2 ? 0.2 : 1.3; /* a strong first item takes the clicks of the second */
+    if (kind == 2 && k == 0) r *= s[1] == 1 ? 0.3 : 1.2;
+    return r;
+}
+
+/* The log's probability arrays for the rows of slates idx[0..n-1] of the world; PI weights from the exact Gamma. */
+static void slate_world_log(const slate_world *w, size_t n, const size_t *idx, double *cas0, double *cas1,
+                            double *ip0, double *ip1, double *piw)
+{
+    double pinv[OPE_K * OPE_M * OPE_K * OPE_M], q[OPE_K * OPE_M];
+    uint32_t *items = (uint32_t *)malloc(n * OPE_K * sizeof(uint32_t));
+    size_t i, k;
+    for (k = 0; k < OPE_K; ++k)
+        for (i = 0; i < OPE_M; ++i) q[k * OPE_M + i] = w->pi_at[k][i];
+    CHECK_OK(polopt_slate_pinv(OPE_K * OPE_M, w->gamma, pinv, NULL));
+    for (i = 0; i < n; ++i) {
+        const size_t j = idx[i];
+        cas0[i * 2] = w->mu1[j], cas0[i * 2 + 1] = w->mu[j];
+        cas1[i * 2] = w->pi1[j], cas1[i * 2 + 1] = w->pi[j];
+        for (k = 0; k < OPE_K; ++k) {
+            ip0[i * 2 + k] = w->mu_at[k][w->s[j][k]], ip1[i * 2 + k] = w->pi_at[k][w->s[j][k]];
+            items[i * 2 + k] = w->s[j][k];
+        }
+    }
+    CHECK_OK(polopt_slate_pi_weights(n, OPE_K, OPE_M, items, pinv, q, 0, piw, NULL));
+    free(items);
+}
+
+/* In expectation, exactly: a log holding every slate once, its rewards scaled by (number of slates) mu(s), has mean
+   sum_s mu(s) r(s) w(s), the expectation of each estimator.  Against the true value sum_s pi(s) sum_k r_k(s):
+   all four are unbiased for additive rewards; SIPS and RIPS (not IIPS and PI) for the cascade; only SIPS for the
+   general reward. */
+static void slates_ope_unbiased_in_expectation(void)
+{
+    slate_world w;
+    size_t idx[OPE_SLATES], i, k;
+    double cas0[OPE_SLATES * 2], cas1[OPE_SLATES * 2], ip0[OPE_SLATES * 2], ip1[OPE_SLATES * 2], piw[OPE_SLATES];
+    double r[OPE_SLATES * 2];
+    int kind, e;
+    slate_world_make(&w);
+    for (i = 0; i < OPE_SLATES; ++i) idx[i] = i;
+    slate_world_log(&w, OPE_SLATES, idx, cas0, cas1, ip0, ip1, piw);
+    for (kind = 0; kind < 3; ++kind) {
+        polopt_slate_log g;
+        polopt_slate_report rep;
+        polopt_slate_ope_config c = polopt_slate_ope_config_default();
+        double truth = 0.0;
+        static const int unbiased[3][POLOPT_SLATE_COUNT] = {{1, 1, 1, 1}, {1, 0, 1, 0}, {1, 0, 0, 0}};
+        for (i = 0; i < OPE_SLATES; ++i)
+            for (k = 0; k < OPE_K; ++k) {
+                const double m = slate_mean_reward(kind, w.s[i], k);
+                truth += w.pi[i] * m;
+                r[i * 2 + k] = OPE_SLATES * w.mu[i] * m;
+            }
+        memset(&g, 0, sizeof g);
+        g.n = OPE_SLATES, g.K = OPE_K, g.reward = r;
+        g.pscore_cascade = cas0, g.target_cascade = cas1, g.pscore_item_position = ip0, g.target_item_position = ip1;
+        g.pi_weight = piw;
+        c.bootstrap = 0;
+        CHECK_OK(polopt_slate_ope_evaluate(&g, &c, &rep));
+        for (e = 0; e < POLOPT_SLATE_COUNT; ++e) {
+            const double err = fabs(rep.est[e].value - truth);
+            CHECK(rep.est[e].available);
+            if (unbiased[kind][e]) CHECK_NEAR(rep.est[e].value, truth, 1e-12);
+            else if (!(err > 1e-3)) th_fail(__FILE__, __LINE__, "%s is unbiased for reward %d (%g)", polopt_slate_name((polopt_slate_estimator)e), kind, err);
+        }
+    }
+}
+
+/* Sampled logs: 40,000 slates from mu with Bernoulli rewards (additive means).  Every estimate within 4 standard
+   errors of the truth; the bootstrap interval brackets the estimate; PI's and IIPS's standard errors below SIPS's;
+   and Gamma estimated from the logged slates is near the exact one. */
+static void slates_ope_sampled(void)
+{
+    enum { N = 40000 };
+    slate_world w;
+    polopt_rng rng;
+    size_t *idx = (size_t *)malloc(N * sizeof(size_t)), i, k;
+    double *cas0 = (double *)malloc(N * 2 * sizeof(double)), *cas1 = (double *)malloc(N * 2 * sizeof(double));
+    double *ip0 = (double *)malloc(N * 2 * sizeof(double)), *ip1 = (double *)malloc(N * 2 * sizeof(double));
+    double *piw = (double *)malloc(N * sizeof(double)), *r = (double *)malloc(N * 2 * sizeof(double));
+    uint32_t *items = (uint32_t *)malloc(N * 2 * sizeof(uint32_t));
+    double gamma_hat[OPE_K * OPE_M * OPE_K * OPE_M], truth = 0.0, worst = 0.0;
+    polopt_slate_log g;
+    polopt_slate_report rep;
+    int e;
+    slate_world_make(&w);
+    polopt_rng_seed(&rng, 2024);
+    for (i = 0; i < OPE_SLATES; ++i)
+        for (k = 0; k < OPE_K; ++k) truth += w.pi[i] * slate_mean_reward(0, w.s[i], k);
+    for (i = 0; i < N; ++i) { /* a slate from mu by inversion, then its rewards */
+        double u = polopt_rng_uniform(&rng), run = 0.0;
+        size_t j = 0;
+        while (j + 1 < OPE_SLATES && (run += w.mu[j]) <= u) ++j;
+        idx[i] = j;
+        for (k = 0; k < OPE_K; ++k) {
+            items[i * 2 + k] = w.s[j][k];
+            r[i * 2 + k] = polopt_rng_uniform(&rng) < slate_mean_reward(0, w.s[j], k) ? 1.0 : 0.0;
+        }
+    }
+    slate_world_log(&w, N, idx, cas0, cas1, ip0, ip1, piw);
+    memset(&g, 0, sizeof g);
+    g.n = N, g.K = OPE_K, g.reward = r;
+    g.pscore_cascade = cas0, g.target_cascade = cas1, g.pscore_item_position = ip0, g.target_item_position = ip1;
+    g.pi_weight = piw;
+    CHECK_OK(polopt_slate_ope_evaluate(&g, NULL, &rep));
+    for (e = 0; e < POLOPT_SLATE_COUNT; ++e) {
+        const polopt_ope_estimate *x = rep.est + e;
+        printf("    %-4s %.4f +- %.4f  [%.4f, %.4f]  (truth %.4f)\n", polopt_slate_name((polopt_slate_estimator)e),
+               x->value, x->std_error, x->ci_low, x->ci_high, truth);
+        CHECK(fabs(x->value - truth) <= 4.0 * x->std_error);
+        CHECK(x->ci_low <= x->value && x->value <= x->ci_high && x->ci_low < x->ci_high);
+        /* the percentile interval is about +- 1.96 standard errors */
+        CHECK_NEAR((x->ci_high - x->ci_low) / (2 * 1.96 * x->std_error), 1.0, 0.25);
+    }
+    CHECK(rep.est[POLOPT_SLATE_PI].std_error < rep.est[POLOPT_SLATE_SIPS].std_error);
+    CHECK(rep.est[POLOPT_SLATE_IIPS].std_error < rep.est[POLOPT_SLATE_SIPS].std_error);
+    CHECK_OK(polopt_slate_gamma(N, OPE_K, OPE_M, items, gamma_hat, NULL));
+    for (i = 0; i < OPE_K * OPE_M * OPE_K * OPE_M; ++i)
+        if (fabs(gamma_hat[i] - w.gamma[i]) > worst) worst = fabs(gamma_hat[i] - w.gamma[i]);
+    CHECK(worst < 4.0 * sqrt(0.25 / N) * 1.5); /* a few binomial standard errors */
+    free(idx), free(cas0), free(cas1), free(ip0), free(ip1), free(piw), free(r), free(items);
+}
+
+/* The pseudo-inverse satisfies the Moore-Penrose conditions G G+ G = G and G+ G G+ = G+ on the rank-deficient
+   Gamma of the world; and misuse is refused. */
+static void slates_pinv_and_misuse(void)
+{
+    enum { D = OPE_K * OPE_M };
+    slate_world w;
+    double pinv[D * D], t[D * D], t2[D * D], worst1 = 0.0, worst2 = 0.0, r[4] = {0, 1, 0, 0};
+    double p0[4] = {0.5, 0.2, 0.4, 0.1}, p1[4] = {0.3, 0.1, 1.5, 0.1};
+    size_t i, j, k;
+    polopt_slate_log g;
+    polopt_slate_report rep;
+    uint32_t bad_items[2] = {0, OPE_M};
+    slate_world_make(&w);
+    CHECK_OK(polopt_slate_pinv(D, w.gamma, pinv, NULL));
+    for (i = 0; i < D; ++i)
+        for (j = 0; j < D; ++j) {
+            double s = 0.0;
+            for (k = 0; k < D; ++k) s += w.gamma[i * D + k] * pinv[k * D + j];
+            t[i * D + j] = s; /* G G+ */
+        }
+    for (i = 0; i < D; ++i)
+        for (j = 0; j < D; ++j) {
+            double s = 0.0, s2 = 0.0;
+            for (k = 0; k < D; ++k) s += t[i * D + k] * w.gamma[k * D + j], s2 += pinv[i * D + k] * t[k * D + j];
+            t2[i * D + j] = s2;
+            if (fabs(s - w.gamma[i * D + j]) > worst1) worst1 = fabs(s - w.gamma[i * D + j]);
+        }
+    for (i = 0; i < D * D; ++i)
+        if (fabs(t2[i] - pinv[i]) > worst2 * 1.0) worst2 = fabs(t2[i] - pinv[i]);
+    CHECK(worst1 < 1e-12);
+    CHECK(worst2 < 1e-9);
+    memset(&g, 0, sizeof g);
+    g.n = 2, g.K = 2, g.reward = r, g.pscore_cascade = p0, g.target_cascade = p1;
+    CHECK_RC(polopt_slate_ope_evaluate(&g, NULL, &rep), POLOPT_ERR_INVALID_ARG); /* 1.5 is no probability */
+    p1[2] = 0.5, p0[1] = 0.0;
+    CHECK_RC(polopt_slate_ope_evaluate(&g, NULL, &rep), POLOPT_ERR_INVALID_ARG); /* a logger's 0 */
+    p0[1] = 0.2, r[1] = HUGE_VAL;
+    CHECK_RC(polopt_slate_ope_evaluate(&g, NULL, &rep), POLOPT_ERR_NONFINITE);
+    r[1] = 1.0, g.target_cascade = NULL;
+    CHECK_RC(polopt_slate_ope_evaluate(&g, NULL, &rep), POLOPT_ERR_INVALID_ARG); /* half a pair */
+    g.target_cascade = p1, g.n = 1;
+    CHECK_RC(polopt_slate_ope_evaluate(&g, NULL, &rep), POLOPT_ERR_INVALID_ARG);
+    g.n = 2;
+    CHECK_OK(polopt_slate_ope_evaluate(&g, NULL, &rep));
+    CHECK(!rep.est[POLOPT_SLATE_IIPS].available && !rep.est[POLOPT_SLATE_PI].available);
+    CHECK_RC(polopt_slate_gamma(1, 2, OPE_M, bad_items, t, NULL), POLOPT_ERR_INVALID_ARG);
+    w.gamma[1] += 0.1; /* not symmetric */
+    CHECK_RC(polopt_slate_pinv(D, w.gamma, pinv, NULL), POLOPT_ERR_INVALID_ARG);
+    CHECK_RC(polopt_slate_pinv(600, w.gamma, pinv, NULL), POLOPT_ERR_INVALID_ARG);
+}
+
+/* ---- PRR: data drawn from a known PRR model (P = 40 items, D = L = 3, K = 3). */
+enum { PRR_P = 40, PRR_D = 3, PRR_L = 3, PRR_K = 3 };
+
+static void prr_truth(float *params)
+{
+    static const float theta[PRR_D * PRR_L] = {1.0f, -0.5f, 0.2f, 0.3f, 0.8f, -0.6f, -0.4f, 0.1f, 0.9f};
+    static const float b[PRR_K] = {0.6f, 0.0f, -0.7f}, w[PRR_D + 1] = {0.5f, -0.3f, 0.2f, -1.5f};
+    memcpy(params, theta, sizeof theta);
+    memcpy(params + PRR_D * PRR_L, b, sizeof b);
+    memcpy(params + PRR_D * PRR_L + PRR_K, w, sizeof w);
+}
+
+/* probs against the formula by hand; the fit recovers the model that made the data (its likelihood on the data is
+   no worse than the truth's, as a maximum likelihood must be; its position biases within 0.05 of the truth's, its
+   theta within 0.1: a few standard errors at 30,000 slates); the decision is the brute-force best slate. */
+static void slates_prr_fit_recovers_the_model(void)
+{
+    enum { N = 30000 };
+    float beta[PRR_P * PRR_L], *X = (float *)malloc(N * PRR_D * sizeof(float)), truth[PRR_D * PRR_L + PRR_K + PRR_D + 1];
+    uint32_t *items = (uint32_t *)malloc(N * PRR_K * sizeof(uint32_t)), best[PRR_K];
+    int32_t *click = (int32_t *)malloc(N * sizeof(int32_t));
+    polopt_mips index;
+    polopt_prr model, true_model;
+    polopt_prr_config pc = polopt_prr_config_default(PRR_D, PRR_L, PRR_K);
+    polopt_slate_clicks data;
+    polopt_rng rng;
+    polopt_mips_scratch sc;
+    double p[PRR_K + 1], nll_fit, nll_true = 0.0, worst_b = 0.0, worst_t = 0.0;
+    size_t i, k;
+    polopt_rng_seed(&rng, 99);
+    polopt_rng_normals(&rng, PRR_P * PRR_L, beta);
+    polopt_rng_normals(&rng, N * PRR_D, X);
+    CHECK_OK(polopt_mips_init_exact(&index, PRR_P, PRR_L, beta, 0, NULL));
+    CHECK_OK(polopt_prr_init(&true_model, &pc));
+    prr_truth(truth);
+    memcpy(true_model.params, truth, sizeof truth);
+    { /* probs by hand for one slate */
+        const uint32_t s[PRR_K] = {4, 17, 30};
+        double u[PRR_K], z = 1.0;
+        for (k = 0; k < PRR_K; ++k) {
+            size_t d, l;
+            u[k] = truth[PRR_D * PRR_L + k] + truth[PRR_D * PRR_L + PRR_K + PRR_D];
+            for (d = 0; d < PRR_D; ++d) u[k] += truth[PRR_D * PRR_L + PRR_K + d] * X[d];
+            for (d = 0; d < PRR_D; ++d)
+                for (l = 0; l < PRR_L; ++l) u[k] += X[d] * truth[d * PRR_L + l] * beta[s[k] * PRR_L + l];
+            z += exp(u[k]);
+        }
+        CHECK_OK(polopt_prr_probs(&true_model, &index, X, s, p));
+        CHECK_NEAR(p[0], 1.0 / z, 1e-6);
+        for (k = 0; k < PRR_K; ++k) CHECK_NEAR(p[1 + k], exp(u[k]) / z, 1e-6);
+    }
+    for (i = 0; i < N; ++i) { /* a random slate; the outcome from the true model */
+        double u, run = 0.0;
+        CHECK_OK(polopt_rng_choose(&rng, PRR_P, PRR_K, items + i * PRR_K));
+        CHECK_OK(polopt_prr_probs(&true_model, &index, X + i * PRR_D, items + i * PRR_K, p));
+        u = polopt_rng_uniform(&rng);
+        click[i] = -1;
+        for (k = 0; k <= PRR_K; ++k)
+            if ((run += p[k]) > u) {
+                click[i] = (int32_t)k - 1;
+                break;
+            }
+        nll_true -= log(p[click[i] + 1]) / N;
+    }
+    data.n = N, data.X = X, data.items = items, data.click = click;
+    pc.epochs = 150, pc.l2 = 0.0f, pc.lr = 0.003f, pc.batch = 1024;
+    CHECK_OK(polopt_prr_init(&model, &pc));
+    CHECK_OK(polopt_prr_fit(&model, &index, &data, &nll_fit));
+    printf("    PRR: mean NLL fitted %.5f, truth %.5f\n", nll_fit, nll_true);
+    CHECK(nll_fit <= nll_true + 1e-4); /* the maximum of the likelihood is at least the truth's */
+    for (k = 0; k < PRR_K; ++k) { /* the biases are identified up to the engagement's constant: compare differences */
+        const double d = (model.params[PRR_D * PRR_L + k] - model.params[PRR_D * PRR_L]) -
+                         (truth[PRR_D * PRR_L + k] - truth[PRR_D * PRR_L]);
+        if (fabs(d) > worst_b) worst_b = fabs(d);
+    }
+    for (k = 0; k < PRR_D * PRR_L; ++k)
+        if (fabs(model.params[k] - truth[k]) > worst_t) worst_t = fabs(model.params[k] - truth[k]);
+    printf("    PRR: largest error of the position biases %.3f, of theta %.3f\n", worst_b, worst_t);
+    CHECK(worst_b < 0.05);
+    CHECK(worst_t < 0.1);
+    { /* the decision: brute force over the top items by h^T beta, placed by bias (here b_0 > b_1 > b_2) */
+        float h[PRR_L] = {0};
+        double sc_best[PRR_K] = {-HUGE_VAL, -HUGE_VAL, -HUGE_VAL};
+        uint32_t top[PRR_K] = {0, 0, 0};
+        size_t a, d, l;
+        for (l = 0; l < PRR_L; ++l)
+            for (d = 0; d < PRR_D; ++d) h[l] += X[d] * truth[d * PRR_L + l];
+        for (a = 0; a < PRR_P; ++a) {
+            double v = 0.0;
+            for (l = 0; l < PRR_L; ++l) v += (double)h[l] * beta[a * PRR_L + l];
+            for (k = 0; k < PRR_K; ++k)
+                if (v > sc_best[k]) {
+                    size_t m;
+                    for (m = PRR_K - 1; m > k; --m) sc_best[m] = sc_best[m - 1], top[m] = top[m - 1];
+                    sc_best[k] = v, top[k] = (uint32_t)a;
+                    break;
+                }
+        }
+        CHECK_OK(polopt_mips_scratch_init(&sc, &index, PRR_K, NULL));
+        CHECK_OK(polopt_prr_slate(&true_model, &index, &sc, X, 0, best));
+        for (k = 0; k < PRR_K; ++k) CHECK(best[k] == top[k]);
+        polopt_mips_scratch_free(&sc);
+    }
+    click[5] = PRR_K; /* misuse: a position that is not there; the model is untouched */
+    {
+        const float before = model.params[0];
+        CHECK_RC(polopt_prr_fit(&model, &index, &data, NULL), POLOPT_ERR_INVALID_ARG);
+        CHECK(model.params[0] == before);
+    }
+    polopt_prr_free(&model);
+    polopt_prr_free(&true_model);
+    polopt_mips_free(&index);
+    free(X), free(items), free(click);
+}
+
 const th_test th_suite_slates[] = {TH(slates_log_prob_exact), TH(slates_log_prob_snis_converges),
-                                   TH(slates_sample_plackett_luce), TH(slates_estimator_misuse), TH_END};
+                                   TH(slates_sample_plackett_luce), TH(slates_estimator_misuse),
+                                   TH(slates_ope_unbiased_in_expectation), TH(slates_ope_sampled),
+                                   TH(slates_pinv_and_misuse), TH(slates_prr_fit_recovers_the_model), TH_END};
