@@ -131,7 +131,7 @@ $(B)/link-static: tests/link/static_a.c tests/link/static_b.c polopt.h | $(B)
 # ---- The examples of README.md, cut out of it, so the README cannot drift from the API.
 README_EXAMPLES = $(B)/readme-example $(B)/readme-example-mips $(B)/readme-example-train $(B)/readme-example-topk \
                   $(B)/readme-example-lpi $(B)/readme-example-session \
-                  $(B)/readme-example-ope
+                  $(B)/readme-example-ope $(B)/readme-example-slates
 # Arguments of the README examples, which run in $(B)/: the OPE example reads a log of the shipped OBD sample.
 ARGS_readme-example-ope = ../../shared/data/obd/random/men/men.csv
 

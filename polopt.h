@@ -55,6 +55,8 @@
      >>ope        off-policy evaluation: IPS, clipped IPS, SNIPS, SG-IPS, DM, DR, clipped DR, SNDR, Switch-DR, DRos,
                   SG-DR, their levels tuned from the data; reward models, estimated propensities, a log as training
                   feedback
+     >>slates     slates of K items: off-policy estimators (SIPS, IIPS, RIPS, pseudo-inverse) and the PRR reward-and-
+                  rank model (the Plackett-Luce log-probability and sampling are in >>estimator)
      >>synth      deterministic synthetic catalogue: clustered item embeddings, users, ground-truth rewards, and
                   users with state (sessions whose clicks move it) for sequential tasks
      >>license
@@ -104,6 +106,26 @@
      Halko, Martinsson & Tropp 2011  Finding Structure with Randomness: Probabilistic Algorithms for Constructing
                                    Approximate Matrix Decompositions.  SIAM Review 53(2).  (>>svd: Algorithms 4.4
                                    and 5.1)
+     Aouali et al. 2022            Reward Optimizing Recommendation using Deep Learning and Fast Maximum Inner
+                                   Product Search.  KDD 2022 tutorial.  (I. Aouali, A. Benhalloum, M. Bompaire,
+                                   A. Ait Sidi Hammou, S. Ivanov, B. Heymann, D. Rohde, O. Sakhi, F. Vasile, M. Vono.)
+                                   Slates: the reward-and-rank model (§3.2), the Horvitz-Thompson estimator (§3.3),
+                                   Plackett-Luce REINFORCE over MIPS (§3.4), the simulated A/B test (>>slates,
+                                   examples/10_slates.c).
+     Aouali et al. 2022 (PRR)      Probabilistic Rank and Reward: A Scalable Model for Slate Recommendation.  arXiv
+                                   2208.06263.  (I. Aouali, A. Ait Sidi Hammou, S. Ivanov, O. Sakhi, D. Rohde,
+                                   F. Vasile.)  With Aouali et al. 2021, Combining Reward and Rank Signals for Slate
+                                   Recommendation, arXiv 2107.12455.
+     Plackett 1975; Luce 1959      The Analysis of Permutations (Applied Statistics 24); Individual Choice Behavior.
+                                   (the Plackett-Luce distribution of a ranking)
+     Swaminathan et al. 2017       Off-policy evaluation for slate recommendation.  NeurIPS 2017.  (A. Swaminathan,
+                                   A. Krishnamurthy, A. Agarwal, M. Dudik, J. Langford, D. Jose, I. Zitouni.)  The
+                                   pseudo-inverse estimator (Eq. 4, Prop. 1).
+     Li et al. 2018                Offline Evaluation of Ranking Policies with Click Models.  KDD 2018.  (S. Li,
+                                   Y. Abbasi-Yadkori, B. Kveton, S. Muthukrishnan, V. Vinay, Z. Wen.)  IIPS.
+     McInerney et al. 2020         Counterfactual Evaluation of Slate Recommendations with Sequential Reward
+                                   Interactions.  KDD 2020.  (J. McInerney, B. Brost, P. Chandar, R. Mehrotra,
+                                   B. Carterette.)  RIPS.
      Walker 1977; Vose 1991        alias tables.      Blackman & Vigna 2021   xoshiro256** (ACM TOMS).
 
    GLOSSARY
@@ -812,7 +834,7 @@ POLOPT_DEF polopt_result polopt_estimator_gradient(const polopt_estimator *est, 
    1959): position 1 from pi, position k from pi over the items not yet placed,
        pi(a_1..a_K | x) = prod_k exp f(a_k) / (Z - sum_{j<k} exp f(a_j)),
    which is also how a slate is sampled: the K largest f(a) + G_a, G_a independent standard Gumbel (the Gumbel
-   top-k trick).  Its score, with pi_k the softmax over the items left at step k,
+   top-k trick; Kool, van Hoof & Welling 2019, Stochastic Beams and Where to Find Them, ICML).  Its score, with pi_k the softmax over the items left at step k,
        grad_h log pi(a_1..a_K | x) = sum_k (beta_{a_k} - E_{pi_k}[beta]) / T,
    needs Z and E over a different set at each of the K steps.  One set of weighted draws serves all of them: the
    slate's own items are taken out of the draws and counted exactly, and the draws of every other item estimate
@@ -1821,7 +1843,8 @@ POLOPT_DEF polopt_result polopt_slate_pi_weights(size_t n, size_t K, size_t m, c
    slate is the K items of largest h(x)^T beta_a (one MIPS query), the best of them at the position of largest b_k
    (the rearrangement inequality).  Fitting: maximum likelihood (mean negative log-likelihood plus l2 ||theta||^2,
    by Adam over minibatches).  The likelihood involves the K items shown and never the rest of the catalogue, so a
-   step costs O(K (L + D) + D L) a slate whatever P: the catalogue enters only at serving, through the MIPS index. */
+   step costs O(K (L + D) + D L) a slate whatever P: the catalogue enters only at serving, through the MIPS index.
+   (The paper's engagement and interest features are any functions of the context; here both are linear in x.) */
 typedef struct polopt_prr_config {
     size_t D, L, K;    /* contexts, item embeddings, positions (all required; K <= POLOPT_SLATE_MAX) */
     float lr;          /* Adam's step size; 0.01 */
@@ -7735,7 +7758,7 @@ POLOPT_DEF polopt_result polopt_estimator_slate_log_prob(const polopt_estimator 
 {
     static const char *fn = "polopt_estimator_slate_log_prob";
     uint32_t sorted[POLOPT_SLATE_MAX];
-    double f[POLOPT_SLATE_MAX], e[POLOPT_SLATE_MAX], rest = 0.0, shift, acc, tail;
+    double le[POLOPT_SLATE_MAX], lz[POLOPT_SLATE_MAX], rest = 0.0, lr, acc;
     polopt_draws d;
     size_t k, s, L;
     float inv_t;
@@ -7744,62 +7767,48 @@ POLOPT_DEF polopt_result polopt_estimator_slate_log_prob(const polopt_estimator 
     if ((rc = polopt__estimator_query(est, c, fn)) != POLOPT_OK) return rc;
     if (!slate) return polopt__fail(NULL, &est->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: slate is NULL", fn);
     if ((rc = polopt__slate_check(est, K, slate, sorted, fn)) != POLOPT_OK) return rc;
-    polopt_estimator_draws(est, c, &d);
+    memset(&d, 0, sizeof d);
+    if ((rc = polopt_estimator_draws(est, c, &d)) != POLOPT_OK) return rc;
     L = est->index->dim, inv_t = 1.0f / est->config.temperature;
-    /* Everything in units of Z_hat exp(shift): e_k = exp(f_k - log Z_hat - shift), the shift keeping e_k <= 1 when an
-       item scores far above the estimate of log Z (an SNIS estimate that missed it). */
-    shift = 0.0;
-    for (k = 0; k < K; ++k) {
-        f[k] = (double)polopt__dot(L, est->H + c * L, est->index->vectors + (size_t)slate[k] * L) * inv_t;
-        if (f[k] - d.log_z > shift) shift = f[k] - d.log_z;
-    }
-    for (k = 0; k < K; ++k) e[k] = exp(f[k] - d.log_z - shift);
+    /* In logs, relative to Z_hat, so that no term under- or overflows however peaked pi is: le_k = f(a_k) - log Z_hat,
+       lr = log of the draws' weight outside the slate, lz_k = log Z_k = log(exp lr + sum_{j>=k} exp le_j). */
+    for (k = 0; k < K; ++k)
+        le[k] = (double)polopt__dot(L, est->H + c * L, est->index->vectors + (size_t)slate[k] * L) * inv_t - d.log_z;
     for (s = 0; s < d.S; ++s)
         if (!polopt__in_sorted(sorted, K, d.ids[s])) rest += d.weights[s];
-    rest *= exp(-shift);
-    if (out_log_pi) { /* log pi(a_1..a_k) = sum_{j<=k} [log e_j - log(rest + sum_{i>=j} e_i)] */
-        tail = rest;
-        for (k = K; k-- > 0;) tail += e[k];
-        acc = 0.0;
-        for (k = 0; k < K; ++k) {
-            acc += log(e[k]) - log(tail);
-            tail -= e[k];
-            if (tail < rest) tail = rest; /* rounding: the sums only lose the placed items */
-            out_log_pi[k] = (float)(acc < 0.0 ? acc : 0.0);
-        }
+    lr = rest > 0.0 ? log(rest) : -HUGE_VAL;
+    for (k = K; k-- > 0;) {
+        const double prev = k + 1 < K ? lz[k + 1] : lr, m = prev > le[k] ? prev : le[k];
+        lz[k] = m + log(exp(prev - m) + exp(le[k] - m));
     }
+    if (out_log_pi) /* log pi(a_1..a_k) = sum_{j<=k} (le_j - lz_j), each term <= 0 */
+        for (acc = 0.0, k = 0; k < K; ++k) {
+            acc += le[k] - lz[k] < 0.0 ? le[k] - lz[k] : 0.0;
+            out_log_pi[k] = (float)acc;
+        }
     if (out_grad) {
-        /* M_rest / (Z_hat exp(shift)) into row K - 1 (scratch), from the draws outside the slate */
+        /* the mean of beta over the draws outside the slate, into the last row (read there until it is written) */
         float *m_rest = out_grad + (K - 1) * L, v[256];
-        const float scale = (float)exp(-shift);
-        size_t j;
+        size_t j, i;
         memset(m_rest, 0, L * sizeof *m_rest);
-        for (s = 0; s < d.S; s += 256) {
+        for (s = 0; rest > 0.0 && s < d.S; s += 256) {
             const size_t m = d.S - s < 256 ? d.S - s : 256;
-            size_t i;
             for (i = 0; i < m; ++i)
-                v[i] = polopt__in_sorted(sorted, K, d.ids[s + i]) ? 0.0f : d.weights[s + i] * scale;
+                v[i] = polopt__in_sorted(sorted, K, d.ids[s + i]) ? 0.0f : (float)(d.weights[s + i] / rest);
             polopt__kern_auto()->gemv_rows_t(m, L, est->index->vectors, L, d.ids + s, v, m_rest);
         }
-        /* Backwards: row k = M_k = M_rest + sum_{i>=k} e_i beta_{a_i} (in the units above), Z_k into f[k] (f is
-           no longer needed) */
-        tail = rest;
-        for (k = K; k-- > 0;) {
-            const float *b = est->index->vectors + (size_t)slate[k] * L;
-            float *row = out_grad + k * L;
-            tail += e[k];
-            if (k != K - 1) memcpy(row, row + L, L * sizeof *row);
-            for (j = 0; j < L; ++j) row[j] += (float)e[k] * b[j];
-            f[k] = tail;
-        }
-        /* rows hold M_k; now row k = sum_{j<=k} (beta_{a_j} - M_j / Z_j) / T, forwards */
+        /* step k: E_{pi_k}[beta] = exp(lr - lz_k) m_rest + sum_{i>=k} exp(le_i - lz_k) beta_{a_i}, and row k = row k-1 +
+           (beta_{a_k} - E_{pi_k}[beta]) / T; the last row reads m_rest[j] just before writing over it */
         for (k = 0; k < K; ++k) {
-            const float *b = est->index->vectors + (size_t)slate[k] * L;
+            const double c_rest = rest > 0.0 ? exp(lr - lz[k]) : 0.0;
+            const float *bk = est->index->vectors + (size_t)slate[k] * L;
             float *row = out_grad + k * L;
-            const float inv_z = (float)(1.0 / f[k]);
+            double dk[POLOPT_SLATE_MAX];
+            for (i = k; i < K; ++i) dk[i] = exp(le[i] - lz[k]);
             for (j = 0; j < L; ++j) {
-                const float term = (b[j] - row[j] * inv_z) * inv_t;
-                row[j] = k ? out_grad[(k - 1) * L + j] + term : term;
+                double e = c_rest * m_rest[j];
+                for (i = k; i < K; ++i) e += dk[i] * est->index->vectors[(size_t)slate[i] * L + j];
+                row[j] = (k ? out_grad[(k - 1) * L + j] : 0.0f) + (float)((bk[j] - e) * inv_t);
             }
         }
         {
@@ -7826,7 +7835,8 @@ POLOPT_DEF polopt_result polopt_estimator_sample_slate(const polopt_estimator *e
     if (!rng || !out_slate)
         return polopt__fail(NULL, &est->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: rng or out_slate is NULL", fn);
     if ((rc = polopt__slate_check(est, K, NULL, NULL, fn)) != POLOPT_OK) return rc;
-    polopt_estimator_draws(est, c, &d);
+    memset(&d, 0, sizeof d);
+    if ((rc = polopt_estimator_draws(est, c, &d)) != POLOPT_OK) return rc;
     P = est->index->n;
     for (s = 0; s < d.S; ++s) total += d.weights[s];
     for (k = 0; k < K; ++k) {
@@ -12583,7 +12593,7 @@ POLOPT_DEF polopt_result polopt_prr_probs(const polopt_prr *prr, const polopt_mi
 {
     static const char *fn = "polopt_prr_probs";
     float h[1024];
-    size_t k;
+    size_t k = 0;
     polopt_result rc;
     if (!prr) return POLOPT_ERR_INVALID_ARG;
     if ((rc = polopt__prr_check_x(prr, index, fn)) != POLOPT_OK) return rc;
@@ -12716,7 +12726,7 @@ POLOPT_DEF polopt_result polopt_prr_slate(const polopt_prr *prr, const polopt_mi
     static const char *fn = "polopt_prr_slate";
     float h[1024];
     uint32_t ids[POLOPT_SLATE_MAX];
-    size_t K, k, order[POLOPT_SLATE_MAX], bad;
+    size_t K, k, order[POLOPT_SLATE_MAX], bad = 0;
     const float *b;
     polopt_result rc;
     if (!prr) return POLOPT_ERR_INVALID_ARG;
