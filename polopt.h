@@ -859,6 +859,23 @@ POLOPT_DEF polopt_result polopt_estimator_slate_log_prob(const polopt_estimator 
    not changed: rng supplies the randomness.  O(K S). */
 POLOPT_DEF polopt_result polopt_estimator_sample_slate(const polopt_estimator *est, size_t c, size_t K,
                                                        polopt_rng *rng, uint32_t *out_slate);
+/* A slate reward estimator R_hat(x_c, slate) for polopt_estimator_slate_gradient: write the reward of the K-item
+   slate of context c (a number of your model, e.g. 1 - P(no click) from polopt_prr_probs) into out_reward; return
+   POLOPT_OK, or an error code that stops the call. */
+typedef polopt_result (*polopt_slate_reward_fn)(void *user, size_t context, size_t K, const uint32_t *slate,
+                                                double *out_reward);
+#define POLOPT_SLATE_SAMPLES_MAX 32
+/* REINFORCE over slates, the slate counterpart of polopt_estimator_gradient: the gradient with respect to h of the
+   expected slate reward E_{s ~ pi(.|x)}[R_hat(x, s)] of context c, from n_slates (2 .. POLOPT_SLATE_SAMPLES_MAX)
+   slates sampled by polopt_estimator_sample_slate, each with the leave-one-out baseline (the mean reward of the
+   others, which keeps the estimate unbiased for the sampled distribution and removes most of its variance):
+       out_g = (1/M) sum_m (R_m - mean_{j != m} R_j) grad_h log pi(s_m | x)               (L floats)
+   the score of each slate from the same draws (polopt_estimator_slate_log_prob's last row, without its K x L
+   scratch).  out_value (may be NULL): the mean of the M rewards.  Maximising a slate reward estimator is then the
+   loop of the single-item trainer: set a batch of contexts, take each one's g, step theta by sum x g^T. */
+POLOPT_DEF polopt_result polopt_estimator_slate_gradient(const polopt_estimator *est, size_t c, size_t K,
+                                                         size_t n_slates, polopt_slate_reward_fn reward, void *user,
+                                                         polopt_rng *rng, float *out_g, double *out_value);
 
 /* >>learn ------------------------------------------------------------------------------------------------- */
 
@@ -7753,14 +7770,62 @@ static int polopt__in_sorted(const uint32_t *sorted, size_t n, uint32_t a)
     return lo < n && sorted[lo] == a;
 }
 
+/* The logs of a slate's K steps, relative to Z_hat, so that no term under- or overflows however peaked pi is:
+   le_k = f(a_k) - log Z_hat, *rest = the draws' weight outside the slate and *lr its log, lz_k = log Z_k =
+   log(rest + sum_{j>=k} exp le_j). */
+static void polopt__slate_logs(const polopt_estimator *est, size_t c, const polopt_draws *d, size_t K,
+                               const uint32_t *slate, const uint32_t *sorted, double *le, double *lz, double *rest,
+                               double *lr)
+{
+    const size_t L = est->index->dim;
+    const float inv_t = 1.0f / est->config.temperature;
+    size_t k, s;
+    double r = 0.0;
+    for (k = 0; k < K; ++k)
+        le[k] = (double)polopt__dot(L, est->H + c * L, est->index->vectors + (size_t)slate[k] * L) * inv_t - d->log_z;
+    for (s = 0; s < d->S; ++s)
+        if (!polopt__in_sorted(sorted, K, d->ids[s])) r += d->weights[s];
+    *rest = r, *lr = r > 0.0 ? log(r) : -HUGE_VAL;
+    for (k = K; k-- > 0;) {
+        const double prev = k + 1 < K ? lz[k + 1] : *lr, m = prev > le[k] ? prev : le[k];
+        lz[k] = m + log(exp(prev - m) + exp(le[k] - m));
+    }
+}
+
+/* acc += coef grad_h log pi(slate), the whole slate's score, without scratch: with c_k = exp(lr - lz_k) and
+   d_{k,i} = exp(le_i - lz_k), sum_k (beta_{a_k} - E_{pi_k}[beta]) = sum_i beta_{a_i} (1 - sum_{k<=i} d_{k,i}) -
+   (sum_k c_k) m_rest, and m_rest is a weighted sum of the draws outside the slate. */
+static void polopt__slate_score_add(const polopt_estimator *est, const polopt_draws *d, size_t K, const uint32_t *slate,
+                                    const uint32_t *sorted, const double *le, const double *lz, double rest, double lr,
+                                    double coef, float *acc)
+{
+    const size_t L = est->index->dim;
+    const double scale = coef / est->config.temperature;
+    double C = 0.0;
+    size_t i, k, s;
+    for (k = 0; rest > 0.0 && k < K; ++k) C += exp(lr - lz[k]);
+    for (s = 0; C > 0.0 && s < d->S; s += 256) {
+        const size_t m = d->S - s < 256 ? d->S - s : 256;
+        float v[256];
+        for (i = 0; i < m; ++i)
+            v[i] = polopt__in_sorted(sorted, K, d->ids[s + i]) ? 0.0f : (float)(-scale * C * (d->weights[s + i] / rest));
+        polopt__kern_auto()->gemv_rows_t(m, L, est->index->vectors, L, d->ids + s, v, acc);
+    }
+    for (i = 0; i < K; ++i) {
+        double left = 1.0;
+        for (k = 0; k <= i; ++k) left -= exp(le[i] - lz[k]);
+        polopt__axpy(L, (float)(scale * left), est->index->vectors + (size_t)slate[i] * L, acc);
+    }
+}
+
 POLOPT_DEF polopt_result polopt_estimator_slate_log_prob(const polopt_estimator *est, size_t c, size_t K,
                                                          const uint32_t *slate, float *out_log_pi, float *out_grad)
 {
     static const char *fn = "polopt_estimator_slate_log_prob";
     uint32_t sorted[POLOPT_SLATE_MAX];
-    double le[POLOPT_SLATE_MAX], lz[POLOPT_SLATE_MAX], rest = 0.0, lr, acc;
+    double le[POLOPT_SLATE_MAX], lz[POLOPT_SLATE_MAX], rest, lr, acc;
     polopt_draws d;
-    size_t k, s, L;
+    size_t k, L;
     float inv_t;
     polopt_result rc;
     if (!est) return POLOPT_ERR_INVALID_ARG;
@@ -7770,17 +7835,7 @@ POLOPT_DEF polopt_result polopt_estimator_slate_log_prob(const polopt_estimator 
     memset(&d, 0, sizeof d);
     if ((rc = polopt_estimator_draws(est, c, &d)) != POLOPT_OK) return rc;
     L = est->index->dim, inv_t = 1.0f / est->config.temperature;
-    /* In logs, relative to Z_hat, so that no term under- or overflows however peaked pi is: le_k = f(a_k) - log Z_hat,
-       lr = log of the draws' weight outside the slate, lz_k = log Z_k = log(exp lr + sum_{j>=k} exp le_j). */
-    for (k = 0; k < K; ++k)
-        le[k] = (double)polopt__dot(L, est->H + c * L, est->index->vectors + (size_t)slate[k] * L) * inv_t - d.log_z;
-    for (s = 0; s < d.S; ++s)
-        if (!polopt__in_sorted(sorted, K, d.ids[s])) rest += d.weights[s];
-    lr = rest > 0.0 ? log(rest) : -HUGE_VAL;
-    for (k = K; k-- > 0;) {
-        const double prev = k + 1 < K ? lz[k + 1] : lr, m = prev > le[k] ? prev : le[k];
-        lz[k] = m + log(exp(prev - m) + exp(le[k] - m));
-    }
+    polopt__slate_logs(est, c, &d, K, slate, sorted, le, lz, &rest, &lr);
     if (out_log_pi) /* log pi(a_1..a_k) = sum_{j<=k} (le_j - lz_j), each term <= 0 */
         for (acc = 0.0, k = 0; k < K; ++k) {
             acc += le[k] - lz[k] < 0.0 ? le[k] - lz[k] : 0.0;
@@ -7789,7 +7844,7 @@ POLOPT_DEF polopt_result polopt_estimator_slate_log_prob(const polopt_estimator 
     if (out_grad) {
         /* the mean of beta over the draws outside the slate, into the last row (read there until it is written) */
         float *m_rest = out_grad + (K - 1) * L, v[256];
-        size_t j, i;
+        size_t j, i, s;
         memset(m_rest, 0, L * sizeof *m_rest);
         for (s = 0; rest > 0.0 && s < d.S; s += 256) {
             const size_t m = d.S - s < 256 ? d.S - s : 256;
@@ -7871,6 +7926,53 @@ POLOPT_DEF polopt_result polopt_estimator_sample_slate(const polopt_estimator *e
         }
         chosen[i] = a;
     }
+    return POLOPT_OK;
+}
+
+POLOPT_DEF polopt_result polopt_estimator_slate_gradient(const polopt_estimator *est, size_t c, size_t K,
+                                                         size_t n_slates, polopt_slate_reward_fn reward, void *user,
+                                                         polopt_rng *rng, float *out_g, double *out_value)
+{
+    static const char *fn = "polopt_estimator_slate_gradient";
+    uint32_t slates[POLOPT_SLATE_SAMPLES_MAX][POLOPT_SLATE_MAX], sorted[POLOPT_SLATE_MAX];
+    double r[POLOPT_SLATE_SAMPLES_MAX], total = 0.0, le[POLOPT_SLATE_MAX], lz[POLOPT_SLATE_MAX], rest, lr;
+    const polopt_hooks *hk;
+    polopt_draws d;
+    size_t m, bad;
+    polopt_result rc;
+    if (!est) return POLOPT_ERR_INVALID_ARG;
+    if ((rc = polopt__estimator_query(est, c, fn)) != POLOPT_OK) return rc;
+    hk = &est->config.hooks;
+    POLOPT__CHECK(NULL, hk, reward && rng && out_g, "%s: reward, rng or out_g is NULL", fn);
+    POLOPT__CHECK(NULL, hk, n_slates >= 2 && n_slates <= POLOPT_SLATE_SAMPLES_MAX,
+                  "%s: n_slates = %lu is outside 2 .. %d (the baseline needs two)", fn, (unsigned long)n_slates,
+                  POLOPT_SLATE_SAMPLES_MAX);
+    if ((rc = polopt__slate_check(est, K, NULL, NULL, fn)) != POLOPT_OK) return rc;
+    for (m = 0; m < n_slates; ++m) {
+        if ((rc = polopt_estimator_sample_slate(est, c, K, rng, slates[m])) != POLOPT_OK) return rc;
+        r[m] = 0.0;
+        if ((rc = reward(user, c, K, slates[m], &r[m])) != POLOPT_OK)
+            return polopt__fail(NULL, hk, rc, "%s: the reward callback failed for context %lu (%s)", fn,
+                                (unsigned long)c, polopt_strerror(rc));
+        if (!(fabs(r[m]) <= DBL_MAX))
+            return polopt__fail(NULL, hk, POLOPT_ERR_NONFINITE, "%s: the reward of sampled slate %lu is not finite", fn,
+                                (unsigned long)m);
+        total += r[m];
+    }
+    memset(&d, 0, sizeof d);
+    if ((rc = polopt_estimator_draws(est, c, &d)) != POLOPT_OK) return rc;
+    memset(out_g, 0, est->index->dim * sizeof *out_g);
+    for (m = 0; m < n_slates; ++m) {
+        const double coef = (r[m] - (total - r[m]) / (double)(n_slates - 1)) / (double)n_slates;
+        if (coef == 0.0) continue;
+        polopt__slate_check(est, K, slates[m], sorted, fn); /* sorted (the sampled slates are valid) */
+        polopt__slate_logs(est, c, &d, K, slates[m], sorted, le, lz, &rest, &lr);
+        polopt__slate_score_add(est, &d, K, slates[m], sorted, le, lz, rest, lr, coef, out_g);
+    }
+    if (polopt_check_finite(est->index->dim, out_g, &bad) != POLOPT_OK)
+        return polopt__fail(NULL, hk, POLOPT_ERR_NONFINITE, "%s: the gradient of context %lu is not finite", fn,
+                            (unsigned long)c);
+    if (out_value) *out_value = total / (double)n_slates;
     return POLOPT_OK;
 }
 

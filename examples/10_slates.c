@@ -20,8 +20,9 @@
                  slate weight is a product of K ratios: high variance, hence a cap of 100.
      top-K       Chen et al. (2019)'s heuristic: the clicked item alone, as a single-item REINFORCE step with the
                  top-K correction lambda_K pi / b (polopt_correction_weights), b the logger's first-draw probability.
-     PL-REINFORCE  REINFORCE over slates sampled from pi (polopt_estimator_sample_slate), rewarded by the PRR model
-                 below (P(click | x, s) from the fitted model): a model-based objective, every logged context used.
+     PL-REINFORCE  REINFORCE over slates sampled from pi, rewarded by the PRR model below (P(click | x, s) from the
+                 fitted model; polopt_estimator_slate_gradient, 4 slates a context with a leave-one-out baseline):
+                 a model-based objective, every logged context used.
      PRR         the probabilistic rank and reward model fitted to the log by maximum likelihood (polopt_prr_fit),
                  served by its own decision rule (polopt_prr_slate): no policy gradient at all.
    Beside them, the logger itself and a taste oracle (the K best items for the hidden taste, found by MIPS): the
@@ -251,6 +252,24 @@ typedef struct result {
     double seconds_per_epoch, us_per_slate;
 } result;
 
+/* The PRR model's click probability as a slate reward estimator: context b of the batch is log row rows[b]. */
+typedef struct prr_reward_ctx {
+    const world *w;
+    const polopt_prr *prr;
+    const uint32_t *rows;
+} prr_reward_ctx;
+
+static polopt_result prr_reward(void *user, size_t context, size_t K, const uint32_t *slate, double *out)
+{
+    const prr_reward_ctx *c = (const prr_reward_ctx *)user;
+    double p[SLOTS + 1];
+    polopt_result rc;
+    (void)K;
+    rc = polopt_prr_probs(c->prr, &c->w->index, c->w->X + (size_t)c->rows[context] * L, slate, p);
+    *out = 1.0 - p[0];
+    return rc;
+}
+
 /* One epoch of a policy-gradient method over the rows of the log, batch by batch: the estimator is set on the
    batch's contexts, each context's gradient g with respect to h is formed, theta ascends on sum x g^T / batch. */
 static void pg_epoch(world *w, int method, float *theta, polopt_adam *adam, polopt_estimator *est, const polopt_prr *prr,
@@ -280,20 +299,11 @@ static void pg_epoch(world *w, int method, float *theta, polopt_adam *adam, polo
                 check(polopt_estimator_log_prob(est, b, 1, &a, &lpa, g), "log pi", "");
                 check(polopt_correction_weights(&cc, 1, &lpa, &b0, &wt, NULL), "correction", "");
                 for (j = 0; j < L; ++j) g[j] *= wt;
-            } else { /* PL-REINFORCE: sampled slates, rewarded by the PRR model, leave-one-out baseline */
-                uint32_t ss[SAMPLES][SLOTS];
-                double r[SAMPLES], total = 0.0, p[SLOTS + 1];
-                int k;
-                for (k = 0; k < SAMPLES; ++k) {
-                    check(polopt_estimator_sample_slate(est, b, SLOTS, rng, ss[k]), "sample", "");
-                    check(polopt_prr_probs(prr, &w->index, w->X + i * L, ss[k], p), "prr", "");
-                    total += r[k] = 1.0 - p[0];
-                }
-                for (k = 0; k < SAMPLES; ++k) {
-                    const float c = (float)((r[k] - (total - r[k]) / (SAMPLES - 1)) / SAMPLES);
-                    check(polopt_estimator_slate_log_prob(est, b, SLOTS, ss[k], NULL, G), "slate log pi", "");
-                    for (j = 0; j < L; ++j) g[j] += c * G[(SLOTS - 1) * L + j];
-                }
+            } else { /* PL-REINFORCE: slates sampled from pi, rewarded by the PRR model (polopt_slate_reward_fn) */
+                prr_reward_ctx rc;
+                rc.w = w, rc.prr = prr, rc.rows = rows + first;
+                check(polopt_estimator_slate_gradient(est, b, SLOTS, SAMPLES, prr_reward, &rc, rng, g, NULL),
+                      "slate gradient", "");
             }
             for (d = 0; d < L; ++d) /* d/dtheta of g^T theta^T x = x g^T */
                 for (j = 0; j < L; ++j) grad[d * L + j] += w->X[i * L + d] * g[j] / (float)m;
@@ -406,7 +416,7 @@ static void write_svg(const char *path, int n_panels, const size_t *Ps, result (
             x0 + n_panels * (pw + 40) + 130, y0 + ph + 60);
     fprintf(f, "<rect width='100%%' height='100%%' fill='white'/>\n");
     fprintf(f, "<text x='%.0f' y='24' font-size='14'>Simulated A/B test: online click rate of the served slate "
-               "(SLOTS = %d) against training epochs</text>\n", x0, SLOTS);
+               "(K = %d) against training epochs</text>\n", x0, SLOTS);
     for (p = 0; p < n_panels; ++p) {
         const double left = x0 + p * (pw + 40);
         fprintf(f, "<rect x='%.0f' y='%.0f' width='%.0f' height='%.0f' fill='none' stroke='#444'/>\n", left, y0, pw, ph);
