@@ -1789,8 +1789,9 @@ POLOPT_DEF polopt_result polopt_logged_view_reward(void *user, uint32_t context,
                                                                   2017, Eq. 4 and Prop. 1): unbiased when the slate's
                                                                   reward is additive, sum_k phi_x(k, a_k), with
        1_s in {0,1}^{K m} the indicator of (position, item) pairs of s over m items (index k m + a), q_i = E_pi[1_s | x_i]
-       the target's marginals and Gamma = E_pi0[1_s 1_s^T] the logger's pair marginals; with weights that stay far
-       smaller than SIPS's, since they add per-position terms instead of multiplying them.  d = K m <= 512 (the pseudo-inverse is dense).
+       the target's marginals and Gamma = E_pi0[1_s 1_s^T] the logger's pair marginals.  Its weight adds
+       per-position terms where SIPS's multiplies K ratios, so it spreads far less as K grows.  d = K m <= 512 (the
+       pseudo-inverse is dense).
    The weights come from the caller (the probabilities of the target and the logger): for a Plackett-Luce target,
    the cascade probabilities are exp of polopt_estimator_slate_log_prob.  Each estimate has the standard error of its
    row terms and a Poisson-bootstrap percentile interval (as >>ope). */
