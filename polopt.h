@@ -1864,7 +1864,7 @@ POLOPT_DEF polopt_result polopt_slate_pi_weights(size_t n, size_t K, size_t m, c
    step costs O(K (L + D) + D L) a slate whatever P: the catalogue enters only at serving, through the MIPS index.
    (The paper's engagement and interest features are any functions of the context; here both are linear in x.) */
 typedef struct polopt_prr_config {
-    size_t D, L, K;    /* contexts, item embeddings, positions (all required; K <= POLOPT_SLATE_MAX) */
+    size_t D, L, K;    /* contexts, item embeddings, positions (all required; L <= 1024, K <= POLOPT_SLATE_MAX) */
     float lr;          /* Adam's step size; 0.01 */
     float l2;          /* penalty on theta and w; 1e-4 */
     size_t epochs;     /* passes over the data; 10 */
@@ -7732,6 +7732,16 @@ POLOPT_DEF polopt_result polopt_estimator_gradient(const polopt_estimator *est, 
     return POLOPT_OK;
 }
 
+/* a into the n sorted ids (room for n + 1): insertion, since a slate is small. */
+static void polopt__insert_sorted(uint32_t *sorted, size_t n, uint32_t a)
+{
+    while (n > 0 && sorted[n - 1] > a) {
+        sorted[n] = sorted[n - 1];
+        --n;
+    }
+    sorted[n] = a;
+}
+
 /* Checks shared by the slate queries: K in 1..POLOPT_SLATE_MAX (and <= P), every item below P, no repeats.  sorted
    receives the slate's items in increasing order (for the membership tests of the draws). */
 static polopt_result polopt__slate_check(const polopt_estimator *est, size_t K, const uint32_t *slate, uint32_t *sorted,
@@ -7745,14 +7755,9 @@ static polopt_result polopt__slate_check(const polopt_estimator *est, size_t K, 
                   (unsigned long)P);
     if (!slate) return POLOPT_OK;
     for (i = 0; i < K; ++i) {
-        size_t j = i;
         POLOPT__CHECK(NULL, hk, slate[i] < P, "%s: slate[%lu] = %u is not below P = %lu", fn, (unsigned long)i, slate[i],
                       (unsigned long)P);
-        while (j > 0 && sorted[j - 1] > slate[i]) { /* insertion sort: K is small */
-            sorted[j] = sorted[j - 1];
-            --j;
-        }
-        sorted[j] = slate[i];
+        polopt__insert_sorted(sorted, i, slate[i]);
     }
     for (i = 1; i < K; ++i)
         POLOPT__CHECK(NULL, hk, sorted[i] != sorted[i - 1], "%s: item %u appears twice in the slate", fn, sorted[i]);
@@ -7793,6 +7798,21 @@ static void polopt__slate_logs(const polopt_estimator *est, size_t c, const polo
     }
 }
 
+/* acc += scale sum_{s: a_s not in the slate} w_bar_s beta_{a_s} / rest (rest > 0: the draws' weight outside it). */
+static void polopt__draws_outside_add(const polopt_estimator *est, const polopt_draws *d, size_t K,
+                                      const uint32_t *sorted, double rest, double scale, float *acc)
+{
+    const size_t L = est->index->dim;
+    size_t s, i;
+    float v[256];
+    for (s = 0; s < d->S; s += 256) {
+        const size_t m = d->S - s < 256 ? d->S - s : 256;
+        for (i = 0; i < m; ++i)
+            v[i] = polopt__in_sorted(sorted, K, d->ids[s + i]) ? 0.0f : (float)(scale * (d->weights[s + i] / rest));
+        polopt__kern_auto()->gemv_rows_t(m, L, est->index->vectors, L, d->ids + s, v, acc);
+    }
+}
+
 /* acc += coef grad_h log pi(slate), the whole slate's score, without scratch: with c_k = exp(lr - lz_k) and
    d_{k,i} = exp(le_i - lz_k), sum_k (beta_{a_k} - E_{pi_k}[beta]) = sum_i beta_{a_i} (1 - sum_{k<=i} d_{k,i}) -
    (sum_k c_k) m_rest, and m_rest is a weighted sum of the draws outside the slate. */
@@ -7803,15 +7823,9 @@ static void polopt__slate_score_add(const polopt_estimator *est, const polopt_dr
     const size_t L = est->index->dim;
     const double scale = coef / est->config.temperature;
     double C = 0.0;
-    size_t i, k, s;
+    size_t i, k;
     for (k = 0; rest > 0.0 && k < K; ++k) C += exp(lr - lz[k]);
-    for (s = 0; C > 0.0 && s < d->S; s += 256) {
-        const size_t m = d->S - s < 256 ? d->S - s : 256;
-        float v[256];
-        for (i = 0; i < m; ++i)
-            v[i] = polopt__in_sorted(sorted, K, d->ids[s + i]) ? 0.0f : (float)(-scale * C * (d->weights[s + i] / rest));
-        polopt__kern_auto()->gemv_rows_t(m, L, est->index->vectors, L, d->ids + s, v, acc);
-    }
+    if (C > 0.0) polopt__draws_outside_add(est, d, K, sorted, rest, -scale * C, acc);
     for (i = 0; i < K; ++i) {
         double left = 1.0;
         for (k = 0; k <= i; ++k) left -= exp(le[i] - lz[k]);
@@ -7844,15 +7858,10 @@ POLOPT_DEF polopt_result polopt_estimator_slate_log_prob(const polopt_estimator 
         }
     if (out_grad) {
         /* the mean of beta over the draws outside the slate, into the last row (read there until it is written) */
-        float *m_rest = out_grad + (K - 1) * L, v[256];
-        size_t j, i, s;
+        float *m_rest = out_grad + (K - 1) * L;
+        size_t j, i;
         memset(m_rest, 0, L * sizeof *m_rest);
-        for (s = 0; rest > 0.0 && s < d.S; s += 256) {
-            const size_t m = d.S - s < 256 ? d.S - s : 256;
-            for (i = 0; i < m; ++i)
-                v[i] = polopt__in_sorted(sorted, K, d.ids[s + i]) ? 0.0f : (float)(d.weights[s + i] / rest);
-            polopt__kern_auto()->gemv_rows_t(m, L, est->index->vectors, L, d.ids + s, v, m_rest);
-        }
+        if (rest > 0.0) polopt__draws_outside_add(est, &d, K, sorted, rest, 1.0, m_rest);
         /* step k: E_{pi_k}[beta] = exp(lr - lz_k) m_rest + sum_{i>=k} exp(le_i - lz_k) beta_{a_i}, and row k = row k-1 +
            (beta_{a_k} - E_{pi_k}[beta]) / T; the last row reads m_rest[j] just before writing over it */
         for (k = 0; k < K; ++k) {
@@ -7897,7 +7906,6 @@ POLOPT_DEF polopt_result polopt_estimator_sample_slate(const polopt_estimator *e
     for (s = 0; s < d.S; ++s) total += d.weights[s];
     for (k = 0; k < K; ++k) {
         uint32_t a = POLOPT_NO_ITEM;
-        size_t i;
         if (total > 0.0) { /* one draw from the weights of the items not yet placed: a scan to u * total */
             const double u = polopt_rng_uniform(rng) * total;
             double run = 0.0;
@@ -7920,12 +7928,7 @@ POLOPT_DEF polopt_result polopt_estimator_sample_slate(const polopt_estimator *e
             total -= wa;
             if (total < 1e-300) total = 0.0;
         }
-        i = k; /* insert a into chosen */
-        while (i > 0 && chosen[i - 1] > a) {
-            chosen[i] = chosen[i - 1];
-            --i;
-        }
-        chosen[i] = a;
+        polopt__insert_sorted(chosen, k, a);
     }
     return POLOPT_OK;
 }
@@ -7939,7 +7942,7 @@ POLOPT_DEF polopt_result polopt_estimator_slate_gradient(const polopt_estimator 
     double r[POLOPT_SLATE_SAMPLES_MAX], total = 0.0, le[POLOPT_SLATE_MAX], lz[POLOPT_SLATE_MAX], rest, lr;
     const polopt_hooks *hk;
     polopt_draws d;
-    size_t m, bad;
+    size_t m, k, bad;
     polopt_result rc;
     if (!est) return POLOPT_ERR_INVALID_ARG;
     if ((rc = polopt__estimator_query(est, c, fn)) != POLOPT_OK) return rc;
@@ -7966,7 +7969,7 @@ POLOPT_DEF polopt_result polopt_estimator_slate_gradient(const polopt_estimator 
     for (m = 0; m < n_slates; ++m) {
         const double coef = (r[m] - (total - r[m]) / (double)(n_slates - 1)) / (double)n_slates;
         if (coef == 0.0) continue;
-        polopt__slate_check(est, K, slates[m], sorted, fn); /* sorted (the sampled slates are valid) */
+        for (k = 0; k < K; ++k) polopt__insert_sorted(sorted, k, slates[m][k]);
         polopt__slate_logs(est, c, &d, K, slates[m], sorted, le, lz, &rest, &lr);
         polopt__slate_score_add(est, &d, K, slates[m], sorted, le, lz, rest, lr, coef, out_g);
     }
@@ -12388,6 +12391,8 @@ static double polopt__slate_term(const polopt_slate_log *g, int e, size_t i, dou
     }
 }
 
+#define POLOPT__SLATE_BOOT (POLOPT_SLATE_COUNT + 1) /* doubles a bootstrap resample keeps */
+
 POLOPT_DEF polopt_result polopt_slate_ope_evaluate(const polopt_slate_log *log, const polopt_slate_ope_config *config,
                                                    polopt_slate_report *out)
 {
@@ -12438,22 +12443,20 @@ POLOPT_DEF polopt_result polopt_slate_ope_evaluate(const polopt_slate_log *log, 
     avail[POLOPT_SLATE_IIPS] = log->pscore_item_position != NULL;
     avail[POLOPT_SLATE_PI] = log->pi_weight != NULL;
     if (c.bootstrap >= 2) {
-        boot = (double *)polopt__alloc(hk, c.bootstrap, POLOPT_SLATE_COUNT * sizeof(double), &rc);
+        /* a row per resample: each estimator's sum of its row terms, then the resample's row count */
+        boot = (double *)polopt__alloc(hk, c.bootstrap, POLOPT__SLATE_BOOT * sizeof(double), &rc);
         col = boot ? (double *)polopt__alloc(hk, c.bootstrap, sizeof(double), &rc) : NULL;
         if (!col) {
             POLOPT_FREE(boot, hk->alloc_ctx);
             return polopt__fail(NULL, hk, rc, "%s: cannot allocate the bootstrap sums", fn);
         }
-        memset(boot, 0, c.bootstrap * POLOPT_SLATE_COUNT * sizeof(double));
+        memset(boot, 0, c.bootstrap * POLOPT__SLATE_BOOT * sizeof(double));
     }
     polopt_rng_seed(&rng, c.seed);
     memset(out, 0, sizeof *out);
     { /* one pass: compensated sums, Welford's variance, the Poisson bootstrap (each row a Poisson(1) count) */
         double sum[POLOPT_SLATE_COUNT] = {0}, sum_c[POLOPT_SLATE_COUNT] = {0}, mean[POLOPT_SLATE_COUNT] = {0};
         double m2[POLOPT_SLATE_COUNT] = {0}, ws[POLOPT_SLATE_COUNT] = {0}, ws2[POLOPT_SLATE_COUNT] = {0};
-        double boot_n[1];
-        double *bn = c.bootstrap >= 2 ? col : boot_n; /* the resamples' row counts, in col until the end */
-        if (c.bootstrap >= 2) memset(col, 0, c.bootstrap * sizeof(double));
         for (i = 0; i < n; ++i) {
             double t[POLOPT_SLATE_COUNT];
             for (e = 0; e < POLOPT_SLATE_COUNT; ++e) {
@@ -12468,10 +12471,11 @@ POLOPT_DEF polopt_result polopt_slate_ope_evaluate(const polopt_slate_log *log, 
             }
             for (b = 0; c.bootstrap >= 2 && b < c.bootstrap; ++b) {
                 const int count = polopt__poisson1(&rng);
+                double *row = boot + b * POLOPT__SLATE_BOOT;
                 if (!count) continue;
-                bn[b] += count;
+                row[POLOPT_SLATE_COUNT] += count;
                 for (e = 0; e < POLOPT_SLATE_COUNT; ++e)
-                    if (avail[e]) boot[b * POLOPT_SLATE_COUNT + e] += count * t[e];
+                    if (avail[e]) row[e] += count * t[e];
             }
         }
         for (e = 0; e < POLOPT_SLATE_COUNT; ++e) {
@@ -12493,14 +12497,14 @@ POLOPT_DEF polopt_result polopt_slate_ope_evaluate(const polopt_slate_log *log, 
         }
         if (c.bootstrap >= 2) { /* each resample's mean (its own row count), then percentiles */
             const double tail = (1.0 - c.confidence) / 2.0;
-            for (b = 0; b < c.bootstrap; ++b)
-                for (e = 0; e < POLOPT_SLATE_COUNT; ++e)
-                    boot[b * POLOPT_SLATE_COUNT + e] = bn[b] > 0 ? boot[b * POLOPT_SLATE_COUNT + e] / bn[b] : 0.0;
             for (e = 0; e < POLOPT_SLATE_COUNT; ++e) {
                 polopt_ope_estimate *x = out->est + e;
                 double s = 0.0;
                 if (!avail[e]) continue;
-                for (b = 0; b < c.bootstrap; ++b) s += col[b] = boot[b * POLOPT_SLATE_COUNT + e];
+                for (b = 0; b < c.bootstrap; ++b) {
+                    const double *row = boot + b * POLOPT__SLATE_BOOT;
+                    s += col[b] = row[POLOPT_SLATE_COUNT] > 0 ? row[e] / row[POLOPT_SLATE_COUNT] : 0.0;
+                }
                 qsort(col, c.bootstrap, sizeof *col, polopt__cmp_double);
                 x->boot_mean = s / (double)c.bootstrap;
                 x->ci_low = polopt__quantile(col, c.bootstrap, tail);
@@ -12621,6 +12625,8 @@ POLOPT_DEF polopt_prr_config polopt_prr_config_default(size_t D, size_t L, size_
     return c;
 }
 
+#define POLOPT__PRR_MAX_L 1024 /* h(x) lives on the stack of a query */
+
 static size_t polopt__prr_size(const polopt_prr_config *c) { return c->D * c->L + c->K + c->D + 1; }
 
 POLOPT_DEF polopt_result polopt_prr_init(polopt_prr *prr, const polopt_prr_config *config)
@@ -12633,8 +12639,10 @@ POLOPT_DEF polopt_result polopt_prr_init(polopt_prr *prr, const polopt_prr_confi
     memset(prr, 0, sizeof *prr);
     if (!config) return polopt__fail(&prr->err, NULL, POLOPT_ERR_INVALID_ARG, "%s: config is NULL", fn);
     c = *config;
-    POLOPT__CHECK(&prr->err, &c.hooks, c.D >= 1 && c.L >= 1 && c.K >= 1 && c.K <= POLOPT_SLATE_MAX,
-                  "%s: config.D, L and K must be at least 1 and K at most %d", fn, POLOPT_SLATE_MAX);
+    POLOPT__CHECK(&prr->err, &c.hooks, c.D >= 1 && c.L >= 1 && c.L <= POLOPT__PRR_MAX_L && c.K >= 1 &&
+                                           c.K <= POLOPT_SLATE_MAX,
+                  "%s: config.D, L and K must be at least 1, L at most %d and K at most %d", fn, POLOPT__PRR_MAX_L,
+                  POLOPT_SLATE_MAX);
     POLOPT__CHECK(&prr->err, &c.hooks, c.D <= (SIZE_MAX / 8) / c.L, "%s: config.D x config.L overflows", fn);
     POLOPT__CHECK(&prr->err, &c.hooks, c.lr > 0.0f && c.lr <= FLT_MAX, "%s: config.lr = %g must be > 0", fn, c.lr);
     POLOPT__CHECK(&prr->err, &c.hooks, c.l2 >= 0.0f && c.l2 <= FLT_MAX, "%s: config.l2 = %g must be >= 0", fn, c.l2);
@@ -12669,8 +12677,8 @@ static void polopt__prr_logits(const polopt_prr_config *c, const float *params, 
     for (k = 0; k < K; ++k) u[1 + k] = e + b[k] + polopt__dot(L, h, beta + (size_t)slate[k] * L);
 }
 
-/* Softmax of the K + 1 logits in place; returns log of their normaliser. */
-static double polopt__prr_softmax(size_t K, double *u)
+/* Softmax of the K + 1 logits in place. */
+static void polopt__prr_softmax(size_t K, double *u)
 {
     double m = u[0], z = 0.0;
     size_t k;
@@ -12678,7 +12686,6 @@ static double polopt__prr_softmax(size_t K, double *u)
         if (u[k] > m) m = u[k];
     for (k = 0; k <= K; ++k) z += u[k] = exp(u[k] - m);
     for (k = 0; k <= K; ++k) u[k] /= z;
-    return m + log(z);
 }
 
 static polopt_result polopt__prr_check_x(const polopt_prr *prr, const polopt_mips *index, const char *fn)
@@ -12695,14 +12702,12 @@ POLOPT_DEF polopt_result polopt_prr_probs(const polopt_prr *prr, const polopt_mi
                                           const uint32_t *slate, double *out_p)
 {
     static const char *fn = "polopt_prr_probs";
-    float h[1024];
+    float h[POLOPT__PRR_MAX_L];
     size_t k = 0;
     polopt_result rc;
     if (!prr) return POLOPT_ERR_INVALID_ARG;
     if ((rc = polopt__prr_check_x(prr, index, fn)) != POLOPT_OK) return rc;
     POLOPT__CHECK(NULL, &prr->config.hooks, x && slate && out_p, "%s: x, slate or out_p is NULL", fn);
-    POLOPT__CHECK(NULL, &prr->config.hooks, prr->config.L <= 1024, "%s: L = %lu is above 1024", fn,
-                  (unsigned long)prr->config.L);
     for (k = 0; k < prr->config.K; ++k)
         POLOPT__CHECK(NULL, &prr->config.hooks, slate[k] < index->n, "%s: slate[%lu] = %u is not below P = %lu", fn,
                       (unsigned long)k, slate[k], (unsigned long)index->n);
@@ -12827,7 +12832,7 @@ POLOPT_DEF polopt_result polopt_prr_slate(const polopt_prr *prr, const polopt_mi
                                           const float *x, size_t ef, uint32_t *out_slate)
 {
     static const char *fn = "polopt_prr_slate";
-    float h[1024];
+    float h[POLOPT__PRR_MAX_L];
     uint32_t ids[POLOPT_SLATE_MAX];
     size_t K, k, order[POLOPT_SLATE_MAX], bad = 0;
     const float *b;
@@ -12835,8 +12840,6 @@ POLOPT_DEF polopt_result polopt_prr_slate(const polopt_prr *prr, const polopt_mi
     if (!prr) return POLOPT_ERR_INVALID_ARG;
     if ((rc = polopt__prr_check_x(prr, index, fn)) != POLOPT_OK) return rc;
     POLOPT__CHECK(NULL, &prr->config.hooks, scratch && x && out_slate, "%s: scratch, x or out_slate is NULL", fn);
-    POLOPT__CHECK(NULL, &prr->config.hooks, prr->config.L <= 1024, "%s: L = %lu is above 1024", fn,
-                  (unsigned long)prr->config.L);
     if (polopt_check_finite(prr->config.D, x, &bad) != POLOPT_OK)
         return polopt__fail(NULL, &prr->config.hooks, POLOPT_ERR_NONFINITE, "%s: x[%lu] is not finite", fn,
                             (unsigned long)bad);
