@@ -96,6 +96,16 @@ double th_chi2_critical(size_t dof, double z);
    run each of them.  Returns how many were written to out (at most 8). */
 size_t th_isas(polopt_isa *out);
 
+/* A catalogue of P random items (N(0, 1) entries) in L <= 16 dims, one user embedding h (N(0, spread^2) entries), and
+   an exact index over the items: the estimator's test bed. */
+typedef struct th_cat {
+    size_t P, L;
+    float *beta, h[16];
+    polopt_mips index;
+} th_cat;
+void th_cat_make(th_cat *c, size_t P, size_t L, float spread, uint64_t seed);
+void th_cat_free(th_cat *c);
+
 /* Recompute the payload and header checksums of a saved polopt file after editing it, as a careful forger would
    (payload checksum at byte 80 over the bytes after the 128-byte header, header checksum at 120 over bytes 0..119). */
 void th_reseal(unsigned char *buf, size_t size);

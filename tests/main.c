@@ -72,6 +72,25 @@ void th_reseal(unsigned char *buf, size_t size)
     for (i = 0; i < 8; ++i) buf[120 + i] = (unsigned char)(ck >> (8 * i));
 }
 
+void th_cat_make(th_cat *c, size_t P, size_t L, float spread, uint64_t seed)
+{
+    polopt_rng rng;
+    size_t j;
+    c->P = P, c->L = L;
+    c->beta = (float *)malloc(P * L * sizeof(float));
+    polopt_rng_seed(&rng, seed);
+    polopt_rng_normals(&rng, P * L, c->beta);
+    polopt_rng_normals(&rng, L, c->h);
+    for (j = 0; j < L; ++j) c->h[j] *= spread;
+    CHECK_OK(polopt_mips_init_exact(&c->index, P, L, c->beta, 0, NULL));
+}
+
+void th_cat_free(th_cat *c)
+{
+    polopt_mips_free(&c->index);
+    free(c->beta);
+}
+
 void th_fill_uniform(polopt_rng *rng, size_t n, float *x, float lo, float hi)
 {
     size_t i;

@@ -9,34 +9,7 @@
 
 #include "harness.h"
 
-/* A catalogue of P random items in L dims, one user embedding h, an exact index. */
-typedef struct cat {
-    size_t P, L;
-    float *beta, h[16];
-    polopt_mips index;
-} cat;
-
-static void cat_make(cat *c, size_t P, size_t L, float spread, uint64_t seed)
-{
-    polopt_rng rng;
-    size_t j;
-    c->P = P, c->L = L;
-    c->beta = (float *)malloc(P * L * sizeof(float));
-    polopt_rng_seed(&rng, seed);
-    polopt_rng_normals(&rng, P * L, c->beta);
-    polopt_rng_normals(&rng, L, c->h);
-    for (j = 0; j < L; ++j) c->h[j] *= spread;
-    CHECK_OK(polopt_mips_init_exact(&c->index, P, L, c->beta, 0, NULL));
-}
-
-static void cat_free(cat *c)
-{
-    polopt_mips_free(&c->index);
-    free(c->beta);
-}
-
-/* pi = softmax(beta h) in double; returns log Z. */
-static double exact_pi(const cat *c, double *pi)
+static double exact_pi(const th_cat *c, double *pi)
 {
     double mx = -INFINITY, Z = 0;
     size_t a, j;
@@ -55,7 +28,7 @@ static double exact_pi(const cat *c, double *pi)
    variance of one draw's weight pi / q), and, returned, what remains of it when the draws are stratified, eps S from
    the uniform component U and the rest from kappa, as the estimator draws them: eps Var_U(pi / q) + (1 - eps)
    Var_kappa(pi / q) (the law of total variance: chi2 less the spread of the components' means). */
-static double mixture_variance(const cat *c, const double *pi, size_t K, double eps, double *chi2)
+static double mixture_variance(const th_cat *c, const double *pi, size_t K, double eps, double *chi2)
 {
     double *q = (double *)malloc(c->P * sizeof(double)), kz = 0, mu = 0, mu2 = 0, mk = 0, mk2 = 0;
     uint32_t *top = (uint32_t *)malloc(K * sizeof(uint32_t));
@@ -89,7 +62,7 @@ static void offpolicy_ratio_bias_follows_delta_method(void)
 {
     enum { P = 2000, L = 8, K = 32, B = 256, ROUNDS = 20 };
     static const size_t S_values[3] = {16, 64, 256};
-    cat c;
+    th_cat c;
     double pi[P], chi2, var_strat, last_bias = INFINITY;
     float *H = (float *)malloc(B * L * sizeof(float)), lp;
     polopt_estimator est;
@@ -98,7 +71,7 @@ static void offpolicy_ratio_bias_follows_delta_method(void)
     uint32_t a;
     const int methods[2] = {POLOPT_METHOD_REINFORCE, POLOPT_METHOD_EXACT};
     int m;
-    cat_make(&c, P, L, 0.9f, 21);
+    th_cat_make(&c, P, L, 0.9f, 21);
     exact_pi(&c, pi);
     {   /* the item of rank 100: outside the top K, probability large enough to matter */
         float pf[P];
@@ -142,7 +115,7 @@ static void offpolicy_ratio_bias_follows_delta_method(void)
         polopt_estimator_free(&est);
     }
     free(H);
-    cat_free(&c);
+    th_cat_free(&c);
 }
 
 /* grad_h log pi(a) = beta_a - E_pi beta: the SNIS estimate's mean relative error against the exact value falls
@@ -151,14 +124,14 @@ static void offpolicy_grad_log_pi_converges(void)
 {
     enum { P = 3000, L = 8, REPS = 64 };
     static const size_t S_values[3] = {64, 1024, 4096};
-    cat c;
+    th_cat c;
     double pi[P], exact[L], err[3];
     float g[L];
     polopt_estimator est;
     polopt_estimator_config ec = polopt_estimator_config_default();
     size_t si, r, j, a;
     const uint32_t act = 17;
-    cat_make(&c, P, L, 0.8f, 33);
+    th_cat_make(&c, P, L, 0.8f, 33);
     exact_pi(&c, pi);
     for (j = 0; j < L; ++j) {
         double bb = 0;
@@ -181,7 +154,7 @@ static void offpolicy_grad_log_pi_converges(void)
     printf("    grad log pi, mean relative error: S = 64 %.4f, S = 1024 %.4f, S = 4096 %.4f\n", err[0], err[1], err[2]);
     CHECK(err[0] / err[1] > 2.5 && err[0] / err[1] < 6.5);
     CHECK(err[2] < 0.1);
-    cat_free(&c);
+    th_cat_free(&c);
 }
 
 /* The caller's-memory estimator makes the same draws and gradients as the allocating one, allocates nothing (the
@@ -189,7 +162,7 @@ static void offpolicy_grad_log_pi_converges(void)
    one is clean. */
 static polopt_result estimator_scenario(const polopt_hooks *hooks, int stage, void *user)
 {
-    const cat *c = (const cat *)user;
+    const th_cat *c = (const th_cat *)user;
     polopt_estimator est;
     polopt_estimator_config ec = polopt_estimator_config_default();
     polopt_result rc;
@@ -201,9 +174,9 @@ static polopt_result estimator_scenario(const polopt_hooks *hooks, int stage, vo
 
 static void offpolicy_preallocated_estimator(void)
 {
-    cat c;
+    th_cat c;
     int m;
-    cat_make(&c, 500, 6, 1.0f, 3);
+    th_cat_make(&c, 500, 6, 1.0f, 3);
     for (m = 0; m < 3; ++m) {
         polopt_estimator a, b;
         polopt_estimator_config ec = polopt_estimator_config_default();
@@ -254,7 +227,7 @@ static void offpolicy_preallocated_estimator(void)
         CHECK(strstr(e.err.message, "H[0][2]") != NULL);
         polopt_estimator_free(&e);
     }
-    cat_free(&c);
+    th_cat_free(&c);
 }
 
 static char last_message[POLOPT_ERROR_MESSAGE_SIZE];

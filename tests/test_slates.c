@@ -6,35 +6,10 @@
 
 #include "harness.h"
 
-typedef struct slate_cat {
-    size_t P, L;
-    float *beta, h[8];
-    polopt_mips index;
-} slate_cat;
-
-static void slate_cat_make(slate_cat *c, size_t P, size_t L, float spread, uint64_t seed)
-{
-    polopt_rng rng;
-    size_t j;
-    c->P = P, c->L = L;
-    c->beta = (float *)malloc(P * L * sizeof(float));
-    polopt_rng_seed(&rng, seed);
-    polopt_rng_normals(&rng, P * L, c->beta);
-    polopt_rng_normals(&rng, L, c->h);
-    for (j = 0; j < L; ++j) c->h[j] *= spread;
-    CHECK_OK(polopt_mips_init_exact(&c->index, P, L, c->beta, 0, NULL));
-}
-
-static void slate_cat_free(slate_cat *c)
-{
-    polopt_mips_free(&c->index);
-    free(c->beta);
-}
-
 /* The reference, by the definition: log pi(a_1..a_k) = sum_{j<=k} [f(a_j) - log sum_{a not in a_1..a_{j-1}} exp f(a)],
    every sum over the catalogue in double, for h given in double (so finite differences can move it).  grad (K x L,
    may be NULL): the cumulative sums of beta_{a_j} - E_{pi_j}[beta], also over the catalogue. */
-static void slate_reference(const slate_cat *c, const double *h, size_t K, const uint32_t *slate, double *log_pi,
+static void slate_reference(const th_cat *c, const double *h, size_t K, const uint32_t *slate, double *log_pi,
                             double *grad)
 {
     size_t k, a, j, i;
@@ -68,13 +43,13 @@ static void slates_log_prob_exact(void)
 {
     enum { P = 40, L = 5, K = 4 };
     static const uint32_t slate[K] = {7, 31, 2, 18};
-    slate_cat c;
+    th_cat c;
     polopt_estimator est;
     polopt_estimator_config ec = polopt_estimator_config_default();
     double h[L], ref[K], ref_g[K * L], lp_plus[K], lp_minus[K];
     float lp[K], g[K * L];
     size_t k, j;
-    slate_cat_make(&c, P, L, 0.9f, 5);
+    th_cat_make(&c, P, L, 0.9f, 5);
     for (j = 0; j < L; ++j) h[j] = c.h[j];
     ec.method = POLOPT_METHOD_EXACT, ec.batch = 1;
     CHECK_OK(polopt_estimator_init(&est, &c.index, &ec));
@@ -101,7 +76,7 @@ static void slates_log_prob_exact(void)
         for (j = 0; j < L; ++j) CHECK_NEAR(g[j], g1[j], 1e-5);
     }
     polopt_estimator_free(&est);
-    slate_cat_free(&c);
+    th_cat_free(&c);
 }
 
 /* SNIS: one set of draws serves every step; the error of the slate's log pi and gradient falls as 1/sqrt(S), is at
@@ -112,14 +87,14 @@ static void slates_log_prob_snis_converges(void)
     enum { P = 3000, L = 8, K = 5, REPS = 48 };
     static const size_t S_values[2] = {256, 4096};
     static const uint32_t slate[K] = {11, 480, 2999, 7, 1234};
-    slate_cat c;
+    th_cat c;
     double h[L], ref[K], ref_g[K * L], err_lp[2], err_g[2], err_z[2], log_z = 0.0, zmax = -HUGE_VAL;
     float lp[K], g[K * L];
     polopt_estimator est;
     polopt_estimator_config ec = polopt_estimator_config_default();
     size_t si, r, k, j;
     int bounded = 1;
-    slate_cat_make(&c, P, L, 0.8f, 8);
+    th_cat_make(&c, P, L, 0.8f, 8);
     for (j = 0; j < L; ++j) h[j] = c.h[j];
     slate_reference(&c, h, K, slate, ref, ref_g);
     for (k = 0; k < P; ++k) { /* the exact log Z, in double */
@@ -161,7 +136,7 @@ static void slates_log_prob_snis_converges(void)
        pi's mass (as here), less when its items, counted exactly, hold more */
     CHECK(err_lp[0] <= 1.05 * K * err_z[0] && err_lp[1] <= 1.05 * K * err_z[1]);
     CHECK(err_g[1] < 0.05);
-    slate_cat_free(&c);
+    th_cat_free(&c);
 }
 
 /* EXACT sampling is exact Plackett-Luce: the frequencies of every ordered pair over 60,000 slates against
@@ -170,14 +145,14 @@ static void slates_log_prob_snis_converges(void)
 static void slates_sample_plackett_luce(void)
 {
     enum { P = 6, L = 3, N = 60000 };
-    slate_cat c;
+    th_cat c;
     polopt_estimator est;
     polopt_estimator_config ec = polopt_estimator_config_default();
     polopt_rng rng;
     double pi[P], z = 0.0, expected[P * P], observed[P * P];
     size_t a, b, n;
     int method;
-    slate_cat_make(&c, P, L, 0.7f, 3);
+    th_cat_make(&c, P, L, 0.7f, 3);
     for (a = 0; a < P; ++a) {
         double f = 0.0;
         size_t j;
@@ -209,7 +184,7 @@ static void slates_sample_plackett_luce(void)
         }
         polopt_estimator_free(&est);
     }
-    slate_cat_free(&c);
+    th_cat_free(&c);
 }
 
 /* A slate reward for the gradient tests: records the slates it is asked about; kind 0 pays 1 to the first slate
@@ -240,14 +215,14 @@ static polopt_result record_reward(void *user, size_t context, size_t K, const u
 static void slates_gradient_reinforce(void)
 {
     enum { L = 3 };
-    slate_cat c;
+    th_cat c;
     polopt_estimator est;
     polopt_estimator_config ec = polopt_estimator_config_default();
     polopt_rng rng;
     slate_recorder rec;
     float g[L], lp[2], G1[2 * L], G2[2 * L];
     size_t j;
-    slate_cat_make(&c, 500, L, 0.8f, 12);
+    th_cat_make(&c, 500, L, 0.8f, 12);
     ec.batch = 1, ec.K = 32, ec.S = 300;
     polopt_rng_seed(&rng, 4);
     CHECK_OK(polopt_estimator_init(&est, &c.index, &ec));
@@ -262,12 +237,12 @@ static void slates_gradient_reinforce(void)
     CHECK_RC(polopt_estimator_slate_gradient(&est, 0, 2, 1, record_reward, &rec, &rng, g, NULL), POLOPT_ERR_INVALID_ARG);
     CHECK_RC(polopt_estimator_slate_gradient(&est, 0, 2, 33, record_reward, &rec, &rng, g, NULL), POLOPT_ERR_INVALID_ARG);
     polopt_estimator_free(&est);
-    slate_cat_free(&c);
+    th_cat_free(&c);
     { /* EXACT, in expectation */
         enum { P = 6, CALLS = 4000, M = 8 };
         double h[L], exact[L] = {0}, mean[L] = {0}, sq[L] = {0}, value = 0.0, exact_value = 0.0;
         size_t a, b, n;
-        slate_cat_make(&c, P, L, 0.7f, 3);
+        th_cat_make(&c, P, L, 0.7f, 3);
         for (j = 0; j < L; ++j) h[j] = c.h[j];
         for (a = 0; a < P; ++a)
             for (b = 0; b < P; ++b) {
@@ -297,7 +272,7 @@ static void slates_gradient_reinforce(void)
         /* the mean reward of the 32,000 sampled slates: rewards in [0, 1], so a standard error below 0.0028 */
         CHECK_NEAR(value, exact_value, 4.0 * 0.0028);
         polopt_estimator_free(&est);
-        slate_cat_free(&c);
+        th_cat_free(&c);
     }
 }
 
@@ -305,13 +280,13 @@ static void slates_gradient_reinforce(void)
 static void slates_estimator_misuse(void)
 {
     enum { P = 10, L = 3 };
-    slate_cat c;
+    th_cat c;
     polopt_estimator est;
     polopt_estimator_config ec = polopt_estimator_config_default();
     polopt_rng rng;
     uint32_t dup[3] = {1, 4, 1}, far[2] = {3, P}, ok[2] = {3, 4}, out[3] = {99, 99, 99};
     float lp[3] = {5, 5, 5};
-    slate_cat_make(&c, P, L, 0.5f, 1);
+    th_cat_make(&c, P, L, 0.5f, 1);
     ec.method = POLOPT_METHOD_EXACT, ec.batch = 1;
     polopt_rng_seed(&rng, 1);
     CHECK_OK(polopt_estimator_init(&est, &c.index, &ec));
@@ -335,7 +310,7 @@ static void slates_estimator_misuse(void)
         CHECK(perm);
     }
     polopt_estimator_free(&est);
-    slate_cat_free(&c);
+    th_cat_free(&c);
 }
 
 /* ---- Slate off-policy estimators: a 5-item, 2-position world enumerated exactly (20 ordered slates). */
