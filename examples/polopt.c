@@ -460,6 +460,8 @@ static void training_config(const opts *o, uint64_t seed, polopt_trainer_config 
     else if (!strcmp(method, "exact")) tc->estimator.method = POLOPT_METHOD_EXACT;
     else if (!strcmp(method, "uniform")) tc->estimator.epsilon = 1.0f;
     else if (strcmp(method, "snis") != 0) fail("--method %s: reinforce, snis, uniform or exact", method);
+    if (strcmp(method, "snis") != 0 && (opt_flag(o, "epsilon") || opt_flag(o, "adaptive")))
+        fail("--epsilon and --adaptive belong to --method snis (%s has no mixture to set)", method);
     tc->warm_start = tc->estimator.method == POLOPT_METHOD_SNIS && tc->estimator.epsilon < 1.0f;
 }
 
@@ -540,6 +542,7 @@ static double train_sessions(const opts *o, model *m, polopt_policy *pol, int di
     size_t e;
     const polopt_mips *index;
     training_config(o, seed, &tc);
+    if (!opt_flag(o, "K") && tc.estimator.K > m->items.n) tc.estimator.K = m->items.n; /* a small catalogue */
     tc.progress = progress, tc.progress_user = &shown;
     if (m->split.n[POLOPT_PART_TRAIN] == 0) fail("the model has no training sessions");
     if (tc.estimator.method == POLOPT_METHOD_SNIS && tc.estimator.epsilon < 1.0f && !m->has_hnsw) {
@@ -632,7 +635,7 @@ static const char train_help[] =
     "  --method M          reinforce (all items scored), snis (the eps-mixture proposal around the MIPS top-K),\n"
     "                      uniform (snis with eps = 1: no MIPS) or exact (default snis)\n"
     "  --epsilon E         the mixture weight of snis (0.8); --adaptive moves it to the best effective sample size\n"
-    "  --epochs N (20)  --lr R (1e-3)  --batch B (32)  --S draws (1000)  --K top-K (256)  --seed N (1)\n"
+    "  --epochs N (20)  --lr R (1e-3)  --batch B (32)  --S draws (1000)  --K top-K (256, or P if fewer)  --seed N (1)\n"
     "  --init I            random (entries 0.005 N(0, 1), default) or identity (theta = I: x^T beta alone)\n"
     "  --mpi               data-parallel over MPI ranks (a build with mpicc: make polopt-mpi; run under mpirun)\n"
     "With --logged, a CSV of logged bandit feedback (one row per round: features, the action taken, its\n"
@@ -1079,14 +1082,20 @@ static int cmd_experiment(int argc, char **argv)
     print_metrics("val", &val);
     print_metrics("test", &test);
     printf("%.3f s per epoch (%s)\n", spe, opt_str(&o, "method", "snis"));
-    if (opt_flag(&o, "json"))
-        printf("{\"method\": \"%s\", \"epsilon\": %g, \"epochs\": %lu, \"seed\": %lu, \"dim\": %lu, "
+    if (opt_flag(&o, "json")) {
+        /* the mixture weight used: null where the method has none; the start where it adapts */
+        char epsilon[32] = "null";
+        const char *method = opt_str(&o, "method", "snis");
+        if (!strcmp(method, "uniform")) strcpy(epsilon, "1");
+        if (!strcmp(method, "snis")) snprintf(epsilon, sizeof epsilon, "%g", opt_num(&o, "epsilon", 0.8, 0, 1));
+        printf("{\"method\": \"%s\", \"epsilon\": %s, \"adaptive\": %s, \"epochs\": %lu, \"seed\": %lu, \"dim\": %lu, "
                "\"val_value\": %.6f, \"val_r1_ex_x\": %.6f, \"test_value\": %.6f, \"test_r1_all\": %.6f, "
                "\"test_r1_ex_x\": %.6f, \"test_hr10_ex_x\": %.6f, \"test_ndcg10_ex_x\": %.6f, "
-               "\"seconds_per_epoch\": %.4f}\n", opt_str(&o, "method", "snis"), opt_num(&o, "epsilon", 0.8, 0, 1),
+               "\"seconds_per_epoch\": %.4f}\n", method, epsilon, opt_flag(&o, "adaptive") ? "true" : "false",
                (unsigned long)opt_size(&o, "epochs", 20, 1, 100000), (unsigned long)opt_size(&o, "seed", 1, 0, 1u << 30),
                (unsigned long)m.proto.dim, val.value, val.r1, test.value, test.r1_all, test.r1, test.hr, test.ndcg,
                spe);
+    }
     polopt_policy_free(&pol);
     close_model(&m);
     free(beta);

@@ -54,6 +54,8 @@ done
 expect "experiment --json" "$P" experiment --log "$dir/log.csv" --session basket --dim 12 --epochs 2 --K 32 --S 200 --json
 tail -n 1 "$dir/out" | grep -q '"test_value": [0-9.]*.*"test_r1_all".*"test_r1_ex_x".*"test_hr10_ex_x".*"seconds_per_epoch"' &&
     ok || bad "experiment's JSON line: $(tail -n 1 "$dir/out")"
+expect "experiment --method uniform" "$P" experiment --log "$dir/log.csv" --session basket --dim 12 --epochs 1 --S 200 --method uniform --json
+tail -n 1 "$dir/out" | grep -q '"method": "uniform", "epsilon": 1, "adaptive": false' && ok || bad "uniform's JSON line: $(tail -n 1 "$dir/out")"
 expect "ope" "$P" ope --log "$dir/bandit.csv" --propensity p --reward click --categorical f
 grep -q '^IPS' "$dir/out" && grep -q '^Switch-DR' "$dir/out" && ok || bad "ope printed: $(cat "$dir/out")"
 expect "train --logged" "$P" train --logged "$dir/bandit.csv" --propensity p --reward click --categorical f --out "$dir/pol.bin" --epochs 30 --lr 0.05
@@ -72,6 +74,7 @@ refuse "a bad number" "$P" train --model "$dir/m" --lr fast
 refuse "an unknown item" "$P" recommend --model "$dir/m" --observed nothing
 refuse "an unknown command" "$P" frobnicate
 refuse "no model" "$P" eval --model "$dir/nowhere"
+refuse "--epsilon without snis" "$P" train --model "$dir/m" --method uniform --epsilon 0.5
 refuse "--mpi without MPI" "$P" train --model "$dir/m" --mpi
 echo "cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]
