@@ -986,7 +986,8 @@ typedef struct polopt_progress {
     double reward;   /* mean estimated reward of the steps of this epoch so far (r_bar, or w R for returns) */
     double seconds;  /* processor time spent in this epoch so far */
     double wall_seconds; /* wall-clock time of the same (what a user with a stopwatch compares) */
-    double ess;      /* mean effective sample size of the last step (S for REINFORCE; 1 / sum pi^2 for EXACT) */
+    double ess;      /* mean effective sample size of the last step's weighed contexts (polopt_train_stats; S for
+                        REINFORCE; 1 / sum pi^2 for EXACT), 0 when it weighed none */
     float epsilon;   /* the mixture weight used in the last step */
 } polopt_progress;
 typedef void (*polopt_progress_fn)(void *user, const polopt_progress *progress);
@@ -1014,7 +1015,9 @@ typedef struct polopt_train_stats {
     double reward;     /* mean estimated reward (the r_bar of each context; w R with logged returns) */
     double seconds;    /* processor time */
     double wall_seconds; /* wall-clock time */
-    double ess;        /* mean effective sample size per context */
+    double ess;        /* mean effective sample size per weighed context */
+    size_t weighed;    /* contexts whose draws were weighed: SNIS leaves out those whose draws all earned 0 with a
+                          model reward (their gradient is 0 whatever the weights); the others weigh every one */
     float epsilon;     /* mean eps (adaptive) */
     double weight_ess; /* logged returns: (sum w)^2 / sum w^2 of the correction weights, per context */
     double behaviour_log_lik; /* learn_behaviour: mean log b_hat(a_t | s_t) */
@@ -7338,19 +7341,25 @@ static float polopt__stratified_epsilon(float eps, size_t S)
     return (float)(floor((double)eps * (double)S + 0.5) / (double)S);
 }
 
-/* Sakhi et al. 2023, Algorithm 1, steps 1-4 for context c: the MIPS top-K of h, the eps-mixture around it, S draws,
-   their scores and self-normalised weights.  A draw inside alpha_K already has its score (log kappa + the log of
-   kappa's normaliser); the others need h^T beta_a from a row anywhere in beta.  O(MIPS + S L). */
-static polopt_result polopt__estimator_snis(polopt_estimator *e, size_t c, uint32_t *warm, double *eps_score)
+/* SNIS at eps = 1 draws from the uniform proposal alone, with no MIPS at all (the fastest); the adaptive eps, which
+   weighs other mixtures against this one, always needs alpha_K. */
+static int polopt__snis_uniform_only(const polopt_estimator *e)
+{
+    return e->epsilon >= 1.0f && !e->config.adaptive_epsilon;
+}
+
+/* Sakhi et al. 2023, Algorithm 1, steps 1-3 for context c: the MIPS top-K of h, the eps-mixture around it, and S
+   draws with their log q (and log kappa, -inf outside alpha_K).  Nothing here depends on rewards or scores outside
+   alpha_K, so a caller can look at the draws' rewards before paying for step 4 (polopt__snis_weigh). */
+static polopt_result polopt__snis_draw(polopt_estimator *e, size_t c, uint32_t *warm)
 {
     const size_t S = e->S, P = e->index->n, L = e->index->dim;
-    const float inv_t = 1.0f / e->config.temperature, *beta = e->index->vectors, *h = e->H + c * L;
+    const float inv_t = 1.0f / e->config.temperature, *h = e->H + c * L;
     uint32_t *ids = e->ids + c * S;
-    float *f = e->f + c * S, *log_q = e->log_q + c * S, *log_kappa = e->log_kappa + c * S;
-    const polopt_proposal *q = NULL;
+    float *log_q = e->log_q + c * S, *log_kappa = e->log_kappa + c * S;
     size_t K = e->config.K, s;
     polopt_result rc;
-    if (e->epsilon >= 1.0f && !eps_score) { /* the uniform proposal: no MIPS at all (the fastest) */
+    if (polopt__snis_uniform_only(e)) {
         const float lq = -(float)log((double)P);
         polopt__rng_below_fill(&e->rng, (uint32_t)P, S, ids);
         for (s = 0; s < S; ++s) {
@@ -7364,8 +7373,21 @@ static polopt_result polopt__estimator_snis(polopt_estimator *e, size_t c, uint3
         rc = polopt_proposal_set(&e->proposal, polopt__stratified_epsilon(e->epsilon, S), K, e->topk, e->topk_scores);
         if (rc != POLOPT_OK) return polopt__fail(&e->err, &e->config.hooks, rc, "%s", e->proposal.err.message);
         polopt__proposal_draw(&e->proposal, &e->rng, S, ids, log_q, log_kappa, 1);
-        q = &e->proposal;
     }
+    return POLOPT_OK;
+}
+
+/* Step 4 for context c, after polopt__snis_draw: the draws' scores f and their self-normalised weights (and, with
+   eps_score, the adaptive eps's evidence).  A draw inside alpha_K already has its score (log kappa + the log of
+   kappa's normaliser); the others need h^T beta_a from a row anywhere in beta.  O(S L). */
+static void polopt__snis_weigh(polopt_estimator *e, size_t c, double *eps_score)
+{
+    const size_t S = e->S, P = e->index->n, L = e->index->dim;
+    const float inv_t = 1.0f / e->config.temperature, *beta = e->index->vectors, *h = e->H + c * L;
+    const uint32_t *ids = e->ids + c * S;
+    float *f = e->f + c * S, *log_q = e->log_q + c * S, *log_kappa = e->log_kappa + c * S;
+    const polopt_proposal *q = polopt__snis_uniform_only(e) ? NULL : &e->proposal;
+    size_t s;
     { /* f(a_s) = h^T beta_a / T: the draws outside alpha_K gathered, their rows from all over beta in one pass
          (the weights of c, written below, hold the dot products until then) */
         float *dots = e->weights + c * S;
@@ -7410,7 +7432,6 @@ static polopt_result polopt__estimator_snis(polopt_estimator *e, size_t c, uint3
         }
         for (k = 0; k < POLOPT__EPS_GRID; ++k) eps_score[k] += A * A / ((double)n * B[k]);
     }
-    return POLOPT_OK;
 }
 
 /* exp((row - max) / T) in place, in blocks of POLOPT__BLOCK items with their cumulative sums; returns log Z
@@ -7519,27 +7540,53 @@ static void polopt__estimator_reinforce(polopt_estimator *e, size_t c, const flo
     e->ess[c] = (double)S;
 }
 
-POLOPT_DEF polopt_result polopt_estimator_set(polopt_estimator *est, size_t n, const float *H, uint32_t *const *warm)
+/* polopt_estimator_set's checks, and the n embeddings H kept; until the draws are made, est->n = 0: nothing to
+   query. */
+static polopt_result polopt__estimator_take(polopt_estimator *est, size_t n, const float *H)
 {
     static const char *fn = "polopt_estimator_set";
     const polopt_hooks *hk;
-    size_t P, L, c, bad = 0;
+    size_t L, bad = 0;
     if (!est) return POLOPT_ERR_INVALID_ARG;
     hk = &est->config.hooks;
     if (!est->H) return polopt__not_ready(&est->err, hk, fn, "estimator");
-    P = est->index->n, L = est->index->dim;
-    est->n = 0; /* nothing to query until this set succeeds */
+    L = est->index->dim;
+    est->n = 0;
     POLOPT__CHECK(&est->err, hk, n >= 1 && n <= est->config.batch && H, "%s: n = %lu must be in [1, batch = %lu], H set",
                   fn, (unsigned long)n, (unsigned long)est->config.batch);
     if (polopt_check_finite(n * L, H, &bad) != POLOPT_OK)
         return polopt__fail(&est->err, hk, POLOPT_ERR_NONFINITE, "%s: H[%lu][%lu] is not finite", fn,
                             (unsigned long)(bad / L), (unsigned long)(bad % L));
     memcpy(est->H, H, n * L * sizeof *H);
+    return POLOPT_OK;
+}
+
+/* The trainer's set of one SNIS context h whose draws are not weighed yet (polopt__snis_weigh weighs them, when
+   some reward makes that worth it); not with the adaptive eps, whose evidence comes from the weights. */
+static polopt_result polopt__estimator_set_unweighed(polopt_estimator *est, const float *h, uint32_t *warm)
+{
+    polopt_result rc = polopt__estimator_take(est, 1, h);
+    if (rc == POLOPT_OK && (rc = polopt__snis_draw(est, 0, warm)) == POLOPT_OK) {
+        est->n = 1;
+        polopt__clear_error(&est->err);
+    }
+    return rc;
+}
+
+POLOPT_DEF polopt_result polopt_estimator_set(polopt_estimator *est, size_t n, const float *H, uint32_t *const *warm)
+{
+    static const char *fn = "polopt_estimator_set";
+    const polopt_hooks *hk;
+    size_t P, L, c;
+    polopt_result rc;
+    if ((rc = polopt__estimator_take(est, n, H)) != POLOPT_OK) return rc;
+    hk = &est->config.hooks;
+    P = est->index->n, L = est->index->dim;
     if (est->config.method == POLOPT_METHOD_SNIS) {
         const int adapt = est->config.adaptive_epsilon;
         for (c = 0; c < n; ++c) {
-            const polopt_result rc = polopt__estimator_snis(est, c, warm ? warm[c] : NULL, adapt ? est->eps_score : NULL);
-            if (rc != POLOPT_OK) return rc;
+            if ((rc = polopt__snis_draw(est, c, warm ? warm[c] : NULL)) != POLOPT_OK) return rc;
+            polopt__snis_weigh(est, c, adapt ? est->eps_score : NULL);
             if (adapt && ++est->eps_seen == est->config.batch) { /* move eps a quarter of the way to the best of the
                                                                      grid: smooths the noisy estimates */
                 int k, best = 0;
@@ -8206,9 +8253,13 @@ static polopt_result polopt__feedback_c(const polopt_dataset *d, uint32_t ctx, s
 /* The gradient g (L floats) with respect to h of one context's expected reward E_pi[r_hat(ctx, .)], and its value,
    from the estimator's context c.  rewards: room for the estimator's S (P with EXACT); gl: L floats.
    With logged feedback, r_hat is non-zero at one action, which a sampled gradient would almost never draw at large
-   P: its term is added exactly, c pi(a_i) grad log pi(a_i), pi(a_i) and E_pi beta from the same draws. */
-static polopt_result polopt__reward_objective(const polopt_estimator *est, const polopt_dataset *d, size_t c,
-                                              uint32_t ctx, float *rewards, float *gl, float *g, double *value,
+   P: its term is added exactly, c pi(a_i) grad log pi(a_i), pi(a_i) and E_pi beta from the same draws.
+   *weighed (may be NULL) is 0 when context c came unweighed (polopt__estimator_set_unweighed) and none of its draws
+   earned a reward: its gradient is then 0 whatever the weights (sum_s w_s (r_s - r_bar) beta_{a_s} with every r_s
+   = 0), so they are never computed, and the S rows of beta they need are never read.  At a sparse set reward that
+   is most contexts (at eps = 1 on the Debian baskets, four in five). */
+static polopt_result polopt__reward_objective(polopt_estimator *est, const polopt_dataset *d, size_t c, uint32_t ctx,
+                                              float *rewards, float *gl, float *g, double *value, int *weighed,
                                               polopt_error *err, const polopt_hooks *hooks)
 {
     polopt_draws dr;
@@ -8216,6 +8267,18 @@ static polopt_result polopt__reward_objective(const polopt_estimator *est, const
     polopt_result rc;
     if ((rc = polopt_estimator_draws(est, c, &dr)) != POLOPT_OK) return rc;
     if ((rc = polopt__model_rewards(d, ctx, dr.S, dr.ids, rewards, err, hooks)) != POLOPT_OK) return rc;
+    if (weighed && !*weighed) {
+        size_t s, nonzero = 0;
+        for (s = 0; s < dr.S; ++s) nonzero += rewards[s] != 0.0f;
+        if (nonzero == 0) {
+            memset(g, 0, est->index->dim * sizeof *g);
+            *value = 0.0;
+            est->n = 0; /* the draws have no weights: nothing to query */
+            return POLOPT_OK;
+        }
+        polopt__snis_weigh(est, c, NULL);
+        *weighed = 1;
+    }
     if ((rc = polopt_estimator_gradient(est, c, rewards, g, value)) != POLOPT_OK)
         return polopt__fail(err, hooks, rc, "the gradient of context %u is not finite; training stopped with the last "
                             "good parameters", ctx);
@@ -8314,13 +8377,15 @@ static polopt_result polopt__check_dataset(polopt_trainer *tr, const polopt_data
    one, and return c's place in it.  SNIS sets one context at a time, so that its draws' rows of beta are still in
    cache when the reward and the gradient read them again (at P = 10^6 a batch's 32,000 rows would not be: 1.5x the
    time per step, measured); REINFORCE and EXACT set the whole batch at once, for one pass over beta. */
-static size_t polopt__set_chunk(polopt_trainer *tr, size_t c, size_t nb, const float *H, polopt_result *rc)
+static size_t polopt__set_chunk(polopt_trainer *tr, size_t c, size_t nb, const float *H, int unweighed,
+                                polopt_result *rc)
 {
     const size_t chunk = tr->est.config.method == POLOPT_METHOD_SNIS ? 1 : nb, L = tr->index->dim;
     *rc = POLOPT_OK;
     if (c % chunk == 0) {
         const size_t m = nb - c < chunk ? nb - c : chunk;
-        *rc = polopt_estimator_set(&tr->est, m, H + c * L, tr->cache ? tr->warm + c : NULL);
+        *rc = unweighed ? polopt__estimator_set_unweighed(&tr->est, H + c * L, tr->cache ? tr->warm[c] : NULL)
+                        : polopt_estimator_set(&tr->est, m, H + c * L, tr->cache ? tr->warm + c : NULL);
         if (*rc != POLOPT_OK) tr->err = tr->est.err;
     }
     return c % chunk;
@@ -8339,7 +8404,7 @@ static polopt_result polopt__behaviour_step(polopt_trainer *tr, const polopt_dat
     if ((rc = polopt_policy_embed(&tr->behaviour, nb, tr->xb, D, tr->hbb)) != POLOPT_OK)
         return polopt__fail(&tr->err, &tr->config.hooks, rc, "the behaviour head's embedding is not finite");
     for (c = 0; c < nb; ++c) {
-        const size_t at = polopt__set_chunk(tr, c, nb, tr->hbb, &rc);
+        const size_t at = polopt__set_chunk(tr, c, nb, tr->hbb, 0, &rc);
         float log_b;
         if (rc != POLOPT_OK) return rc;
         if ((rc = polopt_estimator_log_prob(&tr->est, at, 1, d->returns->action + ctx[c], &log_b, tr->gb + c * L)) != POLOPT_OK)
@@ -8360,6 +8425,11 @@ static polopt_result polopt__batch_gradient(polopt_trainer *tr, const polopt_dat
                                             const float *H, float *G, polopt_train_stats *st)
 {
     const size_t L = tr->index->dim, K = tr->config.estimator.K;
+    /* SNIS with a model reward weighs a context's draws only when one of them earned a reward (see
+       polopt__reward_objective); logged feedback and returns need pi of the logged action, and the adaptive eps
+       needs every context's weights */
+    const int unweighed = tr->est.config.method == POLOPT_METHOD_SNIS && !tr->est.config.adaptive_epsilon &&
+                          !d->feedback && !d->returns;
     double sum_w = 0.0, sum_w2 = 0.0;
     size_t c;
     polopt_result rc;
@@ -8371,8 +8441,9 @@ static polopt_result polopt__batch_gradient(polopt_trainer *tr, const polopt_dat
     if (tr->cache)
         for (c = 0; c < nb; ++c) tr->warm[c] = tr->cache + (size_t)ctx[c] * K;
     for (c = 0; c < nb; ++c) {
-        const size_t at = polopt__set_chunk(tr, c, nb, H, &rc);
+        const size_t at = polopt__set_chunk(tr, c, nb, H, unweighed, &rc);
         double value = 0.0, w = 1.0;
+        int weighed = !unweighed;
         if (rc != POLOPT_OK) return rc;
         if (d->returns) {
             const double b = d->returns->propensity ? d->returns->propensity[ctx[c]]
@@ -8380,14 +8451,14 @@ static polopt_result polopt__batch_gradient(polopt_trainer *tr, const polopt_dat
                                                              : 1.0; /* NONE: no weight, b unused */
             rc = polopt__returns_objective(tr, at, ctx[c], d, b, tr->hbb + c * L, G + c * L, &value, &w);
         } else {
-            rc = polopt__reward_objective(&tr->est, d, at, ctx[c], tr->rewards, tr->gl, G + c * L, &value, &tr->err,
-                                          &tr->config.hooks);
+            rc = polopt__reward_objective(&tr->est, d, at, ctx[c], tr->rewards, tr->gl, G + c * L, &value, &weighed,
+                                          &tr->err, &tr->config.hooks);
         }
         if (rc != POLOPT_OK) return rc;
         sum_w += w;
         sum_w2 += w * w;
         st->reward += value;
-        st->ess += tr->est.ess[at];
+        if (weighed) st->ess += tr->est.ess[at], st->weighed += 1;
         st->epsilon += tr->est.config.method == POLOPT_METHOD_SNIS ? tr->est.epsilon : 1.0f;
     }
     if (d->returns) {
@@ -8551,7 +8622,7 @@ static void polopt__stats_finish(polopt_train_stats *st, size_t n, size_t batche
 {
     if (n == 0) return;
     st->reward /= (double)n;
-    st->ess /= (double)n;
+    st->ess = st->weighed ? st->ess / (double)st->weighed : 0.0;
     st->epsilon /= (float)n;
     st->behaviour_log_lik /= (double)n;
     if (batches) st->weight_ess /= (double)batches;
@@ -8628,12 +8699,13 @@ POLOPT_DEF polopt_result polopt_trainer_epoch(polopt_trainer *trainer, const pol
     for (i = 0; i < data->n && rc == POLOPT_OK; i += B) {
         const size_t nb = data->n - i < B ? data->n - i : B;
         const double ess_before = st.ess;
+        const size_t weighed_before = st.weighed;
         if ((rc = polopt__step(trainer, data, trainer->order + i, nb, &st)) != POLOPT_OK) break;
         done += nb;
         if (trainer->config.progress) {
             pr.step = st.steps;
             pr.reward = st.reward / (double)done;
-            pr.ess = (st.ess - ess_before) / (double)nb;
+            pr.ess = st.weighed > weighed_before ? (st.ess - ess_before) / (double)(st.weighed - weighed_before) : 0.0;
             pr.epsilon = trainer->est.epsilon;
             pr.seconds = polopt__seconds() - t0;
             pr.wall_seconds = polopt__wall_seconds() - w0;
@@ -8740,7 +8812,7 @@ POLOPT_DEF polopt_result polopt_trainer_gradient_fidelity(polopt_trainer *traine
         }
         if (rc == POLOPT_OK) rc = polopt_estimator_set(&exact, 1, h, NULL);
         if (rc == POLOPT_OK)
-            rc = polopt__reward_objective(&exact, data, 0, contexts[i], rewards, trainer->gl, g_exact, &value,
+            rc = polopt__reward_objective(&exact, data, 0, contexts[i], rewards, trainer->gl, g_exact, &value, NULL,
                                           &trainer->err, hk);
         if (rc != POLOPT_OK) break;
         for (j = 0; j < L; ++j) {
@@ -8877,7 +8949,7 @@ POLOPT_DEF polopt_result polopt_policy_value(const polopt_policy *policy, const 
         rc = polopt_policy_embed(policy, 1, data->X + i * data->ldx, data->ldx, h);
         if (rc == POLOPT_OK) rc = polopt_estimator_set(&exact, 1, h, NULL);
         if (rc == POLOPT_OK) /* h is free again: it holds the feedback term's gradient */
-            rc = polopt__reward_objective(&exact, data, 0, (uint32_t)i, rewards, h, g, &value, NULL, &policy->hooks);
+            rc = polopt__reward_objective(&exact, data, 0, (uint32_t)i, rewards, h, g, &value, NULL, NULL, &policy->hooks);
         total += value;
     }
     polopt_estimator_free(&exact);

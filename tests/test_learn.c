@@ -468,6 +468,54 @@ static void learn_snis_converges_with_S(void)
     problem_free(&pb);
 }
 
+/* The trainer weighs a context's SNIS draws only when one of them earned a reward.  Against a second estimator of
+   the same config and seed, used through the public calls (set, draws, gradient: every context weighed): the
+   same draws come out (weighing takes nothing from the random stream), so the trainer's gradients must equal the
+   reference's bit for bit, with gradient 0 where no draw earned a reward; and its ESS is the mean over the
+   contexts it weighed.  A reward of one item in 60 and 12 draws leaves most contexts without one. */
+static void learn_snis_weighs_only_rewarded_draws(void)
+{
+    enum { P = 600, L = 8, N = 64 };
+    static const float eps[2] = {1.0f, 0.75f};
+    problem pb;
+    float H[N * L], G[N * L], G_ref[N * L], rewards[12];
+    uint32_t ctx[N];
+    size_t i, k, e;
+    problem_make(&pb, P, L, N, 5, 1);
+    for (i = 0; i < (size_t)N * P; ++i) pb.r[i] = i % 60 == (i / P) % 60 ? 1.0f : 0.0f; /* 10 items per context */
+    for (i = 0; i < N; ++i) ctx[i] = (uint32_t)i;
+    CHECK_OK(polopt_policy_embed(&pb.policy, N, pb.X, L, H));
+    for (e = 0; e < 2; ++e) {
+        polopt_trainer tr;
+        polopt_estimator ref;
+        polopt_train_stats st;
+        polopt_trainer_config c = polopt_trainer_config_default();
+        double ess = 0.0;
+        size_t rewarded = 0;
+        c.estimator.S = 12, c.estimator.K = 16, c.estimator.epsilon = eps[e], c.estimator.seed = 7;
+        c.warm_start = 0;
+        CHECK_OK(polopt_trainer_init(&tr, &pb.policy, &pb.index, &c));
+        CHECK_OK(polopt_estimator_init(&ref, &pb.index, &c.estimator));
+        CHECK_OK(polopt_trainer_embedding_gradient(&tr, &pb.data, N, ctx, H, G, &st));
+        for (i = 0; i < N; ++i) {
+            polopt_draws dr;
+            int any = 0;
+            CHECK_OK(polopt_estimator_set(&ref, 1, H + i * L, NULL));
+            CHECK_OK(polopt_estimator_draws(&ref, 0, &dr));
+            CHECK_OK(table_reward(&pb.t, ctx[i], dr.S, dr.ids, rewards));
+            CHECK_OK(polopt_estimator_gradient(&ref, 0, rewards, G_ref + i * L, NULL));
+            for (k = 0; k < dr.S; ++k) any |= rewards[k] != 0.0f;
+            rewarded += (size_t)any, ess += any ? dr.ess : 0.0;
+        }
+        CHECK(memcmp(G, G_ref, sizeof G) == 0);
+        CHECK(st.weighed == rewarded && rewarded > N / 8 && rewarded < N / 2);
+        CHECK_NEAR(st.ess, ess / (double)rewarded, 1e-9 * ess);
+        polopt_estimator_free(&ref);
+        polopt_trainer_free(&tr);
+    }
+    problem_free(&pb);
+}
+
 /* R_hat(theta) = (1/n) sum_i sum_a pi_theta(a | x_i) r(i, a), in double. */
 static double objective(const problem *pb, const double *theta)
 {
@@ -983,6 +1031,7 @@ const th_test th_suite_learn[] = {TH(learn_proposal_matches_q),
                                   TH(learn_fidelity_when_saturated),
                                   TH(learn_stats_wall_clock),
                                   TH(learn_snis_converges_with_S),
+                                  TH(learn_snis_weighs_only_rewarded_draws),
                                   TH(learn_exact_gradient_matches_finite_differences),
                                   TH(learn_training_raises_true_value),
                                   TH(learn_adaptive_epsilon_follows_the_policy),
