@@ -7513,22 +7513,35 @@ static void polopt__estimator_reinforce(polopt_estimator *e, size_t c, const flo
     uint32_t *ids = e->ids + c * S;
     float *w = e->weights + c * S;
     double *u = e->uniforms, cum[POLOPT__BLOCK];
-    size_t s = 0, b = 0;
+    size_t s = 0, b = 0, end;
     polopt__sorted_uniforms(&e->rng, S, Z, u, e->buckets, u + S);
     while (s < S) {
         size_t first, len;
         while (b < nb - 1 && e->block_sums[b] <= u[s]) ++b; /* the block that holds u_s (the last takes the rest) */
         first = b * POLOPT__BLOCK, len = P - first < POLOPT__BLOCK ? P - first : POLOPT__BLOCK;
         polopt__block_cumsum(expo + first, len, b ? e->block_sums[b - 1] : 0.0, cum);
-        for (; s < S && (b == nb - 1 || u[s] < e->block_sums[b]); ++s) {
-            size_t lo = 0, n = len; /* the first cumulative sum above u_s (the last item if rounding says none) */
+        end = s; /* the uniforms of this block: [s, end) */
+        while (end < S && (b == nb - 1 || u[end] < e->block_sums[b])) ++end;
+        for (; s < end; s += 4) { /* the uniforms of the block four at a time: their searches have the same steps,
+                                     so four chains of dependent loads run side by side instead of one */
+            const double u0 = u[s], u1 = u[s + 1 < end ? s + 1 : s], u2 = u[s + 2 < end ? s + 2 : s];
+            const double u3 = u[s + 3 < end ? s + 3 : s];
+            size_t lo0 = 0, lo1 = 0, lo2 = 0, lo3 = 0, n = len; /* the first cumulative sum above u (the last
+                                                                   item if rounding says none) */
             while (n > 1) {
                 const size_t half = n / 2;
-                lo = cum[lo + half - 1] <= u[s] ? lo + half : lo;
+                lo0 = cum[lo0 + half - 1] <= u0 ? lo0 + half : lo0;
+                lo1 = cum[lo1 + half - 1] <= u1 ? lo1 + half : lo1;
+                lo2 = cum[lo2 + half - 1] <= u2 ? lo2 + half : lo2;
+                lo3 = cum[lo3 + half - 1] <= u3 ? lo3 + half : lo3;
                 n -= half;
             }
-            ids[s] = (uint32_t)(first + lo);
+            ids[s] = (uint32_t)(first + lo0);
+            if (s + 1 < end) ids[s + 1] = (uint32_t)(first + lo1);
+            if (s + 2 < end) ids[s + 2] = (uint32_t)(first + lo2);
+            if (s + 3 < end) ids[s + 3] = (uint32_t)(first + lo3);
         }
+        s = end;
         ++b;
     }
     for (s = S; s > 1; --s) { /* Fisher-Yates */
@@ -7730,14 +7743,23 @@ POLOPT_DEF polopt_result polopt_estimator_gradient(const polopt_estimator *est, 
     if (!rewards || !out_g) return polopt__fail(NULL, &est->config.hooks, POLOPT_ERR_INVALID_ARG, "%s: rewards or out_g is NULL", fn);
     S = est->S, L = est->index->dim, w = est->weights + c * S, beta = est->index->vectors;
     { /* r_bar = sum_s w_s r_s in eight partial sums (one chain waits on every addition), the rewards checked finite
-         and the nonzero ones counted on the way */
+         and the nonzero ones counted on the way: eight lanes of each, which the compiler keeps in vector registers
+         (indexing the lanes by s % 8 kept them in memory: 12 cycles a draw, measured) */
         double part[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-        int finite = 1, k;
-        for (s = 0; s < S; ++s) {
-            finite &= rewards[s] >= -FLT_MAX && rewards[s] <= FLT_MAX;
-            nonzero += rewards[s] != 0.0f;
-            part[s % 8] += (double)w[s] * rewards[s];
+        int finite = 1, fin[8] = {1, 1, 1, 1, 1, 1, 1, 1}, nz[8] = {0, 0, 0, 0, 0, 0, 0, 0}, k;
+        for (s = 0; s + 8 <= S; s += 8)
+            for (k = 0; k < 8; ++k) {
+                const float r = rewards[s + k];
+                fin[k] &= r >= -FLT_MAX && r <= FLT_MAX;
+                nz[k] += r != 0.0f;
+                part[k] += (double)w[s + k] * r;
+            }
+        for (; s < S; ++s) {
+            fin[0] &= rewards[s] >= -FLT_MAX && rewards[s] <= FLT_MAX;
+            nz[0] += rewards[s] != 0.0f;
+            part[0] += (double)w[s] * rewards[s];
         }
+        for (k = 0; k < 8; ++k) finite &= fin[k], nonzero += (size_t)nz[k];
         if (!finite) {
             polopt_check_finite(S, rewards, &bad);
             return polopt__fail(NULL, &est->config.hooks, POLOPT_ERR_NONFINITE, "%s: rewards[%lu] is not finite", fn,
