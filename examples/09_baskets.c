@@ -30,11 +30,11 @@
 
    What three seeds gave (README, "The paper's experiment on these baskets"): REINFORCE within the reference's
    standard deviation on both metrics; eps = 1 and eps = 0.8 about 0.02 below it in E_pi[r]; the untrained start
-   the best at R@1 ex-X; eps = 1 and eps = 0.8 ten times the reference's speed (0.31 and 0.80 s an epoch),
-   REINFORCE 2.4 times (1.56 s: its score gemm alone is 0.8 s).
+   the best at R@1 ex-X; on one AVX2 core, eps = 1 10.6 times the reference's speed (0.31 s an epoch), eps = 0.8
+   6.1 times (1.31 s), REINFORCE 1.4 times (2.74 s: its score gemm alone is 0.6 s at the core's peak).
 
    Run: build/09_baskets [output directory] [seeds] [interactions CSV]
-        (one seed by default: about 4.5 minutes on one core; three give the mean and standard deviation) */
+        (one seed by default: about 8 minutes on one core; three give the mean and standard deviation) */
 #define _POSIX_C_SOURCE 199309L /* clock_gettime */
 #define POLOPT_IMPLEMENTATION
 #include "polopt.h"
