@@ -1489,10 +1489,12 @@ POLOPT_DEF polopt_result polopt_svd_embed(size_t n, size_t k, const float *V, co
 /* The session-completion protocol of Sakhi, Rohde & Gilotte (2023, §5), on a log of your own: sessions (baskets,
    users) are split at random into train, validation and test; the items of each session into the observed X and
    the held-out Y.  A policy sees the context x = the mean of beta over X and earns the set reward 1[a in Y]; the
-   item embeddings beta come from the truncated SVD of the training sessions, whole (polopt_completion_matrix, then
-   polopt_svd_sparse and polopt_svd_embed: both halves of a training session are training data), so an item that
-   occurs only in validation or test sessions has a zero row.  The seed fixes both splits.  Each part's observed and held-out sets are polopt_sets in the order of its
-   sessions, ready as the exclusion and the reward of evaluation (polopt_completion_dataset).
+   item embeddings beta come from the truncated SVD of the training sessions' observed halves, as in the paper
+   (polopt_sets_matrix(&split->observed[POLOPT_PART_TRAIN], n_items), then polopt_svd_sparse and polopt_svd_embed),
+   or of the training sessions whole (polopt_completion_matrix: both halves are training data, and fewer items are
+   left out); an item outside the SVD's input has a zero row.  The seed fixes both splits.  Each part's observed
+   and held-out sets are polopt_sets in the order of its sessions, ready as the exclusion and the reward of
+   evaluation (polopt_completion_dataset).
    Of a session of n >= 2 items, X takes floor(observed_fraction n) of a random order, at least 1 and at most n - 1
    (with 1/2, the held-out half is the larger one for an odd n, as the usual items[:n // 2] split has it);
    a session of one item cannot be split and is skipped (counted). */
@@ -1522,8 +1524,8 @@ POLOPT_DEF polopt_completion_config polopt_completion_config_default(void);
 POLOPT_DEF polopt_result polopt_completion_init(polopt_completion *split, const polopt_interactions *log,
                                                 const polopt_completion_config *config);
 POLOPT_DEF void polopt_completion_free(polopt_completion *split);
-/* The sessions of a part, whole, as a sparse sessions x items matrix of ones: the SVD's input for the training part
-   (polopt_sets_matrix(&split->observed[part], split->n_items) gives the observed halves alone). */
+/* The sessions of a part, whole, as a sparse sessions x items matrix of ones: an SVD's input for the training part
+   (polopt_sets_matrix(&split->observed[part], split->n_items) gives the observed halves alone, the paper's input). */
 POLOPT_DEF polopt_csr polopt_completion_matrix(const polopt_completion *split, polopt_part part);
 /* The contexts of a part: row j = the mean of beta (n_items x L) over the observed items of its session j, into
    out_X (n[part] x L). */

@@ -8,8 +8,9 @@
                          depends on or recommends (items: 17,840); ids mapped to indices both ways
      2. the protocol     polopt_completion_init: baskets split at random into train / validation / test (80/10/10),
                          each basket's items into the observed half X and the held-out half Y
-     3. embeddings       polopt_svd_sparse on the training baskets (rank L = 64, randomized subspace iteration),
-                         beta = V diag(s)^(1/2) (polopt_svd_embed); an item seen only outside training has beta = 0
+     3. embeddings       polopt_svd_sparse on the observed halves X of the training baskets, as in the paper
+                         (rank L = 64, randomized subspace iteration), beta = V diag(s)^(1/2) (polopt_svd_embed);
+                         an item never in a training basket's X has beta = 0
      4. the policy       pi(a | x) = softmax(x^T theta beta_a), x = the mean of beta over X, theta random
                          (entries 0.005 N(0, 1)); the reward r(x, a) = 1[a in Y]
      5. training         20 epochs of Adam (lr 1e-3, batches of 32) with each estimator of the gradient:
@@ -28,13 +29,14 @@
    (theta = identity, untrained: x^T beta already ranks the co-occurring items first) shows how well the embeddings
    alone complete a basket.  baskets.svg plots E_pi[r] and R@1 ex-X against epochs and against training time.
 
-   What three seeds gave (README, "The paper's experiment on these baskets"): REINFORCE within the reference's
-   standard deviation on both metrics; eps = 1 and eps = 0.8 about 0.02 below it in E_pi[r]; the untrained start
-   the best at R@1 ex-X; on one AVX2 core, eps = 1 10.6 times the reference's speed (0.31 s an epoch), eps = 0.8
-   6.1 times (1.31 s), REINFORCE 1.4 times (2.74 s: its score gemm alone is 0.6 s at the core's peak).
+   What three seeds gave on one split (README, "The paper's experiment on these baskets"): every method within
+   the reference's standard deviation in R@1 ex-X; in E_pi[r], eps = 0.8 0.010 below the reference, REINFORCE 0.020
+   and eps = 1 0.024 below, less than a split moves them (about 0.01-0.02 over eight splits); on one AVX-512 core,
+   eps = 1 20.8 times the reference's speed (0.16 s an epoch), eps = 0.8 11.1 times (0.72 s), REINFORCE 2.6 times
+   (1.40 s: its score gemm alone is 0.57 s at the core's peak).
 
    Run: build/09_baskets [output directory] [seeds] [interactions CSV]
-        (one seed by default: about 8 minutes on one core; three give the mean and standard deviation) */
+        (one seed by default: 5 to 8 minutes on one core; three give the mean and standard deviation) */
 #define _POSIX_C_SOURCE 199309L /* clock_gettime */
 #define POLOPT_IMPLEMENTATION
 #include "polopt.h"
@@ -277,7 +279,8 @@ int main(int argc, char **argv)
     if (!beta) check(POLOPT_ERR_NO_MEMORY, "allocation", "");
     t0 = now();
     {
-        const polopt_csr A = polopt_completion_matrix(&split, POLOPT_PART_TRAIN);
+        /* the paper's input: the observed halves (polopt_completion_matrix gives the baskets whole) */
+        const polopt_csr A = polopt_sets_matrix(&split.observed[POLOPT_PART_TRAIN], log.n_items);
         check(polopt_svd_sparse(&A, &svc, s, beta, NULL), "SVD", "");
     }
     check(polopt_svd_embed(log.n_items, L, beta, s, 0.5, beta), "embeddings", "");
@@ -287,8 +290,8 @@ int main(int argc, char **argv)
         for (j = 0; j < L; ++j) nonzero |= beta[a * L + j] != 0.0f;
         zero += !nonzero;
     }
-    printf("3. rank-%d SVD of the training baskets in %.2f s: s_1 = %.1f, s_%d = %.1f; %lu items never in a "
-           "training basket have beta = 0\n", L, now() - t0, (double)s[0], L, (double)s[L - 1], (unsigned long)zero);
+    printf("3. rank-%d SVD of the training baskets' observed halves in %.2f s: s_1 = %.1f, s_%d = %.1f; %lu items "
+           "never in them have beta = 0\n", L, now() - t0, (double)s[0], L, (double)s[L - 1], (unsigned long)zero);
     t0 = now();
     check(polopt_mips_init_hnsw(&hnsw, log.n_items, L, beta, 1, &hc), "HNSW index", hnsw.err.message);
     check(polopt_mips_init_exact(&exact, log.n_items, L, beta, 1, NULL), "exact index", exact.err.message);

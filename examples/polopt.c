@@ -163,6 +163,7 @@ typedef struct protocol {
     double val, test, observed, alpha;
     uint64_t seed;
     size_t dim, power_iters, oversample;
+    int svd_whole; /* the SVD's input: 0, the observed halves of the training sessions; 1, the sessions whole */
 } protocol;
 
 static void path_in(char *out, size_t size, const char *dir, const char *file)
@@ -189,8 +190,9 @@ static void write_protocol(const char *path, const protocol *p, polopt_error *er
         return;
     }
     fprintf(f, "seed\t%llu\nval_fraction\t%.17g\ntest_fraction\t%.17g\nobserved_fraction\t%.17g\ndim\t%lu\n"
-               "alpha\t%.17g\npower_iters\t%lu\noversample\t%lu\n", (unsigned long long)p->seed, p->val, p->test,
-            p->observed, (unsigned long)p->dim, p->alpha, (unsigned long)p->power_iters, (unsigned long)p->oversample);
+               "alpha\t%.17g\npower_iters\t%lu\noversample\t%lu\nsvd_of_whole_sessions\t%d\n",
+            (unsigned long long)p->seed, p->val, p->test, p->observed, (unsigned long)p->dim, p->alpha,
+            (unsigned long)p->power_iters, (unsigned long)p->oversample, p->svd_whole);
     if (fclose(f) != 0 || rename(tmp, path) != 0) {
         remove(tmp);
         snprintf(err->message, sizeof err->message, "cannot write %.200s", path);
@@ -216,6 +218,7 @@ static void read_protocol(const char *dir, protocol *p)
         else if (!strcmp(key, "alpha")) p->alpha = v;
         else if (!strcmp(key, "power_iters")) p->power_iters = (size_t)v;
         else if (!strcmp(key, "oversample")) p->oversample = (size_t)v;
+        else if (!strcmp(key, "svd_of_whole_sessions")) p->svd_whole = v != 0.0;
     }
     fclose(f);
     if (got != 31) fail("%s is incomplete or damaged", path);
@@ -277,12 +280,15 @@ static float *contexts_of(const model *m, polopt_part part)
 
 /* The embedding pipeline: the log read (sessions, items, filters), split, and beta = V s^alpha of the rank-dim SVD
    of the training sessions.  Used by embed and experiment. */
-static void embed_log(const opts *o, protocol *p, polopt_interactions *log, polopt_completion *split, float **beta)
+static void embed_log(const opts *o, protocol *p, polopt_interactions *log, polopt_completion *split, float **beta,
+                      int need_test)
 {
     polopt_interactions_config ic = polopt_interactions_config_default();
     polopt_svd_config svc;
     float *s;
     polopt_csr A;
+    const char *input;
+    size_t a, zero = 0;
     double t0 = now();
     ic.session = opt_str(o, "session", "session");
     ic.item = opt_str(o, "item", "item");
@@ -299,22 +305,35 @@ static void embed_log(const opts *o, protocol *p, polopt_interactions *log, polo
     p->power_iters = svc.power_iters = opt_size(o, "power-iters", svc.power_iters, 0, 100);
     p->oversample = svc.oversample = opt_size(o, "oversample", svc.oversample, 0, 4096);
     svc.seed = p->seed;
+    input = opt_str(o, "svd-input", "observed");
+    if (strcmp(input, "observed") && strcmp(input, "whole")) fail("--svd-input %s: observed or whole", input);
+    p->svd_whole = !strcmp(input, "whole");
     check(polopt_interactions_load_csv(log, need(o, "log"), &ic), "reading the log", log->err.message);
     split_log(log, p, split);
+    if (need_test && split->n[POLOPT_PART_TEST] == 0) fail("the test part has no sessions (--test %g)", p->test);
     if (p->dim > split->n[POLOPT_PART_TRAIN] || p->dim > log->n_items)
         fail("--dim %lu exceeds the training sessions (%lu) or the items (%lu)", (unsigned long)p->dim,
              (unsigned long)split->n[POLOPT_PART_TRAIN], (unsigned long)log->n_items);
     *beta = (float *)malloc(log->n_items * p->dim * sizeof(float));
     s = (float *)malloc(p->dim * sizeof(float));
     if (!*beta || !s) fail("out of memory for %lu x %lu embeddings", (unsigned long)log->n_items, (unsigned long)p->dim);
-    A = polopt_completion_matrix(split, POLOPT_PART_TRAIN);
+    /* the paper's input is the observed halves X of the training sessions (Sakhi et al. 2023, §5) */
+    A = p->svd_whole ? polopt_completion_matrix(split, POLOPT_PART_TRAIN)
+                     : polopt_sets_matrix(&split->observed[POLOPT_PART_TRAIN], split->n_items);
     check(polopt_svd_sparse(&A, &svc, s, *beta, NULL), "the SVD", NULL);
     if (!(s[p->dim - 1] > 0.0f)) fail("the training sessions have rank below --dim %lu", (unsigned long)p->dim);
     check(polopt_svd_embed(log->n_items, p->dim, *beta, s, p->alpha, *beta), "the embeddings", NULL);
+    for (a = 0; a < log->n_items; ++a) { /* items outside the SVD's input have a zero row */
+        size_t j = 0;
+        while (j < p->dim && (*beta)[a * p->dim + j] == 0.0f) ++j;
+        zero += j == p->dim;
+    }
     fprintf(stderr, "%lu sessions, %lu items, %lu interactions (%lu duplicates dropped); split %lu / %lu / %lu; "
-                    "rank-%lu SVD in %.2f s\n", (unsigned long)log->n_sessions, (unsigned long)log->n_items,
-            (unsigned long)log->nnz, (unsigned long)log->stats.duplicates, (unsigned long)split->n[0],
-            (unsigned long)split->n[1], (unsigned long)split->n[2], (unsigned long)p->dim, now() - t0);
+                    "rank-%lu SVD of the training sessions%s in %.2f s (%lu items not in them: zero embeddings)\n",
+            (unsigned long)log->n_sessions, (unsigned long)log->n_items, (unsigned long)log->nnz,
+            (unsigned long)log->stats.duplicates, (unsigned long)split->n[0], (unsigned long)split->n[1],
+            (unsigned long)split->n[2], (unsigned long)p->dim, p->svd_whole ? "" : "' observed halves", now() - t0,
+            (unsigned long)zero);
     free(s);
 }
 
@@ -322,12 +341,13 @@ static void embed_log(const opts *o, protocol *p, polopt_interactions *log, polo
 
 static const char *const embed_opts[] = {"log", "out", "session", "item", "weight", "min-session-items",
                                          "min-item-sessions", "seed", "val", "test", "observed", "dim", "alpha",
-                                         "power-iters", "oversample", NULL};
+                                         "power-iters", "oversample", "svd-input", NULL};
 static const char embed_help[] =
     "usage: polopt embed --log FILE --out DIR [options]\n"
     "Reads an interaction log (CSV, or TSV for a .tsv name, with a header row), splits its sessions into train /\n"
     "validation / test and each session into observed and held-out halves, and makes item embeddings from the\n"
-    "truncated SVD of the training sessions.  Writes DIR/log.bin, items.bin, test.bin and protocol.tsv.\n"
+    "truncated SVD of the training sessions' observed halves.  Writes DIR/log.bin, items.bin, test.bin and\n"
+    "protocol.tsv.\n"
     "  --session COL, --item COL   the columns of the session (or user) and the item id (session, item)\n"
     "  --weight COL                a weight column (default: every interaction weighs 1)\n"
     "  --min-session-items N       drop sessions with fewer distinct items, and --min-item-sessions N items in\n"
@@ -337,7 +357,9 @@ static const char embed_help[] =
     "  --observed F                the share of each session observed (0.5: the first half of a random order)\n"
     "  --dim L                     the embedding dimension, the rank of the SVD (64)\n"
     "  --alpha A                   beta = V diag(s)^A (0.5)\n"
-    "  --power-iters Q, --oversample P   the randomized SVD's accuracy (6, 20)\n";
+    "  --power-iters Q, --oversample P   the randomized SVD's accuracy (6, 20)\n"
+    "  --svd-input observed|whole  the SVD's input: the observed halves of the training sessions, as in the\n"
+    "                              paper (default), or the sessions whole (fewer items left with a zero row)\n";
 
 /* Save files in order; if one fails, remove those this call wrote, so that a failed command writes nothing. */
 typedef polopt_result (*save_fn)(const void *obj, const char *path, polopt_error *err);
@@ -387,7 +409,7 @@ static int cmd_embed(int argc, char **argv)
     const void *objs[4];
     parse_opts(argc, argv, embed_opts, &o);
     dir = need(&o, "out");
-    embed_log(&o, &p, &log, &split, &beta);
+    embed_log(&o, &p, &log, &split, &beta, 0);
     check(polopt_mips_init_exact(&items, log.n_items, p.dim, beta, 0, NULL), "the embeddings", items.err.message);
     X = (float *)malloc((split.n[POLOPT_PART_TEST] ? split.n[POLOPT_PART_TEST] : 1) * p.dim * sizeof(float));
     if (!X) fail("out of memory");
@@ -1048,7 +1070,7 @@ static int cmd_ope(int argc, char **argv)
 
 static const char *const experiment_opts[] = {"log", "session", "item", "weight", "min-session-items",
                                               "min-item-sessions", "seed", "val", "test", "observed", "dim", "alpha",
-                                              "power-iters", "oversample", "method", "epsilon", "adaptive!",
+                                              "power-iters", "oversample", "svd-input", "method", "epsilon", "adaptive!",
                                               "epochs", "lr", "batch", "S", "K", "init", "k", "json!", NULL};
 static const char experiment_help[] =
     "usage: polopt experiment --log FILE [options of embed and train] [--k 10] [--json]\n"
@@ -1065,9 +1087,10 @@ static int cmd_experiment(int argc, char **argv)
     float *beta;
     metrics val, test;
     double spe, t0;
+    int has_val;
     parse_opts(argc, argv, experiment_opts, &o);
     memset(&m, 0, sizeof m);
-    embed_log(&o, &m.proto, &m.log, &m.split, &beta);
+    embed_log(&o, &m.proto, &m.log, &m.split, &beta, 1);
     check(polopt_mips_init_exact(&m.items, m.log.n_items, m.proto.dim, beta, 0, NULL), "the embeddings",
           m.items.err.message);
     t0 = now();
@@ -1077,23 +1100,25 @@ static int cmd_experiment(int argc, char **argv)
     m.has_hnsw = 1;
     fprintf(stderr, "HNSW index in %.1f s\n", now() - t0);
     spe = train_sessions(&o, &m, &pol, 0);
-    val = evaluate_part(&pol, &m, POLOPT_PART_VAL, opt_size(&o, "k", 10, 1, 1000));
+    has_val = m.split.n[POLOPT_PART_VAL] > 0; /* --val 0: every session not in test trains */
+    if (has_val) val = evaluate_part(&pol, &m, POLOPT_PART_VAL, opt_size(&o, "k", 10, 1, 1000));
     test = evaluate_part(&pol, &m, POLOPT_PART_TEST, opt_size(&o, "k", 10, 1, 1000));
-    print_metrics("val", &val);
+    if (has_val) print_metrics("val", &val);
     print_metrics("test", &test);
     printf("%.3f s per epoch (%s)\n", spe, opt_str(&o, "method", "snis"));
     if (opt_flag(&o, "json")) {
         /* the mixture weight used: null where the method has none; the start where it adapts */
-        char epsilon[32] = "null";
+        char epsilon[32] = "null", val_value[32] = "null", val_r1[32] = "null";
         const char *method = opt_str(&o, "method", "snis");
         if (!strcmp(method, "uniform")) strcpy(epsilon, "1");
         if (!strcmp(method, "snis")) snprintf(epsilon, sizeof epsilon, "%g", opt_num(&o, "epsilon", 0.8, 0, 1));
+        if (has_val) snprintf(val_value, sizeof val_value, "%.6f", val.value), snprintf(val_r1, sizeof val_r1, "%.6f", val.r1);
         printf("{\"method\": \"%s\", \"epsilon\": %s, \"adaptive\": %s, \"epochs\": %lu, \"seed\": %lu, \"dim\": %lu, "
-               "\"val_value\": %.6f, \"val_r1_ex_x\": %.6f, \"test_value\": %.6f, \"test_r1_all\": %.6f, "
+               "\"val_value\": %s, \"val_r1_ex_x\": %s, \"test_value\": %.6f, \"test_r1_all\": %.6f, "
                "\"test_r1_ex_x\": %.6f, \"test_hr10_ex_x\": %.6f, \"test_ndcg10_ex_x\": %.6f, "
                "\"seconds_per_epoch\": %.4f}\n", method, epsilon, opt_flag(&o, "adaptive") ? "true" : "false",
                (unsigned long)opt_size(&o, "epochs", 20, 1, 100000), (unsigned long)opt_size(&o, "seed", 1, 0, 1u << 30),
-               (unsigned long)m.proto.dim, val.value, val.r1, test.value, test.r1_all, test.r1, test.hr, test.ndcg,
+               (unsigned long)m.proto.dim, val_value, val_r1, test.value, test.r1_all, test.r1, test.hr, test.ndcg,
                spe);
     }
     polopt_policy_free(&pol);

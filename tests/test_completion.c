@@ -75,6 +75,23 @@ static void completion_split_by_definition(void)
         }
         CHECK(bad == 0);
     }
+    { /* the paper's SVD input: the observed halves, row j = X of training session j, a subset of its session */
+        const polopt_csr A = polopt_sets_matrix(&sp.observed[0], log.n_items);
+        CHECK(A.n_rows == sp.n[0] && A.n_cols == log.n_items && A.values == NULL);
+        for (j = 0; j < sp.n[0]; ++j) {
+            const uint32_t s2 = sp.sessions[0][j];
+            const size_t nx = sp.observed[0].offsets[j + 1] - sp.observed[0].offsets[j];
+            const uint32_t *x = sp.observed[0].items + sp.observed[0].offsets[j];
+            bad += A.offsets[j + 1] - A.offsets[j] != nx || memcmp(A.cols + A.offsets[j], x, nx * sizeof *x) != 0;
+            for (t = A.offsets[j]; t < A.offsets[j + 1]; ++t) {
+                size_t u, in_s = 0;
+                for (u = log.offsets[s2]; u < log.offsets[s2 + 1]; ++u) in_s += log.items[u] == A.cols[t];
+                bad += in_s != 1;
+            }
+        }
+        CHECK(bad == 0);
+        CHECK(polopt_sets_matrix(NULL, 4).offsets == NULL); /* an empty view, never a crash */
+    }
     polopt_completion_free(&again), polopt_completion_free(&other);
     /* bad input */
     c = polopt_completion_config_default(), c.val_fraction = 0.6, c.test_fraction = 0.4;

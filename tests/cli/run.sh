@@ -56,6 +56,12 @@ tail -n 1 "$dir/out" | grep -q '"test_value": [0-9.]*.*"test_r1_all".*"test_r1_e
     ok || bad "experiment's JSON line: $(tail -n 1 "$dir/out")"
 expect "experiment --method uniform" "$P" experiment --log "$dir/log.csv" --session basket --dim 12 --epochs 1 --S 200 --method uniform --json
 tail -n 1 "$dir/out" | grep -q '"method": "uniform", "epsilon": 1, "adaptive": false' && ok || bad "uniform's JSON line: $(tail -n 1 "$dir/out")"
+expect "experiment --val 0" "$P" experiment --log "$dir/log.csv" --session basket --dim 12 --epochs 1 --S 200 --method uniform --val 0 --json
+tail -n 1 "$dir/out" | grep -q '"val_value": null, "val_r1_ex_x": null, "test_value": [0-9.]*,' && ok || bad "--val 0's JSON line: $(tail -n 1 "$dir/out")"
+grep -q '^val ' "$dir/out" && bad "--val 0 printed validation metrics" || ok
+expect "embed --svd-input whole" "$P" embed --log "$dir/log.csv" --session basket --out "$dir/mw" --dim 12 --svd-input whole
+grep -q '^svd_of_whole_sessions	1$' "$dir/mw/protocol.tsv" && grep -q '^svd_of_whole_sessions	0$' "$dir/m/protocol.tsv" &&
+    ok || bad "protocol.tsv does not record the SVD's input"
 expect "ope" "$P" ope --log "$dir/bandit.csv" --propensity p --reward click --categorical f
 grep -q '^IPS' "$dir/out" && grep -q '^Switch-DR' "$dir/out" && ok || bad "ope printed: $(cat "$dir/out")"
 expect "train --logged" "$P" train --logged "$dir/bandit.csv" --propensity p --reward click --categorical f --out "$dir/pol.bin" --epochs 30 --lr 0.05
@@ -75,6 +81,9 @@ refuse "an unknown item" "$P" recommend --model "$dir/m" --observed nothing
 refuse "an unknown command" "$P" frobnicate
 refuse "no model" "$P" eval --model "$dir/nowhere"
 refuse "--epsilon without snis" "$P" train --model "$dir/m" --method uniform --epsilon 0.5
+refuse "an empty test part" "$P" experiment --log "$dir/log.csv" --session basket --dim 12 --test 0
+refuse "a bad --svd-input" "$P" embed --log "$dir/log.csv" --session basket --out "$dir/m4" --svd-input both
+[ -e "$dir/m4" ] && bad "a refused embed created its directory" || ok
 refuse "--mpi without MPI" "$P" train --model "$dir/m" --mpi
 echo "cli: $pass passed, $fail failed"
 [ "$fail" = 0 ]
