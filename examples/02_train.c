@@ -98,10 +98,12 @@ static int on_terminal;
 static void show_progress(void *user, const polopt_progress *p)
 {
     const run *r = (const run *)user;
+    char ess[32] = "     -"; /* 0: the step weighed no context (no draw earned a reward): no ESS to show */
     if ((on_terminal && p->step % 8 == 0) || (!on_terminal && p->step == p->steps_per_epoch && p->epoch % 8 == 0)) {
-        printf("%s  %-13s epoch %3d  step %3lu/%lu  estimated reward %.4f  ESS %6.1f  eps %.2f%s",
+        if (p->ess > 0.0) snprintf(ess, sizeof ess, "%6.1f", p->ess);
+        printf("%s  %-13s epoch %3d  step %3lu/%lu  estimated reward %.4f  ESS %s  eps %.2f%s",
                on_terminal ? "\r" : "", r->name, (int)p->epoch + 1, (unsigned long)p->step,
-               (unsigned long)p->steps_per_epoch, p->reward, p->ess, (double)p->epsilon, on_terminal ? "  " : "\n");
+               (unsigned long)p->steps_per_epoch, p->reward, ess, (double)p->epsilon, on_terminal ? "  " : "\n");
         fflush(stdout);
     }
 }

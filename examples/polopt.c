@@ -508,11 +508,13 @@ static int on_terminal;
 static void progress(void *user, const polopt_progress *p)
 {
     const double *epochs = (const double *)user;
+    char ess[32] = "-"; /* 0: the step weighed no context (no draw earned a reward), so there is no ESS to show */
     if (mpi_rank != 0 || (!on_terminal && p->step != p->steps_per_epoch)) return;
     if (on_terminal && p->step % 16 != 0 && p->step != p->steps_per_epoch) return;
-    fprintf(stderr, "%sepoch %lu/%.0f  step %lu/%lu  estimated reward %.4f  ESS %.0f  eps %.2f  %.1f s%s",
+    if (p->ess > 0.0) snprintf(ess, sizeof ess, "%.0f", p->ess);
+    fprintf(stderr, "%sepoch %lu/%.0f  step %lu/%lu  estimated reward %.4f  ESS %s  eps %.2f  %.1f s%s",
             on_terminal ? "\r" : "", (unsigned long)p->epoch + 1, epochs[0], (unsigned long)p->step,
-            (unsigned long)p->steps_per_epoch, p->reward, p->ess, (double)p->epsilon, p->wall_seconds,
+            (unsigned long)p->steps_per_epoch, p->reward, ess, (double)p->epsilon, p->wall_seconds,
             on_terminal ? "   " : "\n");
 }
 
