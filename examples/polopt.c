@@ -1072,8 +1072,9 @@ static int cmd_ope(int argc, char **argv)
 
 static const char *const experiment_opts[] = {"log", "session", "item", "weight", "min-session-items",
                                               "min-item-sessions", "seed", "val", "test", "observed", "dim", "alpha",
-                                              "power-iters", "oversample", "svd-input", "method", "epsilon", "adaptive!",
-                                              "epochs", "lr", "batch", "S", "K", "init", "k", "json!", NULL};
+                                              "power-iters", "oversample", "svd-input", "method", "epsilon",
+                                              "adaptive!", "epochs", "lr", "batch", "S", "K", "init", "k", "json!",
+                                              NULL};
 static const char experiment_help[] =
     "usage: polopt experiment --log FILE [options of embed and train] [--k 10] [--json]\n"
     "The whole session-completion protocol in one run, nothing written: split, SVD embeddings, an HNSW index,\n"
