@@ -1073,27 +1073,28 @@ static int cmd_ope(int argc, char **argv)
 static const char *const experiment_opts[] = {"log", "session", "item", "weight", "min-session-items",
                                               "min-item-sessions", "seed", "val", "test", "observed", "dim", "alpha",
                                               "power-iters", "oversample", "svd-input", "method", "epsilon",
-                                              "adaptive!", "epochs", "lr", "batch", "S", "K", "init", "k", "json!",
-                                              NULL};
+                                              "adaptive!", "epochs", "lr", "batch", "S", "K", "init", "k", "splits",
+                                              "json!", NULL};
 static const char experiment_help[] =
-    "usage: polopt experiment --log FILE [options of embed and train] [--k 10] [--json]\n"
+    "usage: polopt experiment --log FILE [options of embed and train] [--k 10] [--splits N] [--json]\n"
     "The whole session-completion protocol in one run, nothing written: split, SVD embeddings, an HNSW index,\n"
     "training, and the metrics of eval on the validation and test sessions, with the seconds per epoch.\n"
-    "--json ends the output with one JSON line (test_value, test_r1_all, test_r1_ex_x, test_hr10_ex_x, ...).\n";
+    "--splits N repeats it on N random splits (--seed S, S + 1, ...: each draws its split and its training) and\n"
+    "adds the mean and standard deviation over them: a split moves the test metrics more than a training seed.\n"
+    "--json ends the output with one JSON line (test_value, test_r1_all, test_r1_ex_x, test_hr10_ex_x, ...; with\n"
+    "--splits, their means, and their standard deviations as test_value_sd, ...).\n";
 
-static int cmd_experiment(int argc, char **argv)
+/* The protocol on one split: the metrics of the trained policy; *has_val = 0 when the split has no validation. */
+static void experiment_split(const opts *o, metrics *val, metrics *test, double *spe, int *has_val)
 {
-    opts o;
     model m;
     polopt_policy pol;
     polopt_mips_hnsw_config hc = polopt_mips_hnsw_config_default();
     float *beta;
-    metrics val, test;
-    double spe, t0;
-    int has_val;
-    parse_opts(argc, argv, experiment_opts, &o);
+    double t0;
+    const size_t k = opt_size(o, "k", 10, 1, 1000);
     memset(&m, 0, sizeof m);
-    embed_log(&o, &m.proto, &m.log, &m.split, &beta, 1);
+    embed_log(o, &m.proto, &m.log, &m.split, &beta, 1);
     check(polopt_mips_init_exact(&m.items, m.log.n_items, m.proto.dim, beta, 0, NULL), "the embeddings",
           m.items.err.message);
     t0 = now();
@@ -1102,31 +1103,104 @@ static int cmd_experiment(int argc, char **argv)
           m.hnsw.err.message);
     m.has_hnsw = 1;
     fprintf(stderr, "HNSW index in %.1f s\n", now() - t0);
-    spe = train_sessions(&o, &m, &pol, 0);
-    has_val = m.split.n[POLOPT_PART_VAL] > 0; /* --val 0: every session not in test trains */
-    if (has_val) val = evaluate_part(&pol, &m, POLOPT_PART_VAL, opt_size(&o, "k", 10, 1, 1000));
-    test = evaluate_part(&pol, &m, POLOPT_PART_TEST, opt_size(&o, "k", 10, 1, 1000));
-    if (has_val) print_metrics("val", &val);
-    print_metrics("test", &test);
-    printf("%.3f s per epoch (%s)\n", spe, opt_str(&o, "method", "snis"));
-    if (opt_flag(&o, "json")) {
-        /* the mixture weight used: null where the method has none; the start where it adapts */
-        char epsilon[32] = "null", val_value[32] = "null", val_r1[32] = "null";
-        const char *method = opt_str(&o, "method", "snis");
-        if (!strcmp(method, "uniform")) strcpy(epsilon, "1");
-        if (!strcmp(method, "snis")) snprintf(epsilon, sizeof epsilon, "%g", opt_num(&o, "epsilon", 0.8, 0, 1));
-        if (has_val) snprintf(val_value, sizeof val_value, "%.6f", val.value), snprintf(val_r1, sizeof val_r1, "%.6f", val.r1);
-        printf("{\"method\": \"%s\", \"epsilon\": %s, \"adaptive\": %s, \"epochs\": %lu, \"seed\": %lu, \"dim\": %lu, "
-               "\"val_value\": %s, \"val_r1_ex_x\": %s, \"test_value\": %.6f, \"test_r1_all\": %.6f, "
-               "\"test_r1_ex_x\": %.6f, \"test_hr10_ex_x\": %.6f, \"test_ndcg10_ex_x\": %.6f, "
-               "\"seconds_per_epoch\": %.4f}\n", method, epsilon, opt_flag(&o, "adaptive") ? "true" : "false",
-               (unsigned long)opt_size(&o, "epochs", 20, 1, 100000), (unsigned long)opt_size(&o, "seed", 1, 0, 1u << 30),
-               (unsigned long)m.proto.dim, val_value, val_r1, test.value, test.r1_all, test.r1, test.hr, test.ndcg,
-               spe);
-    }
+    *spe = train_sessions(o, &m, &pol, 0);
+    *has_val = m.split.n[POLOPT_PART_VAL] > 0; /* --val 0: every session not in test trains */
+    if (*has_val) *val = evaluate_part(&pol, &m, POLOPT_PART_VAL, k);
+    *test = evaluate_part(&pol, &m, POLOPT_PART_TEST, k);
     polopt_policy_free(&pol);
     close_model(&m);
     free(beta);
+}
+
+/* The mean and the sample standard deviation (0 for one run) of each metric over n runs. */
+static void metrics_mean_sd(const metrics *r, size_t n, metrics *mean, metrics *sd)
+{
+    size_t i;
+    memset(mean, 0, sizeof *mean), memset(sd, 0, sizeof *sd);
+    mean->k = sd->k = r[0].k;
+    for (i = 0; i < n; ++i) {
+        mean->value += r[i].value / (double)n, mean->r1_all += r[i].r1_all / (double)n;
+        mean->r1 += r[i].r1 / (double)n, mean->hr += r[i].hr / (double)n, mean->ndcg += r[i].ndcg / (double)n;
+    }
+    if (n < 2) return;
+    for (i = 0; i < n; ++i) {
+        sd->value += (r[i].value - mean->value) * (r[i].value - mean->value);
+        sd->r1_all += (r[i].r1_all - mean->r1_all) * (r[i].r1_all - mean->r1_all);
+        sd->r1 += (r[i].r1 - mean->r1) * (r[i].r1 - mean->r1);
+        sd->hr += (r[i].hr - mean->hr) * (r[i].hr - mean->hr);
+        sd->ndcg += (r[i].ndcg - mean->ndcg) * (r[i].ndcg - mean->ndcg);
+    }
+    sd->value = sqrt(sd->value / (double)(n - 1)), sd->r1_all = sqrt(sd->r1_all / (double)(n - 1));
+    sd->r1 = sqrt(sd->r1 / (double)(n - 1)), sd->hr = sqrt(sd->hr / (double)(n - 1));
+    sd->ndcg = sqrt(sd->ndcg / (double)(n - 1));
+}
+
+/* A JSON number with 6 decimals, or null (no standard deviation of a single split). */
+static const char *json_or_null(char *buf, size_t size, double x, int present)
+{
+    if (!present) return "null";
+    snprintf(buf, size, "%.6f", x);
+    return buf;
+}
+
+static int cmd_experiment(int argc, char **argv)
+{
+    enum { MAX_SPLITS = 100 };
+    opts o;
+    metrics *val, *test, vm, vs, tm, ts;
+    double spe = 0.0, spe_r;
+    size_t n_splits, r;
+    uint64_t seed;
+    int has_val = 1, has_val_r;
+    char seed_text[24];
+    parse_opts(argc, argv, experiment_opts, &o);
+    n_splits = opt_size(&o, "splits", 1, 1, MAX_SPLITS);
+    seed = (uint64_t)opt_size(&o, "seed", 1, 0, (size_t)1 << 52);
+    if (n_splits > 1 && o.n == MAX_OPTS) fail("too many options");
+    val = (metrics *)calloc(n_splits, sizeof *val), test = (metrics *)calloc(n_splits, sizeof *test);
+    if (!val || !test) fail("out of memory");
+    for (r = 0; r < n_splits; ++r) {
+        if (n_splits > 1) { /* split r runs with --seed seed + r: an option given last wins */
+            snprintf(seed_text, sizeof seed_text, "%llu", (unsigned long long)(seed + r));
+            o.name[o.n] = "seed", o.value[o.n] = seed_text;
+            if (r == 0) ++o.n;
+            printf("split %lu of %lu (--seed %s)\n", (unsigned long)r + 1, (unsigned long)n_splits, seed_text);
+        }
+        experiment_split(&o, &val[r], &test[r], &spe_r, &has_val_r);
+        has_val &= has_val_r;
+        spe += spe_r / (double)n_splits;
+        if (has_val_r) print_metrics("val", &val[r]);
+        print_metrics("test", &test[r]);
+        printf("%.3f s per epoch (%s)\n", spe_r, opt_str(&o, "method", "snis"));
+    }
+    metrics_mean_sd(test, n_splits, &tm, &ts);
+    metrics_mean_sd(val, n_splits, &vm, &vs);
+    if (n_splits > 1)
+        printf("over %lu splits, mean +- sd: test E_pi[r] %.4f +- %.4f   R@1 %.4f +- %.4f   with the observed items "
+               "excluded: R@1 %.4f +- %.4f  HR@%lu %.4f +- %.4f  nDCG@%lu %.4f +- %.4f;  %.3f s per epoch\n",
+               (unsigned long)n_splits, tm.value, ts.value, tm.r1_all, ts.r1_all, tm.r1, ts.r1, (unsigned long)tm.k,
+               tm.hr, ts.hr, (unsigned long)tm.k, tm.ndcg, ts.ndcg, spe);
+    if (opt_flag(&o, "json")) {
+        /* the mixture weight used: null where the method has none; the start where it adapts */
+        char epsilon[32] = "null", b[7][32];
+        const char *method = opt_str(&o, "method", "snis");
+        const int many = n_splits > 1;
+        if (!strcmp(method, "uniform")) strcpy(epsilon, "1");
+        if (!strcmp(method, "snis")) snprintf(epsilon, sizeof epsilon, "%g", opt_num(&o, "epsilon", 0.8, 0, 1));
+        printf("{\"method\": \"%s\", \"epsilon\": %s, \"adaptive\": %s, \"epochs\": %lu, \"seed\": %llu, \"dim\": %lu, "
+               "\"val_value\": %s, \"val_r1_ex_x\": %s, \"test_value\": %.6f, \"test_r1_all\": %.6f, "
+               "\"test_r1_ex_x\": %.6f, \"test_hr10_ex_x\": %.6f, \"test_ndcg10_ex_x\": %.6f, "
+               "\"seconds_per_epoch\": %.4f, \"splits\": %lu, \"test_value_sd\": %s, \"test_r1_all_sd\": %s, "
+               "\"test_r1_ex_x_sd\": %s, \"test_hr10_ex_x_sd\": %s, \"test_ndcg10_ex_x_sd\": %s}\n",
+               method, epsilon, opt_flag(&o, "adaptive") ? "true" : "false",
+               (unsigned long)opt_size(&o, "epochs", 20, 1, 100000), (unsigned long long)seed,
+               (unsigned long)opt_size(&o, "dim", 64, 1, 4096), json_or_null(b[0], 32, vm.value, has_val),
+               json_or_null(b[1], 32, vm.r1, has_val), tm.value, tm.r1_all, tm.r1, tm.hr, tm.ndcg, spe,
+               (unsigned long)n_splits, json_or_null(b[2], 32, ts.value, many),
+               json_or_null(b[3], 32, ts.r1_all, many), json_or_null(b[4], 32, ts.r1, many),
+               json_or_null(b[5], 32, ts.hr, many), json_or_null(b[6], 32, ts.ndcg, many));
+    }
+    free(val), free(test);
     return 0;
 }
 

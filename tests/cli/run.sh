@@ -56,6 +56,18 @@ tail -n 1 "$dir/out" | grep -q '"test_value": [0-9.]*.*"test_r1_all".*"test_r1_e
     ok || bad "experiment's JSON line: $(tail -n 1 "$dir/out")"
 expect "experiment --method uniform" "$P" experiment --log "$dir/log.csv" --session basket --dim 12 --epochs 1 --S 200 --method uniform --json
 tail -n 1 "$dir/out" | grep -q '"method": "uniform", "epsilon": 1, "adaptive": false' && ok || bad "uniform's JSON line: $(tail -n 1 "$dir/out")"
+# --splits 2: the mean of the runs with --seed 1 and --seed 2 alone, and their standard deviation
+E="experiment --log $dir/log.csv --session basket --dim 12 --epochs 1 --S 200 --method uniform --json"
+json_num() { sed -n "s/.*\"$1\": \([0-9.]*\).*/\1/p" "$2" | tail -n 1; }
+expect "experiment --seed 1" "$P" $E --seed 1 && cp "$dir/out" "$dir/s1"
+expect "experiment --seed 2" "$P" $E --seed 2 && cp "$dir/out" "$dir/s2"
+expect "experiment --splits 2" "$P" $E --seed 1 --splits 2
+awk -v a="$(json_num test_value "$dir/s1")" -v b="$(json_num test_value "$dir/s2")" \
+    -v m="$(json_num test_value "$dir/out")" -v s="$(json_num test_value_sd "$dir/out")" \
+    'BEGIN { d = a - b; if (d < 0) d = -d; e = m - (a + b) / 2; if (e < 0) e = -e; f = s - d / sqrt(2); if (f < 0) f = -f;
+             exit !(a != "" && e < 2e-6 && f < 2e-6) }' && grep -q '"splits": 2' "$dir/out" &&
+    ok || bad "--splits 2 is not the mean and sd of seeds 1 and 2: $(tail -n 1 "$dir/out")"
+grep -q '"splits": 1, "test_value_sd": null' "$dir/s1" && ok || bad "one split's sd is not null: $(tail -n 1 "$dir/s1")"
 expect "experiment --val 0" "$P" experiment --log "$dir/log.csv" --session basket --dim 12 --epochs 1 --S 200 --method uniform --val 0 --json
 tail -n 1 "$dir/out" | grep -q '"val_value": null, "val_r1_ex_x": null, "test_value": [0-9.]*,' && ok || bad "--val 0's JSON line: $(tail -n 1 "$dir/out")"
 grep -q '^val ' "$dir/out" && bad "--val 0 printed validation metrics" || ok
@@ -81,6 +93,7 @@ refuse "an unknown item" "$P" recommend --model "$dir/m" --observed nothing
 refuse "an unknown command" "$P" frobnicate
 refuse "no model" "$P" eval --model "$dir/nowhere"
 refuse "--epsilon without snis" "$P" train --model "$dir/m" --method uniform --epsilon 0.5
+refuse "--splits 0" "$P" experiment --log "$dir/log.csv" --session basket --splits 0
 refuse "an empty test part" "$P" experiment --log "$dir/log.csv" --session basket --dim 12 --test 0
 refuse "a bad --svd-input" "$P" embed --log "$dir/log.csv" --session basket --out "$dir/m4" --svd-input both
 [ -e "$dir/m4" ] && bad "a refused embed created its directory" || ok
