@@ -127,6 +127,12 @@ static double dot_double(const float *a, const float *b, size_t d)
     return s;
 }
 
+static int by_decreasing(const void *a, const void *b)
+{
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x < y) - (x > y);
+}
+
 /* Ties count as found: an item is among the top k when its score reaches the k-th largest, less a rounding margin
    (1e-6 of the largest score's size, far above float's error on these dot products and far below the gaps between
    distinct scores).  Sparse interaction data has many: items of the same few baskets get identical rows of beta,
@@ -207,16 +213,12 @@ static int bench_catalogue(const char *tag, size_t P, size_t d, const float *bet
     polopt_mips_search_batch(&exact, &sx, qs->n, qs->Q, d, 256, 0, qs->truth, NULL);
     t_exact_batch = (bench_now() - t0) / (double)qs->n;
     qs->items = beta;
-    for (u = 0; u < qs->n; ++u) { /* the exact scores, in double, and the ties' count */
-        size_t i, j;
-        for (i = 0; i < 256; ++i) qs->score[u * 256 + i] = dot_double(qs->Q + u * d, beta + (size_t)qs->truth[u * 256 + i] * d, d);
-        for (i = 0; i < 256; ++i) /* sorted here, so that ties broken either way in float give the same k-th */
-            for (j = i + 1; j < 256; ++j)
-                if (qs->score[u * 256 + j] > qs->score[u * 256 + i]) {
-                    const double x = qs->score[u * 256 + i];
-                    qs->score[u * 256 + i] = qs->score[u * 256 + j], qs->score[u * 256 + j] = x;
-                }
-        n_tied += reaches(qs, u, qs->truth[u * 256 + 1], 1);
+    for (u = 0; u < qs->n; ++u) { /* the exact scores in double, sorted (float may order near-ties either way) */
+        double *sc = qs->score + u * 256;
+        size_t i;
+        for (i = 0; i < 256; ++i) sc[i] = dot_double(qs->Q + u * d, beta + (size_t)qs->truth[u * 256 + i] * d, d);
+        qsort(sc, 256, sizeof *sc, by_decreasing);
+        n_tied += reaches(qs, u, qs->truth[u * 256 + 1], 1); /* the second best reaches the top score */
     }
     t0 = bench_now();
     for (u = 0; u < 20; ++u) polopt_mips_search(&exact, &sx, qs->Q + (u % qs->n) * d, 10, 0, top10, NULL);

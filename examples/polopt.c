@@ -278,23 +278,29 @@ static float *contexts_of(const model *m, polopt_part part)
     return X;
 }
 
-/* The embedding pipeline: the log read (sessions, items, filters), split, and beta = V s^alpha of the rank-dim SVD
-   of the training sessions.  Used by embed and experiment. */
-static void embed_log(const opts *o, protocol *p, polopt_interactions *log, polopt_completion *split, float **beta,
-                      int need_test)
+/* The log of --log: its sessions and items, repeated pairs dropped, the min-count filters applied. */
+static void read_log(const opts *o, polopt_interactions *log)
 {
     polopt_interactions_config ic = polopt_interactions_config_default();
+    ic.session = opt_str(o, "session", "session");
+    ic.item = opt_str(o, "item", "item");
+    ic.weight = opt_str(o, "weight", NULL);
+    ic.min_session_items = opt_size(o, "min-session-items", 1, 1, 1u << 30);
+    ic.min_item_sessions = opt_size(o, "min-item-sessions", 1, 1, 1u << 30);
+    check(polopt_interactions_load_csv(log, need(o, "log"), &ic), "reading the log", log->err.message);
+}
+
+/* The embedding pipeline on a log read by read_log: split, and beta = V s^alpha of the rank-dim SVD of the
+   training sessions' observed halves (or whole).  Used by embed and experiment. */
+static void embed_log(const opts *o, protocol *p, const polopt_interactions *log, polopt_completion *split,
+                      float **beta, int need_test)
+{
     polopt_svd_config svc;
     float *s;
     polopt_csr A;
     const char *input;
     size_t a, zero = 0;
     double t0 = now();
-    ic.session = opt_str(o, "session", "session");
-    ic.item = opt_str(o, "item", "item");
-    ic.weight = opt_str(o, "weight", NULL);
-    ic.min_session_items = opt_size(o, "min-session-items", 1, 1, 1u << 30);
-    ic.min_item_sessions = opt_size(o, "min-item-sessions", 1, 1, 1u << 30);
     p->seed = (uint64_t)opt_size(o, "seed", 1, 0, (size_t)1 << 52);
     p->val = opt_num(o, "val", 0.1, 0.0, 0.9);
     p->test = opt_num(o, "test", 0.1, 0.0, 0.9);
@@ -308,7 +314,6 @@ static void embed_log(const opts *o, protocol *p, polopt_interactions *log, polo
     input = opt_str(o, "svd-input", "observed");
     if (strcmp(input, "observed") && strcmp(input, "whole")) fail("--svd-input %s: observed or whole", input);
     p->svd_whole = !strcmp(input, "whole");
-    check(polopt_interactions_load_csv(log, need(o, "log"), &ic), "reading the log", log->err.message);
     split_log(log, p, split);
     if (need_test && split->n[POLOPT_PART_TEST] == 0) fail("the test part has no sessions (--test %g)", p->test);
     if (p->dim > split->n[POLOPT_PART_TRAIN] || p->dim > log->n_items)
@@ -409,6 +414,7 @@ static int cmd_embed(int argc, char **argv)
     const void *objs[4];
     parse_opts(argc, argv, embed_opts, &o);
     dir = need(&o, "out");
+    read_log(&o, &log);
     embed_log(&o, &p, &log, &split, &beta, 0);
     check(polopt_mips_init_exact(&items, log.n_items, p.dim, beta, 0, NULL), "the embeddings", items.err.message);
     X = (float *)malloc((split.n[POLOPT_PART_TEST] ? split.n[POLOPT_PART_TEST] : 1) * p.dim * sizeof(float));
@@ -1084,8 +1090,10 @@ static const char experiment_help[] =
     "--json ends the output with one JSON line (test_value, test_r1_all, test_r1_ex_x, test_hr10_ex_x, ...; with\n"
     "--splits, their means, and their standard deviations as test_value_sd, ...).\n";
 
-/* The protocol on one split: the metrics of the trained policy; *has_val = 0 when the split has no validation. */
-static void experiment_split(const opts *o, metrics *val, metrics *test, double *spe, int *has_val)
+/* The protocol on one split of log: the metrics of the trained policy; *has_val = 0 when the split has no
+   validation part. */
+static void experiment_split(const opts *o, const polopt_interactions *log, metrics *val, metrics *test, double *spe,
+                             int *has_val)
 {
     model m;
     polopt_policy pol;
@@ -1093,13 +1101,13 @@ static void experiment_split(const opts *o, metrics *val, metrics *test, double 
     float *beta;
     double t0;
     const size_t k = opt_size(o, "k", 10, 1, 1000);
-    memset(&m, 0, sizeof m);
-    embed_log(o, &m.proto, &m.log, &m.split, &beta, 1);
-    check(polopt_mips_init_exact(&m.items, m.log.n_items, m.proto.dim, beta, 0, NULL), "the embeddings",
+    memset(&m, 0, sizeof m); /* m.log stays empty: the caller's log is read once for every split */
+    embed_log(o, &m.proto, log, &m.split, &beta, 1);
+    check(polopt_mips_init_exact(&m.items, log->n_items, m.proto.dim, beta, 0, NULL), "the embeddings",
           m.items.err.message);
     t0 = now();
     hc.n_threads = 2;
-    check(polopt_mips_init_hnsw(&m.hnsw, m.log.n_items, m.proto.dim, beta, 0, &hc), "the HNSW build",
+    check(polopt_mips_init_hnsw(&m.hnsw, log->n_items, m.proto.dim, beta, 0, &hc), "the HNSW build",
           m.hnsw.err.message);
     m.has_hnsw = 1;
     fprintf(stderr, "HNSW index in %.1f s\n", now() - t0);
@@ -1147,6 +1155,7 @@ static int cmd_experiment(int argc, char **argv)
 {
     enum { MAX_SPLITS = 100 };
     opts o;
+    polopt_interactions log;
     metrics *val, *test, vm, vs, tm, ts;
     double spe = 0.0, spe_r;
     size_t n_splits, r;
@@ -1159,6 +1168,7 @@ static int cmd_experiment(int argc, char **argv)
     if (n_splits > 1 && o.n == MAX_OPTS) fail("too many options");
     val = (metrics *)calloc(n_splits, sizeof *val), test = (metrics *)calloc(n_splits, sizeof *test);
     if (!val || !test) fail("out of memory");
+    read_log(&o, &log);
     for (r = 0; r < n_splits; ++r) {
         if (n_splits > 1) { /* split r runs with --seed seed + r: an option given last wins */
             snprintf(seed_text, sizeof seed_text, "%llu", (unsigned long long)(seed + r));
@@ -1166,7 +1176,7 @@ static int cmd_experiment(int argc, char **argv)
             if (r == 0) ++o.n;
             printf("split %lu of %lu (--seed %s)\n", (unsigned long)r + 1, (unsigned long)n_splits, seed_text);
         }
-        experiment_split(&o, &val[r], &test[r], &spe_r, &has_val_r);
+        experiment_split(&o, &log, &val[r], &test[r], &spe_r, &has_val_r);
         has_val &= has_val_r;
         spe += spe_r / (double)n_splits;
         if (has_val_r) print_metrics("val", &val[r]);
@@ -1200,6 +1210,7 @@ static int cmd_experiment(int argc, char **argv)
                json_or_null(b[3], 32, ts.r1_all, many), json_or_null(b[4], 32, ts.r1, many),
                json_or_null(b[5], 32, ts.hr, many), json_or_null(b[6], 32, ts.ndcg, many));
     }
+    polopt_interactions_free(&log);
     free(val), free(test);
     return 0;
 }
